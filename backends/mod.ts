@@ -1,0 +1,117 @@
+/**
+ * The one place that selects the TensorFlow.js backend.
+ *
+ * - `wasm` (the CPU default): XNNPACK under WebAssembly, with our training kernels added.
+ * - `cpu`: the pure-JavaScript reference backend; exact but slow.
+ * - `webgpu`: WebGPU through `navigator.gpu` (Deno, browsers).
+ * - `tensorflow`: libtensorflow through `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`,
+ *   loaded only when asked for; these cannot be installed everywhere, so a missing one is
+ *   reported in one line.
+ * - `auto`: `tensorflow` if it loads, else `webgpu` on a hardware GPU, else `wasm`.
+ *
+ * @example
+ * ```ts
+ * import { selectBackend } from "./mod.ts";
+ * const name = await selectBackend("cpu");
+ * console.log(name); // "cpu"
+ * ```
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+
+export { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+
+/** The names `--backend` accepts. */
+export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
+/** A backend name. */
+export type BackendName = typeof BACKENDS[number];
+
+/** Options of {@linkcode selectBackend}. */
+export interface SelectBackendOptions {
+  /** Where one-line notices go (default `console.error`). */
+  readonly log?: (line: string) => void;
+}
+
+// tfjs-node is optional and loaded by a computed specifier, so that it is neither required nor
+// fetched unless a run asks for it.
+const TFJS_NODE = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
+
+async function loadTensorflow(): Promise<string | undefined> {
+  for (const pkg of TFJS_NODE) {
+    try {
+      await import(`npm:${pkg}@4.22.0`);
+      if (tf.findBackend("tensorflow")) return pkg;
+    } catch {
+      // not installed here, or its native library is missing: try the next one
+    }
+  }
+  return undefined;
+}
+
+async function hardwareGpu(): Promise<boolean> {
+  const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } })?.gpu;
+  if (!gpu) return false;
+  try {
+    const adapter = await gpu.requestAdapter() as
+      | { isFallbackAdapter?: boolean; info?: Record<string, string> }
+      | null;
+    if (!adapter || adapter.isFallbackAdapter) return false;
+    const info = Object.values(adapter.info ?? {}).join(" ");
+    return !/llvmpipe|lavapipe|swiftshader|software/i.test(info);
+  } catch {
+    return false;
+  }
+}
+
+async function activate(name: string): Promise<string> {
+  if (!(await tf.setBackend(name))) throw new Error(`backend ${name} failed to initialise`);
+  await tf.ready();
+  // Silences tfjs's "install the node backend" banner and debug checks.
+  tf.env().set("PROD", true);
+  return name;
+}
+
+/**
+ * Selects and initialises a backend.
+ * @param name one of {@linkcode BACKENDS}
+ * @param options where notices go
+ * @returns the tfjs name of the active backend (`tensorflow`, `webgpu`, `wasm` or `cpu`)
+ * @throws when an explicitly named backend cannot be loaded, with the reason in one line
+ */
+export async function selectBackend(
+  name: BackendName = "auto",
+  { log = console.error }: SelectBackendOptions = {},
+): Promise<string> {
+  if (!(BACKENDS as readonly string[]).includes(name)) {
+    throw new Error(`--backend: unknown backend "${name}"; choose one of ${BACKENDS.join(", ")}`);
+  }
+  const missingTf = "TensorFlow (tfjs-node) is not installed here: @tensorflow/tfjs-node(-gpu) " +
+    "needs libtensorflow, fetched by its install script";
+  switch (name) {
+    case "cpu":
+      return await activate("cpu");
+    case "wasm":
+      await import("@tensorflow/tfjs-backend-wasm");
+      registerWasmTrainingKernels();
+      return await activate("wasm");
+    case "webgpu": {
+      if (!(globalThis.navigator as { gpu?: unknown })?.gpu) {
+        throw new Error("--backend webgpu: this runtime has no navigator.gpu");
+      }
+      await import("@tensorflow/tfjs-backend-webgpu");
+      return await activate("webgpu");
+    }
+    case "tensorflow": {
+      if (!(await loadTensorflow())) throw new Error(`--backend tensorflow: ${missingTf}`);
+      return await activate("tensorflow");
+    }
+    case "auto": {
+      if (await loadTensorflow()) return await activate("tensorflow");
+      log(`backend: ${missingTf}; using ${(await hardwareGpu()) ? "webgpu" : "wasm"} instead`);
+      if (await hardwareGpu()) return await selectBackend("webgpu", { log });
+      return await selectBackend("wasm", { log });
+    }
+  }
+}

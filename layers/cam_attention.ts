@@ -1,0 +1,135 @@
+/**
+ * Class Activation Map attention, shared by the generator (plain, ReLU) and the discriminator
+ * (spectrally normalised logits, LeakyReLU 0.2). Two bias-free linear maps C -> 1 classify the
+ * globally average- and max-pooled features ("which domain?"); their weight vectors re-weight
+ * the feature map channel-wise, a 1x1 conv fuses the two halves, and the channel sum of the
+ * result is the attention heatmap.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { tidy } from "./tree.ts";
+import { type Key, splitKey } from "./init.ts";
+import { conv2d, type ConvParams, linear } from "./conv.ts";
+import {
+  initSpectralNormState,
+  linearWeightMatrix,
+  spectralNormalize,
+  type SpectralNormState,
+} from "./spectral_norm.ts";
+
+/** Fixed configuration of a CAM attention block. */
+export interface CamConfig {
+  /** Feature channels C. */
+  readonly channels: number;
+  /** Spectral norm on the two logit maps (the discriminator's variant). */
+  readonly spectral: boolean;
+  /** Activation after the 1x1 conv: ReLU (generator) or LeakyReLU 0.2 (discriminator). */
+  readonly activation: "relu" | "leakyRelu";
+}
+
+/** Parameters: logit maps `[C, 1]` and the 1x1 conv `2C -> C` with bias. */
+export interface CamParams {
+  /** Average-pool logit map. */
+  readonly gapFc: { readonly w: tf.Tensor2D };
+  /** Max-pool logit map. */
+  readonly gmpFc: { readonly w: tf.Tensor2D };
+  /** Fuses the two re-weighted maps. */
+  readonly conv1x1: ConvParams;
+}
+
+/** Spectral-norm vectors of the two logit maps (discriminator only). */
+export interface CamState {
+  /** For `gapFc`. */
+  readonly gapFc: SpectralNormState;
+  /** For `gmpFc`. */
+  readonly gmpFc: SpectralNormState;
+}
+
+/** What CAM attention returns. */
+export interface CamOutput {
+  /** Attended features `[N, H, W, C]`. */
+  readonly features: tf.Tensor4D;
+  /** `[gap_logit, gmp_logit]`, `[N, 2]`. */
+  readonly camLogit: tf.Tensor2D;
+  /** Channel sum of the attended features, `[N, H, W, 1]`. */
+  readonly heatmap: tf.Tensor4D;
+}
+
+/** A CAM attention block. */
+export interface CamAttention {
+  /** The configuration. */
+  readonly config: CamConfig;
+  /** Draws parameters (and, when spectral, the power-iteration state). */
+  init(key: Key): { params: CamParams; state?: CamState };
+  /**
+   * @param params the weights
+   * @param state spectral-norm vectors (spectral variant), else undefined
+   * @param x `[N, H, W, C]`
+   * @param training whether spectral norm runs its power iteration
+   * @returns the output and the new state
+   */
+  apply(
+    params: CamParams,
+    state: CamState | undefined,
+    x: tf.Tensor4D,
+    training: boolean,
+  ): [CamOutput, CamState | undefined];
+}
+
+/**
+ * Makes a CAM attention block.
+ * @param config channels, spectral norm, activation
+ * @returns the block
+ */
+export function camAttention(config: CamConfig): CamAttention {
+  const c = config.channels;
+  const fc = linear({ inFeatures: c, outFeatures: 1 });
+  const conv = conv2d({ inCh: 2 * c, outCh: c, kernel: 1, bias: true });
+  return {
+    config,
+    init(key) {
+      const [kGap, kGmp, kConv, kState] = splitKey(key, 4);
+      const params = {
+        gapFc: { w: fc.init(kGap).w },
+        gmpFc: { w: fc.init(kGmp).w },
+        conv1x1: conv.init(kConv),
+      };
+      if (!config.spectral) return { params };
+      const [ks1, ks2] = splitKey(kState, 2);
+      return {
+        params,
+        state: { gapFc: initSpectralNormState(ks1, 1, c), gmpFc: initSpectralNormState(ks2, 1, c) },
+      };
+    },
+    apply(params, state, x, training) {
+      return tidy(() => {
+        let gapW: tf.Tensor2D = params.gapFc.w;
+        let gmpW: tf.Tensor2D = params.gmpFc.w;
+        let next: CamState | undefined;
+        if (config.spectral) {
+          if (!state) throw new Error("camAttention: the spectral variant needs its state");
+          const [g, gs] = spectralNormalize(gapW, linearWeightMatrix, state.gapFc, training);
+          const [m, ms] = spectralNormalize(gmpW, linearWeightMatrix, state.gmpFc, training);
+          [gapW, gmpW, next] = [g, m, { gapFc: gs, gmpFc: ms }];
+        }
+        const gapLogit = tf.matMul(tf.mean(x, [1, 2]) as tf.Tensor2D, gapW);
+        const gmpLogit = tf.matMul(tf.max(x, [1, 2]) as tf.Tensor2D, gmpW);
+        // The re-weighting uses the raw weights: the reference takes `parameters()[0]`, which
+        // under spectral norm is `weight_orig`, not the normalised weight.
+        const scaled = tf.concat([
+          tf.mul(x, tf.reshape(params.gapFc.w, [c])),
+          tf.mul(x, tf.reshape(params.gmpFc.w, [c])),
+        ], 3) as tf.Tensor4D;
+        const fused = conv.apply(params.conv1x1, scaled);
+        const features = config.activation === "relu" ? tf.relu(fused) : tf.leakyRelu(fused, 0.2);
+        const out: CamOutput = {
+          features,
+          camLogit: tf.concat([gapLogit, gmpLogit], 1) as tf.Tensor2D,
+          heatmap: tf.sum(features, 3, true),
+        };
+        return [out, next] as [CamOutput, CamState | undefined];
+      });
+    },
+  };
+}

@@ -1,0 +1,110 @@
+/**
+ * The normalisations of U-GAT-IT: instance norm (encoder), AdaLIN (decoder residual blocks, with
+ * gamma and beta from the CAM branch) and ILN (upsampling blocks, with its own gamma and beta).
+ * NHWC; eps = 1e-5; AdaLIN and ILN use the unbiased variance, as the reference does.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { tidy } from "./tree.ts";
+
+const EPS = 1e-5;
+
+function normalizeOver(x: tf.Tensor4D, axes: number[], unbiased: boolean): tf.Tensor4D {
+  const n = axes.reduce((p, a) => p * x.shape[a], 1);
+  const { mean, variance } = tf.moments(x, axes, true);
+  const v = unbiased ? tf.mul(variance, n / (n - 1)) : variance;
+  return tf.div(tf.sub(x, mean), tf.sqrt(tf.add(v, EPS)));
+}
+
+/**
+ * Instance norm without affine parameters: per sample and channel, over H and W, with the biased
+ * variance (PyTorch's `InstanceNorm2d`).
+ * @param x `[N, H, W, C]`
+ * @returns `[N, H, W, C]`
+ */
+export function instanceNorm(x: tf.Tensor4D): tf.Tensor4D {
+  return tidy(() => normalizeOver(x, [1, 2], false));
+}
+
+/**
+ * Layer-norm statistics applied: per sample, over H, W and C, with the unbiased variance.
+ * @param x `[N, H, W, C]`
+ * @returns `[N, H, W, C]`
+ */
+export function layerNorm(x: tf.Tensor4D): tf.Tensor4D {
+  return tidy(() => normalizeOver(x, [1, 2, 3], true));
+}
+
+/**
+ * `rho * IN(x) + (1 - rho) * LN(x)`, both with the unbiased variance.
+ * @param x `[N, H, W, C]`
+ * @param rho `[C]`, the per-channel mixing weight
+ * @returns `[N, H, W, C]`
+ */
+export function layerInstanceMix(x: tf.Tensor4D, rho: tf.Tensor1D): tf.Tensor4D {
+  return tidy(() => {
+    const inorm = normalizeOver(x, [1, 2], true);
+    const lnorm = normalizeOver(x, [1, 2, 3], true);
+    return tf.add(tf.mul(rho, inorm), tf.mul(tf.sub(1, rho), lnorm));
+  });
+}
+
+/**
+ * Adaptive Layer-Instance Normalisation: the IN/LN mix scaled and shifted by per-sample
+ * `gamma` and `beta` (from the generator's MLP). At `rho = 1` it is instance norm (unbiased),
+ * at `rho = 0` layer norm.
+ * @param x `[N, H, W, C]`
+ * @param rho `[C]`
+ * @param gamma `[N, C]`
+ * @param beta `[N, C]`
+ * @returns `[N, H, W, C]`
+ * @example
+ * ```ts
+ * import * as tf from "@tensorflow/tfjs";
+ * import { adaLin } from "./norm.ts";
+ * const x = tf.randomNormal([1, 4, 4, 2]) as tf.Tensor4D;
+ * const y = adaLin(x, tf.fill([2], 0.9), tf.ones([1, 2]), tf.zeros([1, 2]));
+ * ```
+ */
+export function adaLin(
+  x: tf.Tensor4D,
+  rho: tf.Tensor1D,
+  gamma: tf.Tensor2D,
+  beta: tf.Tensor2D,
+): tf.Tensor4D {
+  return tidy(() => {
+    const [n, , , c] = x.shape;
+    const mixed = layerInstanceMix(x, rho);
+    return tf.add(tf.mul(mixed, tf.reshape(gamma, [n, 1, 1, c])), tf.reshape(beta, [n, 1, 1, c]));
+  });
+}
+
+/** Parameters of ILN: per-channel `rho` (init 0), `gamma` (init 1), `beta` (init 0), all `[C]`. */
+export interface IlnParams {
+  /** IN/LN mixing weight. */
+  readonly rho: tf.Tensor1D;
+  /** Scale. */
+  readonly gamma: tf.Tensor1D;
+  /** Shift. */
+  readonly beta: tf.Tensor1D;
+}
+
+/**
+ * Initial ILN parameters, as the reference sets them (rho 0, gamma 1, beta 0).
+ * @param channels C
+ * @returns the parameters
+ */
+export function initIln(channels: number): IlnParams {
+  return { rho: tf.zeros([channels]), gamma: tf.ones([channels]), beta: tf.zeros([channels]) };
+}
+
+/**
+ * Layer-Instance Normalisation with learned per-channel affine parameters.
+ * @param params rho, gamma, beta, each `[C]`
+ * @param x `[N, H, W, C]`
+ * @returns `[N, H, W, C]`
+ */
+export function iln(params: IlnParams, x: tf.Tensor4D): tf.Tensor4D {
+  return tidy(() => tf.add(tf.mul(layerInstanceMix(x, params.rho), params.gamma), params.beta));
+}

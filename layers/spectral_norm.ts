@@ -1,0 +1,101 @@
+/**
+ * Spectral normalisation as `torch.nn.utils.spectral_norm` computes it, as a stateful layer:
+ * the power-iteration vectors `u` and `v` live in an explicit state next to the parameters, and
+ * `apply` returns the new state next to its output (equinox's `(out, state) = apply(...)`).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { tidy } from "./tree.ts";
+import { type Key, splitKey, unitNormal } from "./init.ts";
+
+/** Power-iteration vectors: `u` `[rows]`, `v` `[cols]` of the weight's matrix view. */
+export interface SpectralNormState {
+  /** Left singular vector estimate, length = output features. */
+  readonly u: tf.Tensor1D;
+  /** Right singular vector estimate, length = in * kh * kw. */
+  readonly v: tf.Tensor1D;
+}
+
+const EPS = 1e-12;
+
+/**
+ * Stops gradients: the identity forward, a zero gradient backward (tfjs has no such op).
+ * @param x any tensor
+ * @returns a copy of `x` through which no gradient flows
+ */
+export const stopGradient: <T extends tf.Tensor>(x: T) => T = tf.customGrad(
+  (x) => ({ value: (x as tf.Tensor).clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) }),
+) as <T extends tf.Tensor>(x: T) => T;
+
+function normalize(x: tf.Tensor1D): tf.Tensor1D {
+  return tf.div(x, tf.maximum(tf.norm(x), EPS));
+}
+
+/**
+ * The matrix view of a conv weight, as torch takes it: HWIO `[kh, kw, in, out]` to
+ * `[out, in * kh * kw]` in OIHW order, so that `u` and `v` match the reference's.
+ * @param w conv weight, HWIO
+ * @returns `[out, in * kh * kw]`
+ */
+export function convWeightMatrix(w: tf.Tensor): tf.Tensor2D {
+  const [kh, kw, cin, cout] = w.shape;
+  return tf.reshape(tf.transpose(w, [3, 2, 0, 1]), [cout, cin * kh * kw]);
+}
+
+/**
+ * The matrix view of a linear weight: `[in, out]` to `[out, in]`.
+ * @param w linear weight `[in, out]`
+ * @returns `[out, in]`
+ */
+export function linearWeightMatrix(w: tf.Tensor): tf.Tensor2D {
+  return tf.transpose(w as tf.Tensor2D);
+}
+
+/**
+ * Draws the initial state for a weight whose matrix view is `[rows, cols]`: unit vectors from
+ * N(0, 1), as torch does.
+ * @param key the random key
+ * @param rows output features
+ * @param cols in * kh * kw
+ * @returns `{ u: [rows], v: [cols] }`
+ */
+export function initSpectralNormState(key: Key, rows: number, cols: number): SpectralNormState {
+  const [ku, kv] = splitKey(key, 2);
+  return { u: unitNormal(ku, rows), v: unitNormal(kv, cols) };
+}
+
+/**
+ * Normalises a weight by its largest singular value. In training mode it first runs one power
+ * iteration `v = normalize(W^T u)`, `u = normalize(W v)` outside the gradient; in evaluation it
+ * uses the stored vectors. Then `sigma = u . (W v)`, differentiated through `W` only.
+ * @param w the raw weight (`weight_orig`), any layout
+ * @param toMatrix its matrix view `[rows, cols]`
+ * @param state `u` `[rows]`, `v` `[cols]`
+ * @param training whether to update `u` and `v`
+ * @returns `[w / sigma, new state]` (the same vectors, copied, in evaluation)
+ */
+export function spectralNormalize<T extends tf.Tensor>(
+  w: T,
+  toMatrix: (w: tf.Tensor) => tf.Tensor2D,
+  state: SpectralNormState,
+  training: boolean,
+): [T, SpectralNormState] {
+  return tidy(() => {
+    const mat = toMatrix(w);
+    let { u, v } = state;
+    if (training) {
+      const fixed = stopGradient(mat);
+      v = normalize(tf.squeeze(tf.matMul(fixed, tf.reshape(u, [-1, 1]), true, false), [1]));
+      u = normalize(tf.squeeze(tf.matMul(fixed, tf.reshape(v, [-1, 1])), [1]));
+      u = stopGradient(u);
+      v = stopGradient(v);
+    } else {
+      u = u.clone();
+      v = v.clone();
+    }
+    const wv = tf.squeeze(tf.matMul(mat, tf.reshape(v, [-1, 1])), [1]);
+    const sigma = tf.sum(tf.mul(u, wv));
+    return [tf.div(w, sigma) as T, { u, v }];
+  });
+}

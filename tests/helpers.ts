@@ -1,0 +1,128 @@
+/**
+ * Shared test helpers: comparisons with relative error, tensor-leak checks, fixtures.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { assert, assertLess } from "@std/assert";
+import { decodeSafetensors, type HostTensor } from "../weights/mod.ts";
+
+/**
+ * Largest absolute difference divided by the largest magnitude of `expected`.
+ * @param actual values under test
+ * @param expected reference values
+ * @returns the relative error
+ */
+export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  assert(actual.length === expected.length, `lengths differ: ${actual.length} vs ${expected.length}`);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < actual.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return diff / Math.max(scale, 1e-30);
+}
+
+/**
+ * Asserts that two tensors (or arrays) agree within a relative error.
+ * @param actual values under test
+ * @param expected reference values
+ * @param tolerance largest relative error allowed
+ * @param what a name for the message
+ */
+export async function assertClose(
+  actual: tf.Tensor | ArrayLike<number>,
+  expected: tf.Tensor | HostTensor | ArrayLike<number>,
+  tolerance: number,
+  what = "values",
+): Promise<number> {
+  const a = actual instanceof tf.Tensor ? await actual.data() : actual;
+  const e = expected instanceof tf.Tensor
+    ? await expected.data()
+    : "dtype" in expected
+    ? (expected as HostTensor).data
+    : expected;
+  const err = relativeError(a as ArrayLike<number>, e as ArrayLike<number>);
+  assertLess(err, tolerance, `${what}: relative error ${err.toExponential(2)} >= ${tolerance}`);
+  return err;
+}
+
+/**
+ * Runs `fn` and asserts that it leaves the number of live tensors as it found it, once its
+ * results are disposed.
+ * @param fn returns the tensors it made (disposed by this helper)
+ */
+export function assertNoLeak(fn: () => tf.TensorContainer): void {
+  const before = tf.memory().numTensors;
+  tf.dispose(fn());
+  const after = tf.memory().numTensors;
+  assert(after === before, `tensor count went from ${before} to ${after}`);
+}
+
+/**
+ * Reads a golden fixture: its tensors and configuration.
+ * @param name fixture name, e.g. `light_s32_ch8`
+ * @returns the tensors and the JSON configuration
+ */
+export async function readFixture(name: string): Promise<{
+  tensors: Record<string, HostTensor>;
+  config: {
+    ch: number;
+    n_res: number;
+    img_size: number;
+    light: boolean;
+    n_layers_global: number;
+    n_layers_local: number;
+  };
+}> {
+  const dir = new URL("./fixtures/", import.meta.url);
+  const bytes = await Deno.readFile(new URL(`${name}.safetensors`, dir));
+  const config = JSON.parse(await Deno.readTextFile(new URL(`${name}.json`, dir)));
+  return { tensors: decodeSafetensors(bytes, name).tensors, config };
+}
+
+/**
+ * The tensors whose names start with `prefix.`, with the prefix removed.
+ * @param tensors all tensors
+ * @param prefix e.g. `genA2B`
+ * @returns the matching tensors
+ */
+export function withPrefix(
+  tensors: Record<string, HostTensor>,
+  prefix: string,
+): Record<string, HostTensor> {
+  const p = `${prefix}.`;
+  return Object.fromEntries(
+    Object.entries(tensors).filter(([k]) => k.startsWith(p)).map(([k, v]) => [k.slice(p.length), v]),
+  );
+}
+
+/**
+ * NCHW host tensor to an NHWC tensor.
+ * @param t host tensor `[N, C, H, W]`
+ * @returns `[N, H, W, C]`
+ */
+export function nchwToNhwc(t: HostTensor): tf.Tensor4D {
+  return tf.tidy(() =>
+    tf.transpose(tf.tensor4d(t.data as Float32Array, t.shape as [number, number, number, number]), [0, 2, 3, 1])
+  );
+}
+
+/**
+ * A Python interpreter that can import torch (Debian's python3-torch lives under /usr/bin), or
+ * undefined.
+ * @returns the interpreter's path
+ */
+export async function findTorchPython(): Promise<string | undefined> {
+  for (const python of ["/usr/bin/python3", "python3"]) {
+    try {
+      const { code } = await new Deno.Command(python, { args: ["-c", "import torch"], stderr: "null" })
+        .output();
+      if (code === 0) return python;
+    } catch {
+      // not installed
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,227 @@
+/**
+ * The safetensors weight format: an 8-byte little-endian header length, a JSON header naming
+ * each tensor's dtype, shape and byte range, then the raw little-endian data. Reading executes
+ * nothing and checks everything: the header's length and JSON, every dtype, shape and byte range
+ * (in bounds, sized to the shape, not overlapping), and NaN or infinite values, with errors that
+ * name the file and the tensor.
+ *
+ * @example
+ * ```ts
+ * import { decodeSafetensors, encodeSafetensors } from "./safetensors.ts";
+ * const bytes = encodeSafetensors({ w: { dtype: "F32", shape: [2], data: new Float32Array([1, 2]) } });
+ * console.log(decodeSafetensors(bytes).tensors.w.data); // Float32Array [1, 2]
+ * ```
+ *
+ * @module
+ */
+
+/** Data types this toolkit reads and writes. */
+export type SafetensorsDtype = "F32" | "F64" | "I32" | "I64";
+
+/** One tensor on the host: dtype, shape and data (F32 and F64 as floats, I32 and I64 as ints). */
+export interface HostTensor {
+  /** Stored data type. */
+  readonly dtype: SafetensorsDtype;
+  /** Shape. */
+  readonly shape: readonly number[];
+  /** Values in row-major order. */
+  readonly data: Float32Array | Float64Array | Int32Array | BigInt64Array;
+}
+
+/** A decoded file: tensors by name, and the free-form string metadata. */
+export interface SafetensorsFile {
+  /** Tensors by name. */
+  readonly tensors: Record<string, HostTensor>;
+  /** The `__metadata__` entry (strings only). */
+  readonly metadata: Record<string, string>;
+}
+
+const BYTES: Record<SafetensorsDtype, number> = { F32: 4, F64: 8, I32: 4, I64: 8 };
+const MAX_HEADER = 100 * 1024 * 1024;
+
+/** A file that is not valid safetensors, or does not fit the model; names file and tensor. */
+export class WeightFileError extends Error {
+  /** @param message what is wrong, naming the file and tensor */
+  constructor(message: string) {
+    super(message);
+    this.name = "WeightFileError";
+  }
+}
+
+/**
+ * Encodes tensors (sorted by name) and metadata as safetensors bytes.
+ * @param tensors tensors by name
+ * @param metadata optional string metadata
+ * @returns the file's bytes
+ */
+export function encodeSafetensors(
+  tensors: Record<string, HostTensor>,
+  metadata: Record<string, string> = {},
+): Uint8Array {
+  const names = Object.keys(tensors).sort();
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const name of names) {
+    const t = tensors[name];
+    const size = t.shape.reduce((a, b) => a * b, 1);
+    if (size !== t.data.length) {
+      throw new WeightFileError(`tensor "${name}": shape [${t.shape}] does not hold ${t.data.length} values`);
+    }
+    const bytes = size * BYTES[t.dtype];
+    header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
+    offset += bytes;
+  }
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  const padded = Math.ceil(json.length / 8) * 8; // keeps the data 8-byte aligned
+  if (padded !== json.length) {
+    json = new TextEncoder().encode(JSON.stringify(header) + " ".repeat(padded - json.length));
+  }
+  const out = new Uint8Array(8 + json.length + offset);
+  const view = new DataView(out.buffer);
+  view.setBigUint64(0, BigInt(json.length), true);
+  out.set(json, 8);
+  let at = 8 + json.length;
+  for (const name of names) {
+    const t = tensors[name];
+    const bytes = new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength);
+    out.set(bytes, at); // typed arrays are little-endian on every platform Deno runs on
+    at += bytes.length;
+  }
+  return out;
+}
+
+/**
+ * Decodes and validates safetensors bytes.
+ * @param bytes the file's bytes
+ * @param source a name for error messages (the file path)
+ * @param options `allowNonFinite` to accept NaN and infinities
+ * @returns tensors and metadata
+ * @throws {WeightFileError} naming the source and tensor when anything does not add up
+ */
+export function decodeSafetensors(
+  bytes: Uint8Array,
+  source = "<bytes>",
+  { allowNonFinite = false } = {},
+): SafetensorsFile {
+  const fail = (msg: string): never => {
+    throw new WeightFileError(`${source}: ${msg}`);
+  };
+  if (bytes.length < 8) fail(`too short for a safetensors file (${bytes.length} bytes)`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = view.getBigUint64(0, true);
+  if (headerLen > BigInt(Math.min(MAX_HEADER, bytes.length - 8))) {
+    fail(`header length ${headerLen} exceeds the file (${bytes.length} bytes)`);
+  }
+  const dataStart = 8 + Number(headerLen);
+  let header: Record<string, unknown> = {};
+  try {
+    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, dataStart)));
+  } catch (e) {
+    fail(`header is not valid JSON (${(e as Error).message})`);
+  }
+  if (header === null || typeof header !== "object" || Array.isArray(header)) {
+    fail("header is not a JSON object");
+  }
+  const dataLen = bytes.length - dataStart;
+  const metadata: Record<string, string> = {};
+  const tensors: Record<string, HostTensor> = {};
+  const ranges: [number, number, string][] = [];
+  for (const [name, entry] of Object.entries(header)) {
+    if (name === "__metadata__") {
+      for (const [k, v] of Object.entries((entry ?? {}) as Record<string, unknown>)) {
+        if (typeof v !== "string") fail(`metadata "${k}" is not a string`);
+        metadata[k] = v as string;
+      }
+      continue;
+    }
+    const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    const dtype = e?.dtype as SafetensorsDtype;
+    if (!(typeof dtype === "string" && dtype in BYTES)) {
+      fail(`tensor "${name}": unsupported dtype ${JSON.stringify(e?.dtype)} (F32, F64, I32, I64)`);
+    }
+    const shape = e.shape;
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      fail(`tensor "${name}": shape ${JSON.stringify(shape)} is not a list of sizes`);
+    }
+    const offsets = e.data_offsets;
+    if (
+      !Array.isArray(offsets) || offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]
+    ) {
+      fail(`tensor "${name}": data_offsets ${JSON.stringify(offsets)} are not a [begin, end] pair`);
+    }
+    const [begin, end] = offsets as [number, number];
+    if (end > dataLen) fail(`tensor "${name}": data ends at ${end}, past the data (${dataLen} bytes)`);
+    const size = (shape as number[]).reduce((a, b) => a * b, 1);
+    if (end - begin !== size * BYTES[dtype]) {
+      fail(`tensor "${name}": shape [${shape}] needs ${size * BYTES[dtype]} bytes, data has ${end - begin}`);
+    }
+    ranges.push([begin, end, name]);
+    const raw = bytes.slice(dataStart + begin, dataStart + end); // a copy, aligned
+    const data = dtype === "F32"
+      ? new Float32Array(raw.buffer)
+      : dtype === "F64"
+      ? new Float64Array(raw.buffer)
+      : dtype === "I32"
+      ? new Int32Array(raw.buffer)
+      : new BigInt64Array(raw.buffer);
+    if (!allowNonFinite && (dtype === "F32" || dtype === "F64")) {
+      const bad = (data as Float32Array).findIndex((v) => !Number.isFinite(v));
+      if (bad >= 0) fail(`tensor "${name}": value ${data[bad]} at index ${bad} is not finite`);
+    }
+    tensors[name] = { dtype, shape: shape as number[], data };
+  }
+  ranges.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < ranges.length; i++) {
+    if (ranges[i][0] < ranges[i - 1][1]) {
+      fail(`tensors "${ranges[i - 1][2]}" and "${ranges[i][2]}" overlap`);
+    }
+  }
+  return { tensors, metadata };
+}
+
+/**
+ * Reads and validates a safetensors file.
+ * @param path the file
+ * @returns tensors and metadata
+ * @throws {WeightFileError} naming the file and tensor
+ */
+export async function readSafetensors(path: string): Promise<SafetensorsFile> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch (e) {
+    throw new WeightFileError(`${path}: cannot read (${(e as Error).message})`);
+  }
+  return decodeSafetensors(bytes, path);
+}
+
+/**
+ * Writes a safetensors file atomically: to a temporary file beside it, then renamed over it, so
+ * that a crash mid-write leaves the previous file intact.
+ * @param path the file
+ * @param tensors tensors by name
+ * @param metadata optional string metadata
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: Record<string, HostTensor>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  const bytes = encodeSafetensors(tensors, metadata);
+  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+  try {
+    for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
+    await file.sync();
+    file.close();
+    await Deno.rename(tmp, path);
+  } catch (e) {
+    try {
+      file.close();
+    } catch { /* already closed */ }
+    await Deno.remove(tmp).catch(() => {});
+    throw e;
+  }
+}
