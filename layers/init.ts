@@ -17,6 +17,9 @@ function mix(x: number): number {
   return (x ^ (x >>> 16)) >>> 0;
 }
 
+// tfjs treats a seed of 0 as "no seed" (random): every draw offsets the key by one.
+const seedOf = (key: Key): number => (key >>> 0) + 1;
+
 /**
  * Splits a key into `n` independent child keys.
  * @param key the parent key
@@ -35,7 +38,7 @@ export function splitKey(key: Key, n: number): Key[] {
  * @returns a float32 tensor
  */
 export function uniform(key: Key, shape: number[], bound: number): tf.Tensor {
-  return tf.randomUniform(shape, -bound, bound, "float32", key);
+  return tf.randomUniform(shape, -bound, bound, "float32", seedOf(key));
 }
 
 /**
@@ -58,7 +61,7 @@ export function torchDefault(key: Key, shape: number[], fanIn: number): tf.Tenso
  */
 export function unitNormal(key: Key, n: number): tf.Tensor1D {
   return tf.tidy(() => {
-    const x = tf.randomNormal([n], 0, 1, "float32", key);
+    const x = tf.randomNormal([n], 0, 1, "float32", seedOf(key));
     return tf.div(x, tf.maximum(tf.norm(x), 1e-12));
   });
 }

@@ -1,0 +1,116 @@
+import * as tf from "@tensorflow/tfjs";
+import { assertEquals, assertThrows } from "@std/assert";
+import {
+  count,
+  discriminator,
+  discriminatorNames,
+  dispose,
+  flatten,
+  generator,
+  generatorNames,
+  selectBackend,
+  unflatten,
+} from "../mod.ts";
+import { assertNoLeak } from "./helpers.ts";
+
+await selectBackend("cpu");
+
+const tableCount = (entries: { shape: readonly number[]; state?: boolean }[]) =>
+  entries.filter((e) => !e.state).reduce((n, e) => n + e.shape.reduce((a, b) => a * b, 1), 0);
+
+Deno.test("parameter counts equal the reference's (SPEC.md)", () => {
+  assertEquals(tableCount(generatorNames({ ch: 64, light: true })), 10_589_888);
+  assertEquals(tableCount(generatorNames({ ch: 64, light: true, imgSize: 64 })), 10_589_888);
+  assertEquals(tableCount(generatorNames({ ch: 64, light: false, imgSize: 256 })), 278_959_808);
+  assertEquals(tableCount(generatorNames({ ch: 32, light: true })), 2_653_024);
+  const d = (ch: number, nLayers: number) => tableCount(discriminatorNames({ ch, nLayers }));
+  assertEquals([d(64, 7), d(64, 6), d(64, 5), d(64, 4)], [53_130_176, 13_262_784, 3_290_560, 794_816]);
+  assertEquals([d(32, 5), d(32, 3)], [826_080, 43_808]);
+  // and the initialised records hold exactly that many
+  const g = generator({ ch: 64, light: true }).init(0);
+  assertEquals(count(g), 10_589_888);
+  dispose(g);
+  const { params, state } = discriminator({ ch: 32, nLayers: 5 }).init(0);
+  assertEquals(count(params), 826_080);
+  dispose([params, state]);
+});
+
+Deno.test("the reference name table lists every tensor of init() with its shape", () => {
+  for (const light of [true, false]) {
+    const config = { ch: 8, nRes: 3, imgSize: 32, light };
+    const params = generator(config).init(1);
+    const shapes = Object.fromEntries(Object.entries(flatten(params)).map(([k, t]) => [k, t.shape]));
+    assertEquals(shapes, Object.fromEntries(generatorNames(config).map((e) => [e.ours, [...e.shape]])));
+    dispose(params);
+  }
+  for (const nLayers of [3, 4, 6]) {
+    const { params, state } = discriminator({ ch: 4, nLayers }).init(2);
+    const shapes = (tree: object) => Object.fromEntries(Object.entries(flatten(tree)).map(([k, t]) => [k, t.shape]));
+    const table = discriminatorNames({ ch: 4, nLayers });
+    const expect = (s: boolean) => Object.fromEntries(table.filter((e) => !!e.state === s).map((e) => [e.ours, [...e.shape]]));
+    assertEquals(shapes(params), expect(false));
+    assertEquals(shapes(state), expect(true));
+    dispose([params, state]);
+  }
+});
+
+Deno.test("init(seed) is reproducible and seeds differ", () => {
+  const g = generator({ ch: 4, nRes: 1, light: true });
+  const [a, b, c] = [g.init(3), g.init(3), g.init(4)];
+  assertEquals(a.stem.w.dataSync(), b.stem.w.dataSync());
+  assertEquals(a.stem.w.dataSync()[0] === c.stem.w.dataSync()[0], false);
+  assertEquals(a.decoder[0].norm1.rho.dataSync()[0], Math.fround(0.9));
+  assertEquals(Array.from(a.up[0].norm.rho.dataSync()).every((v) => v === 0), true);
+  dispose([a, b, c]);
+});
+
+Deno.test("generator() and discriminator() return the documented shapes and leave no tensors behind", () => {
+  const x = tf.randomUniform([2, 32, 32, 3], -1, 1, "float32", 1) as tf.Tensor4D;
+  for (const light of [true, false]) {
+    const g = generator({ ch: 8, nRes: 2, imgSize: 32, light });
+    const params = g.init(0);
+    const out = g.apply(params, x);
+    assertEquals([out.image.shape, out.camLogit.shape, out.heatmap.shape], [[2, 32, 32, 3], [2, 2], [2, 8, 8, 1]]);
+    const values = Array.from(out.image.dataSync());
+    assertEquals(values.every((v) => v >= -1 && v <= 1), true);
+    tf.dispose(out as unknown as tf.Tensor[]);
+    assertNoLeak(() => g.apply(params, x) as unknown as tf.Tensor[]);
+    dispose(params);
+  }
+  const d = discriminator({ ch: 8, nLayers: 5 });
+  const { params, state } = d.init(0);
+  const [out, next] = d.apply(params, state, x, true);
+  assertEquals([out.logit.shape, out.camLogit.shape, out.heatmap.shape], [[2, 2, 2, 1], [2, 2], [2, 3, 3, 1]]);
+  dispose([next, out]);
+  assertNoLeak(() => d.apply(params, state, x, true) as unknown as tf.Tensor[]);
+});
+
+Deno.test("a gradient reaches every generator and discriminator parameter", () => {
+  const g = generator({ ch: 4, nRes: 1, imgSize: 32, light: false });
+  const d = discriminator({ ch: 4, nLayers: 4 });
+  const gp = flatten(g.init(0));
+  const init = d.init(1);
+  const dp = flatten(init.params);
+  const x = tf.randomUniform([1, 32, 32, 3], -1, 1, "float32", 2) as tf.Tensor4D;
+  const names = [...Object.keys(gp).map((k) => `g.${k}`), ...Object.keys(dp).map((k) => `d.${k}`)];
+  const grads = tf.grads((...ts: tf.Tensor[]) => {
+    const gParams = unflatten(Object.fromEntries(Object.keys(gp).map((k, i) => [k, ts[i]])));
+    const dOff = Object.keys(gp).length;
+    const dParams = unflatten(Object.fromEntries(Object.keys(dp).map((k, i) => [k, ts[dOff + i]])));
+    // deno-lint-ignore no-explicit-any
+    const o = g.apply(gParams as any, x);
+    // deno-lint-ignore no-explicit-any
+    const [s] = d.apply(dParams as any, init.state, o.image, true);
+    return tf.addN([tf.mean(tf.square(s.logit)), tf.mean(s.camLogit), tf.mean(o.camLogit), tf.mean(o.heatmap)]);
+  })([...Object.values(gp), ...Object.values(dp)]);
+  const dead = names.filter((_, i) => tf.max(tf.abs(grads[i])).dataSync()[0] === 0);
+  assertEquals(dead, []);
+});
+
+Deno.test("a discriminator too deep for the image size fails with a message naming --n_dis", () => {
+  const d = discriminator({ ch: 4, nLayers: 7 });
+  const { params, state } = d.init(0);
+  const x = tf.zeros([1, 64, 64, 3]) as tf.Tensor4D;
+  assertThrows(() => d.apply(params, state, x, false), Error, "at least 96px");
+  assertThrows(() => d.apply(params, state, x, false), Error, "--n_dis");
+});
