@@ -55,9 +55,9 @@ async function hardwareGpu(): Promise<boolean> {
   if (!gpu) return false;
   try {
     const adapter = await gpu.requestAdapter() as
-      | { isFallbackAdapter?: boolean; info?: Record<string, string> }
+      | { isFallbackAdapter?: boolean; info?: Record<string, unknown> }
       | null;
-    if (!adapter || adapter.isFallbackAdapter) return false;
+    if (!adapter || adapter.isFallbackAdapter || adapter.info?.isFallbackAdapter) return false;
     const info = Object.values(adapter.info ?? {}).join(" ");
     return !/llvmpipe|lavapipe|swiftshader|software/i.test(info);
   } catch {

@@ -131,7 +131,11 @@ export function discriminator(config: DiscriminatorConfig): Discriminator {
       const stateKeys = splitKey(kState, convs.length + 1);
       const camInit = cam.init(kCam);
       return {
-        params: { convs: convs.map((l, i) => l.init(convKeys[i])), cam: camInit.params, out: out.init(kOut) },
+        params: {
+          convs: convs.map((l, i) => l.init(convKeys[i])),
+          cam: camInit.params,
+          out: out.init(kOut),
+        },
         state: {
           convs: convs.map((l, i) => snState(stateKeys[i], l)),
           cam: camInit.state!,
@@ -156,7 +160,12 @@ export function discriminator(config: DiscriminatorConfig): Discriminator {
           return s;
         });
         const [attended, camState] = cam.apply(params.cam, state.cam, h, training);
-        const [w, outState] = spectralNormalize(params.out.w, convWeightMatrix, state.out, training);
+        const [w, outState] = spectralNormalize(
+          params.out.w,
+          convWeightMatrix,
+          state.out,
+          training,
+        );
         const logit = out.apply({ w }, attended.features);
         const output: DiscriminatorOutput = {
           logit,

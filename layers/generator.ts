@@ -12,7 +12,7 @@ import { conv2d, type ConvParams, linear, type LinearParams } from "./conv.ts";
 import { adaLinResnetBlock, type AdaLinResnetBlockParams, resnetBlock } from "./blocks.ts";
 import type { ResnetBlockParams } from "./blocks.ts";
 import { camAttention, type CamParams } from "./cam_attention.ts";
-import { iln, initIln, instanceNorm, type IlnParams } from "./norm.ts";
+import { iln, type IlnParams, initIln, instanceNorm } from "./norm.ts";
 
 /** Fixed configuration of a generator. */
 export interface GeneratorConfig {
@@ -120,7 +120,9 @@ export function generator(config: GeneratorConfig = {}): Generator {
     throw new Error(`generator: img_size ${imgSize} must be a multiple of 4 in full mode`);
   }
   const stem = conv2d({ inCh: imgCh, outCh: ch, kernel: 7, pad: 3 });
-  const down = [1, 2].map((m) => conv2d({ inCh: ch * m, outCh: ch * m * 2, kernel: 3, stride: 2, pad: 1 }));
+  const down = [1, 2].map((m) =>
+    conv2d({ inCh: ch * m, outCh: ch * m * 2, kernel: 3, stride: 2, pad: 1 })
+  );
   const encoder = resnetBlock(width);
   const cam = camAttention({ channels: width, spectral: false, activation: "relu" });
   const mlpIn = light ? width : width * (imgSize / 4) ** 2;
@@ -143,7 +145,10 @@ export function generator(config: GeneratorConfig = {}): Generator {
         gamma: fc.init(k[6]),
         beta: fc.init(k[7]),
         decoder: splitKey(k[8], nRes).map((kk) => decoder.init(kk)),
-        up: up.map((u, i) => ({ conv: u.init(splitKey(k[9], 3)[i]), norm: initIln(u.config.outCh) })),
+        up: up.map((u, i) => ({
+          conv: u.init(splitKey(k[9], 3)[i]),
+          norm: initIln(u.config.outCh),
+        })),
         out: out.init(splitKey(k[9], 3)[2]),
       };
     },
@@ -159,7 +164,9 @@ export function generator(config: GeneratorConfig = {}): Generator {
         const mlpInput = light
           ? (tf.mean(h, [1, 2]) as tf.Tensor2D)
           : tf.reshape(tf.transpose(h, [0, 3, 1, 2]), [n, -1]) as tf.Tensor2D;
-        const hidden = tf.relu(fc.apply(params.mlp.fc2, tf.relu(fc1.apply(params.mlp.fc1, mlpInput))));
+        const hidden = tf.relu(
+          fc.apply(params.mlp.fc2, tf.relu(fc1.apply(params.mlp.fc1, mlpInput))),
+        );
         const gamma = fc.apply(params.gamma, hidden);
         const beta = fc.apply(params.beta, hidden);
         for (const p of params.decoder) h = decoder.apply(p, h, gamma, beta);

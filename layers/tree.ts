@@ -73,7 +73,9 @@ export function unflatten<T = tf.Tensor>(flat: Record<string, T>): Tree<T> {
     if (node === null || typeof node !== "object" || isLeaf(node) || ArrayBuffer.isView(node)) {
       return node;
     }
-    const entries = Object.entries(node as Record<string, unknown>).map(([k, v]) => [k, toArrays(v)]);
+    const entries = Object.entries(node as Record<string, unknown>).map((
+      [k, v],
+    ) => [k, toArrays(v)]);
     const isArray = entries.length > 0 && entries.every(([k], i) => k === String(i));
     return isArray ? entries.map(([, v]) => v) : Object.fromEntries(entries);
   };

@@ -82,7 +82,9 @@ export function assertAlmostEquals(
   const delta = Math.abs(expected - actual);
   if (!(delta <= tol)) {
     throw new AssertionError(
-      `${msg ? msg + ": " : ""}expected ${actual} to be close to ${expected}: delta ${delta} > ${tol}`,
+      `${
+        msg ? msg + ": " : ""
+      }expected ${actual} to be close to ${expected}: delta ${delta} > ${tol}`,
     );
   }
 }
@@ -163,6 +165,8 @@ function checkError(
   }
   const message = e instanceof Error ? e.message : String(e);
   if (msgIncludes !== undefined && !message.includes(msgIncludes)) {
-    throw new AssertionError(`Expected error message to include "${msgIncludes}", got "${message}"`);
+    throw new AssertionError(
+      `Expected error message to include "${msgIncludes}", got "${message}"`,
+    );
   }
 }

@@ -12,11 +12,29 @@ function cases(): Case[] {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
     return lo + (s % (hi - lo + 1));
   };
-  const out: Case[] = [[1, 9, 9, 3, 4, 3, 1, "valid"], [2, 16, 16, 8, 4, 4, 2, "valid"], [1, 22, 22, 3, 4, 7, 1, "valid"]];
+  const out: Case[] = [[1, 9, 9, 3, 4, 3, 1, "valid"], [2, 16, 16, 8, 4, 4, 2, "valid"], [
+    1,
+    22,
+    22,
+    3,
+    4,
+    7,
+    1,
+    "valid",
+  ]];
   for (let i = 0; i < 9; i++) {
     const k = rnd(1, 5);
     const pads = ["valid", "same", 0, 1, 2] as const;
-    out.push([rnd(1, 3), rnd(k + 2, 14), rnd(k + 2, 14), rnd(1, 6), rnd(1, 6), k, rnd(1, 3), pads[rnd(0, 4)]]);
+    out.push([
+      rnd(1, 3),
+      rnd(k + 2, 14),
+      rnd(k + 2, 14),
+      rnd(1, 6),
+      rnd(1, 6),
+      k,
+      rnd(1, 3),
+      pads[rnd(0, 4)],
+    ]);
   }
   return out;
 }
@@ -27,7 +45,8 @@ async function convGradients(backend: "cpu" | "wasm") {
   for (const [i, [n, h, w, ci, co, k, stride, pad]] of cases().entries()) {
     const x = tf.randomNormal([n, h, w, ci], 0, 1, "float32", i + 1) as tf.Tensor4D;
     const f = tf.randomNormal([k, k, ci, co], 0, 1, "float32", 100 + i) as tf.Tensor4D;
-    const loss = (x: tf.Tensor4D, f: tf.Tensor4D) => tf.sum(tf.square(tf.conv2d(x, f, stride, pad)));
+    const loss = (x: tf.Tensor4D, f: tf.Tensor4D) =>
+      tf.sum(tf.square(tf.conv2d(x, f, stride, pad)));
     const [dx, dw] = tf.grads((a, b) => loss(a as tf.Tensor4D, b as tf.Tensor4D))([x, f]);
     results.push({ dx: (await dx.data()) as Float32Array, dw: (await dw.data()) as Float32Array });
     tf.dispose([x, f, dx, dw]);

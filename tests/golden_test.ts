@@ -1,22 +1,22 @@
 /**
  * Golden fixtures: our generator and discriminators, loaded with the reference's weights by
- * name, reproduce the outputs of the PyTorch model (tools/golden) to a relative error < 1e-4,
+ * name, reproduce the outputs of the PyTorch model (tools/pytorch) to a relative error < 1e-4,
  * on the cpu and wasm backends.
  */
 import * as tf from "@tensorflow/tfjs";
 import { assertEquals } from "@std/assert";
 import {
+  decodeSafetensors,
   discriminator,
+  discriminatorNames,
   type DiscriminatorParams,
   type DiscriminatorState,
-  discriminatorNames,
   flatten,
   fromHost,
   fromReference,
   generator,
-  type GeneratorParams,
-  decodeSafetensors,
   generatorNames,
+  type GeneratorParams,
   selectBackend,
 } from "../mod.ts";
 import { assertClose, findTorchPython, nchwToNhwc, readFixture, withPrefix } from "./helpers.ts";
@@ -32,8 +32,17 @@ for (const backend of ["cpu", "wasm"] as const) {
     Deno.test(`generator matches the PyTorch reference on ${name} (${backend})`, async () => {
       await selectBackend(backend);
       const { tensors, config } = await readFixture(name);
-      const gConfig = { ch: config.ch, nRes: config.n_res, imgSize: config.img_size, light: config.light };
-      const { params: host, state } = fromReference(generatorNames(gConfig), withPrefix(tensors, "genA2B"), name);
+      const gConfig = {
+        ch: config.ch,
+        nRes: config.n_res,
+        imgSize: config.img_size,
+        light: config.light,
+      };
+      const { params: host, state } = fromReference(
+        generatorNames(gConfig),
+        withPrefix(tensors, "genA2B"),
+        name,
+      );
       assertEquals(Object.keys(state).length, 0);
       const params = fromHost<GeneratorParams>(host);
       const x = nchwToNhwc(tensors.input);
@@ -48,7 +57,9 @@ for (const backend of ["cpu", "wasm"] as const) {
     });
   }
 
-  for (const [prefix, key] of [["disGA", "n_layers_global"], ["disLA", "n_layers_local"]] as const) {
+  for (
+    const [prefix, key] of [["disGA", "n_layers_global"], ["disLA", "n_layers_local"]] as const
+  ) {
     Deno.test(`${prefix} discriminator matches the PyTorch reference in evaluation mode (${backend})`, async () => {
       await selectBackend(backend);
       const { tensors, config } = await readFixture("light_s32_ch8");
@@ -61,7 +72,12 @@ for (const backend of ["cpu", "wasm"] as const) {
       const errors = [
         await assertClose(toNchw(out.logit), tensors[`${prefix}.out.logit`], TOLERANCE, "logit"),
         await assertClose(out.camLogit, tensors[`${prefix}.out.cam_logit`], TOLERANCE, "cam_logit"),
-        await assertClose(toNchw(out.heatmap), tensors[`${prefix}.out.heatmap`], TOLERANCE, "heatmap"),
+        await assertClose(
+          toNchw(out.heatmap),
+          tensors[`${prefix}.out.heatmap`],
+          TOLERANCE,
+          "heatmap",
+        ),
       ];
       report(`${prefix} ${backend}`, errors);
       tf.dispose([params, state, next, out, x] as unknown as tf.Tensor[]);
@@ -89,7 +105,7 @@ Deno.test("discriminator's training-mode power iteration matches the reference's
   tf.dispose([params, state, next, out, x] as unknown as tf.Tensor[]);
 });
 
-Deno.test("the committed fixtures are what tools/golden/make_fixtures.py writes", async (t) => {
+Deno.test("the committed fixtures are what tools/pytorch/make_fixtures.py writes", async (t) => {
   const python = await findTorchPython();
   if (!python) {
     console.log("  SKIPPED: no python3 with torch here (apt-get install python3-torch)");
@@ -97,7 +113,7 @@ Deno.test("the committed fixtures are what tools/golden/make_fixtures.py writes"
   }
   const out = await Deno.makeTempDir();
   try {
-    const script = new URL("../tools/golden/make_fixtures.py", import.meta.url).pathname;
+    const script = new URL("../tools/pytorch/make_fixtures.py", import.meta.url).pathname;
     const run = await new Deno.Command(python, { args: [script, "--out", out] }).output();
     assertEquals(run.code, 0, new TextDecoder().decode(run.stderr));
     for (const name of ["light_s32_ch8", "full_s32_ch8"]) {
@@ -105,7 +121,9 @@ Deno.test("the committed fixtures are what tools/golden/make_fixtures.py writes"
         const fresh = decodeSafetensors(await Deno.readFile(`${out}/${name}.safetensors`)).tensors;
         const { tensors } = await readFixture(name);
         assertEquals(Object.keys(fresh).sort(), Object.keys(tensors).sort());
-        for (const k of Object.keys(tensors)) await assertClose(fresh[k].data as Float32Array, tensors[k], 1e-5, k);
+        for (const k of Object.keys(tensors)) {
+          await assertClose(fresh[k].data as Float32Array, tensors[k], 1e-5, k);
+        }
       });
     }
   } finally {

@@ -14,7 +14,10 @@ import { decodeSafetensors, type HostTensor } from "../weights/mod.ts";
  * @returns the relative error
  */
 export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  assert(actual.length === expected.length, `lengths differ: ${actual.length} vs ${expected.length}`);
+  assert(
+    actual.length === expected.length,
+    `lengths differ: ${actual.length} vs ${expected.length}`,
+  );
   let diff = 0;
   let scale = 0;
   for (let i = 0; i < actual.length; i++) {
@@ -94,7 +97,9 @@ export function withPrefix(
 ): Record<string, HostTensor> {
   const p = `${prefix}.`;
   return Object.fromEntries(
-    Object.entries(tensors).filter(([k]) => k.startsWith(p)).map(([k, v]) => [k.slice(p.length), v]),
+    Object.entries(tensors).filter(([k]) => k.startsWith(p)).map((
+      [k, v],
+    ) => [k.slice(p.length), v]),
   );
 }
 
@@ -105,7 +110,12 @@ export function withPrefix(
  */
 export function nchwToNhwc(t: HostTensor): tf.Tensor4D {
   return tf.tidy(() =>
-    tf.transpose(tf.tensor4d(t.data as Float32Array, t.shape as [number, number, number, number]), [0, 2, 3, 1])
+    tf.transpose(tf.tensor4d(t.data as Float32Array, t.shape as [number, number, number, number]), [
+      0,
+      2,
+      3,
+      1,
+    ])
   );
 }
 
@@ -117,7 +127,10 @@ export function nchwToNhwc(t: HostTensor): tf.Tensor4D {
 export async function findTorchPython(): Promise<string | undefined> {
   for (const python of ["/usr/bin/python3", "python3"]) {
     try {
-      const { code } = await new Deno.Command(python, { args: ["-c", "import torch"], stderr: "null" })
+      const { code } = await new Deno.Command(python, {
+        args: ["-c", "import torch"],
+        stderr: "null",
+      })
         .output();
       if (code === 0) return python;
     } catch {

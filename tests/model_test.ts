@@ -24,7 +24,12 @@ Deno.test("parameter counts equal the reference's (SPEC.md)", () => {
   assertEquals(tableCount(generatorNames({ ch: 64, light: false, imgSize: 256 })), 278_959_808);
   assertEquals(tableCount(generatorNames({ ch: 32, light: true })), 2_653_024);
   const d = (ch: number, nLayers: number) => tableCount(discriminatorNames({ ch, nLayers }));
-  assertEquals([d(64, 7), d(64, 6), d(64, 5), d(64, 4)], [53_130_176, 13_262_784, 3_290_560, 794_816]);
+  assertEquals([d(64, 7), d(64, 6), d(64, 5), d(64, 4)], [
+    53_130_176,
+    13_262_784,
+    3_290_560,
+    794_816,
+  ]);
   assertEquals([d(32, 5), d(32, 3)], [826_080, 43_808]);
   // and the initialised records hold exactly that many
   const g = generator({ ch: 64, light: true }).init(0);
@@ -39,15 +44,22 @@ Deno.test("the reference name table lists every tensor of init() with its shape"
   for (const light of [true, false]) {
     const config = { ch: 8, nRes: 3, imgSize: 32, light };
     const params = generator(config).init(1);
-    const shapes = Object.fromEntries(Object.entries(flatten(params)).map(([k, t]) => [k, t.shape]));
-    assertEquals(shapes, Object.fromEntries(generatorNames(config).map((e) => [e.ours, [...e.shape]])));
+    const shapes = Object.fromEntries(
+      Object.entries(flatten(params)).map(([k, t]) => [k, t.shape]),
+    );
+    assertEquals(
+      shapes,
+      Object.fromEntries(generatorNames(config).map((e) => [e.ours, [...e.shape]])),
+    );
     dispose(params);
   }
   for (const nLayers of [3, 4, 6]) {
     const { params, state } = discriminator({ ch: 4, nLayers }).init(2);
-    const shapes = (tree: object) => Object.fromEntries(Object.entries(flatten(tree)).map(([k, t]) => [k, t.shape]));
+    const shapes = (tree: object) =>
+      Object.fromEntries(Object.entries(flatten(tree)).map(([k, t]) => [k, t.shape]));
     const table = discriminatorNames({ ch: 4, nLayers });
-    const expect = (s: boolean) => Object.fromEntries(table.filter((e) => !!e.state === s).map((e) => [e.ours, [...e.shape]]));
+    const expect = (s: boolean) =>
+      Object.fromEntries(table.filter((e) => !!e.state === s).map((e) => [e.ours, [...e.shape]]));
     assertEquals(shapes(params), expect(false));
     assertEquals(shapes(state), expect(true));
     dispose([params, state]);
@@ -70,7 +82,11 @@ Deno.test("generator() and discriminator() return the documented shapes and leav
     const g = generator({ ch: 8, nRes: 2, imgSize: 32, light });
     const params = g.init(0);
     const out = g.apply(params, x);
-    assertEquals([out.image.shape, out.camLogit.shape, out.heatmap.shape], [[2, 32, 32, 3], [2, 2], [2, 8, 8, 1]]);
+    assertEquals([out.image.shape, out.camLogit.shape, out.heatmap.shape], [
+      [2, 32, 32, 3],
+      [2, 2],
+      [2, 8, 8, 1],
+    ]);
     const values = Array.from(out.image.dataSync());
     assertEquals(values.every((v) => v >= -1 && v <= 1), true);
     tf.dispose(out as unknown as tf.Tensor[]);
@@ -80,7 +96,12 @@ Deno.test("generator() and discriminator() return the documented shapes and leav
   const d = discriminator({ ch: 8, nLayers: 5 });
   const { params, state } = d.init(0);
   const [out, next] = d.apply(params, state, x, true);
-  assertEquals([out.logit.shape, out.camLogit.shape, out.heatmap.shape], [[2, 2, 2, 1], [2, 2], [2, 3, 3, 1]]);
+  assertEquals([out.logit.shape, out.camLogit.shape, out.heatmap.shape], [[2, 2, 2, 1], [2, 2], [
+    2,
+    3,
+    3,
+    1,
+  ]]);
   dispose([next, out]);
   assertNoLeak(() => d.apply(params, state, x, true) as unknown as tf.Tensor[]);
 });
@@ -101,7 +122,12 @@ Deno.test("a gradient reaches every generator and discriminator parameter", () =
     const o = g.apply(gParams as any, x);
     // deno-lint-ignore no-explicit-any
     const [s] = d.apply(dParams as any, init.state, o.image, true);
-    return tf.addN([tf.mean(tf.square(s.logit)), tf.mean(s.camLogit), tf.mean(o.camLogit), tf.mean(o.heatmap)]);
+    return tf.addN([
+      tf.mean(tf.square(s.logit)),
+      tf.mean(s.camLogit),
+      tf.mean(o.camLogit),
+      tf.mean(o.heatmap),
+    ]);
   })([...Object.values(gp), ...Object.values(dp)]);
   const dead = names.filter((_, i) => tf.max(tf.abs(grads[i])).dataSync()[0] === 0);
   assertEquals(dead, []);

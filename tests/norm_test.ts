@@ -32,7 +32,10 @@ Deno.test("adaLin() equals layer norm when rho is 0, then scales by gamma and sh
   const gamma = tf.tensor2d([[1, 2, 3], [4, 5, 6]]);
   const beta = tf.tensor2d([[0.5, 0, -0.5], [1, 1, 1]]);
   const y = adaLin(x, tf.zeros([3]), gamma, beta);
-  const expected = tf.add(tf.mul(layerNorm(x), tf.reshape(gamma, [2, 1, 1, 3])), tf.reshape(beta, [2, 1, 1, 3]));
+  const expected = tf.add(
+    tf.mul(layerNorm(x), tf.reshape(gamma, [2, 1, 1, 3])),
+    tf.reshape(beta, [2, 1, 1, 3]),
+  );
   await assertClose(y, expected, 1e-6);
   // layer norm statistics: every sample has mean 0 and unbiased variance ~1
   const ln = layerNorm(x);
@@ -48,7 +51,11 @@ Deno.test("instanceNorm() uses the biased variance, as PyTorch's InstanceNorm2d"
 
 Deno.test("iln() at its initial parameters is layer norm; at rho 1, gamma 2 it is 2 * IN", async () => {
   await assertClose(iln(initIln(3), x), layerNorm(x), 1e-6);
-  const p = { rho: tf.ones([3]) as tf.Tensor1D, gamma: tf.fill([3], 2) as tf.Tensor1D, beta: tf.zeros([3]) as tf.Tensor1D };
+  const p = {
+    rho: tf.ones([3]) as tf.Tensor1D,
+    gamma: tf.fill([3], 2) as tf.Tensor1D,
+    beta: tf.zeros([3]) as tf.Tensor1D,
+  };
   const expected = unbiasedInstanceNorm(x.dataSync() as Float32Array, x.shape).map((v) => 2 * v);
   await assertClose(iln(p, x), expected, 1e-5);
 });

@@ -49,13 +49,18 @@ Deno.test("spectralNormalize() in evaluation mode keeps u and v", () => {
   assertEquals(next.u.dataSync(), state.u.dataSync());
   assertEquals(next.v.dataSync(), state.v.dataSync());
   const [, trained] = spectralNormalize(w, (t) => tf.transpose(t as tf.Tensor2D), state, true);
-  assertEquals(Array.from(trained.u.dataSync()).every((a, i) => a === state.u.dataSync()[i]), false);
+  assertEquals(
+    Array.from(trained.u.dataSync()).every((a, i) => a === state.u.dataSync()[i]),
+    false,
+  );
 });
 
 Deno.test("spectral norm differentiates sigma through W only, and leaves no tensors behind", () => {
   const w = tf.randomNormal([3, 3, 2, 4], 0, 1, "float32", 5) as tf.Tensor4D;
   const state = initSpectralNormState(2, 4, 18);
-  const g = tf.grad((w: tf.Tensor) => tf.sum(spectralNormalize(w, convWeightMatrix, state, true)[0]))(w);
+  const g = tf.grad((w: tf.Tensor) =>
+    tf.sum(spectralNormalize(w, convWeightMatrix, state, true)[0])
+  )(w);
   assertEquals(g.shape, w.shape);
   assertEquals(tf.max(tf.abs(g)).dataSync()[0] > 0, true);
   const zero = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(stopGradient(t), t)))(tf.ones([2]));

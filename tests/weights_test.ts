@@ -38,7 +38,10 @@ function rawFile(header: unknown, dataBytes: number): Uint8Array {
 
 Deno.test("safetensors round-trips tensors and metadata, with an 8-byte aligned header", () => {
   const bytes = encodeSafetensors(
-    { b: f32([2, 2], [1, 2, 3, 4]), a: { dtype: "I32", shape: [3], data: new Int32Array([7, 8, 9]) } },
+    {
+      b: f32([2, 2], [1, 2, 3, 4]),
+      a: { dtype: "I32", shape: [3], data: new Int32Array([7, 8, 9]) },
+    },
     { config: '{"ch":8}' },
   );
   const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));
@@ -53,14 +56,26 @@ Deno.test("safetensors round-trips tensors and metadata, with an 8-byte aligned 
 Deno.test("safetensors reading refuses lying headers, naming the file and tensor", () => {
   const cases: [Uint8Array, string][] = [
     [new Uint8Array(4), "too short"],
-    [(() => {
-      const b = rawFile({}, 0);
-      new DataView(b.buffer).setBigUint64(0, 1_000_000n, true);
-      return b;
-    })(), "exceeds the file"],
-    [rawFile({ w: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, 8), 'tensor "w": data ends at 16'],
-    [rawFile({ w: { dtype: "F32", shape: [3], data_offsets: [0, 16] } }, 16), 'tensor "w": shape [3] needs 12 bytes'],
-    [rawFile({ w: { dtype: "Q4", shape: [1], data_offsets: [0, 4] } }, 4), 'tensor "w": unsupported dtype'],
+    [
+      (() => {
+        const b = rawFile({}, 0);
+        new DataView(b.buffer).setBigUint64(0, 1_000_000n, true);
+        return b;
+      })(),
+      "exceeds the file",
+    ],
+    [
+      rawFile({ w: { dtype: "F32", shape: [4], data_offsets: [0, 16] } }, 8),
+      'tensor "w": data ends at 16',
+    ],
+    [
+      rawFile({ w: { dtype: "F32", shape: [3], data_offsets: [0, 16] } }, 16),
+      'tensor "w": shape [3] needs 12 bytes',
+    ],
+    [
+      rawFile({ w: { dtype: "Q4", shape: [1], data_offsets: [0, 4] } }, 4),
+      'tensor "w": unsupported dtype',
+    ],
     [rawFile({ w: { dtype: "F32", shape: [-1], data_offsets: [0, 4] } }, 4), 'tensor "w": shape'],
     [
       rawFile({
@@ -71,7 +86,11 @@ Deno.test("safetensors reading refuses lying headers, naming the file and tensor
     ],
   ];
   for (const [bytes, message] of cases) {
-    const e = assertThrows(() => decodeSafetensors(bytes, "model.safetensors"), WeightFileError, message);
+    const e = assertThrows(
+      () => decodeSafetensors(bytes, "model.safetensors"),
+      WeightFileError,
+      message,
+    );
     assertEquals(e.message.startsWith("model.safetensors: "), true);
   }
   const json = new TextEncoder().encode("{not json");
@@ -83,8 +102,14 @@ Deno.test("safetensors reading refuses lying headers, naming the file and tensor
 
 Deno.test("safetensors reading refuses NaN and infinite values, naming the tensor", () => {
   const bytes = encodeSafetensors({ ok: f32([1], [1]), "layer.w": f32([3], [1, NaN, 2]) });
-  assertThrows(() => decodeSafetensors(bytes, "f"), WeightFileError, 'tensor "layer.w": value NaN at index 1');
-  assertEquals(decodeSafetensors(bytes, "f", { allowNonFinite: true }).tensors["layer.w"].shape, [3]);
+  assertThrows(
+    () => decodeSafetensors(bytes, "f"),
+    WeightFileError,
+    'tensor "layer.w": value NaN at index 1',
+  );
+  assertEquals(decodeSafetensors(bytes, "f", { allowNonFinite: true }).tensors["layer.w"].shape, [
+    3,
+  ]);
 });
 
 Deno.test("saveRecord() writes atomically and loadRecord() checks the file against the model", async () => {
@@ -103,20 +128,40 @@ Deno.test("saveRecord() writes atomically and loadRecord() checks the file again
     WeightFileError,
     `${path}: tensor "stem.w" has shape [7,7,3,4], the model needs [7,7,3,8]`,
   );
-  await assertRejects(() => loadRecord(path, generatorNames({ ...config, nRes: 2 })), WeightFileError, '"encoder.1.conv1.w" is missing');
-  await assertRejects(() => loadRecord(path, generatorNames({ ...config, nRes: 0 })), WeightFileError, "not part of this model");
-  await assertRejects(() => loadRecord(`${dir}/none.safetensors`, generatorNames(config)), WeightFileError, "cannot read");
+  await assertRejects(
+    () => loadRecord(path, generatorNames({ ...config, nRes: 2 })),
+    WeightFileError,
+    '"encoder.1.conv1.w" is missing',
+  );
+  await assertRejects(
+    () => loadRecord(path, generatorNames({ ...config, nRes: 0 })),
+    WeightFileError,
+    "not part of this model",
+  );
+  await assertRejects(
+    () => loadRecord(`${dir}/none.safetensors`, generatorNames(config)),
+    WeightFileError,
+    "cannot read",
+  );
   dispose([params, record]);
   await Deno.remove(dir, { recursive: true });
 });
 
 Deno.test("reference names convert both ways without loss (generator and discriminator)", async () => {
   const { tensors, config } = await readFixture("light_s32_ch8");
-  const gNames = generatorNames({ ch: config.ch, nRes: config.n_res, imgSize: config.img_size, light: true });
+  const gNames = generatorNames({
+    ch: config.ch,
+    nRes: config.n_res,
+    imgSize: config.img_size,
+    light: true,
+  });
   const theirs = withPrefix(tensors, "genA2B");
   const ours = fromReference(gNames, theirs, "fixture").params;
   const back = toReference(gNames, ours);
-  assertEquals(Object.keys(back).sort(), Object.keys(theirs).filter((k) => !k.startsWith("out.")).sort());
+  assertEquals(
+    Object.keys(back).sort(),
+    Object.keys(theirs).filter((k) => !k.startsWith("out.")).sort(),
+  );
   for (const [k, t] of Object.entries(back)) {
     assertEquals(t.shape, theirs[k].shape, k);
     assertEquals(t.data, theirs[k].data, k);

@@ -14,3 +14,4 @@
 export * from "./safetensors.ts";
 export * from "./reference_names.ts";
 export * from "./params_io.ts";
+export * from "./reference_checkpoint.ts";

@@ -112,20 +112,32 @@ export function discriminatorNames(config: DiscriminatorConfig): NameEntry[] {
   const { ch = 64, nLayers, imgCh = 3 } = config;
   const e: NameEntry[] = [];
   const sn = (ours: string, theirs: string, rows: number, cols: number) =>
-    e.push(vec(`${ours}.u`, `${theirs}.weight_u`, rows, true), vec(`${ours}.v`, `${theirs}.weight_v`, cols, true));
+    e.push(
+      vec(`${ours}.u`, `${theirs}.weight_u`, rows, true),
+      vec(`${ours}.v`, `${theirs}.weight_v`, cols, true),
+    );
   let inCh = imgCh;
   let outCh = ch;
   for (let i = 0; i < nLayers - 1; i++) {
     const at = `model.${1 + 3 * i}`;
-    e.push(conv(`convs.${i}.w`, `${at}.weight_orig`, 4, inCh, outCh), vec(`convs.${i}.b`, `${at}.bias`, outCh));
+    e.push(
+      conv(`convs.${i}.w`, `${at}.weight_orig`, 4, inCh, outCh),
+      vec(`convs.${i}.b`, `${at}.bias`, outCh),
+    );
     sn(`convs.${i}`, at, outCh, inCh * 16);
     [inCh, outCh] = [outCh, outCh * 2];
   }
   const cd = inCh;
-  e.push(lin("cam.gapFc.w", "gap_fc.weight_orig", cd, 1), lin("cam.gmpFc.w", "gmp_fc.weight_orig", cd, 1));
+  e.push(
+    lin("cam.gapFc.w", "gap_fc.weight_orig", cd, 1),
+    lin("cam.gmpFc.w", "gmp_fc.weight_orig", cd, 1),
+  );
   sn("cam.gapFc", "gap_fc", 1, cd);
   sn("cam.gmpFc", "gmp_fc", 1, cd);
-  e.push(conv("cam.conv1x1.w", "conv1x1.weight", 1, 2 * cd, cd), vec("cam.conv1x1.b", "conv1x1.bias", cd));
+  e.push(
+    conv("cam.conv1x1.w", "conv1x1.weight", 1, 2 * cd, cd),
+    vec("cam.conv1x1.b", "conv1x1.bias", cd),
+  );
   e.push(conv("out.w", "conv.weight_orig", 4, cd, 1));
   sn("out", "conv", 1, cd * 16);
   return e;
@@ -169,9 +181,15 @@ function convert(entry: NameEntry, t: HostTensor, toTheirs: boolean): HostTensor
   const shape = toTheirs ? theirShape(entry) : [...entry.shape];
   if (entry.layout === "conv") {
     // HWIO -> OIHW is perm [3, 2, 0, 1]; OIHW -> HWIO is [2, 3, 1, 0]
-    return { dtype: "F32", shape, data: permute(data, t.shape, toTheirs ? [3, 2, 0, 1] : [2, 3, 1, 0]) };
+    return {
+      dtype: "F32",
+      shape,
+      data: permute(data, t.shape, toTheirs ? [3, 2, 0, 1] : [2, 3, 1, 0]),
+    };
   }
-  if (entry.layout === "linear") return { dtype: "F32", shape, data: permute(data, t.shape, [1, 0]) };
+  if (entry.layout === "linear") {
+    return { dtype: "F32", shape, data: permute(data, t.shape, [1, 0]) };
+  }
   return { dtype: "F32", shape, data };
 }
 
@@ -249,6 +267,8 @@ export function checkAgainst(
   const known = new Set(entries.map((e) => e.ours));
   const extra = Object.keys(tensors).filter((k) => !known.has(k));
   if (extra.length) {
-    throw new WeightFileError(`${source}: tensor "${extra[0]}" is not part of this model's configuration`);
+    throw new WeightFileError(
+      `${source}: tensor "${extra[0]}" is not part of this model's configuration`,
+    );
   }
 }

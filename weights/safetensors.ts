@@ -66,7 +66,9 @@ export function encodeSafetensors(
     const t = tensors[name];
     const size = t.shape.reduce((a, b) => a * b, 1);
     if (size !== t.data.length) {
-      throw new WeightFileError(`tensor "${name}": shape [${t.shape}] does not hold ${t.data.length} values`);
+      throw new WeightFileError(
+        `tensor "${name}": shape [${t.shape}] does not hold ${t.data.length} values`,
+      );
     }
     const bytes = size * BYTES[t.dtype];
     header[name] = { dtype: t.dtype, shape: [...t.shape], data_offsets: [offset, offset + bytes] };
@@ -116,7 +118,9 @@ export function decodeSafetensors(
   const dataStart = 8 + Number(headerLen);
   let header: Record<string, unknown> = {};
   try {
-    header = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, dataStart)));
+    header = JSON.parse(
+      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, dataStart)),
+    );
   } catch (e) {
     fail(`header is not valid JSON (${(e as Error).message})`);
   }
@@ -152,10 +156,16 @@ export function decodeSafetensors(
       fail(`tensor "${name}": data_offsets ${JSON.stringify(offsets)} are not a [begin, end] pair`);
     }
     const [begin, end] = offsets as [number, number];
-    if (end > dataLen) fail(`tensor "${name}": data ends at ${end}, past the data (${dataLen} bytes)`);
+    if (end > dataLen) {
+      fail(`tensor "${name}": data ends at ${end}, past the data (${dataLen} bytes)`);
+    }
     const size = (shape as number[]).reduce((a, b) => a * b, 1);
     if (end - begin !== size * BYTES[dtype]) {
-      fail(`tensor "${name}": shape [${shape}] needs ${size * BYTES[dtype]} bytes, data has ${end - begin}`);
+      fail(
+        `tensor "${name}": shape [${shape}] needs ${size * BYTES[dtype]} bytes, data has ${
+          end - begin
+        }`,
+      );
     }
     ranges.push([begin, end, name]);
     const raw = bytes.slice(dataStart + begin, dataStart + end); // a copy, aligned

@@ -1,7 +1,7 @@
 """Writes the golden fixtures: weights, an input and the outputs of the PyTorch model built from
 SPEC.md (ugatit_torch.py), as safetensors plus a JSON of the configuration.
 
-    /usr/bin/python3 tools/golden/make_fixtures.py --out tests/fixtures
+    /usr/bin/python3 tools/pytorch/make_fixtures.py --out tests/fixtures
 
 Tensor names: genA2B.<state_dict name>, disGA.<...> (global D), disLA.<...> (local D), input
 (NCHW in [-1, 1]) and the outputs genA2B.out.{image,cam_logit,heatmap},
@@ -11,37 +11,18 @@ spectral-norm vectors disGA.after_train.<name>.weight_{u,v}."""
 import argparse
 import json
 import os
-import struct
 import sys
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from safetensors_io import write_safetensors  # noqa: E402
 from ugatit_torch import Discriminator, Generator  # noqa: E402
 
 CONFIGS = {
     "light_s32_ch8": dict(ch=8, n_res=2, img_size=32, light=True, n_layers_global=5, n_layers_local=3),
     "full_s32_ch8": dict(ch=8, n_res=2, img_size=32, light=False, n_layers_global=5, n_layers_local=3),
 }
-
-
-def write_safetensors(path, tensors):
-    header, offset, blobs = {}, 0, []
-    for name in sorted(tensors):
-        t = tensors[name].detach().contiguous().to(torch.float32)
-        data = t.numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-        blobs.append(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
 
 
 def perturb_norms(gen):

@@ -1,0 +1,88 @@
+/**
+ * Sample pictures as the reference draws them: columns are images, rows are kinds (real,
+ * CAM heatmap, translation, ...); heatmaps are min-max normalised per image, resized to the image
+ * size (bilinear) and coloured with the JET colour map. Pure tensor functions, plus one writer.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import sharp from "sharp";
+import { tidy } from "../layers/tree.ts";
+
+/**
+ * Maps an image from the model's range [-1, 1] to [0, 1] for display.
+ * @param image `[N, S, S, C]` in [-1, 1]
+ * @returns `[N, S, S, 3]` in [0, 1] (grey images repeated to RGB)
+ */
+export function toDisplay(image: tf.Tensor4D): tf.Tensor4D {
+  return tidy(() => {
+    const x = tf.clipByValue(tf.div(tf.add(image, 1), 2), 0, 1) as tf.Tensor4D;
+    return x.shape[3] === 3 ? x : tf.tile(x.slice([0, 0, 0, 0], [-1, -1, -1, 1]), [1, 1, 1, 3]);
+  });
+}
+
+/**
+ * Colours CAM heatmaps: per-image min-max normalisation, bilinear resize to `size`, JET colours
+ * (blue for low attention, red for high).
+ * @param heatmap `[N, h, w, 1]`
+ * @param size output side S
+ * @returns `[N, S, S, 3]` in [0, 1]
+ */
+export function jetHeatmap(heatmap: tf.Tensor4D, size: number): tf.Tensor4D {
+  return tidy(() => {
+    const lo = tf.min(heatmap, [1, 2, 3], true);
+    const hi = tf.max(heatmap, [1, 2, 3], true);
+    const norm = tf.div(tf.sub(heatmap, lo), tf.maximum(tf.sub(hi, lo), 1e-12));
+    const v = tf.image.resizeBilinear(norm as tf.Tensor4D, [size, size], false, true);
+    const channel = (centre: number) =>
+      tf.clipByValue(tf.sub(1.5, tf.abs(tf.sub(tf.mul(v, 4), centre))), 0, 1);
+    return tf.concat([channel(3), channel(2), channel(1)], 3) as tf.Tensor4D;
+  });
+}
+
+/**
+ * Lays out rows of images as one picture: row r, column c is image c of `rows[r]`.
+ * @param rows each `[N, S, S, 3]` in [0, 1], all the same shape
+ * @returns `[rows * S, N * S, 3]`
+ */
+export function sampleGrid(rows: readonly tf.Tensor4D[]): tf.Tensor3D {
+  return tidy(() => {
+    const lines = rows.map((r) => tf.concat(tf.unstack(r), 1)); // [S, N*S, 3]
+    return tf.concat(lines, 0) as tf.Tensor3D;
+  });
+}
+
+/**
+ * Writes an RGB image in [0, 1] as a PNG, atomically (temporary file, then rename).
+ * @param path the file
+ * @param image `[H, W, 3]` in [0, 1]
+ */
+export async function writePng(path: string, image: tf.Tensor3D): Promise<void> {
+  const [height, width, channels] = image.shape;
+  const values = await image.data();
+  const bytes = new Uint8Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    bytes[i] = Math.round(Math.min(1, Math.max(0, values[i])) * 255);
+  }
+  const tmp = `${path}.${Deno.pid}.tmp`;
+  await sharp(bytes, { raw: { width, height, channels: channels as 3 } }).png().toFile(tmp);
+  await Deno.rename(tmp, path);
+}
+
+/**
+ * Reads an image file as a `[1, S, S, 3]` tensor in [-1, 1], resized to S (the test transform).
+ * @param path the image (any format sharp decodes; transparency is composited on white)
+ * @param size S
+ * @returns the tensor
+ * @throws naming the file when it cannot be decoded
+ */
+export async function readImage(path: string, size: number): Promise<tf.Tensor4D> {
+  let data: Uint8Array;
+  try {
+    data = await sharp(path).flatten({ background: "#ffffff" }).resize(size, size, { fit: "fill" })
+      .removeAlpha().toColourspace("srgb").raw().toBuffer();
+  } catch (e) {
+    throw new Error(`${path}: cannot read this image (${(e as Error).message})`);
+  }
+  return tidy(() => tf.sub(tf.div(tf.tensor4d(data, [1, size, size, 3], "float32"), 127.5), 1));
+}
