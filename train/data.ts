@@ -1,0 +1,300 @@
+/**
+ * Training and test data: the reference's folder layout `<root>/{trainA,trainB,testA,testB}`, or
+ * the built-in emoji task `emoji:<from>2<to>` (styles google, twitter, apple, facebook from the
+ * npm packages `emoji-datasource-<style>`, fetched by Deno on first use). Images are decoded with
+ * sharp, composited on white, and augmented as the reference does: random horizontal flip, resize
+ * to about S*286/256, random crop S, scale to [-1, 1]. A and B are drawn independently, each in
+ * its own order, reshuffled every pass; one seeded generator makes it all reproducible.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import sharp from "sharp";
+import { Rng } from "./random.ts";
+
+/** The extensions the reference accepts. */
+export const IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff"];
+/** Images with more pixels than this are refused by name (a decompression-bomb guard). */
+export const MAX_PIXELS = 50_000_000;
+/** The emoji styles of the built-in dataset. */
+export const EMOJI_STYLES = ["google", "twitter", "apple", "facebook"] as const;
+const EMOJI_VERSION = "16.0.0";
+
+/** A bad dataset (missing or empty folder, unknown style); the message names it. */
+export class DatasetError extends Error {
+  /** @param message what is wrong, naming the folder or dataset */
+  constructor(message: string) {
+    super(message);
+    this.name = "DatasetError";
+  }
+}
+
+/** The four file lists of a dataset. */
+export interface DatasetFiles {
+  /** A name for the run folder (e.g. `emoji_google2twitter`). */
+  readonly name: string;
+  /** Training images of A. */
+  readonly trainA: readonly string[];
+  /** Training images of B. */
+  readonly trainB: readonly string[];
+  /** Test images of A. */
+  readonly testA: readonly string[];
+  /** Test images of B. */
+  readonly testB: readonly string[];
+  /** Whether testA[i] and testB[i] show the same thing (held-out ground-truth pairs). */
+  readonly alignedTest: boolean;
+}
+
+/** Where the loader reports files it skips. */
+export type Warn = (line: string) => void;
+
+async function listImages(dir: string): Promise<string[]> {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    throw new DatasetError(`dataset folder ${dir} does not exist or cannot be read`);
+  }
+  const files = entries
+    .filter((e) => e.isFile && IMAGE_EXTENSIONS.includes(e.name.split(".").pop()!.toLowerCase()))
+    .map((e) => `${dir}/${e.name}`)
+    .sort();
+  if (!files.length) {
+    throw new DatasetError(`dataset folder ${dir} holds no images (${IMAGE_EXTENSIONS.join(", ")})`);
+  }
+  return await Promise.resolve(files);
+}
+
+/**
+ * Checks every file's header (cheap: nothing is decoded): files that are not readable images,
+ * or far too large to decode safely, are skipped with a warning naming them.
+ * @param files the candidates
+ * @param warn where warnings go
+ * @returns the usable files and how many were skipped
+ */
+export async function checkImages(files: readonly string[], warn: Warn): Promise<{ ok: string[]; skipped: number }> {
+  const ok: string[] = [];
+  for (const f of files) {
+    try {
+      const { width = 0, height = 0 } = await sharp(f).metadata();
+      if (width * height > MAX_PIXELS) {
+        warn(`skipping ${f}: ${width}x${height} is too large to decode safely (limit ${MAX_PIXELS} pixels)`);
+      } else if (!width || !height) warn(`skipping ${f}: not an image`);
+      else ok.push(f);
+    } catch (e) {
+      warn(`skipping ${f}: not a readable image (${(e as Error).message})`);
+    }
+  }
+  return { ok, skipped: files.length - ok.length };
+}
+
+// The emoji package's folder, fetched through Deno's npm support on first use.
+async function emojiFolder(style: string): Promise<{ dir: string; entries: { image: string; [k: string]: unknown }[] }> {
+  const spec = `npm:emoji-datasource-${style}@${EMOJI_VERSION}/emoji.json`;
+  let entries;
+  try {
+    entries = (await import(spec, { with: { type: "json" } })).default;
+  } catch (e) {
+    throw new DatasetError(`emoji:${style}: cannot load the npm package emoji-datasource-${style} (${(e as Error).message})`);
+  }
+  const dir = new URL(".", import.meta.resolve(spec)).pathname;
+  return { dir, entries };
+}
+
+/**
+ * Resolves `--dataset`: `emoji:<from>2<to>` or a folder with trainA, trainB, testA, testB.
+ * @param spec the flag's value
+ * @param warn where skipped files are reported
+ * @returns the file lists
+ * @throws {DatasetError} naming the folder or dataset that is missing or empty
+ */
+export async function openDataset(spec: string, warn: Warn = console.warn): Promise<DatasetFiles> {
+  if (spec.startsWith("emoji:")) {
+    const m = /^emoji:([a-z]+)2([a-z]+)$/.exec(spec);
+    const styles = EMOJI_STYLES as readonly string[];
+    if (!m || !styles.includes(m[1]) || !styles.includes(m[2]) || m[1] === m[2]) {
+      throw new DatasetError(`--dataset ${spec}: expected emoji:<from>2<to> with two of ${EMOJI_STYLES.join(", ")}`);
+    }
+    const [from, to] = [await emojiFolder(m[1]), await emojiFolder(m[2])];
+    // Code points drawn in both styles, split by a hash of the code point: about 10% held out,
+    // the same in every run and for every pair of styles.
+    const both = from.entries
+      .filter((e) => e[`has_img_${m[1]}`] && e[`has_img_${m[2]}`])
+      .map((e) => e.image)
+      .sort();
+    const held = (name: string) => [...name].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619), 2166136261) >>> 0;
+    const test = both.filter((n) => held(n) % 10 === 0);
+    const train = both.filter((n) => held(n) % 10 !== 0);
+    const path = (f: { dir: string }, style: string) => (n: string) => `${f.dir}img/${style}/64/${n}`;
+    return {
+      name: `emoji_${m[1]}2${m[2]}`,
+      trainA: train.map(path(from, m[1])),
+      trainB: train.map(path(to, m[2])),
+      testA: test.map(path(from, m[1])),
+      testB: test.map(path(to, m[2])),
+      alignedTest: true,
+    };
+  }
+  const root = spec.replace(/\/+$/, "");
+  const lists: Record<string, string[]> = {};
+  let skipped = 0;
+  for (const part of ["trainA", "trainB", "testA", "testB"]) {
+    const checked = await checkImages(await listImages(`${root}/${part}`), warn);
+    if (!checked.ok.length) throw new DatasetError(`dataset folder ${root}/${part} holds no readable images`);
+    lists[part] = checked.ok;
+    skipped += checked.skipped;
+  }
+  if (skipped) warn(`${skipped} file(s) skipped in ${root}`);
+  return {
+    name: root.split("/").pop() || root,
+    trainA: lists.trainA,
+    trainB: lists.trainB,
+    testA: lists.testA,
+    testB: lists.testB,
+    alignedTest: false,
+  };
+}
+
+/** How one training image is augmented; drawn from the generator so that runs replay exactly. */
+export interface Augmentation {
+  /** Mirror left-right. */
+  readonly flip: boolean;
+  /** Crop offset (left). */
+  readonly left: number;
+  /** Crop offset (top). */
+  readonly top: number;
+}
+
+/**
+ * The side the reference resizes to before its random crop, S+30 at S=256, scaled with S.
+ * @param size S
+ * @returns the resize side
+ */
+export function resizeMargin(size: number): number {
+  return Math.round((size * 286) / 256);
+}
+
+/**
+ * Decodes one image as RGB bytes, composited on white, resized (and for training cropped and
+ * flipped).
+ * @param file the image
+ * @param size S
+ * @param aug the augmentation, or undefined for the test transform (resize to S)
+ * @returns `S * S * 3` bytes
+ */
+export async function decodeImage(file: string, size: number, aug?: Augmentation): Promise<Uint8Array> {
+  let img = sharp(file, { limitInputPixels: MAX_PIXELS }).flatten({ background: "#ffffff" }).toColourspace("srgb");
+  if (aug) {
+    const m = resizeMargin(size);
+    // sharp crops after resizing when extract() follows resize()
+    img = img.resize(m, m, { fit: "fill" }).extract({ left: aug.left, top: aug.top, width: size, height: size });
+    if (aug.flip) img = img.flop();
+  } else img = img.resize(size, size, { fit: "fill" });
+  const data = await img.removeAlpha().raw().toBuffer();
+  if (data.length !== size * size * 3) throw new Error(`decoded ${data.length} bytes, expected ${size * size * 3}`);
+  return new Uint8Array(data.buffer, data.byteOffset, data.length);
+}
+
+/**
+ * Makes a `[N, S, S, 3]` tensor in [-1, 1] from decoded images.
+ * @param images RGB bytes, `S * S * 3` each
+ * @param size S
+ * @returns the batch
+ */
+export function toBatch(images: readonly Uint8Array[], size: number): tf.Tensor4D {
+  const data = new Float32Array(images.length * size * size * 3);
+  images.forEach((img, i) => {
+    for (let j = 0; j < img.length; j++) data[i * img.length + j] = img[j] / 127.5 - 1;
+  });
+  return tf.tensor4d(data, [images.length, size, size, 3]);
+}
+
+/** A domain's position in its shuffled order; part of a checkpoint. */
+export interface StreamState {
+  /** The current pass's order (indices into the file list). */
+  order: number[];
+  /** The next position in `order`. */
+  at: number;
+}
+
+/**
+ * Draws training batches from one domain: a shuffled order, reshuffled each pass; files that fail
+ * to decode are skipped with a warning naming them (and dropped for the rest of the run).
+ */
+export class DomainStream {
+  /** The files still in use. */
+  readonly files: string[];
+  /** Files skipped so far because they failed to decode. */
+  skipped = 0;
+  #bad = new Set<number>();
+
+  /**
+   * @param files the domain's training images
+   * @param size S
+   * @param rng the run's generator (shared, so that its state is the whole story)
+   * @param state where a resumed run left off, or undefined to start a pass
+   * @param warn where skipped files are reported
+   */
+  constructor(
+    files: readonly string[],
+    readonly size: number,
+    readonly rng: Rng,
+    public state: StreamState | undefined,
+    readonly warn: Warn = console.warn,
+  ) {
+    this.files = [...files];
+  }
+
+  /**
+   * Decodes the next `n` images (augmented).
+   * @param n batch size
+   * @returns `[n, S, S, 3]` in [-1, 1]
+   */
+  async next(n: number): Promise<tf.Tensor4D> {
+    const images: Uint8Array[] = [];
+    while (images.length < n) {
+      if (this.#bad.size >= this.files.length) throw new DatasetError("every image of a domain failed to decode");
+      if (!this.state || this.state.at >= this.state.order.length) {
+        this.state = { order: this.rng.shuffle(this.files.map((_, i) => i)), at: 0 };
+      }
+      const index = this.state.order[this.state.at++];
+      if (this.#bad.has(index)) continue;
+      const m = resizeMargin(this.size);
+      const aug = { flip: this.rng.next() < 0.5, left: this.rng.int(m - this.size + 1), top: this.rng.int(m - this.size + 1) };
+      try {
+        images.push(await decodeImage(this.files[index], this.size, aug));
+      } catch (e) {
+        this.#bad.add(index);
+        this.skipped++;
+        this.warn(`skipping ${this.files[index]}: cannot decode (${(e as Error).message})`);
+      }
+    }
+    return toBatch(images, this.size);
+  }
+}
+
+/**
+ * Decodes test images (resized to S, no augmentation); unreadable ones are skipped by name.
+ * @param files the images
+ * @param size S
+ * @param warn where skipped files are reported
+ * @returns the batch and the files it holds
+ */
+export async function loadTestImages(
+  files: readonly string[],
+  size: number,
+  warn: Warn = console.warn,
+): Promise<{ batch: tf.Tensor4D; files: string[] }> {
+  const images: Uint8Array[] = [];
+  const used: string[] = [];
+  for (const f of files) {
+    try {
+      images.push(await decodeImage(f, size));
+      used.push(f);
+    } catch (e) {
+      warn(`skipping ${f}: cannot decode (${(e as Error).message})`);
+    }
+  }
+  if (!images.length) throw new DatasetError(`none of ${files.length} test image(s) could be decoded`);
+  return { batch: toBatch(images, size), files: used };
+}

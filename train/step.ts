@@ -1,0 +1,272 @@
+/**
+ * One U-GAT-IT training iteration as a pure function of the training state: a discriminator
+ * step on detached fakes, then a generator step with fresh forward passes, then rho clipping,
+ * exactly in the reference's order (so spectral norm's power iterations happen in the same
+ * order too). Nothing here reads tensors back or touches files; the runner does.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { discriminator, type DiscriminatorConfig, type DiscriminatorOutput } from "../layers/discriminator.ts";
+import { generator, type GeneratorConfig, type GeneratorOutput } from "../layers/generator.ts";
+import { flatten, tidy, type Tree, unflatten } from "../layers/tree.ts";
+import { evaluate } from "../losses/dsl.ts";
+import { discriminatorObjective, generatorObjective, type LossWeights } from "../losses/objectives.ts";
+import { applyUpdates, clipRho, type Flat, type GradientTransformation, referenceAdam } from "./optim.ts";
+
+/** What a model and its training are made of. */
+export interface TrainConfig {
+  /** Both generators. */
+  readonly generator: GeneratorConfig;
+  /** Both global discriminators. */
+  readonly global: DiscriminatorConfig;
+  /** Both local discriminators. */
+  readonly local: DiscriminatorConfig;
+  /** Loss weights. */
+  readonly weights: LossWeights;
+  /** Learning rate. */
+  readonly lr: number;
+  /** Coupled L2 weight decay. */
+  readonly weightDecay: number;
+  /** Total iterations (for the schedule). */
+  readonly iterations: number;
+  /** Decay the learning rate over the second half. */
+  readonly decay: boolean;
+}
+
+/** The networks, by the reference's names. */
+export const NETWORKS = ["genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB"] as const;
+const DISCRIMINATORS = ["disGA", "disGB", "disLA", "disLB"] as const;
+type DisName = typeof DISCRIMINATORS[number];
+
+/** Everything a training run carries from one iteration to the next (all tensors). */
+export interface TrainState {
+  /** Iterations done. */
+  readonly step: number;
+  /** Generator parameters, flat, keys `genA2B.<path>` and `genB2A.<path>`. */
+  readonly gen: Flat;
+  /** Discriminator parameters, flat, keys `disGA.<path>`, ... */
+  readonly dis: Flat;
+  /** Spectral-norm vectors, flat, keys `disGA.<path>.u`, ... */
+  readonly sn: Flat;
+  /** Generator optimiser state. */
+  readonly optG: unknown[];
+  /** Discriminator optimiser state. */
+  readonly optD: unknown[];
+}
+
+/** The named loss terms of an iteration (scalars; the caller owns them). */
+export type Terms = Record<string, tf.Scalar>;
+
+/** A trainer: initial state, one iteration, and translations for pictures. */
+export interface Trainer {
+  /** The configuration. */
+  readonly config: TrainConfig;
+  /** Initial parameters from a seed, fresh optimiser states. */
+  init(seed: number): TrainState;
+  /**
+   * One iteration on a batch of each domain.
+   * @returns the new state (the old one is not disposed) and the loss terms
+   */
+  step(state: TrainState, realA: tf.Tensor4D, realB: tf.Tensor4D): { state: TrainState; terms: Terms };
+  /** A->B and B->A with their identity and cycle passes, without gradients, for pictures. */
+  translate(state: TrainState, realA: tf.Tensor4D, realB: tf.Tensor4D): Translations;
+}
+
+/** The passes a sample picture shows, per direction. */
+export interface Translations {
+  /** `A2B`: identity `G_BA(a)`, translation `G_AB(a)`, cycle `G_BA(G_AB(a))`. */
+  readonly A2B: { identity: GeneratorOutput; translation: GeneratorOutput; cycle: GeneratorOutput };
+  /** `B2A`: identity `G_AB(b)`, translation `G_BA(b)`, cycle `G_AB(G_BA(b))`. */
+  readonly B2A: { identity: GeneratorOutput; translation: GeneratorOutput; cycle: GeneratorOutput };
+}
+
+/** The sub-record of a flat record under `prefix.`, nested. */
+export function subtree<T = Tree>(flat: Flat, prefix: string): T {
+  const p = `${prefix}.`;
+  return unflatten(
+    Object.fromEntries(Object.entries(flat).filter(([k]) => k.startsWith(p)).map(([k, v]) => [k.slice(p.length), v])),
+  ) as T;
+}
+
+const prefixed = (prefix: string, tree: object): Flat =>
+  Object.fromEntries(Object.entries(flatten(tree)).map(([k, v]) => [`${prefix}.${k}`, v]));
+
+/**
+ * Makes a trainer.
+ * @param config models, weights and optimiser settings
+ * @returns the trainer
+ */
+export function trainer(config: TrainConfig): Trainer {
+  const G = generator(config.generator);
+  const D = { G: discriminator(config.global), L: discriminator(config.local) };
+  const dOf = (name: DisName) => (name.startsWith("disG") ? D.G : D.L);
+  const opt = (): GradientTransformation<unknown[]> =>
+    referenceAdam({ lr: config.lr, weightDecay: config.weightDecay, iterations: config.iterations, decay: config.decay });
+  const optG = opt();
+  const optD = opt();
+  const dObjective = discriminatorObjective(config.weights);
+  const gObjective = generatorObjective(config.weights);
+
+  // Runs the discriminator `name` in training mode; threads its spectral-norm state through `sn`.
+  const judge = (name: DisName, dis: Flat, sn: Record<string, Tree>, x: tf.Tensor4D): DiscriminatorOutput => {
+    // deno-lint-ignore no-explicit-any
+    const [out, next] = dOf(name).apply(subtree(dis, name), sn[name] as any, x, true);
+    sn[name] = next as unknown as Tree;
+    return out;
+  };
+  const snTrees = (sn: Flat) => Object.fromEntries(DISCRIMINATORS.map((n) => [n, subtree(sn, n)])) as Record<string, Tree>;
+  const snFlat = (trees: Record<string, Tree>) =>
+    Object.assign({}, ...DISCRIMINATORS.map((n) => prefixed(n, trees[n] as object))) as Flat;
+
+  // Differentiates `loss` with respect to `params` (side outputs must be tf.keep()-ed inside).
+  function valueAndGrads(params: Flat, loss: (p: Flat) => tf.Scalar): { value: tf.Scalar; grads: Flat } {
+    const keys = Object.keys(params);
+    const { value, grads } = tf.valueAndGrads((...ts: tf.Tensor[]) =>
+      loss(Object.fromEntries(keys.map((k, i) => [k, ts[i]])))
+    )(keys.map((k) => params[k]));
+    return { value, grads: Object.fromEntries(keys.map((k, i) => [k, grads[i]])) };
+  }
+
+  function update(
+    transform: GradientTransformation<unknown[]>,
+    params: Flat,
+    optState: unknown[],
+    grads: Flat,
+  ): [Flat, unknown[]] {
+    const [updates, next] = transform.update(grads, optState, params);
+    const applied = applyUpdates(params, updates);
+    tf.dispose(Object.values(updates));
+    return [applied, next];
+  }
+
+  return {
+    config,
+    init(seed) {
+      const gen = { ...prefixed("genA2B", G.init(seed)), ...prefixed("genB2A", G.init(seed + 1)) };
+      const dis: Record<string, tf.Tensor> = {};
+      const sn: Record<string, tf.Tensor> = {};
+      DISCRIMINATORS.forEach((name, i) => {
+        const { params, state } = dOf(name).init(seed + 2 + i);
+        Object.assign(dis, prefixed(name, params));
+        Object.assign(sn, prefixed(name, state));
+      });
+      return { step: 0, gen, dis, sn, optG: optG.init(gen), optD: optD.init(dis) };
+    },
+
+    step(state, realA, realB) {
+      const genA2B = subtree(state.gen, "genA2B");
+      const genB2A = subtree(state.gen, "genB2A");
+      // Discriminator step, on fakes made without gradients (the reference keeps their graph).
+      const [fakeA2B, fakeB2A] = tidy(() => [
+        // deno-lint-ignore no-explicit-any
+        G.apply(genA2B as any, realA).image,
+        // deno-lint-ignore no-explicit-any
+        G.apply(genB2A as any, realB).image,
+      ]);
+      let sn = snTrees(state.sn);
+      let dTerms: Terms = {};
+      let snAfterD: Flat = {};
+      const d = valueAndGrads(state.dis, (dis) => {
+        const s = { ...sn };
+        const real = {
+          A: { global: judge("disGA", dis, s, realA), local: judge("disLA", dis, s, realA) },
+          B: { global: judge("disGB", dis, s, realB), local: judge("disLB", dis, s, realB) },
+        };
+        const fake = {
+          A: { global: judge("disGA", dis, s, fakeB2A), local: judge("disLA", dis, s, fakeB2A) },
+          B: { global: judge("disGB", dis, s, fakeA2B), local: judge("disLB", dis, s, fakeA2B) },
+        };
+        const ev = evaluate(dObjective, {
+          A: { judgedReal: real.A, judgedFake: fake.A },
+          B: { judgedReal: real.B, judgedFake: fake.B },
+        });
+        dTerms = ev.terms as Terms;
+        Object.values(dTerms).forEach((t) => tf.keep(t));
+        snAfterD = snFlat(s);
+        Object.values(snAfterD).forEach((t) => tf.keep(t));
+        return ev.total;
+      });
+      tf.dispose([fakeA2B, fakeB2A, d.value]);
+      const [dis, optDState] = update(optD, state.dis, state.optD, d.grads);
+      tf.dispose(Object.values(d.grads));
+
+      // Generator step: fresh passes; the discriminators (just updated) are constants here.
+      sn = snTrees(snAfterD);
+      let gTerms: Terms = {};
+      let snAfterG: Flat = {};
+      const g = valueAndGrads(state.gen, (gen) => {
+        const ab = subtree(gen, "genA2B");
+        const ba = subtree(gen, "genB2A");
+        // deno-lint-ignore no-explicit-any
+        const run = (p: Tree, x: tf.Tensor4D) => G.apply(p as any, x);
+        const A2B = run(ab, realA);
+        const B2A = run(ba, realB);
+        const A2B2A = run(ba, A2B.image);
+        const B2A2B = run(ab, B2A.image);
+        const A2A = run(ba, realA);
+        const B2B = run(ab, realB);
+        const s = { ...sn };
+        const fakeA = { global: judge("disGA", dis, s, B2A.image), local: judge("disLA", dis, s, B2A.image) };
+        const fakeB = { global: judge("disGB", dis, s, A2B.image), local: judge("disLB", dis, s, A2B.image) };
+        const ev = evaluate(gObjective, {
+          A: { real: realA, translated: B2A, identity: A2A, cycle: A2B2A, judgedFake: fakeA },
+          B: { real: realB, translated: A2B, identity: B2B, cycle: B2A2B, judgedFake: fakeB },
+        });
+        gTerms = ev.terms as Terms;
+        Object.values(gTerms).forEach((t) => tf.keep(t));
+        snAfterG = snFlat(s);
+        Object.values(snAfterG).forEach((t) => tf.keep(t));
+        return ev.total;
+      });
+      tf.dispose(g.value);
+      tf.dispose(Object.values(snAfterD));
+      const [genUpdated, optGState] = update(optG, state.gen, state.optG, g.grads);
+      tf.dispose(Object.values(g.grads));
+      const gen = clipRho(genUpdated);
+      tf.dispose(Object.values(genUpdated));
+      return {
+        state: { step: state.step + 1, gen, dis, sn: snAfterG, optG: optGState, optD: optDState },
+        terms: { ...dTerms, ...gTerms },
+      };
+    },
+
+    translate(state, realA, realB) {
+      return tidy(() => {
+        // deno-lint-ignore no-explicit-any
+        const [ab, ba] = [subtree(state.gen, "genA2B") as any, subtree(state.gen, "genB2A") as any];
+        const A2B = G.apply(ab, realA);
+        const B2A = G.apply(ba, realB);
+        return {
+          A2B: { identity: G.apply(ba, realA), translation: A2B, cycle: G.apply(ba, A2B.image) },
+          B2A: { identity: G.apply(ab, realB), translation: B2A, cycle: G.apply(ab, B2A.image) },
+        };
+      });
+    },
+  };
+}
+
+/**
+ * Disposes every tensor of a training state.
+ * @param state the state
+ */
+export function disposeState(state: TrainState): void {
+  tf.dispose([
+    ...Object.values(state.gen),
+    ...Object.values(state.dis),
+    ...Object.values(state.sn),
+    ...collectTensors(state.optG),
+    ...collectTensors(state.optD),
+  ]);
+}
+
+/**
+ * Every tensor inside a value (objects and arrays walked).
+ * @param value anything
+ * @returns its tensors
+ */
+export function collectTensors(value: unknown): tf.Tensor[] {
+  if (value instanceof tf.Tensor) return [value];
+  if (value && typeof value === "object") return Object.values(value).flatMap(collectTensors);
+  return [];
+}
