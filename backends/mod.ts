@@ -39,20 +39,36 @@ export interface SelectBackendOptions {
 const TFJS_NODE = ["@tensorflow/tfjs-node-gpu", "@tensorflow/tfjs-node"];
 
 async function loadTensorflow(): Promise<string | undefined> {
-  for (const pkg of TFJS_NODE) {
-    try {
-      await import(`npm:${pkg}@4.22.0`);
-      if (tf.findBackend("tensorflow")) return pkg;
-    } catch {
-      // not installed here, or its native library is missing: try the next one
+  // A package whose native library is missing registers its kernels before failing, so the
+  // next one would warn once per kernel that it is "already registered": those lines are muted.
+  const warn = console.warn;
+  console.warn = (...args: unknown[]) => {
+    if (!/is already registered/.test(String(args[0]))) warn(...args);
+  };
+  try {
+    for (const pkg of TFJS_NODE) {
+      try {
+        await import(`npm:${pkg}@4.22.0`);
+        if (tf.findBackend("tensorflow")) return pkg;
+      } catch {
+        // not installed here, or its native library is missing: try the next one
+      }
     }
+    return undefined;
+  } finally {
+    console.warn = warn;
   }
-  return undefined;
 }
 
 async function hardwareGpu(): Promise<boolean> {
   const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } })?.gpu;
   if (!gpu) return false;
+  // Mesa's Vulkan loader prints an error per probe when this is unset (headless machines, CI).
+  try {
+    if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync());
+  } catch {
+    // no env or write permission: the probe still works, only louder
+  }
   try {
     const adapter = await gpu.requestAdapter() as
       | { isFallbackAdapter?: boolean; info?: Record<string, unknown> }
@@ -109,9 +125,9 @@ export async function selectBackend(
     }
     case "auto": {
       if (await loadTensorflow()) return await activate("tensorflow");
-      log(`backend: ${missingTf}; using ${(await hardwareGpu()) ? "webgpu" : "wasm"} instead`);
-      if (await hardwareGpu()) return await selectBackend("webgpu", { log });
-      return await selectBackend("wasm", { log });
+      const next = (await hardwareGpu()) ? "webgpu" : "wasm";
+      log(`backend: ${missingTf}; using ${next} instead`);
+      return await selectBackend(next, { log });
     }
   }
 }

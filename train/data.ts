@@ -102,6 +102,17 @@ async function emojiFolder(style: string): Promise<{ dir: string; entries: { ima
 }
 
 /**
+ * The run-folder name of a dataset: `emoji_<from>2<to>`, or the folder's own name.
+ * @param spec the `--dataset` value
+ * @returns the name
+ */
+export function datasetName(spec: string): string {
+  if (spec.startsWith("emoji:")) return `emoji_${spec.slice("emoji:".length)}`;
+  const root = spec.replace(/\/+$/, "");
+  return root.split("/").pop() || root;
+}
+
+/**
  * Resolves `--dataset`: `emoji:<from>2<to>` or a folder with trainA, trainB, testA, testB.
  * @param spec the flag's value
  * @param warn where skipped files are reported
@@ -127,7 +138,7 @@ export async function openDataset(spec: string, warn: Warn = console.warn): Prom
     const train = both.filter((n) => held(n) % 10 !== 0);
     const path = (f: { dir: string }, style: string) => (n: string) => `${f.dir}img/${style}/64/${n}`;
     return {
-      name: `emoji_${m[1]}2${m[2]}`,
+      name: datasetName(spec),
       trainA: train.map(path(from, m[1])),
       trainB: train.map(path(to, m[2])),
       testA: test.map(path(from, m[1])),
@@ -146,7 +157,7 @@ export async function openDataset(spec: string, warn: Warn = console.warn): Prom
   }
   if (skipped) warn(`${skipped} file(s) skipped in ${root}`);
   return {
-    name: root.split("/").pop() || root,
+    name: datasetName(spec),
     trainA: lists.trainA,
     trainB: lists.trainB,
     testA: lists.testA,

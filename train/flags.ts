@@ -52,6 +52,8 @@ export const FLAGS = {
   resume: { kind: "bool", default: false, help: "continue from the latest checkpoint" },
   seed: { kind: "int", default: 0, help: "random seed (initialisation and data order)" },
   backend: { kind: "string", default: "auto", help: `one of ${BACKENDS.join(", ")}` },
+  checkpoint: { kind: "string", default: "", help: "translate: checkpoint (default: the run's latest)" },
+  direction: { kind: "string", default: "both", help: "translate: A2B, B2A or both" },
 } as const satisfies Record<string, FlagSpec>;
 
 type FlagValue<S extends FlagSpec> = S["kind"] extends "bool" ? boolean
@@ -63,6 +65,20 @@ export type Flags = { -readonly [K in keyof typeof FLAGS]: FlagValue<typeof FLAG
   backend: BackendName;
   /** Positional arguments. */
   _: string[];
+};
+
+/**
+ * The bare `deno task train` configuration, sized for a laptop CPU: light, 32 px, ch 16 (about
+ * 2 s per iteration on wasm), a picture every 100 iterations.
+ */
+export const LAPTOP_DEFAULTS: Partial<Flags> = {
+  light: true,
+  img_size: 32,
+  ch: 16,
+  n_dis: 4,
+  iteration: 20_000,
+  print_freq: 100,
+  save_freq: 2_000,
 };
 
 /** A bad command line; the message names the flag. */

@@ -1,0 +1,171 @@
+/**
+ * Training checkpoints: one safetensors file holding everything a run needs to continue exactly
+ * (parameters, spectral-norm vectors, both optimisers' moments), with the iteration, the random
+ * generator's state, the data order and the flags in its metadata. Written atomically, so a
+ * crash mid-write leaves the previous checkpoint intact; read back with every tensor checked
+ * against the model the flags describe.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { discriminatorNames, generatorNames, type NameEntry } from "../weights/reference_names.ts";
+import { type HostTensor, readSafetensors, WeightFileError, writeSafetensors } from "../weights/safetensors.ts";
+import type { StreamState } from "./data.ts";
+import type { Flat } from "./optim.ts";
+import type { TrainConfig, TrainState } from "./step.ts";
+
+const FORMAT = "ugatit-checkpoint/1";
+
+/** A checkpoint: the training state and what drives the data. */
+export interface Checkpoint {
+  /** Parameters, spectral-norm and optimiser state, iteration. */
+  readonly state: TrainState;
+  /** The random generator's state. */
+  readonly rng: number;
+  /** Where each domain's shuffled order stands. */
+  readonly streams: { readonly A?: StreamState; readonly B?: StreamState };
+  /** The flags of the run, for `--resume` checks and `translate`. */
+  readonly flags: Record<string, unknown>;
+}
+
+// Replaces the tensors inside a value by {"$t": name} and collects them under `prefix.<path>`.
+function split(value: unknown, prefix: string, out: Record<string, tf.Tensor>): unknown {
+  if (value instanceof tf.Tensor) {
+    out[prefix] = value;
+    return { $t: prefix };
+  }
+  if (Array.isArray(value)) return value.map((v, i) => split(v, `${prefix}.${i}`, out));
+  if (value && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, split(v, `${prefix}.${k}`, out)]));
+  }
+  return value;
+}
+
+function join(skeleton: unknown, tensors: Record<string, tf.Tensor>, source: string): unknown {
+  if (Array.isArray(skeleton)) return skeleton.map((v) => join(v, tensors, source));
+  if (skeleton && typeof skeleton === "object") {
+    const name = (skeleton as { $t?: string }).$t;
+    if (name !== undefined) {
+      if (!tensors[name]) throw new WeightFileError(`${source}: tensor "${name}" is missing`);
+      return tensors[name];
+    }
+    return Object.fromEntries(Object.entries(skeleton).map(([k, v]) => [k, join(v, tensors, source)]));
+  }
+  return skeleton;
+}
+
+/**
+ * Every parameter and spectral-norm tensor the configuration needs, with its checkpoint name.
+ * @param config the model
+ * @returns entries named `gen.genA2B.<path>`, `dis.disGA.<path>`, `sn.disGA.<path>`
+ */
+export function checkpointTemplate(config: TrainConfig): { name: string; shape: readonly number[] }[] {
+  const out: { name: string; shape: readonly number[] }[] = [];
+  const add = (group: string, net: string, entries: NameEntry[]) => {
+    for (const e of entries) out.push({ name: `${e.state ? "sn" : group}.${net}.${e.ours}`, shape: e.shape });
+  };
+  for (const net of ["genA2B", "genB2A"]) add("gen", net, generatorNames(config.generator));
+  for (const net of ["disGA", "disGB"]) add("dis", net, discriminatorNames(config.global));
+  for (const net of ["disLA", "disLB"]) add("dis", net, discriminatorNames(config.local));
+  return out;
+}
+
+/**
+ * Writes a checkpoint atomically.
+ * @param path the file
+ * @param ckpt what to save
+ */
+export async function saveCheckpoint(path: string, ckpt: Checkpoint): Promise<void> {
+  const tensors: Record<string, tf.Tensor> = {};
+  for (const group of ["gen", "dis", "sn"] as const) {
+    for (const [k, t] of Object.entries(ckpt.state[group])) tensors[`${group}.${k}`] = t;
+  }
+  const optG = split(ckpt.state.optG, "optG", tensors);
+  const optD = split(ckpt.state.optD, "optD", tensors);
+  const host: Record<string, HostTensor> = {};
+  for (const [k, t] of Object.entries(tensors)) {
+    host[k] = { dtype: "F32", shape: t.shape, data: (await t.data()) as Float32Array };
+  }
+  await writeSafetensors(path, host, {
+    format: FORMAT,
+    step: String(ckpt.state.step),
+    rng: String(ckpt.rng),
+    streams: JSON.stringify(ckpt.streams),
+    flags: JSON.stringify(ckpt.flags),
+    optimisers: JSON.stringify({ optG, optD }),
+  });
+}
+
+/**
+ * Reads a checkpoint and checks it against the model.
+ * @param path the file
+ * @param config the model it must fit
+ * @returns the checkpoint (tensors owned by the caller)
+ * @throws {WeightFileError} naming the file and the first tensor that does not fit
+ */
+export async function loadCheckpoint(path: string, config: TrainConfig): Promise<Checkpoint> {
+  const { tensors: host, metadata } = await readSafetensors(path);
+  if (metadata.format !== FORMAT) {
+    throw new WeightFileError(`${path}: not a training checkpoint (format "${metadata.format ?? "none"}")`);
+  }
+  for (const { name, shape } of checkpointTemplate(config)) {
+    const t = host[name];
+    if (!t) throw new WeightFileError(`${path}: tensor "${name}" is missing`);
+    if (t.shape.join() !== shape.join()) {
+      throw new WeightFileError(
+        `${path}: tensor "${name}" has shape [${t.shape}], the model needs [${shape}] (do the flags match the run?)`,
+      );
+    }
+  }
+  const tensors: Record<string, tf.Tensor> = {};
+  for (const [k, t] of Object.entries(host)) tensors[k] = tf.tensor(t.data as Float32Array, [...t.shape]);
+  const group = (g: string): Flat =>
+    Object.fromEntries(Object.entries(tensors).filter(([k]) => k.startsWith(`${g}.`)).map(([k, v]) => [k.slice(g.length + 1), v]));
+  const { optG, optD } = JSON.parse(metadata.optimisers);
+  return {
+    state: {
+      step: Number(metadata.step),
+      gen: group("gen"),
+      dis: group("dis"),
+      sn: group("sn"),
+      optG: join(optG, tensors, path) as unknown[],
+      optD: join(optD, tensors, path) as unknown[],
+    },
+    rng: Number(metadata.rng),
+    streams: JSON.parse(metadata.streams),
+    flags: JSON.parse(metadata.flags),
+  };
+}
+
+/**
+ * Reads only a checkpoint's flags (its header), e.g. to rebuild the model it fits.
+ * @param path the file
+ * @returns the flags the run was trained with
+ * @throws {WeightFileError} when the file is not a training checkpoint
+ */
+export async function readCheckpointFlags(path: string): Promise<Record<string, unknown>> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path);
+  } catch (e) {
+    throw new WeightFileError(`${path}: cannot read (${(e as Error).message})`);
+  }
+  try {
+    const head = new Uint8Array(8);
+    if ((await file.read(head)) !== 8) throw new WeightFileError(`${path}: too short for a checkpoint`);
+    const n = Number(new DataView(head.buffer).getBigUint64(0, true));
+    if (n > 100 * 1024 * 1024) throw new WeightFileError(`${path}: header length ${n} is implausible`);
+    const header = new Uint8Array(n);
+    let at = 0;
+    while (at < n) {
+      const got = await file.read(header.subarray(at));
+      if (got === null) throw new WeightFileError(`${path}: header is truncated`);
+      at += got;
+    }
+    const meta = JSON.parse(new TextDecoder().decode(header)).__metadata__ ?? {};
+    if (meta.format !== FORMAT) throw new WeightFileError(`${path}: not a training checkpoint`);
+    return JSON.parse(meta.flags);
+  } finally {
+    file.close();
+  }
+}

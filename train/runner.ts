@@ -1,0 +1,251 @@
+/**
+ * The stateful edge of training: the one place that owns tensors across iterations, the backend,
+ * files and time. It draws batches, calls the pure training step, reads the loss terms back,
+ * shows progress, writes the JSON-lines log, sample pictures and checkpoints, stops cleanly on
+ * Ctrl-C (saving first) and on a NaN or infinite loss (naming the term, keeping the last good
+ * checkpoint).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { selectBackend } from "../backends/mod.ts";
+import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
+import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { DomainStream, loadTestImages, openDataset } from "./data.ts";
+import type { Flags } from "./flags.ts";
+import { referenceSchedule } from "./optim.ts";
+import { Rng } from "./random.ts";
+import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
+import { disposeState, type TrainConfig, trainer, type Translations, type TrainState } from "./step.ts";
+
+/** Where the runner writes its lines. */
+export interface RunnerIO {
+  /** Progress and summaries. */
+  readonly out: (line: string) => void;
+  /** Warnings (skipped files, backend notices). */
+  readonly warn: (line: string) => void;
+  /** Redraws the progress line (a terminal); absent: plain lines instead. */
+  readonly progress?: (line: string) => void;
+}
+
+/** How a run ended. */
+export interface RunResult {
+  /** Iterations done in all (resumed ones included). */
+  readonly step: number;
+  /** `done`, `interrupted` (Ctrl-C or `stop()`), or `diverged` (NaN or infinite loss). */
+  readonly status: "done" | "interrupted" | "diverged";
+  /** The run folder. */
+  readonly dir: string;
+  /** The last loss terms read. */
+  readonly terms: Record<string, number>;
+}
+
+/** Every how many seconds the latest checkpoint is refreshed, besides `--save_freq`. */
+export const CHECKPOINT_SECONDS = 300;
+const SAMPLES = 5; // train and test images per sample picture, as the reference draws
+
+/**
+ * The model and optimiser configuration the flags describe.
+ * @param flags the parsed flags
+ * @returns the training configuration
+ */
+export function configFromFlags(flags: Flags): TrainConfig {
+  return {
+    generator: { ch: flags.ch, nRes: flags.n_res, imgSize: flags.img_size, light: flags.light, imgCh: flags.img_ch },
+    global: { ch: flags.ch, nLayers: flags.n_dis + 1, imgCh: flags.img_ch },
+    local: { ch: flags.ch, nLayers: flags.n_dis - 1, imgCh: flags.img_ch },
+    weights: { adv: flags.adv_weight, cycle: flags.cycle_weight, identity: flags.identity_weight, cam: flags.cam_weight },
+    lr: flags.lr,
+    weightDecay: flags.weight_decay,
+    iterations: flags.iteration,
+    decay: flags.decay_flag,
+  };
+}
+
+// The flags that fix the model's shape: a resumed run must keep them.
+const MODEL_FLAGS = ["light", "ch", "n_res", "n_dis", "img_size", "img_ch"] as const;
+
+function formatTime(seconds: number): string {
+  if (!Number.isFinite(seconds)) return "?";
+  const h = Math.floor(seconds / 3600);
+  const m = Math.floor((seconds % 3600) / 60);
+  const s = Math.floor(seconds % 60);
+  return h ? `${h}h${String(m).padStart(2, "0")}m` : `${m}m${String(s).padStart(2, "0")}s`;
+}
+
+/**
+ * Writes the two sample pictures of an iteration, as the reference draws them: columns are
+ * images (train, then test), rows real, identity heatmap, identity, translation heatmap,
+ * translation, cycle heatmap, cycle.
+ * @param dir the `img` folder
+ * @param step the iteration (in the file names)
+ * @param t translations of the sample images
+ * @param realA the A images
+ * @param realB the B images
+ * @param size S
+ */
+export async function writeSamples(
+  dir: string,
+  step: number,
+  t: Translations,
+  realA: tf.Tensor4D,
+  realB: tf.Tensor4D,
+  size: number,
+): Promise<void> {
+  for (const [name, real] of [["A2B", realA], ["B2A", realB]] as const) {
+    const p = t[name];
+    const grid = tf.tidy(() =>
+      sampleGrid([
+        toDisplay(real),
+        jetHeatmap(p.identity.heatmap, size),
+        toDisplay(p.identity.image),
+        jetHeatmap(p.translation.heatmap, size),
+        toDisplay(p.translation.image),
+        jetHeatmap(p.cycle.heatmap, size),
+        toDisplay(p.cycle.image),
+      ])
+    );
+    await writePng(`${dir}/${name}_${String(step).padStart(7, "0")}.png`, grid);
+    grid.dispose();
+  }
+}
+
+/**
+ * Trains (or resumes) a run.
+ * @param flags the parsed flags
+ * @param io where lines go
+ * @param control `stop` is polled between iterations (Ctrl-C sets it)
+ * @returns how the run ended
+ */
+export async function runTraining(
+  flags: Flags,
+  io: RunnerIO,
+  control: { stop: boolean } = { stop: false },
+): Promise<RunResult> {
+  if (flags.img_ch !== 3) throw new Error(`--img_ch: the data loader reads RGB images; got ${flags.img_ch}`);
+  const backend = await selectBackend(flags.backend, { log: io.warn });
+  const data = await openDataset(flags.dataset, io.warn);
+  const dir = `${flags.result_dir}/${data.name}`;
+  await Deno.mkdir(`${dir}/img`, { recursive: true });
+  await Deno.mkdir(`${dir}/model`, { recursive: true });
+  const latest = `${dir}/model/latest.safetensors`;
+  const config = configFromFlags(flags);
+  const model = trainer(config);
+  const S = flags.img_size;
+
+  let state: TrainState;
+  let rng: Rng;
+  let streams: { A?: ReturnType<typeof JSON.parse>; B?: ReturnType<typeof JSON.parse> } = {};
+  const exists = await Deno.stat(latest).then(() => true, () => false);
+  if (flags.resume && exists) {
+    const ck = await loadCheckpoint(latest, config);
+    for (const f of MODEL_FLAGS) {
+      if (ck.flags[f] !== flags[f]) {
+        throw new Error(`--${f}: the run in ${dir} was trained with ${f}=${ck.flags[f]}, not ${flags[f]}`);
+      }
+    }
+    [state, rng, streams] = [ck.state, new Rng(ck.rng), ck.streams];
+    io.out(`resuming ${dir} at iteration ${state.step}`);
+  } else {
+    if (flags.resume) io.warn(`--resume: no checkpoint at ${latest}; starting a new run`);
+    state = model.init(flags.seed);
+    rng = new Rng(flags.seed);
+  }
+  const A = new DomainStream(data.trainA, S, rng, streams.A, io.warn);
+  const B = new DomainStream(data.trainB, S, rng, streams.B, io.warn);
+
+  // Fixed sample images (train, then test), so that pictures over time compare like with like.
+  const pick = async (train: readonly string[], test: readonly string[]) => {
+    const { batch } = await loadTestImages([...train.slice(0, SAMPLES), ...test.slice(0, SAMPLES)], S, io.warn);
+    return batch;
+  };
+  const sampleA = await pick(data.trainA, data.testA);
+  const sampleB = await pick(data.trainB, data.testB);
+
+  const save = async (path: string) =>
+    await saveCheckpoint(path, {
+      state,
+      rng: rng.state,
+      streams: { A: A.state, B: B.state },
+      flags: flags as unknown as Record<string, unknown>,
+    });
+  const log = await Deno.open(`${dir}/log.jsonl`, { append: true, create: true, write: true });
+  const encoder = new TextEncoder();
+  io.out(
+    `training ${data.name} on ${backend}: ${flags.light ? "light" : "full"} S=${S} ch=${flags.ch} n_res=${flags.n_res} ` +
+      `n_dis=${flags.n_dis}, ${data.trainA.length}+${data.trainB.length} training images; run folder ${dir}`,
+  );
+  const schedule = referenceSchedule(flags.lr, flags.iteration, flags.decay_flag);
+  const startStep = state.step;
+  const t0 = performance.now();
+  let lastSave = t0;
+  let terms: Record<string, number> = {};
+  let status: RunResult["status"] = "done";
+  try {
+    while (state.step < flags.iteration) {
+      if (control.stop) {
+        status = "interrupted";
+        break;
+      }
+      const [realA, realB] = [await A.next(flags.batch_size), await B.next(flags.batch_size)];
+      const { state: next, terms: t } = model.step(state, realA, realB);
+      tf.dispose([realA, realB]);
+      const names = Object.keys(t);
+      const values = await Promise.all(names.map(async (n) => (await t[n].data())[0]));
+      tf.dispose(Object.values(t));
+      const bad = names.find((_, i) => !Number.isFinite(values[i]));
+      if (bad) {
+        disposeState(next);
+        io.warn(
+          `stopped at iteration ${state.step + 1}: loss term ${bad} is ${values[names.indexOf(bad)]}; ` +
+            `the last good checkpoint is ${latest} (try a lower --lr)`,
+        );
+        status = "diverged";
+        return { step: state.step, status, dir, terms };
+      }
+      disposeState(state);
+      state = next;
+      terms = Object.fromEntries(names.map((n, i) => [n, values[i]]));
+      const elapsed = (performance.now() - t0) / 1000;
+      const rate = (state.step - startStep) / elapsed;
+      const record = { iteration: state.step, time: Number(elapsed.toFixed(3)), lr: schedule(state.step), ...terms };
+      await log.write(encoder.encode(JSON.stringify(record) + "\n"));
+      const summary = (["d_adv", "adv", "cycle", "identity", "cam"] as const)
+        .map((k) => `${k} ${((terms[`${k}_A`] + terms[`${k}_B`]) / 2).toFixed(3)}`).join("  ");
+      const eta = formatTime((flags.iteration - state.step) / rate);
+      if (io.progress) {
+        const width = 20;
+        const done = Math.round((width * state.step) / flags.iteration);
+        io.progress(
+          `[${"#".repeat(done)}${".".repeat(width - done)}] ${state.step}/${flags.iteration} ` +
+            `${rate.toFixed(2)} it/s ETA ${eta}  ${summary}`,
+        );
+      } else if (state.step % 10 === 0 || state.step === 1 || state.step === flags.iteration) {
+        io.out(`iteration ${state.step}/${flags.iteration}  ${rate.toFixed(2)} it/s  ETA ${eta}  ${summary}`);
+      }
+      if (state.step % flags.print_freq === 0 || state.step === startStep + 1) {
+        const tr = model.translate(state, sampleA, sampleB);
+        await writeSamples(`${dir}/img`, state.step, tr, sampleA, sampleB, S);
+        tf.dispose(tr as unknown as tf.Tensor[]);
+      }
+      if (state.step % flags.save_freq === 0) {
+        await save(`${dir}/model/ckpt_${String(state.step).padStart(7, "0")}.safetensors`);
+        await save(latest);
+        lastSave = performance.now();
+      } else if ((performance.now() - lastSave) / 1000 > CHECKPOINT_SECONDS) {
+        await save(latest);
+        lastSave = performance.now();
+      }
+    }
+    await save(latest);
+    io.out(
+      `${status === "done" ? "finished" : "stopped"} at iteration ${state.step}; checkpoint ${latest}` +
+        (status === "interrupted" ? " (continue with --resume)" : ""),
+    );
+    return { step: state.step, status, dir, terms };
+  } finally {
+    log.close();
+    disposeState(state);
+    tf.dispose([sampleA, sampleB]);
+  }
+}
