@@ -60,9 +60,15 @@ async function loadTensorflow(): Promise<string | undefined> {
   }
 }
 
-async function hardwareGpu(): Promise<boolean> {
+/**
+ * Asks `navigator.gpu` for an adapter, or gives undefined where there is none.
+ * @returns the adapter, with its `info` where the runtime reports it
+ */
+export async function requestGpuAdapter(): Promise<
+  { isFallbackAdapter?: boolean; info?: Record<string, unknown> } | undefined
+> {
   const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } })?.gpu;
-  if (!gpu) return false;
+  if (!gpu) return undefined;
   // Mesa's Vulkan loader prints an error per probe when this is unset (headless machines, CI).
   try {
     if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync());
@@ -70,15 +76,19 @@ async function hardwareGpu(): Promise<boolean> {
     // no env or write permission: the probe still works, only louder
   }
   try {
-    const adapter = await gpu.requestAdapter() as
+    return (await gpu.requestAdapter() ?? undefined) as
       | { isFallbackAdapter?: boolean; info?: Record<string, unknown> }
-      | null;
-    if (!adapter || adapter.isFallbackAdapter || adapter.info?.isFallbackAdapter) return false;
-    const info = Object.values(adapter.info ?? {}).join(" ");
-    return !/llvmpipe|lavapipe|swiftshader|software/i.test(info);
+      | undefined;
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+async function hardwareGpu(): Promise<boolean> {
+  const adapter = await requestGpuAdapter();
+  if (!adapter || adapter.isFallbackAdapter || adapter.info?.isFallbackAdapter) return false;
+  const info = Object.values(adapter.info ?? {}).join(" ");
+  return !/llvmpipe|lavapipe|swiftshader|software/i.test(info);
 }
 
 async function activate(name: string): Promise<string> {

@@ -8,10 +8,11 @@
 import * as tf from "@tensorflow/tfjs";
 import type { GeneratorOutput } from "../layers/generator.ts";
 import type { DiscriminatorOutput } from "../layers/discriminator.ts";
-import { type Loss, type Mirrored, mirror, named, type Objective, sum, weighted } from "./dsl.ts";
+import { type Loss, mirror, type Mirrored, named, type Objective, sum, weighted } from "./dsl.ts";
 
 /** `mean((x - target)^2)`, the LSGAN loss. */
-export const mse = (x: tf.Tensor, target: number): tf.Scalar => tf.mean(tf.square(tf.sub(x, target)));
+export const mse = (x: tf.Tensor, target: number): tf.Scalar =>
+  tf.mean(tf.square(tf.sub(x, target)));
 /** `mean|x - y|`. */
 export const l1 = (x: tf.Tensor, y: tf.Tensor): tf.Scalar => tf.mean(tf.abs(tf.sub(x, y)));
 /**
@@ -19,7 +20,12 @@ export const l1 = (x: tf.Tensor, y: tf.Tensor): tf.Scalar => tf.mean(tf.abs(tf.s
  * in the stable form `max(x, 0) - x * label + log(1 + exp(-|x|))`.
  */
 export const bce = (logits: tf.Tensor, label: number): tf.Scalar =>
-  tf.mean(tf.add(tf.sub(tf.relu(logits), tf.mul(logits, label)), tf.log1p(tf.exp(tf.neg(tf.abs(logits))))));
+  tf.mean(
+    tf.add(
+      tf.sub(tf.relu(logits), tf.mul(logits, label)),
+      tf.log1p(tf.exp(tf.neg(tf.abs(logits)))),
+    ),
+  );
 
 /** The outputs of a domain's global and local discriminators on one batch. */
 export interface Judgement {
@@ -72,13 +78,16 @@ export const DEFAULT_WEIGHTS: LossWeights = { adv: 1, cycle: 10, identity: 10, c
 // The up-to-four logits of a judgement: patch and CAM, global and local (CAM ones are absent
 // when the discriminators are built without CAM).
 function logits(j: Judgement): tf.Tensor[] {
-  return [j.global.logit, j.global.camLogit, j.local.logit, j.local.camLogit].filter((t) => t !== undefined);
+  return [j.global.logit, j.global.camLogit, j.local.logit, j.local.camLogit].filter((t) =>
+    t !== undefined
+  );
 }
 
 const total = (xs: tf.Scalar[]): tf.Scalar => xs.reduce((a, b) => tf.add(a, b));
 
 /** Generator adversarial loss: every logit of X's discriminators on fakes, against "real". */
-export const generatorAdversarialLoss: Loss<GeneratorView> = (v) => total(logits(v.judgedFake).map((x) => mse(x, 1)));
+export const generatorAdversarialLoss: Loss<GeneratorView> = (v) =>
+  total(logits(v.judgedFake).map((x) => mse(x, 1)));
 /** Cycle-consistency loss: `l1(G_YX(G_XY(x)), x)`. */
 export const cycleLoss: Loss<GeneratorView> = (v) => l1(v.cycle.image, v.real);
 /** Identity loss: `l1(G_YX(x), x)`. */

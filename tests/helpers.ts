@@ -139,3 +139,40 @@ export async function findTorchPython(): Promise<string | undefined> {
   }
   return undefined;
 }
+
+/**
+ * Makes a tiny dataset in the reference's layout: coloured PNGs (A reddish, B bluish) with a
+ * square whose place varies, so that crops and flips change them.
+ * @param options images per training and test folder, and their side
+ * @returns the dataset's root folder (a temporary folder)
+ */
+export async function makeDataset(
+  { train, test, size }: { train: number; test: number; size: number },
+): Promise<string> {
+  const { default: sharp } = await import("sharp");
+  const root = await Deno.makeTempDir({ prefix: "ugatit-data-" });
+  for (
+    const [part, n] of [["trainA", train], ["trainB", train], ["testA", test], [
+      "testB",
+      test,
+    ]] as const
+  ) {
+    await Deno.mkdir(`${root}/${part}`);
+    for (let i = 0; i < n; i++) {
+      const px = new Uint8Array(size * size * 3);
+      const a = part.endsWith("A");
+      for (let y = 0; y < size; y++) {
+        for (let x = 0; x < size; x++) {
+          const inSquare = x >= i % size && x < (i % size) + size / 3 && y >= size / 4 &&
+            y < size / 2;
+          const o = (y * size + x) * 3;
+          px.set(inSquare ? [255, 255, 255] : a ? [200, 40 + 8 * i, 40] : [40, 40 + 8 * i, 200], o);
+        }
+      }
+      await sharp(px, { raw: { width: size, height: size, channels: 3 } }).png().toFile(
+        `${root}/${part}/${i}.png`,
+      );
+    }
+  }
+  return root;
+}

@@ -14,16 +14,12 @@ import {
   generator,
   generatorNames,
   type GeneratorParams,
+  requestGpuAdapter,
   selectBackend,
 } from "../mod.ts";
 import { assertClose, nchwToNhwc, readFixture, withPrefix } from "./helpers.ts";
 
-async function hasAdapter(): Promise<boolean> {
-  const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
-  return !!gpu && !!(await gpu.requestAdapter().catch(() => null));
-}
-
-const available = await hasAdapter();
+const available = (await requestGpuAdapter()) !== undefined;
 const toNchw = (t: tf.Tensor4D) => tf.transpose(t, [0, 3, 1, 2]);
 
 Deno.test("webgpu backend matches the PyTorch reference and the cpu gradients", async (t) => {

@@ -9,7 +9,12 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { discriminatorNames, generatorNames, type NameEntry } from "../weights/reference_names.ts";
-import { type HostTensor, readSafetensors, WeightFileError, writeSafetensors } from "../weights/safetensors.ts";
+import {
+  type HostTensor,
+  readSafetensors,
+  WeightFileError,
+  writeSafetensors,
+} from "../weights/safetensors.ts";
 import type { StreamState } from "./data.ts";
 import type { Flat } from "./optim.ts";
 import type { TrainConfig, TrainState } from "./step.ts";
@@ -36,7 +41,9 @@ function split(value: unknown, prefix: string, out: Record<string, tf.Tensor>): 
   }
   if (Array.isArray(value)) return value.map((v, i) => split(v, `${prefix}.${i}`, out));
   if (value && typeof value === "object") {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, split(v, `${prefix}.${k}`, out)]));
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, split(v, `${prefix}.${k}`, out)]),
+    );
   }
   return value;
 }
@@ -49,7 +56,9 @@ function join(skeleton: unknown, tensors: Record<string, tf.Tensor>, source: str
       if (!tensors[name]) throw new WeightFileError(`${source}: tensor "${name}" is missing`);
       return tensors[name];
     }
-    return Object.fromEntries(Object.entries(skeleton).map(([k, v]) => [k, join(v, tensors, source)]));
+    return Object.fromEntries(
+      Object.entries(skeleton).map(([k, v]) => [k, join(v, tensors, source)]),
+    );
   }
   return skeleton;
 }
@@ -59,10 +68,14 @@ function join(skeleton: unknown, tensors: Record<string, tf.Tensor>, source: str
  * @param config the model
  * @returns entries named `gen.genA2B.<path>`, `dis.disGA.<path>`, `sn.disGA.<path>`
  */
-export function checkpointTemplate(config: TrainConfig): { name: string; shape: readonly number[] }[] {
+export function checkpointTemplate(
+  config: TrainConfig,
+): { name: string; shape: readonly number[] }[] {
   const out: { name: string; shape: readonly number[] }[] = [];
   const add = (group: string, net: string, entries: NameEntry[]) => {
-    for (const e of entries) out.push({ name: `${e.state ? "sn" : group}.${net}.${e.ours}`, shape: e.shape });
+    for (const e of entries) {
+      out.push({ name: `${e.state ? "sn" : group}.${net}.${e.ours}`, shape: e.shape });
+    }
   };
   for (const net of ["genA2B", "genB2A"]) add("gen", net, generatorNames(config.generator));
   for (const net of ["disGA", "disGB"]) add("dis", net, discriminatorNames(config.global));
@@ -106,7 +119,9 @@ export async function saveCheckpoint(path: string, ckpt: Checkpoint): Promise<vo
 export async function loadCheckpoint(path: string, config: TrainConfig): Promise<Checkpoint> {
   const { tensors: host, metadata } = await readSafetensors(path);
   if (metadata.format !== FORMAT) {
-    throw new WeightFileError(`${path}: not a training checkpoint (format "${metadata.format ?? "none"}")`);
+    throw new WeightFileError(
+      `${path}: not a training checkpoint (format "${metadata.format ?? "none"}")`,
+    );
   }
   for (const { name, shape } of checkpointTemplate(config)) {
     const t = host[name];
@@ -118,9 +133,15 @@ export async function loadCheckpoint(path: string, config: TrainConfig): Promise
     }
   }
   const tensors: Record<string, tf.Tensor> = {};
-  for (const [k, t] of Object.entries(host)) tensors[k] = tf.tensor(t.data as Float32Array, [...t.shape]);
+  for (const [k, t] of Object.entries(host)) {
+    tensors[k] = tf.tensor(t.data as Float32Array, [...t.shape]);
+  }
   const group = (g: string): Flat =>
-    Object.fromEntries(Object.entries(tensors).filter(([k]) => k.startsWith(`${g}.`)).map(([k, v]) => [k.slice(g.length + 1), v]));
+    Object.fromEntries(
+      Object.entries(tensors).filter(([k]) => k.startsWith(`${g}.`)).map((
+        [k, v],
+      ) => [k.slice(g.length + 1), v]),
+    );
   const { optG, optD } = JSON.parse(metadata.optimisers);
   return {
     state: {
@@ -152,9 +173,13 @@ export async function readCheckpointFlags(path: string): Promise<Record<string, 
   }
   try {
     const head = new Uint8Array(8);
-    if ((await file.read(head)) !== 8) throw new WeightFileError(`${path}: too short for a checkpoint`);
+    if ((await file.read(head)) !== 8) {
+      throw new WeightFileError(`${path}: too short for a checkpoint`);
+    }
     const n = Number(new DataView(head.buffer).getBigUint64(0, true));
-    if (n > 100 * 1024 * 1024) throw new WeightFileError(`${path}: header length ${n} is implausible`);
+    if (n > 100 * 1024 * 1024) {
+      throw new WeightFileError(`${path}: header length ${n} is implausible`);
+    }
     const header = new Uint8Array(n);
     let at = 0;
     while (at < n) {

@@ -10,7 +10,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
-import { Rng } from "./random.ts";
+import type { Rng } from "./random.ts";
 
 /** The extensions the reference accepts. */
 export const IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff"];
@@ -60,7 +60,9 @@ async function listImages(dir: string): Promise<string[]> {
     .map((e) => `${dir}/${e.name}`)
     .sort();
   if (!files.length) {
-    throw new DatasetError(`dataset folder ${dir} holds no images (${IMAGE_EXTENSIONS.join(", ")})`);
+    throw new DatasetError(
+      `dataset folder ${dir} holds no images (${IMAGE_EXTENSIONS.join(", ")})`,
+    );
   }
   return await Promise.resolve(files);
 }
@@ -72,13 +74,18 @@ async function listImages(dir: string): Promise<string[]> {
  * @param warn where warnings go
  * @returns the usable files and how many were skipped
  */
-export async function checkImages(files: readonly string[], warn: Warn): Promise<{ ok: string[]; skipped: number }> {
+export async function checkImages(
+  files: readonly string[],
+  warn: Warn,
+): Promise<{ ok: string[]; skipped: number }> {
   const ok: string[] = [];
   for (const f of files) {
     try {
-      const { width = 0, height = 0 } = await sharp(f).metadata();
+      const { width = 0, height = 0 } = await sharp(f, { limitInputPixels: false }).metadata(); // header only
       if (width * height > MAX_PIXELS) {
-        warn(`skipping ${f}: ${width}x${height} is too large to decode safely (limit ${MAX_PIXELS} pixels)`);
+        warn(
+          `skipping ${f}: ${width}x${height} is too large to decode safely (limit ${MAX_PIXELS} pixels)`,
+        );
       } else if (!width || !height) warn(`skipping ${f}: not an image`);
       else ok.push(f);
     } catch (e) {
@@ -89,13 +96,19 @@ export async function checkImages(files: readonly string[], warn: Warn): Promise
 }
 
 // The emoji package's folder, fetched through Deno's npm support on first use.
-async function emojiFolder(style: string): Promise<{ dir: string; entries: { image: string; [k: string]: unknown }[] }> {
+async function emojiFolder(
+  style: string,
+): Promise<{ dir: string; entries: { image: string; [k: string]: unknown }[] }> {
   const spec = `npm:emoji-datasource-${style}@${EMOJI_VERSION}/emoji.json`;
   let entries;
   try {
     entries = (await import(spec, { with: { type: "json" } })).default;
   } catch (e) {
-    throw new DatasetError(`emoji:${style}: cannot load the npm package emoji-datasource-${style} (${(e as Error).message})`);
+    throw new DatasetError(
+      `emoji:${style}: cannot load the npm package emoji-datasource-${style} (${
+        (e as Error).message
+      })`,
+    );
   }
   const dir = new URL(".", import.meta.resolve(spec)).pathname;
   return { dir, entries };
@@ -124,7 +137,9 @@ export async function openDataset(spec: string, warn: Warn = console.warn): Prom
     const m = /^emoji:([a-z]+)2([a-z]+)$/.exec(spec);
     const styles = EMOJI_STYLES as readonly string[];
     if (!m || !styles.includes(m[1]) || !styles.includes(m[2]) || m[1] === m[2]) {
-      throw new DatasetError(`--dataset ${spec}: expected emoji:<from>2<to> with two of ${EMOJI_STYLES.join(", ")}`);
+      throw new DatasetError(
+        `--dataset ${spec}: expected emoji:<from>2<to> with two of ${EMOJI_STYLES.join(", ")}`,
+      );
     }
     const [from, to] = [await emojiFolder(m[1]), await emojiFolder(m[2])];
     // Code points drawn in both styles, split by a hash of the code point: about 10% held out,
@@ -133,10 +148,12 @@ export async function openDataset(spec: string, warn: Warn = console.warn): Prom
       .filter((e) => e[`has_img_${m[1]}`] && e[`has_img_${m[2]}`])
       .map((e) => e.image)
       .sort();
-    const held = (name: string) => [...name].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619), 2166136261) >>> 0;
+    const held = (name: string) =>
+      [...name].reduce((h, c) => Math.imul(h ^ c.charCodeAt(0), 16777619), 2166136261) >>> 0;
     const test = both.filter((n) => held(n) % 10 === 0);
     const train = both.filter((n) => held(n) % 10 !== 0);
-    const path = (f: { dir: string }, style: string) => (n: string) => `${f.dir}img/${style}/64/${n}`;
+    const path = (f: { dir: string }, style: string) => (n: string) =>
+      `${f.dir}img/${style}/64/${n}`;
     return {
       name: datasetName(spec),
       trainA: train.map(path(from, m[1])),
@@ -151,7 +168,9 @@ export async function openDataset(spec: string, warn: Warn = console.warn): Prom
   let skipped = 0;
   for (const part of ["trainA", "trainB", "testA", "testB"]) {
     const checked = await checkImages(await listImages(`${root}/${part}`), warn);
-    if (!checked.ok.length) throw new DatasetError(`dataset folder ${root}/${part} holds no readable images`);
+    if (!checked.ok.length) {
+      throw new DatasetError(`dataset folder ${root}/${part} holds no readable images`);
+    }
     lists[part] = checked.ok;
     skipped += checked.skipped;
   }
@@ -193,16 +212,28 @@ export function resizeMargin(size: number): number {
  * @param aug the augmentation, or undefined for the test transform (resize to S)
  * @returns `S * S * 3` bytes
  */
-export async function decodeImage(file: string, size: number, aug?: Augmentation): Promise<Uint8Array> {
-  let img = sharp(file, { limitInputPixels: MAX_PIXELS }).flatten({ background: "#ffffff" }).toColourspace("srgb");
+export async function decodeImage(
+  file: string,
+  size: number,
+  aug?: Augmentation,
+): Promise<Uint8Array> {
+  let img = sharp(file, { limitInputPixels: MAX_PIXELS }).flatten({ background: "#ffffff" })
+    .toColourspace("srgb");
   if (aug) {
     const m = resizeMargin(size);
     // sharp crops after resizing when extract() follows resize()
-    img = img.resize(m, m, { fit: "fill" }).extract({ left: aug.left, top: aug.top, width: size, height: size });
+    img = img.resize(m, m, { fit: "fill" }).extract({
+      left: aug.left,
+      top: aug.top,
+      width: size,
+      height: size,
+    });
     if (aug.flip) img = img.flop();
   } else img = img.resize(size, size, { fit: "fill" });
   const data = await img.removeAlpha().raw().toBuffer();
-  if (data.length !== size * size * 3) throw new Error(`decoded ${data.length} bytes, expected ${size * size * 3}`);
+  if (data.length !== size * size * 3) {
+    throw new Error(`decoded ${data.length} bytes, expected ${size * size * 3}`);
+  }
   return new Uint8Array(data.buffer, data.byteOffset, data.length);
 }
 
@@ -264,14 +295,20 @@ export class DomainStream {
   async next(n: number): Promise<tf.Tensor4D> {
     const images: Uint8Array[] = [];
     while (images.length < n) {
-      if (this.#bad.size >= this.files.length) throw new DatasetError("every image of a domain failed to decode");
+      if (this.#bad.size >= this.files.length) {
+        throw new DatasetError("every image of a domain failed to decode");
+      }
       if (!this.state || this.state.at >= this.state.order.length) {
         this.state = { order: this.rng.shuffle(this.files.map((_, i) => i)), at: 0 };
       }
       const index = this.state.order[this.state.at++];
       if (this.#bad.has(index)) continue;
       const m = resizeMargin(this.size);
-      const aug = { flip: this.rng.next() < 0.5, left: this.rng.int(m - this.size + 1), top: this.rng.int(m - this.size + 1) };
+      const aug = {
+        flip: this.rng.next() < 0.5,
+        left: this.rng.int(m - this.size + 1),
+        top: this.rng.int(m - this.size + 1),
+      };
       try {
         images.push(await decodeImage(this.files[index], this.size, aug));
       } catch (e) {
@@ -306,6 +343,8 @@ export async function loadTestImages(
       warn(`skipping ${f}: cannot decode (${(e as Error).message})`);
     }
   }
-  if (!images.length) throw new DatasetError(`none of ${files.length} test image(s) could be decoded`);
+  if (!images.length) {
+    throw new DatasetError(`none of ${files.length} test image(s) could be decoded`);
+  }
   return { batch: toBatch(images, size), files: used };
 }

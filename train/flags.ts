@@ -52,7 +52,11 @@ export const FLAGS = {
   resume: { kind: "bool", default: false, help: "continue from the latest checkpoint" },
   seed: { kind: "int", default: 0, help: "random seed (initialisation and data order)" },
   backend: { kind: "string", default: "auto", help: `one of ${BACKENDS.join(", ")}` },
-  checkpoint: { kind: "string", default: "", help: "translate: checkpoint (default: the run's latest)" },
+  checkpoint: {
+    kind: "string",
+    default: "",
+    help: "translate: checkpoint (default: the run's latest)",
+  },
   direction: { kind: "string", default: "both", help: "translate: A2B, B2A or both" },
 } as const satisfies Record<string, FlagSpec>;
 

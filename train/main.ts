@@ -15,7 +15,11 @@ import { runTranslate } from "./translate.ts";
 
 if (import.meta.main) {
   if (Deno.args.includes("--help") || Deno.args.includes("-h")) {
-    console.log(`usage: deno task train [flags]\n\nTrains U-GAT-IT (defaults sized for a laptop CPU).\n\n${flagHelp(LAPTOP_DEFAULTS)}`);
+    console.log(
+      `usage: deno task train [flags]\n\nTrains U-GAT-IT (defaults sized for a laptop CPU).\n\n${
+        flagHelp(LAPTOP_DEFAULTS)
+      }`,
+    );
     Deno.exit(0);
   }
   try {
@@ -24,12 +28,16 @@ if (import.meta.main) {
       await runTranslate(flags, { out: console.log, warn: console.warn });
       Deno.exit(0);
     }
-    if (flags.phase !== "train") throw new FlagError(`--phase: expected train or test, got "${flags.phase}"`);
+    if (flags.phase !== "train") {
+      throw new FlagError(`--phase: expected train or test, got "${flags.phase}"`);
+    }
     const control = { stop: false };
     const onInterrupt = () => {
       if (control.stop) Deno.exit(130); // a second Ctrl-C does not wait for the checkpoint
       control.stop = true;
-      console.error("\nstopping after this iteration and saving a checkpoint (Ctrl-C again to quit now)");
+      console.error(
+        "\nstopping after this iteration and saving a checkpoint (Ctrl-C again to quit now)",
+      );
     };
     Deno.addSignalListener("SIGINT", onInterrupt);
     const terminal = Deno.stdout.isTerminal();
@@ -37,7 +45,9 @@ if (import.meta.main) {
     const result = await runTraining(flags, {
       out: (line) => console.log(terminal ? `\r\x1b[K${line}` : line),
       warn: (line) => console.error(terminal ? `\r\x1b[K${line}` : line),
-      progress: terminal ? (line) => Deno.stdout.writeSync(enc.encode(`\r\x1b[K${line.slice(0, 160)}`)) : undefined,
+      progress: terminal
+        ? (line) => Deno.stdout.writeSync(enc.encode(`\r\x1b[K${line.slice(0, 160)}`))
+        : undefined,
     }, control);
     Deno.removeSignalListener("SIGINT", onInterrupt);
     Deno.exit(result.status === "diverged" ? 1 : 0);

@@ -34,7 +34,9 @@ export type Schedule = (step: number) => number;
  */
 export function referenceSchedule(lr: number, iterations: number, decay: boolean): Schedule {
   const half = Math.floor(iterations / 2);
-  return (step) => (decay && half > 0 && step > half ? lr * Math.max(0, 1 - (step - half) / half) : lr);
+  return (
+    step,
+  ) => (decay && half > 0 && step > half ? lr * Math.max(0, 1 - (step - half) / half) : lr);
 }
 
 const mapFlat = (a: Flat, fn: (t: tf.Tensor, k: string) => tf.Tensor): Flat =>
@@ -48,7 +50,11 @@ const mapFlat = (a: Flat, fn: (t: tf.Tensor, k: string) => tf.Tensor): Flat =>
 export function addDecayedWeights(decay: number): GradientTransformation<Record<never, never>> {
   return {
     init: () => ({}),
-    update: (grads, state, params) => [tidy(() => mapFlat(grads, (g, k) => tf.add(g, tf.mul(params[k], decay)))), state],
+    update: (
+      grads,
+      state,
+      params,
+    ) => [tidy(() => mapFlat(grads, (g, k) => tf.add(g, tf.mul(params[k], decay)))), state],
   };
 }
 
@@ -71,15 +77,25 @@ export function scaleByAdam(
   { b1 = 0.5, b2 = 0.999, eps = 1e-8 }: { b1?: number; b2?: number; eps?: number } = {},
 ): GradientTransformation<AdamState> {
   return {
-    init: (params) => ({ count: 0, mu: mapFlat(params, (p) => tf.zerosLike(p)), nu: mapFlat(params, (p) => tf.zerosLike(p)) }),
+    init: (params) => ({
+      count: 0,
+      mu: mapFlat(params, (p) => tf.zerosLike(p)),
+      nu: mapFlat(params, (p) => tf.zerosLike(p)),
+    }),
     update(grads, state) {
       const count = state.count + 1;
       const c1 = 1 - b1 ** count;
       const c2 = 1 - b2 ** count;
       return tidy(() => {
         const mu = mapFlat(grads, (g, k) => tf.add(tf.mul(state.mu[k], b1), tf.mul(g, 1 - b1)));
-        const nu = mapFlat(grads, (g, k) => tf.add(tf.mul(state.nu[k], b2), tf.mul(tf.square(g), 1 - b2)));
-        const updates = mapFlat(mu, (m, k) => tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(nu[k], c2)), eps)));
+        const nu = mapFlat(
+          grads,
+          (g, k) => tf.add(tf.mul(state.nu[k], b2), tf.mul(tf.square(g), 1 - b2)),
+        );
+        const updates = mapFlat(
+          mu,
+          (m, k) => tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(nu[k], c2)), eps)),
+        );
         return [updates, { count, mu, nu }] as [Flat, AdamState];
       });
     },
@@ -91,7 +107,9 @@ export function scaleByAdam(
  * @param schedule the learning rate per 1-based step
  * @returns the transformation
  */
-export function scaleByLearningRate(schedule: Schedule): GradientTransformation<{ readonly count: number }> {
+export function scaleByLearningRate(
+  schedule: Schedule,
+): GradientTransformation<{ readonly count: number }> {
   return {
     init: () => ({ count: 0 }),
     update(grads, state) {
@@ -131,7 +149,12 @@ export function chain(...ts: GradientTransformation<any>[]): GradientTransformat
  * @returns the transformation
  */
 export function referenceAdam(
-  { lr, weightDecay, iterations, decay }: { lr: number; weightDecay: number; iterations: number; decay: boolean },
+  { lr, weightDecay, iterations, decay }: {
+    lr: number;
+    weightDecay: number;
+    iterations: number;
+    decay: boolean;
+  },
 ): GradientTransformation<unknown[]> {
   return chain(
     addDecayedWeights(weightDecay),
@@ -157,5 +180,7 @@ export function applyUpdates(params: Flat, updates: Flat): Flat {
  * @returns the projected parameters
  */
 export function clipRho(params: Flat): Flat {
-  return tidy(() => mapFlat(params, (p, k) => (k.endsWith(".rho") ? tf.clipByValue(p, 0, 1) : p.clone())));
+  return tidy(() =>
+    mapFlat(params, (p, k) => (k.endsWith(".rho") ? tf.clipByValue(p, 0, 1) : p.clone()))
+  );
 }

@@ -9,14 +9,19 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
-import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { DomainStream, loadTestImages, openDataset } from "./data.ts";
 import type { Flags } from "./flags.ts";
 import { referenceSchedule } from "./optim.ts";
 import { Rng } from "./random.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
-import { disposeState, type TrainConfig, trainer, type Translations, type TrainState } from "./step.ts";
+import {
+  disposeState,
+  type TrainConfig,
+  trainer,
+  type TrainState,
+  type Translations,
+} from "./step.ts";
 
 /** Where the runner writes its lines. */
 export interface RunnerIO {
@@ -51,10 +56,21 @@ const SAMPLES = 5; // train and test images per sample picture, as the reference
  */
 export function configFromFlags(flags: Flags): TrainConfig {
   return {
-    generator: { ch: flags.ch, nRes: flags.n_res, imgSize: flags.img_size, light: flags.light, imgCh: flags.img_ch },
+    generator: {
+      ch: flags.ch,
+      nRes: flags.n_res,
+      imgSize: flags.img_size,
+      light: flags.light,
+      imgCh: flags.img_ch,
+    },
     global: { ch: flags.ch, nLayers: flags.n_dis + 1, imgCh: flags.img_ch },
     local: { ch: flags.ch, nLayers: flags.n_dis - 1, imgCh: flags.img_ch },
-    weights: { adv: flags.adv_weight, cycle: flags.cycle_weight, identity: flags.identity_weight, cam: flags.cam_weight },
+    weights: {
+      adv: flags.adv_weight,
+      cycle: flags.cycle_weight,
+      identity: flags.identity_weight,
+      cam: flags.cam_weight,
+    },
     lr: flags.lr,
     weightDecay: flags.weight_decay,
     iterations: flags.iteration,
@@ -122,7 +138,9 @@ export async function runTraining(
   io: RunnerIO,
   control: { stop: boolean } = { stop: false },
 ): Promise<RunResult> {
-  if (flags.img_ch !== 3) throw new Error(`--img_ch: the data loader reads RGB images; got ${flags.img_ch}`);
+  if (flags.img_ch !== 3) {
+    throw new Error(`--img_ch: the data loader reads RGB images; got ${flags.img_ch}`);
+  }
   const backend = await selectBackend(flags.backend, { log: io.warn });
   const data = await openDataset(flags.dataset, io.warn);
   const dir = `${flags.result_dir}/${data.name}`;
@@ -141,7 +159,9 @@ export async function runTraining(
     const ck = await loadCheckpoint(latest, config);
     for (const f of MODEL_FLAGS) {
       if (ck.flags[f] !== flags[f]) {
-        throw new Error(`--${f}: the run in ${dir} was trained with ${f}=${ck.flags[f]}, not ${flags[f]}`);
+        throw new Error(
+          `--${f}: the run in ${dir} was trained with ${f}=${ck.flags[f]}, not ${flags[f]}`,
+        );
       }
     }
     [state, rng, streams] = [ck.state, new Rng(ck.rng), ck.streams];
@@ -156,23 +176,32 @@ export async function runTraining(
 
   // Fixed sample images (train, then test), so that pictures over time compare like with like.
   const pick = async (train: readonly string[], test: readonly string[]) => {
-    const { batch } = await loadTestImages([...train.slice(0, SAMPLES), ...test.slice(0, SAMPLES)], S, io.warn);
+    const { batch } = await loadTestImages(
+      [...train.slice(0, SAMPLES), ...test.slice(0, SAMPLES)],
+      S,
+      io.warn,
+    );
     return batch;
   };
   const sampleA = await pick(data.trainA, data.testA);
   const sampleB = await pick(data.trainB, data.testB);
 
-  const save = async (path: string) =>
+  let savedStep = exists && flags.resume ? state.step : undefined; // the iteration `latest` holds
+  const save = async (path: string) => {
     await saveCheckpoint(path, {
       state,
       rng: rng.state,
       streams: { A: A.state, B: B.state },
       flags: flags as unknown as Record<string, unknown>,
     });
+    if (path === latest) savedStep = state.step;
+  };
   const log = await Deno.open(`${dir}/log.jsonl`, { append: true, create: true, write: true });
   const encoder = new TextEncoder();
   io.out(
-    `training ${data.name} on ${backend}: ${flags.light ? "light" : "full"} S=${S} ch=${flags.ch} n_res=${flags.n_res} ` +
+    `training ${data.name} on ${backend}: ${
+      flags.light ? "light" : "full"
+    } S=${S} ch=${flags.ch} n_res=${flags.n_res} ` +
       `n_dis=${flags.n_dis}, ${data.trainA.length}+${data.trainB.length} training images; run folder ${dir}`,
   );
   const schedule = referenceSchedule(flags.lr, flags.iteration, flags.decay_flag);
@@ -196,9 +225,13 @@ export async function runTraining(
       const bad = names.find((_, i) => !Number.isFinite(values[i]));
       if (bad) {
         disposeState(next);
+        const badValue = values[names.indexOf(bad)];
+        const kept = savedStep === undefined
+          ? "no checkpoint was written yet"
+          : `the last good checkpoint is ${latest} (iteration ${savedStep})`;
         io.warn(
-          `stopped at iteration ${state.step + 1}: loss term ${bad} is ${values[names.indexOf(bad)]}; ` +
-            `the last good checkpoint is ${latest} (try a lower --lr)`,
+          `stopped at iteration ${state.step + 1}: loss term ${bad} is ${badValue}; ${kept}; ` +
+            "try a lower --lr or smaller loss weights",
         );
         status = "diverged";
         return { step: state.step, status, dir, terms };
@@ -208,7 +241,12 @@ export async function runTraining(
       terms = Object.fromEntries(names.map((n, i) => [n, values[i]]));
       const elapsed = (performance.now() - t0) / 1000;
       const rate = (state.step - startStep) / elapsed;
-      const record = { iteration: state.step, time: Number(elapsed.toFixed(3)), lr: schedule(state.step), ...terms };
+      const record = {
+        iteration: state.step,
+        time: Number(elapsed.toFixed(3)),
+        lr: schedule(state.step),
+        ...terms,
+      };
       await log.write(encoder.encode(JSON.stringify(record) + "\n"));
       const summary = (["d_adv", "adv", "cycle", "identity", "cam"] as const)
         .map((k) => `${k} ${((terms[`${k}_A`] + terms[`${k}_B`]) / 2).toFixed(3)}`).join("  ");
@@ -221,7 +259,11 @@ export async function runTraining(
             `${rate.toFixed(2)} it/s ETA ${eta}  ${summary}`,
         );
       } else if (state.step % 10 === 0 || state.step === 1 || state.step === flags.iteration) {
-        io.out(`iteration ${state.step}/${flags.iteration}  ${rate.toFixed(2)} it/s  ETA ${eta}  ${summary}`);
+        io.out(
+          `iteration ${state.step}/${flags.iteration}  ${
+            rate.toFixed(2)
+          } it/s  ETA ${eta}  ${summary}`,
+        );
       }
       if (state.step % flags.print_freq === 0 || state.step === startStep + 1) {
         const tr = model.translate(state, sampleA, sampleB);
@@ -239,7 +281,9 @@ export async function runTraining(
     }
     await save(latest);
     io.out(
-      `${status === "done" ? "finished" : "stopped"} at iteration ${state.step}; checkpoint ${latest}` +
+      `${
+        status === "done" ? "finished" : "stopped"
+      } at iteration ${state.step}; checkpoint ${latest}` +
         (status === "interrupted" ? " (continue with --resume)" : ""),
     );
     return { step: state.step, status, dir, terms };

@@ -7,12 +7,26 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { discriminator, type DiscriminatorConfig, type DiscriminatorOutput } from "../layers/discriminator.ts";
+import {
+  discriminator,
+  type DiscriminatorConfig,
+  type DiscriminatorOutput,
+} from "../layers/discriminator.ts";
 import { generator, type GeneratorConfig, type GeneratorOutput } from "../layers/generator.ts";
 import { flatten, tidy, type Tree, unflatten } from "../layers/tree.ts";
 import { evaluate } from "../losses/dsl.ts";
-import { discriminatorObjective, generatorObjective, type LossWeights } from "../losses/objectives.ts";
-import { applyUpdates, clipRho, type Flat, type GradientTransformation, referenceAdam } from "./optim.ts";
+import {
+  discriminatorObjective,
+  generatorObjective,
+  type LossWeights,
+} from "../losses/objectives.ts";
+import {
+  applyUpdates,
+  clipRho,
+  type Flat,
+  type GradientTransformation,
+  referenceAdam,
+} from "./optim.ts";
 
 /** What a model and its training are made of. */
 export interface TrainConfig {
@@ -68,7 +82,11 @@ export interface Trainer {
    * One iteration on a batch of each domain.
    * @returns the new state (the old one is not disposed) and the loss terms
    */
-  step(state: TrainState, realA: tf.Tensor4D, realB: tf.Tensor4D): { state: TrainState; terms: Terms };
+  step(
+    state: TrainState,
+    realA: tf.Tensor4D,
+    realB: tf.Tensor4D,
+  ): { state: TrainState; terms: Terms };
   /** A->B and B->A with their identity and cycle passes, without gradients, for pictures. */
   translate(state: TrainState, realA: tf.Tensor4D, realB: tf.Tensor4D): Translations;
 }
@@ -85,7 +103,9 @@ export interface Translations {
 export function subtree<T = Tree>(flat: Flat, prefix: string): T {
   const p = `${prefix}.`;
   return unflatten(
-    Object.fromEntries(Object.entries(flat).filter(([k]) => k.startsWith(p)).map(([k, v]) => [k.slice(p.length), v])),
+    Object.fromEntries(
+      Object.entries(flat).filter(([k]) => k.startsWith(p)).map(([k, v]) => [k.slice(p.length), v]),
+    ),
   ) as T;
 }
 
@@ -102,25 +122,39 @@ export function trainer(config: TrainConfig): Trainer {
   const D = { G: discriminator(config.global), L: discriminator(config.local) };
   const dOf = (name: DisName) => (name.startsWith("disG") ? D.G : D.L);
   const opt = (): GradientTransformation<unknown[]> =>
-    referenceAdam({ lr: config.lr, weightDecay: config.weightDecay, iterations: config.iterations, decay: config.decay });
+    referenceAdam({
+      lr: config.lr,
+      weightDecay: config.weightDecay,
+      iterations: config.iterations,
+      decay: config.decay,
+    });
   const optG = opt();
   const optD = opt();
   const dObjective = discriminatorObjective(config.weights);
   const gObjective = generatorObjective(config.weights);
 
   // Runs the discriminator `name` in training mode; threads its spectral-norm state through `sn`.
-  const judge = (name: DisName, dis: Flat, sn: Record<string, Tree>, x: tf.Tensor4D): DiscriminatorOutput => {
+  const judge = (
+    name: DisName,
+    dis: Flat,
+    sn: Record<string, Tree>,
+    x: tf.Tensor4D,
+  ): DiscriminatorOutput => {
     // deno-lint-ignore no-explicit-any
     const [out, next] = dOf(name).apply(subtree(dis, name), sn[name] as any, x, true);
     sn[name] = next as unknown as Tree;
     return out;
   };
-  const snTrees = (sn: Flat) => Object.fromEntries(DISCRIMINATORS.map((n) => [n, subtree(sn, n)])) as Record<string, Tree>;
+  const snTrees = (sn: Flat) =>
+    Object.fromEntries(DISCRIMINATORS.map((n) => [n, subtree(sn, n)])) as Record<string, Tree>;
   const snFlat = (trees: Record<string, Tree>) =>
     Object.assign({}, ...DISCRIMINATORS.map((n) => prefixed(n, trees[n] as object))) as Flat;
 
   // Differentiates `loss` with respect to `params` (side outputs must be tf.keep()-ed inside).
-  function valueAndGrads(params: Flat, loss: (p: Flat) => tf.Scalar): { value: tf.Scalar; grads: Flat } {
+  function valueAndGrads(
+    params: Flat,
+    loss: (p: Flat) => tf.Scalar,
+  ): { value: tf.Scalar; grads: Flat } {
     const keys = Object.keys(params);
     const { value, grads } = tf.valueAndGrads((...ts: tf.Tensor[]) =>
       loss(Object.fromEntries(keys.map((k, i) => [k, ts[i]])))
@@ -207,8 +241,14 @@ export function trainer(config: TrainConfig): Trainer {
         const A2A = run(ba, realA);
         const B2B = run(ab, realB);
         const s = { ...sn };
-        const fakeA = { global: judge("disGA", dis, s, B2A.image), local: judge("disLA", dis, s, B2A.image) };
-        const fakeB = { global: judge("disGB", dis, s, A2B.image), local: judge("disLB", dis, s, A2B.image) };
+        const fakeA = {
+          global: judge("disGA", dis, s, B2A.image),
+          local: judge("disLA", dis, s, B2A.image),
+        };
+        const fakeB = {
+          global: judge("disGB", dis, s, A2B.image),
+          local: judge("disLB", dis, s, A2B.image),
+        };
         const ev = evaluate(gObjective, {
           A: { real: realA, translated: B2A, identity: A2A, cycle: A2B2A, judgedFake: fakeA },
           B: { real: realB, translated: A2B, identity: B2B, cycle: B2A2B, judgedFake: fakeB },

@@ -11,7 +11,13 @@ import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
 import { generator } from "../layers/generator.ts";
 import { loadCheckpoint, readCheckpointFlags } from "./checkpoint.ts";
-import { DatasetError, datasetName, IMAGE_EXTENSIONS, loadTestImages, openDataset } from "./data.ts";
+import {
+  DatasetError,
+  datasetName,
+  IMAGE_EXTENSIONS,
+  loadTestImages,
+  openDataset,
+} from "./data.ts";
 import { FlagError, flagHelp, type Flags, LAPTOP_DEFAULTS, parseFlags } from "./flags.ts";
 import { configFromFlags, type RunnerIO } from "./runner.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
@@ -36,7 +42,8 @@ function expandInputs(paths: readonly string[]): string[] {
 }
 
 const stem = (path: string) => path.split("/").pop()!.replace(/\.[^.]+$/, "");
-const escape = (s: string) => s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+const escape = (s: string) =>
+  s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
 
 /**
  * Translates with a checkpoint and writes the results.
@@ -50,22 +57,31 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
     throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
   }
   const data = flags._.length ? undefined : await openDataset(flags.dataset, io.warn);
-  const path = flags.checkpoint || `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
+  const path = flags.checkpoint ||
+    `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
   const trained = { ...flags, ...(await readCheckpointFlags(path)) } as Flags;
   const backend = await selectBackend(flags.backend, { log: io.warn });
   const config = configFromFlags(trained);
   const ck = await loadCheckpoint(path, config);
   const G = generator(config.generator);
   const S = config.generator.imgSize!;
-  const out = `${path.replace(/\/model\/[^/]*$/, "").replace(/\/[^/]*\.safetensors$/, "")}/translate`;
+  const out = `${
+    path.replace(/\/model\/[^/]*$/, "").replace(/\/[^/]*\.safetensors$/, "")
+  }/translate`;
   await Deno.mkdir(out, { recursive: true });
   io.out(`translating with ${path} (iteration ${ck.state.step}) on ${backend} into ${out}`);
 
   const sections: string[] = [];
   for (const dir of directions) {
     const [net, inverse] = dir === "A2B" ? ["genA2B", "genB2A"] : ["genB2A", "genA2B"];
-    const files = flags._.length ? expandInputs(flags._) : dir === "A2B" ? data!.testA : data!.testB;
-    const targets = !flags._.length && data!.alignedTest ? (dir === "A2B" ? data!.testB : data!.testA) : undefined;
+    const files = flags._.length
+      ? expandInputs(flags._)
+      : dir === "A2B"
+      ? data!.testA
+      : data!.testB;
+    const targets = !flags._.length && data!.alignedTest
+      ? (dir === "A2B" ? data!.testB : data!.testA)
+      : undefined;
     const { batch, files: used } = await loadTestImages(files, S, io.warn);
     await Deno.mkdir(`${out}/${dir}`, { recursive: true });
     const params = subtree<GeneratorParams>(ck.state.gen, net);
@@ -80,7 +96,9 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
         const name = `${String(i + j).padStart(4, "0")}_${stem(used[i + j])}`;
         const img = tf.tidy(() => shown.slice(j, 1).squeeze([0]) as tf.Tensor3D);
         await writePng(`${out}/${dir}/${name}.png`, img);
-        const heat = tf.tidy(() => jetHeatmap(fwd.heatmap.slice(j, 1), S).squeeze([0]) as tf.Tensor3D);
+        const heat = tf.tidy(() =>
+          jetHeatmap(fwd.heatmap.slice(j, 1), S).squeeze([0]) as tf.Tensor3D
+        );
         await writePng(`${out}/${dir}/${name}_cam.png`, heat);
         const input = tf.tidy(() => toDisplay(x.slice(j, 1)).squeeze([0]) as tf.Tensor3D);
         await writePng(`${out}/${dir}/${name}_input.png`, input);
@@ -89,27 +107,54 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
         rows.push(
           `<tr><td>${escape(stem(used[i + j]))}</td><td><img src="${dir}/${name}_input.png"></td>` +
             `<td><img src="${dir}/${name}_cam.png"></td><td><img src="${dir}/${name}.png"></td>` +
-            (targets ? `<td>${target ? `<img src="${escape(new URL(`file://${target}`).href)}">` : ""}</td>` : "") + `</tr>`,
+            (targets
+              ? `<td>${
+                target ? `<img src="${escape(new URL(`file://${target}`).href)}">` : ""
+              }</td>`
+              : "") +
+            `</tr>`,
         );
       }
       const grid = tf.tidy(() =>
-        sampleGrid([toDisplay(x), jetHeatmap(fwd.heatmap, S), shown, jetHeatmap(cyc.heatmap, S), toDisplay(cyc.image)])
+        sampleGrid([
+          toDisplay(x),
+          jetHeatmap(fwd.heatmap, S),
+          shown,
+          jetHeatmap(cyc.heatmap, S),
+          toDisplay(cyc.image),
+        ])
       );
       await writePng(`${out}/${dir}_grid_${String(i / COLUMNS).padStart(3, "0")}.png`, grid);
-      tf.dispose([x, fwd.image, fwd.camLogit, fwd.heatmap, cyc.image, cyc.camLogit, cyc.heatmap, shown, grid]);
+      tf.dispose([
+        x,
+        fwd.image,
+        fwd.camLogit,
+        fwd.heatmap,
+        cyc.image,
+        cyc.camLogit,
+        cyc.heatmap,
+        shown,
+        grid,
+      ]);
     }
     batch.dispose();
     sections.push(
       `<h2>${dir}: ${used.length} image(s)</h2><table><tr><th>name</th><th>input</th><th>CAM</th>` +
-        `<th>translation</th>${targets ? "<th>true target</th>" : ""}</tr>${rows.join("\n")}</table>`,
+        `<th>translation</th>${targets ? "<th>true target</th>" : ""}</tr>${
+          rows.join("\n")
+        }</table>`,
     );
     io.out(`${dir}: ${used.length} image(s) in ${out}/${dir}`);
   }
   await Deno.writeTextFile(
     `${out}/index.html`,
     `<!doctype html><meta charset="utf-8"><title>U-GAT-IT translations</title>` +
-      `<style>body{font-family:sans-serif}img{width:${Math.max(S, 96)}px;image-rendering:pixelated}` +
-      `td{padding:2px 6px}</style><h1>${escape(path)} (iteration ${ck.state.step})</h1>${sections.join("\n")}`,
+      `<style>body{font-family:sans-serif}img{width:${
+        Math.max(S, 96)
+      }px;image-rendering:pixelated}` +
+      `td{padding:2px 6px}</style><h1>${escape(path)} (iteration ${ck.state.step})</h1>${
+        sections.join("\n")
+      }`,
   );
   disposeState(ck.state);
   io.out(`wrote ${out}/index.html`);
@@ -125,7 +170,10 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   try {
-    await runTranslate(parseFlags(Deno.args, LAPTOP_DEFAULTS), { out: console.log, warn: console.error });
+    await runTranslate(parseFlags(Deno.args, LAPTOP_DEFAULTS), {
+      out: console.log,
+      warn: console.error,
+    });
   } catch (e) {
     if (e instanceof Error && ["FlagError", "DatasetError", "WeightFileError"].includes(e.name)) {
       console.error(`error: ${e.message}`);

@@ -1,0 +1,57 @@
+import * as tf from "@tensorflow/tfjs";
+import { assertAlmostEquals, assertEquals } from "@std/assert";
+import {
+  addDecayedWeights,
+  applyUpdates,
+  chain,
+  clipRho,
+  referenceAdam,
+  referenceSchedule,
+  scaleByAdam,
+} from "../train/optim.ts";
+import { selectBackend } from "../backends/mod.ts";
+
+await selectBackend("cpu");
+
+Deno.test("referenceAdam() equals two hand-computed torch.optim.Adam steps with coupled weight decay", () => {
+  const lr = 0.1, wd = 0.01, b1 = 0.5, b2 = 0.999, eps = 1e-8;
+  let p = [1.5, -2];
+  const grads = [[0.3, -0.4], [-0.2, 0.1]];
+  let m = [0, 0], v = [0, 0];
+  const opt = referenceAdam({ lr, weightDecay: wd, iterations: 100, decay: true });
+  let params = { w: tf.tensor1d(p) };
+  let state = opt.init(params);
+  grads.forEach((g, step) => {
+    // by hand, as torch.optim.Adam does: g += wd * p; moments; bias correction; p -= lr * mhat / (sqrt(vhat) + eps)
+    const t = step + 1;
+    const gd = g.map((gi, i) => gi + wd * p[i]);
+    m = m.map((mi, i) => b1 * mi + (1 - b1) * gd[i]);
+    v = v.map((vi, i) => b2 * vi + (1 - b2) * gd[i] ** 2);
+    p = p.map((pi, i) =>
+      pi - lr * (m[i] / (1 - b1 ** t)) / (Math.sqrt(v[i] / (1 - b2 ** t)) + eps)
+    );
+    const [updates, next] = opt.update({ w: tf.tensor1d(g) }, state, params);
+    params = applyUpdates(params, updates) as { w: tf.Tensor1D };
+    state = next;
+  });
+  const got = Array.from(params.w.dataSync());
+  got.forEach((g, i) => assertAlmostEquals(g, p[i], 1e-6));
+});
+
+Deno.test("referenceSchedule() is constant, then linear to 0 over the second half", () => {
+  const s = referenceSchedule(1e-4, 100, true);
+  assertEquals([s(1), s(50)], [1e-4, 1e-4]);
+  assertAlmostEquals(s(75), 0.5e-4, 1e-12);
+  assertAlmostEquals(s(100), 0, 1e-12);
+  assertEquals(referenceSchedule(1e-4, 100, false)(100), 1e-4);
+});
+
+Deno.test("chain() composes transformations in order and clipRho() clips only rho", () => {
+  const t = chain(addDecayedWeights(0.5), scaleByAdam());
+  const params = { w: tf.tensor1d([2]) };
+  const [u] = t.update({ w: tf.tensor1d([1]) }, t.init(params), params);
+  assertAlmostEquals(u.w.dataSync()[0], 1, 1e-6); // the first Adam step is g / |g| = 1
+  const clipped = clipRho({ "a.rho": tf.tensor1d([-0.5, 0.5, 1.5]), "a.w": tf.tensor1d([-3, 3]) });
+  assertEquals(Array.from(clipped["a.rho"].dataSync()), [0, 0.5, 1]);
+  assertEquals(Array.from(clipped["a.w"].dataSync()), [-3, 3]);
+});

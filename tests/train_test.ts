@@ -1,0 +1,175 @@
+import * as tf from "@tensorflow/tfjs";
+import { assert, assertEquals, assertLess } from "@std/assert";
+import { selectBackend } from "../backends/mod.ts";
+import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
+import { parseFlags } from "../train/flags.ts";
+import { runTraining } from "../train/runner.ts";
+import { disposeState, trainer } from "../train/step.ts";
+import { runTranslate } from "../train/translate.ts";
+import { readSafetensors } from "../weights/safetensors.ts";
+import { makeDataset } from "./helpers.ts";
+
+const TINY = {
+  generator: { ch: 4, nRes: 1, imgSize: 24, light: true },
+  global: { ch: 4, nLayers: 5 },
+  local: { ch: 4, nLayers: 3 },
+};
+
+Deno.test("training steps keep the tensor count flat and lower the reconstruction losses", async () => {
+  await selectBackend("wasm");
+  const t = trainer({
+    ...TINY,
+    weights: DEFAULT_WEIGHTS,
+    lr: 2e-3,
+    weightDecay: 1e-4,
+    iterations: 100,
+    decay: false,
+  });
+  let state = t.init(0);
+  const a = tf.randomUniform([2, 24, 24, 3], -1, 1, "float32", 1) as tf.Tensor4D;
+  const b = tf.randomUniform([2, 24, 24, 3], -1, 1, "float32", 2) as tf.Tensor4D;
+  const counts: number[] = [];
+  const recon: number[] = [];
+  for (let i = 0; i < 12; i++) {
+    const { state: next, terms } = t.step(state, a, b);
+    recon.push(
+      ["cycle_A", "cycle_B", "identity_A", "identity_B"].reduce(
+        (s, k) => s + terms[k].dataSync()[0],
+        0,
+      ),
+    );
+    tf.dispose(Object.values(terms));
+    disposeState(state);
+    state = next;
+    counts.push(tf.memory().numTensors);
+  }
+  assertEquals(new Set(counts.slice(1)).size, 1, `tensor counts ${counts}`);
+  assertLess(
+    recon.at(-1)!,
+    recon[0] * 0.95,
+    `reconstruction losses ${recon.map((r) => r.toFixed(3))}`,
+  );
+  assertEquals(state.step, 12);
+  // rho stays within [0, 1] after clipping
+  const rhos = Object.entries(state.gen).filter(([k]) => k.endsWith(".rho")).flatMap(([, v]) =>
+    Array.from(v.dataSync())
+  );
+  assert(rhos.every((r) => r >= 0 && r <= 1));
+  disposeState(state);
+  tf.dispose([a, b]);
+});
+
+const quiet = { out: () => {}, warn: () => {} };
+const tinyFlags = (
+  root: string,
+  results: string,
+  overrides: Record<string, string> = {},
+  extra: string[] = [],
+) => {
+  const values: Record<string, string> = {
+    dataset: root,
+    result_dir: results,
+    backend: "cpu",
+    img_size: "24",
+    ch: "2",
+    n_res: "1",
+    n_dis: "4",
+    iteration: "3",
+    print_freq: "2",
+    save_freq: "100",
+    seed: "5",
+    ...overrides,
+  };
+  return parseFlags([
+    "--light",
+    ...Object.entries(values).flatMap(([k, v]) => [`--${k}`, v]),
+    ...extra,
+  ]);
+};
+
+async function tensorsOf(path: string) {
+  const { tensors, metadata } = await readSafetensors(path);
+  return {
+    tensors: Object.fromEntries(
+      Object.entries(tensors).map(([k, v]) => [k, Array.from(v.data as Float32Array)]),
+    ),
+    metadata,
+  };
+}
+
+Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (cpu), and translates", async () => {
+  const root = await makeDataset({ train: 3, test: 2, size: 28 });
+  const [straight, resumed] = [await Deno.makeTempDir(), await Deno.makeTempDir()];
+  try {
+    const full = await runTraining(tinyFlags(root, straight), quiet);
+    assertEquals([full.step, full.status], [3, "done"]);
+
+    const control = { stop: false };
+    const first = await runTraining(tinyFlags(root, resumed), {
+      ...quiet,
+      progress: (line) => (control.stop = line.includes(" 2/3 ")),
+    }, control);
+    assertEquals([first.step, first.status], [2, "interrupted"]);
+    const rest = await runTraining(tinyFlags(root, resumed, {}, ["--resume"]), quiet);
+    assertEquals([rest.step, rest.status], [3, "done"]);
+
+    const name = root.split("/").pop();
+    const a = await tensorsOf(`${straight}/${name}/model/latest.safetensors`);
+    const b = await tensorsOf(`${resumed}/${name}/model/latest.safetensors`);
+    assertEquals(Object.keys(b.tensors).sort(), Object.keys(a.tensors).sort());
+    for (const k of Object.keys(a.tensors)) assertEquals(b.tensors[k], a.tensors[k], k);
+    assertEquals([b.metadata.step, b.metadata.rng], [a.metadata.step, a.metadata.rng]);
+
+    const log = (await Deno.readTextFile(`${resumed}/${name}/log.jsonl`)).trim().split("\n").map((
+      l,
+    ) => JSON.parse(l));
+    assertEquals(log.map((r) => r.iteration), [1, 2, 3]);
+    assert("cam_A" in log[0] && "d_adv_B" in log[0]);
+    const pictures = [...Deno.readDirSync(`${straight}/${name}/img`)].map((e) => e.name).sort();
+    assertEquals(pictures, [
+      "A2B_0000001.png",
+      "A2B_0000002.png",
+      "B2A_0000001.png",
+      "B2A_0000002.png",
+    ]);
+
+    const out = await runTranslate(tinyFlags(root, straight), quiet);
+    const html = await Deno.readTextFile(`${out}/index.html`);
+    assert(html.includes("A2B: 2 image(s)") && html.includes("B2A: 2 image(s)"));
+    assertEquals([...Deno.readDirSync(`${out}/A2B`)].length, 2 * 3); // translation, CAM, input
+  } finally {
+    for (const d of [root, straight, resumed]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("a NaN or infinite loss stops the run naming the term and keeps the last checkpoint", async () => {
+  const root = await makeDataset({ train: 2, test: 1, size: 28 });
+  const results = await Deno.makeTempDir();
+  const latest = `${results}/${root.split("/").pop()}/model/latest.safetensors`;
+  try {
+    const good = await runTraining(
+      tinyFlags(root, results, { iteration: "2", backend: "wasm" }),
+      quiet,
+    );
+    assertEquals(good.status, "done");
+    const warnings: string[] = [];
+    // float32 overflows: the discriminator's parameters become NaN in the next step
+    const flags = tinyFlags(root, results, {
+      adv_weight: "1e39",
+      iteration: "6",
+      save_freq: "1",
+      backend: "wasm",
+    }, [
+      "--resume",
+    ]);
+    const r = await runTraining(flags, { out: () => {}, warn: (l) => warnings.push(l) });
+    assertEquals([r.status, r.step], ["diverged", 2]);
+    const line = warnings.find((w) => w.startsWith("stopped at iteration 3"))!;
+    assert(/loss term \w+ is (NaN|Infinity|-Infinity)/.test(line), line);
+    assert(line.includes(`the last good checkpoint is ${latest} (iteration 2)`), line);
+    const ck = await readSafetensors(latest); // refuses non-finite values
+    assertEquals(ck.metadata.step, "2");
+  } finally {
+    for (const d of [root, results]) await Deno.remove(d, { recursive: true });
+  }
+});
