@@ -25,14 +25,16 @@ export interface DiscriminatorConfig {
   readonly nLayers: number;
   /** Image channels (default 3). */
   readonly imgCh?: number;
+  /** CAM attention (`--dis_cam`, default true; false is the paper's ablation). */
+  readonly cam?: boolean;
 }
 
 /** The discriminator's parameter record (SN weights are the raw `weight_orig`). */
 export interface DiscriminatorParams {
   /** The 4x4 convs with bias: `nLayers - 2` of stride 2, then one of stride 1. */
   readonly convs: readonly ConvParams[];
-  /** CAM attention at width `Cd = ch * 2^(nLayers - 2)`. */
-  readonly cam: CamParams;
+  /** CAM attention at width `Cd = ch * 2^(nLayers - 2)` (absent without CAM). */
+  readonly cam?: CamParams;
   /** Final 4x4 conv `Cd -> 1`, no bias. */
   readonly out: ConvParams;
 }
@@ -41,8 +43,8 @@ export interface DiscriminatorParams {
 export interface DiscriminatorState {
   /** One per conv of `convs`. */
   readonly convs: readonly SpectralNormState[];
-  /** The CAM logit maps. */
-  readonly cam: CamState;
+  /** The CAM logit maps (absent without CAM). */
+  readonly cam?: CamState;
   /** The final conv. */
   readonly out: SpectralNormState;
 }
@@ -51,9 +53,9 @@ export interface DiscriminatorState {
 export interface DiscriminatorOutput {
   /** Patch logits `[N, h, w, 1]`. */
   readonly logit: tf.Tensor4D;
-  /** CAM logits `[N, 2]`. */
-  readonly camLogit: tf.Tensor2D;
-  /** Attention heatmap `[N, h', w', 1]`. */
+  /** CAM logits `[N, 2]` (absent without CAM). */
+  readonly camLogit?: tf.Tensor2D;
+  /** Attention heatmap `[N, h', w', 1]` (without CAM, the channel sum of the features). */
   readonly heatmap: tf.Tensor4D;
 }
 
@@ -105,7 +107,7 @@ export function minImageSize(nLayers: number): number {
  * ```
  */
 export function discriminator(config: DiscriminatorConfig): Discriminator {
-  const c: Required<DiscriminatorConfig> = { ch: 64, imgCh: 3, ...config };
+  const c: Required<DiscriminatorConfig> = { ch: 64, imgCh: 3, cam: true, ...config };
   const { ch, nLayers, imgCh } = c;
   if (!Number.isInteger(nLayers) || nLayers < 3) {
     throw new Error(`discriminator: n_layers must be an integer >= 3, got ${nLayers}`);
@@ -129,16 +131,16 @@ export function discriminator(config: DiscriminatorConfig): Discriminator {
       const [kConvs, kCam, kOut, kState] = splitKey(key, 4);
       const convKeys = splitKey(kConvs, convs.length);
       const stateKeys = splitKey(kState, convs.length + 1);
-      const camInit = cam.init(kCam);
+      const camInit = c.cam ? cam.init(kCam) : undefined;
       return {
         params: {
           convs: convs.map((l, i) => l.init(convKeys[i])),
-          cam: camInit.params,
+          ...(camInit ? { cam: camInit.params } : {}),
           out: out.init(kOut),
         },
         state: {
           convs: convs.map((l, i) => snState(stateKeys[i], l)),
-          cam: camInit.state!,
+          ...(camInit ? { cam: camInit.state! } : {}),
           out: snState(stateKeys[convs.length], out),
         },
       };
@@ -159,20 +161,32 @@ export function discriminator(config: DiscriminatorConfig): Discriminator {
           h = tf.leakyRelu(layer.apply({ w, b: p.b }, h), 0.2);
           return s;
         });
-        const [attended, camState] = cam.apply(params.cam, state.cam, h, training);
+        let features = h;
+        let camLogit: tf.Tensor2D | undefined;
+        let heatmap: tf.Tensor4D;
+        let camState: CamState | undefined;
+        if (c.cam) {
+          const [attended, next] = cam.apply(params.cam!, state.cam, h, training);
+          [features, camLogit, heatmap, camState] = [
+            attended.features,
+            attended.camLogit,
+            attended.heatmap,
+            next,
+          ];
+        } else heatmap = tf.sum(h, 3, true);
         const [w, outState] = spectralNormalize(
           params.out.w,
           convWeightMatrix,
           state.out,
           training,
         );
-        const logit = out.apply({ w }, attended.features);
-        const output: DiscriminatorOutput = {
-          logit,
-          camLogit: attended.camLogit,
-          heatmap: attended.heatmap,
-        };
-        const next: DiscriminatorState = { convs: convStates, cam: camState!, out: outState };
+        const logit = out.apply({ w }, features);
+        const output: DiscriminatorOutput = camLogit
+          ? { logit, camLogit, heatmap }
+          : { logit, heatmap };
+        const next: DiscriminatorState = camState
+          ? { convs: convStates, cam: camState, out: outState }
+          : { convs: convStates, out: outState };
         return [output, next] as [DiscriminatorOutput, DiscriminatorState];
       });
     },

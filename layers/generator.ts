@@ -12,7 +12,14 @@ import { conv2d, type ConvParams, linear, type LinearParams } from "./conv.ts";
 import { adaLinResnetBlock, type AdaLinResnetBlockParams, resnetBlock } from "./blocks.ts";
 import type { ResnetBlockParams } from "./blocks.ts";
 import { camAttention, type CamParams } from "./cam_attention.ts";
-import { iln, type IlnParams, initIln, instanceNorm } from "./norm.ts";
+import {
+  ADAPTIVE_NORMS,
+  type DecoderNorm,
+  iln,
+  type IlnParams,
+  initIln,
+  instanceNorm,
+} from "./norm.ts";
 
 /** Fixed configuration of a generator. */
 export interface GeneratorConfig {
@@ -26,6 +33,10 @@ export interface GeneratorConfig {
   readonly light?: boolean;
   /** Image channels (`--img_ch`, default 3). */
   readonly imgCh?: number;
+  /** Decoder normalisation (`--decoder_norm`, default `adalin`; others are the paper's ablations). */
+  readonly decoderNorm?: DecoderNorm;
+  /** CAM attention in the generator (`--gen_cam`, default true; false is the ablation). */
+  readonly cam?: boolean;
 }
 
 /** The generator's parameter record; its dotted paths are checkpoint names. */
@@ -36,14 +47,14 @@ export interface GeneratorParams {
   readonly down: readonly ConvParams[];
   /** Encoder residual blocks. */
   readonly encoder: readonly ResnetBlockParams[];
-  /** CAM attention. */
-  readonly cam: CamParams;
-  /** The MLP's two hidden linears. */
-  readonly mlp: { readonly fc1: LinearParams; readonly fc2: LinearParams };
-  /** gamma head C -> C. */
-  readonly gamma: LinearParams;
-  /** beta head C -> C. */
-  readonly beta: LinearParams;
+  /** CAM attention (absent without CAM). */
+  readonly cam?: CamParams;
+  /** The MLP's two hidden linears (absent with a plain decoder norm). */
+  readonly mlp?: { readonly fc1: LinearParams; readonly fc2: LinearParams };
+  /** gamma head C -> C (with an adaptive decoder norm). */
+  readonly gamma?: LinearParams;
+  /** beta head C -> C (with an adaptive decoder norm). */
+  readonly beta?: LinearParams;
   /** Decoder AdaLIN residual blocks. */
   readonly decoder: readonly AdaLinResnetBlockParams[];
   /** Two upsampling stages: 3x3 conv and ILN. */
@@ -56,9 +67,9 @@ export interface GeneratorParams {
 export interface GeneratorOutput {
   /** The translated image in [-1, 1], `[N, S, S, imgCh]`. */
   readonly image: tf.Tensor4D;
-  /** CAM logits `[N, 2]`. */
-  readonly camLogit: tf.Tensor2D;
-  /** Attention heatmap `[N, S/4, S/4, 1]`, for visualisation. */
+  /** CAM logits `[N, 2]` (absent without CAM). */
+  readonly camLogit?: tf.Tensor2D;
+  /** Attention heatmap `[N, S/4, S/4, 1]` (without CAM, the channel sum of the features). */
   readonly heatmap: tf.Tensor4D;
 }
 
@@ -112,9 +123,12 @@ export function generator(config: GeneratorConfig = {}): Generator {
     imgSize: 256,
     light: false,
     imgCh: 3,
+    decoderNorm: "adalin",
+    cam: true,
     ...config,
   };
-  const { ch, nRes, imgSize, light, imgCh } = c;
+  const { ch, nRes, imgSize, light, imgCh, decoderNorm } = c;
+  const adaptive = ADAPTIVE_NORMS.includes(decoderNorm);
   const width = ch * 4;
   if (!light && imgSize % 4 !== 0) {
     throw new Error(`generator: img_size ${imgSize} must be a multiple of 4 in full mode`);
@@ -128,7 +142,7 @@ export function generator(config: GeneratorConfig = {}): Generator {
   const mlpIn = light ? width : width * (imgSize / 4) ** 2;
   const fc1 = linear({ inFeatures: mlpIn, outFeatures: width });
   const fc = linear({ inFeatures: width, outFeatures: width });
-  const decoder = adaLinResnetBlock(width);
+  const decoder = adaLinResnetBlock(width, decoderNorm);
   const up = [4, 2].map((m) => conv2d({ inCh: ch * m, outCh: (ch * m) / 2, kernel: 3, pad: 1 }));
   const out = conv2d({ inCh: ch, outCh: imgCh, kernel: 7, pad: 3 });
 
@@ -140,10 +154,14 @@ export function generator(config: GeneratorConfig = {}): Generator {
         stem: stem.init(k[0]),
         down: down.map((d, i) => d.init(splitKey(k[1], 2)[i])),
         encoder: splitKey(k[2], nRes).map((kk) => encoder.init(kk)),
-        cam: cam.init(k[3]).params,
-        mlp: { fc1: fc1.init(k[4]), fc2: fc.init(k[5]) },
-        gamma: fc.init(k[6]),
-        beta: fc.init(k[7]),
+        ...(c.cam ? { cam: cam.init(k[3]).params } : {}),
+        ...(adaptive
+          ? {
+            mlp: { fc1: fc1.init(k[4]), fc2: fc.init(k[5]) },
+            gamma: fc.init(k[6]),
+            beta: fc.init(k[7]),
+          }
+          : {}),
         decoder: splitKey(k[8], nRes).map((kk) => decoder.init(kk)),
         up: up.map((u, i) => ({
           conv: u.init(splitKey(k[9], 3)[i]),
@@ -157,25 +175,32 @@ export function generator(config: GeneratorConfig = {}): Generator {
         let h = tf.relu(instanceNorm(stem.apply(params.stem, x)));
         down.forEach((d, i) => (h = tf.relu(instanceNorm(d.apply(params.down[i], h)))));
         for (const p of params.encoder) h = encoder.apply(p, h);
-        const [attended] = cam.apply(params.cam, undefined, h, false);
-        h = attended.features;
-        const n = h.shape[0];
-        // Full mode flattens in NCHW order, so that `FC.0.weight` keeps the reference's layout.
-        const mlpInput = light
-          ? (tf.mean(h, [1, 2]) as tf.Tensor2D)
-          : tf.reshape(tf.transpose(h, [0, 3, 1, 2]), [n, -1]) as tf.Tensor2D;
-        const hidden = tf.relu(
-          fc.apply(params.mlp.fc2, tf.relu(fc1.apply(params.mlp.fc1, mlpInput))),
-        );
-        const gamma = fc.apply(params.gamma, hidden);
-        const beta = fc.apply(params.beta, hidden);
+        let camLogit: tf.Tensor2D | undefined;
+        let heatmap: tf.Tensor4D;
+        if (c.cam) {
+          const [attended] = cam.apply(params.cam!, undefined, h, false);
+          [h, camLogit, heatmap] = [attended.features, attended.camLogit, attended.heatmap];
+        } else heatmap = tf.sum(h, 3, true);
+        let gamma: tf.Tensor2D | undefined;
+        let beta: tf.Tensor2D | undefined;
+        if (adaptive) {
+          const n = h.shape[0];
+          // Full mode flattens in NCHW order, so that `FC.0.weight` keeps the reference's layout.
+          const mlpInput = light
+            ? (tf.mean(h, [1, 2]) as tf.Tensor2D)
+            : tf.reshape(tf.transpose(h, [0, 3, 1, 2]), [n, -1]) as tf.Tensor2D;
+          const mlp = params.mlp!;
+          const hidden = tf.relu(fc.apply(mlp.fc2, tf.relu(fc1.apply(mlp.fc1, mlpInput))));
+          gamma = fc.apply(params.gamma!, hidden);
+          beta = fc.apply(params.beta!, hidden);
+        }
         for (const p of params.decoder) h = decoder.apply(p, h, gamma, beta);
         up.forEach((u, i) => {
           const conv = u.apply(params.up[i].conv, upsampleNearest2x(h));
           h = tf.relu(iln(params.up[i].norm, conv));
         });
         const image = tf.tanh(out.apply(params.out, h));
-        return { image, camLogit: attended.camLogit, heatmap: attended.heatmap };
+        return camLogit ? { image, camLogit, heatmap } : { image, heatmap };
       });
     },
   };

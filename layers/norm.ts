@@ -108,3 +108,40 @@ export function initIln(channels: number): IlnParams {
 export function iln(params: IlnParams, x: tf.Tensor4D): tf.Tensor4D {
   return tidy(() => tf.add(tf.mul(layerInstanceMix(x, params.rho), params.gamma), params.beta));
 }
+
+/**
+ * Group norm without affine parameters: per sample, over H, W and the channels of each of
+ * `groups` groups, with the biased variance (PyTorch's `GroupNorm` before its affine).
+ * @param x `[N, H, W, C]`, C divisible by `groups`
+ * @param groups number of channel groups
+ * @returns `[N, H, W, C]`
+ */
+export function groupNorm(x: tf.Tensor4D, groups: number): tf.Tensor4D {
+  return tidy(() => {
+    const [n, h, w, c] = x.shape;
+    const g = tf.reshape(x, [n, h, w, groups, c / groups]);
+    const { mean, variance } = tf.moments(g, [1, 2, 4], true);
+    return tf.reshape(tf.div(tf.sub(g, mean), tf.sqrt(tf.add(variance, EPS))), [n, h, w, c]);
+  });
+}
+
+/**
+ * The decoder normalisations of the paper's ablation: `adalin` (the model), `adain` (instance
+ * norm modulated by the MLP's gamma and beta), and plain `in`, `ln`, `gn` with learned
+ * per-channel affine parameters (no MLP).
+ */
+export type DecoderNorm = "adalin" | "adain" | "in" | "ln" | "gn";
+/** The decoder norms that take gamma and beta from the MLP. */
+export const ADAPTIVE_NORMS: readonly DecoderNorm[] = ["adalin", "adain"];
+
+/**
+ * The channel groups group norm uses at width `c`: 32 when it divides `c`, else the largest
+ * divisor of `c` below 32.
+ * @param c channels
+ * @returns groups
+ */
+export function groupCount(c: number): number {
+  let g = Math.min(32, c);
+  while (c % g) g--;
+  return g;
+}

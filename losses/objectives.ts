@@ -97,7 +97,7 @@ export const identityLoss: Loss<GeneratorView> = (v) => l1(v.identity.image, v.r
  * translates and "from my output domain" (0) for those it should leave alone.
  */
 export const camLoss: Loss<GeneratorView> = (v) =>
-  tf.add(bce(v.translated.camLogit, 1), bce(v.identity.camLogit, 0));
+  tf.add(bce(v.translated.camLogit!, 1), bce(v.identity.camLogit!, 0));
 /** Discriminator loss: real as 1 and fake as 0 on every logit of X's discriminators. */
 export const discriminatorAdversarialLoss: Loss<DiscriminatorView> = (v) =>
   tf.add(

@@ -49,7 +49,7 @@ for (const backend of ["cpu", "wasm"] as const) {
       const out = generator(gConfig).apply(params, x);
       const errors = [
         await assertClose(toNchw(out.image), tensors["genA2B.out.image"], TOLERANCE, "image"),
-        await assertClose(out.camLogit, tensors["genA2B.out.cam_logit"], TOLERANCE, "cam_logit"),
+        await assertClose(out.camLogit!, tensors["genA2B.out.cam_logit"], TOLERANCE, "cam_logit"),
         await assertClose(toNchw(out.heatmap), tensors["genA2B.out.heatmap"], TOLERANCE, "heatmap"),
       ];
       report(`genA2B ${name} ${backend}`, errors);
@@ -71,7 +71,12 @@ for (const backend of ["cpu", "wasm"] as const) {
       const [out, next] = discriminator(dConfig).apply(params, state, x, false);
       const errors = [
         await assertClose(toNchw(out.logit), tensors[`${prefix}.out.logit`], TOLERANCE, "logit"),
-        await assertClose(out.camLogit, tensors[`${prefix}.out.cam_logit`], TOLERANCE, "cam_logit"),
+        await assertClose(
+          out.camLogit!,
+          tensors[`${prefix}.out.cam_logit`],
+          TOLERANCE,
+          "cam_logit",
+        ),
         await assertClose(
           toNchw(out.heatmap),
           tensors[`${prefix}.out.heatmap`],
@@ -96,7 +101,7 @@ Deno.test("discriminator's training-mode power iteration matches the reference's
   const x = nchwToNhwc(tensors.input);
   const [out, next] = discriminator(dConfig).apply(params, state, x, true);
   await assertClose(toNchw(out.logit), tensors["disGA.out_train.logit"], TOLERANCE, "logit");
-  await assertClose(out.camLogit, tensors["disGA.out_train.cam_logit"], TOLERANCE, "cam_logit");
+  await assertClose(out.camLogit!, tensors["disGA.out_train.cam_logit"], TOLERANCE, "cam_logit");
   const after = withPrefix(tensors, "disGA.after_train");
   const nextFlat = flatten(next);
   for (const e of names.filter((e) => e.state)) {

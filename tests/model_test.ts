@@ -71,7 +71,7 @@ Deno.test("init(seed) is reproducible and seeds differ", () => {
   const [a, b, c] = [g.init(3), g.init(3), g.init(4)];
   assertEquals(a.stem.w.dataSync(), b.stem.w.dataSync());
   assertEquals(a.stem.w.dataSync()[0] === c.stem.w.dataSync()[0], false);
-  assertEquals(a.decoder[0].norm1.rho.dataSync()[0], Math.fround(0.9));
+  assertEquals(a.decoder[0].norm1.rho!.dataSync()[0], Math.fround(0.9));
   assertEquals(Array.from(a.up[0].norm.rho.dataSync()).every((v) => v === 0), true);
   dispose([a, b, c]);
 });
@@ -82,7 +82,7 @@ Deno.test("generator() and discriminator() return the documented shapes and leav
     const g = generator({ ch: 8, nRes: 2, imgSize: 32, light });
     const params = g.init(0);
     const out = g.apply(params, x);
-    assertEquals([out.image.shape, out.camLogit.shape, out.heatmap.shape], [
+    assertEquals([out.image.shape, out.camLogit!.shape, out.heatmap.shape], [
       [2, 32, 32, 3],
       [2, 2],
       [2, 8, 8, 1],
@@ -96,7 +96,7 @@ Deno.test("generator() and discriminator() return the documented shapes and leav
   const d = discriminator({ ch: 8, nLayers: 5 });
   const { params, state } = d.init(0);
   const [out, next] = d.apply(params, state, x, true);
-  assertEquals([out.logit.shape, out.camLogit.shape, out.heatmap.shape], [[2, 2, 2, 1], [2, 2], [
+  assertEquals([out.logit.shape, out.camLogit!.shape, out.heatmap.shape], [[2, 2, 2, 1], [2, 2], [
     2,
     3,
     3,
@@ -124,8 +124,8 @@ Deno.test("a gradient reaches every generator and discriminator parameter", () =
     const [s] = d.apply(dParams as any, init.state, o.image, true);
     return tf.addN([
       tf.mean(tf.square(s.logit)),
-      tf.mean(s.camLogit),
-      tf.mean(o.camLogit),
+      tf.mean(s.camLogit!),
+      tf.mean(o.camLogit!),
       tf.mean(o.heatmap),
     ]);
   })([...Object.values(gp), ...Object.values(dp)]);
@@ -139,4 +139,46 @@ Deno.test("a discriminator too deep for the image size fails with a message nami
   const x = tf.zeros([1, 64, 64, 3]) as tf.Tensor4D;
   assertThrows(() => d.apply(params, state, x, false), Error, "at least 96px");
   assertThrows(() => d.apply(params, state, x, false), Error, "--n_dis");
+});
+
+Deno.test("ablation variants: the name table matches init() and a gradient reaches every parameter", () => {
+  const variants = [
+    ...(["adalin", "adain", "in", "ln", "gn"] as const).map((decoderNorm) => ({
+      decoderNorm,
+      cam: true,
+    })),
+    { decoderNorm: "adalin" as const, cam: false },
+  ];
+  const x = tf.randomUniform([1, 32, 32, 3], -1, 1, "float32", 3) as tf.Tensor4D;
+  for (const v of variants) {
+    const config = { ch: 4, nRes: 1, imgSize: 32, light: true, ...v };
+    const g = generator(config);
+    const params = flatten(g.init(0));
+    const shapes = Object.fromEntries(Object.entries(params).map(([k, t]) => [k, t.shape]));
+    assertEquals(
+      shapes,
+      Object.fromEntries(generatorNames(config).map((e) => [e.ours, [...e.shape]])),
+      JSON.stringify(v),
+    );
+    const keys = Object.keys(params);
+    const grads = tf.grads((...ts: tf.Tensor[]) => {
+      // deno-lint-ignore no-explicit-any
+      const o = g.apply(unflatten(Object.fromEntries(keys.map((k, i) => [k, ts[i]]))) as any, x);
+      return tf.add(tf.mean(tf.square(o.image)), o.camLogit ? tf.mean(o.camLogit) : tf.scalar(0));
+    })(Object.values(params));
+    const dead = keys.filter((_, i) => tf.max(tf.abs(grads[i])).dataSync()[0] === 0);
+    assertEquals(dead, [], JSON.stringify(v));
+    assertEquals(g.apply(unflatten(params) as never, x).camLogit === undefined, !v.cam);
+    dispose([params, grads]);
+  }
+  const d = discriminator({ ch: 4, nLayers: 4, cam: false });
+  const { params, state } = d.init(0);
+  assertEquals(Object.keys(flatten(params)).some((k) => k.startsWith("cam.")), false);
+  assertEquals(
+    Object.keys(flatten(params)).sort(),
+    discriminatorNames({ ch: 4, nLayers: 4, cam: false }).filter((e) => !e.state).map((e) => e.ours)
+      .sort(),
+  );
+  const [out] = d.apply(params, state, x, true);
+  assertEquals([out.camLogit, out.logit.shape], [undefined, [1, 6, 6, 1]]);
 });

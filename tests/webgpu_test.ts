@@ -36,7 +36,7 @@ Deno.test("webgpu backend matches the PyTorch reference and the cpu gradients", 
     const { params } = fromReference(generatorNames(gConfig), withPrefix(tensors, "genA2B"));
     const out = generator(gConfig).apply(fromHost<GeneratorParams>(params), x);
     await assertClose(toNchw(out.image), tensors["genA2B.out.image"], 1e-4, "image");
-    await assertClose(out.camLogit, tensors["genA2B.out.cam_logit"], 1e-4, "cam_logit");
+    await assertClose(out.camLogit!, tensors["genA2B.out.cam_logit"], 1e-4, "cam_logit");
     await assertClose(toNchw(out.heatmap), tensors["genA2B.out.heatmap"], 1e-4, "heatmap");
   });
 
@@ -50,7 +50,7 @@ Deno.test("webgpu backend matches the PyTorch reference and the cpu gradients", 
       false,
     );
     await assertClose(toNchw(out.logit), tensors["disGA.out.logit"], 1e-4, "logit");
-    await assertClose(out.camLogit, tensors["disGA.out.cam_logit"], 1e-4, "cam_logit");
+    await assertClose(out.camLogit!, tensors["disGA.out.cam_logit"], 1e-4, "cam_logit");
   });
 
   await t.step("convolution gradients", async () => {

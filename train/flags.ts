@@ -50,6 +50,13 @@ export const FLAGS = {
   img_ch: { kind: "int", default: 3, help: "image channels" },
   result_dir: { kind: "string", default: "results", help: "folder for results" },
   resume: { kind: "bool", default: false, help: "continue from the latest checkpoint" },
+  decoder_norm: {
+    kind: "string",
+    default: "adalin",
+    help: "ablation: decoder norm adalin, in, ln, adain or gn",
+  },
+  gen_cam: { kind: "bool", default: true, help: "ablation: CAM attention in the generators" },
+  dis_cam: { kind: "bool", default: true, help: "ablation: CAM attention in the discriminators" },
   seed: { kind: "int", default: 0, help: "random seed (initialisation and data order)" },
   backend: { kind: "string", default: "auto", help: `one of ${BACKENDS.join(", ")}` },
   checkpoint: {
@@ -186,6 +193,11 @@ export function parseFlags(args: string[], defaults: Partial<Flags> = {}): Flags
   if (flags.n_dis < 4) {
     throw new FlagError(
       `--n_dis: must be at least 4 (local D has n_dis-1 >= 3 layers), got ${flags.n_dis}`,
+    );
+  }
+  if (!["adalin", "in", "ln", "adain", "gn"].includes(flags.decoder_norm)) {
+    throw new FlagError(
+      `--decoder_norm: expected adalin, in, ln, adain or gn, got "${flags.decoder_norm}"`,
     );
   }
   if (!(BACKENDS as readonly string[]).includes(flags.backend)) {

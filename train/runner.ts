@@ -9,6 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
+import type { DecoderNorm } from "../layers/norm.ts";
 import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { DomainStream, loadTestImages, openDataset } from "./data.ts";
 import type { Flags } from "./flags.ts";
@@ -55,6 +56,7 @@ const SAMPLES = 5; // train and test images per sample picture, as the reference
  * @returns the training configuration
  */
 export function configFromFlags(flags: Flags): TrainConfig {
+  const decoderNorm = flags.decoder_norm as DecoderNorm;
   return {
     generator: {
       ch: flags.ch,
@@ -62,9 +64,11 @@ export function configFromFlags(flags: Flags): TrainConfig {
       imgSize: flags.img_size,
       light: flags.light,
       imgCh: flags.img_ch,
+      decoderNorm,
+      cam: flags.gen_cam,
     },
-    global: { ch: flags.ch, nLayers: flags.n_dis + 1, imgCh: flags.img_ch },
-    local: { ch: flags.ch, nLayers: flags.n_dis - 1, imgCh: flags.img_ch },
+    global: { ch: flags.ch, nLayers: flags.n_dis + 1, imgCh: flags.img_ch, cam: flags.dis_cam },
+    local: { ch: flags.ch, nLayers: flags.n_dis - 1, imgCh: flags.img_ch, cam: flags.dis_cam },
     weights: {
       adv: flags.adv_weight,
       cycle: flags.cycle_weight,
@@ -79,7 +83,17 @@ export function configFromFlags(flags: Flags): TrainConfig {
 }
 
 // The flags that fix the model's shape: a resumed run must keep them.
-const MODEL_FLAGS = ["light", "ch", "n_res", "n_dis", "img_size", "img_ch"] as const;
+const MODEL_FLAGS = [
+  "light",
+  "ch",
+  "n_res",
+  "n_dis",
+  "img_size",
+  "img_ch",
+  "decoder_norm",
+  "gen_cam",
+  "dis_cam",
+] as const;
 
 function formatTime(seconds: number): string {
   if (!Number.isFinite(seconds)) return "?";

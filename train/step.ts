@@ -131,7 +131,9 @@ export function trainer(config: TrainConfig): Trainer {
   const optG = opt();
   const optD = opt();
   const dObjective = discriminatorObjective(config.weights);
-  const gObjective = generatorObjective(config.weights);
+  const gObjective = generatorObjective(config.weights, {
+    camLoss: config.generator.cam !== false,
+  });
 
   // Runs the discriminator `name` in training mode; threads its spectral-norm state through `sn`.
   const judge = (

@@ -10,6 +10,7 @@
 import type { HostTensor } from "./safetensors.ts";
 import { WeightFileError } from "./safetensors.ts";
 import type { GeneratorConfig } from "../layers/generator.ts";
+import { ADAPTIVE_NORMS } from "../layers/norm.ts";
 import type { DiscriminatorConfig } from "../layers/discriminator.ts";
 
 /** How a tensor's layout differs between us and the reference. */
@@ -61,7 +62,16 @@ const vec = (ours: string, theirs: string, n: number, state = false): NameEntry 
  * @returns one entry per parameter
  */
 export function generatorNames(config: GeneratorConfig = {}): NameEntry[] {
-  const { ch = 64, nRes = 4, imgSize = 256, light = false, imgCh = 3 } = config;
+  const {
+    ch = 64,
+    nRes = 4,
+    imgSize = 256,
+    light = false,
+    imgCh = 3,
+    decoderNorm = "adalin",
+    cam = true,
+  } = config;
+  const adaptive = ADAPTIVE_NORMS.includes(decoderNorm);
   const c = ch * 4;
   const mlpIn = light ? c : c * (imgSize / 4) ** 2;
   const e: NameEntry[] = [
@@ -73,24 +83,36 @@ export function generatorNames(config: GeneratorConfig = {}): NameEntry[] {
     e.push(conv(`encoder.${i}.conv1.w`, `DownBlock.${12 + i}.conv_block.1.weight`, 3, c, c));
     e.push(conv(`encoder.${i}.conv2.w`, `DownBlock.${12 + i}.conv_block.5.weight`, 3, c, c));
   }
-  e.push(
-    lin("cam.gapFc.w", "gap_fc.weight", c, 1),
-    lin("cam.gmpFc.w", "gmp_fc.weight", c, 1),
-    conv("cam.conv1x1.w", "conv1x1.weight", 1, 2 * c, c),
-    vec("cam.conv1x1.b", "conv1x1.bias", c),
-    lin("mlp.fc1.w", "FC.0.weight", mlpIn, c),
-    lin("mlp.fc2.w", "FC.2.weight", c, c),
-    lin("gamma.w", "gamma.weight", c, c),
-    lin("beta.w", "beta.weight", c, c),
-  );
+  if (cam) {
+    e.push(
+      lin("cam.gapFc.w", "gap_fc.weight", c, 1),
+      lin("cam.gmpFc.w", "gmp_fc.weight", c, 1),
+      conv("cam.conv1x1.w", "conv1x1.weight", 1, 2 * c, c),
+      vec("cam.conv1x1.b", "conv1x1.bias", c),
+    );
+  }
+  if (adaptive) {
+    e.push(
+      lin("mlp.fc1.w", "FC.0.weight", mlpIn, c),
+      lin("mlp.fc2.w", "FC.2.weight", c, c),
+      lin("gamma.w", "gamma.weight", c, c),
+      lin("beta.w", "beta.weight", c, c),
+    );
+  }
+  // The ablations' norm parameters have no reference names; they follow the same pattern.
+  const normParams = decoderNorm === "adalin"
+    ? ["rho"]
+    : decoderNorm === "adain"
+    ? []
+    : ["gamma", "beta"];
   for (let i = 0; i < nRes; i++) {
     const block = `UpBlock1_${i + 1}`;
-    e.push(
-      conv(`decoder.${i}.conv1.w`, `${block}.conv1.weight`, 3, c, c),
-      chan(`decoder.${i}.norm1.rho`, `${block}.norm1.rho`, c),
-      conv(`decoder.${i}.conv2.w`, `${block}.conv2.weight`, 3, c, c),
-      chan(`decoder.${i}.norm2.rho`, `${block}.norm2.rho`, c),
-    );
+    for (const k of [1, 2]) {
+      e.push(conv(`decoder.${i}.conv${k}.w`, `${block}.conv${k}.weight`, 3, c, c));
+      for (const p of normParams) {
+        e.push(chan(`decoder.${i}.norm${k}.${p}`, `${block}.norm${k}.${p}`, c));
+      }
+    }
   }
   [[2, 3, c], [7, 8, c / 2]].forEach(([convAt, normAt, width], i) => {
     e.push(conv(`up.${i}.conv.w`, `UpBlock2.${convAt}.weight`, 3, width, width / 2));
@@ -109,7 +131,7 @@ export function generatorNames(config: GeneratorConfig = {}): NameEntry[] {
  * @returns one entry per parameter and state vector
  */
 export function discriminatorNames(config: DiscriminatorConfig): NameEntry[] {
-  const { ch = 64, nLayers, imgCh = 3 } = config;
+  const { ch = 64, nLayers, imgCh = 3, cam = true } = config;
   const e: NameEntry[] = [];
   const sn = (ours: string, theirs: string, rows: number, cols: number) =>
     e.push(
@@ -128,16 +150,18 @@ export function discriminatorNames(config: DiscriminatorConfig): NameEntry[] {
     [inCh, outCh] = [outCh, outCh * 2];
   }
   const cd = inCh;
-  e.push(
-    lin("cam.gapFc.w", "gap_fc.weight_orig", cd, 1),
-    lin("cam.gmpFc.w", "gmp_fc.weight_orig", cd, 1),
-  );
-  sn("cam.gapFc", "gap_fc", 1, cd);
-  sn("cam.gmpFc", "gmp_fc", 1, cd);
-  e.push(
-    conv("cam.conv1x1.w", "conv1x1.weight", 1, 2 * cd, cd),
-    vec("cam.conv1x1.b", "conv1x1.bias", cd),
-  );
+  if (cam) {
+    e.push(
+      lin("cam.gapFc.w", "gap_fc.weight_orig", cd, 1),
+      lin("cam.gmpFc.w", "gmp_fc.weight_orig", cd, 1),
+    );
+    sn("cam.gapFc", "gap_fc", 1, cd);
+    sn("cam.gmpFc", "gmp_fc", 1, cd);
+    e.push(
+      conv("cam.conv1x1.w", "conv1x1.weight", 1, 2 * cd, cd),
+      vec("cam.conv1x1.b", "conv1x1.bias", cd),
+    );
+  }
   e.push(conv("out.w", "conv.weight_orig", 4, cd, 1));
   sn("out", "conv", 1, cd * 16);
   return e;
