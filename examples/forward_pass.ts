@@ -3,8 +3,7 @@
  *
  * Builds a generator and the global and local discriminators from the reference's flags,
  * translates a few images with freshly initialised weights, and writes the picture the reference
- * draws (rows: real, CAM heatmap, translation). Until training lands this is what
- * `deno task train` runs.
+ * draws (rows: real, CAM heatmap, translation), with no data and no training.
  *
  *     deno task forward [--light] [--img_size 64] [--ch 32] [--backend wasm] [image.png ...]
  *

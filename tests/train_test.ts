@@ -208,3 +208,63 @@ Deno.test("every ablation of the paper's Table 1 trains a step with its own obje
   }
   a.dispose();
 });
+
+Deno.test("Ctrl-C during `deno task train` saves a checkpoint and exits cleanly", async () => {
+  const root = await makeDataset({ train: 2, test: 1, size: 28 });
+  const results = await Deno.makeTempDir();
+  const run = `${results}/${root.split("/").pop()}`;
+  try {
+    const main = new URL("../train/main.ts", import.meta.url).pathname;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "--allow-write",
+        "--allow-env",
+        "--allow-net",
+        "--allow-ffi",
+        "--allow-sys",
+        main,
+        "--dataset",
+        root,
+        "--result_dir",
+        results,
+        "--backend",
+        "wasm",
+        "--img_size",
+        "24",
+        "--ch",
+        "2",
+        "--n_res",
+        "1",
+        "--n_dis",
+        "4",
+        "--iteration",
+        "100000",
+        "--print_freq",
+        "1000",
+        "--save_freq",
+        "1000",
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const lines = async () =>
+      (await Deno.readTextFile(`${run}/log.jsonl`).catch(() => "")).trim().split("\n").filter(
+        Boolean,
+      );
+    for (let waited = 0; (await lines()).length < 2; waited += 100) {
+      if (waited > 60_000) throw new Error("no training progress within a minute");
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill("SIGINT");
+    const { code, stdout } = await child.output();
+    const text = new TextDecoder().decode(stdout);
+    assertEquals(code, 0, text);
+    assert(text.includes("(continue with --resume)"), text);
+    const { metadata } = await readSafetensors(`${run}/model/latest.safetensors`);
+    assertEquals(Number(metadata.step), (await lines()).length);
+  } finally {
+    for (const d of [root, results]) await Deno.remove(d, { recursive: true });
+  }
+});

@@ -10,7 +10,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
 import type { DecoderNorm } from "../layers/norm.ts";
-import { loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { DomainStream, loadTestImages, openDataset } from "./data.ts";
 import type { Flags } from "./flags.ts";
 import { referenceSchedule } from "./optim.ts";
@@ -167,7 +167,7 @@ export async function runTraining(
 
   let state: TrainState;
   let rng: Rng;
-  let streams: { A?: ReturnType<typeof JSON.parse>; B?: ReturnType<typeof JSON.parse> } = {};
+  let streams: Checkpoint["streams"] = {};
   const exists = await Deno.stat(latest).then(() => true, () => false);
   if (flags.resume && exists) {
     const ck = await loadCheckpoint(latest, config);
