@@ -19,7 +19,7 @@
  * const params = g.init(0);
  * const x = tf.randomUniform([1, 32, 32, 3], -1, 1) as tf.Tensor4D;
  * const { image, camLogit, heatmap } = g.apply(params, x);
- * console.log(count(params), image.shape, camLogit.shape, heatmap.shape);
+ * console.log(count(params), image.shape, camLogit?.shape, heatmap.shape);
  * ```
  *
  * @module

@@ -9,7 +9,7 @@
  * const g = generator({ ch: 8, nRes: 2, imgSize: 32, light: true });
  * const params = g.init(42);
  * const { image, camLogit, heatmap } = g.apply(params, tf.zeros([1, 32, 32, 3]) as tf.Tensor4D);
- * console.log(count(params), image.shape, camLogit.shape, heatmap.shape);
+ * console.log(count(params), image.shape, camLogit?.shape, heatmap.shape);
  * ```
  *
  * @module

@@ -83,6 +83,22 @@ export function unflatten<T = tf.Tensor>(flat: Record<string, T>): Tree<T> {
 }
 
 /**
+ * The entries of a flat record whose keys start with `prefix.`, with that prefix removed.
+ * @param flat entries by dotted path
+ * @param prefix e.g. `genA2B`
+ * @returns the matching entries
+ */
+export function underPrefix<T>(
+  flat: Readonly<Record<string, T>>,
+  prefix: string,
+): Record<string, T> {
+  const p = `${prefix}.`;
+  return Object.fromEntries(
+    Object.entries(flat).filter(([k]) => k.startsWith(p)).map(([k, v]) => [k.slice(p.length), v]),
+  );
+}
+
+/**
  * Disposes every tensor of a record.
  * @param tree a record of tensors
  */

@@ -18,8 +18,9 @@ import {
   generatorNames,
   type GeneratorParams,
   selectBackend,
+  underPrefix,
 } from "../mod.ts";
-import { assertClose, findTorchPython, nchwToNhwc, readFixture, withPrefix } from "./helpers.ts";
+import { assertClose, findTorchPython, nchwToNhwc, readFixture } from "./helpers.ts";
 
 const TOLERANCE = 1e-4;
 const toNchw = (t: tf.Tensor4D) => tf.transpose(t, [0, 3, 1, 2]);
@@ -40,7 +41,7 @@ for (const backend of ["cpu", "wasm"] as const) {
       };
       const { params: host, state } = fromReference(
         generatorNames(gConfig),
-        withPrefix(tensors, "genA2B"),
+        underPrefix(tensors, "genA2B"),
         name,
       );
       assertEquals(Object.keys(state).length, 0);
@@ -64,7 +65,11 @@ for (const backend of ["cpu", "wasm"] as const) {
       await selectBackend(backend);
       const { tensors, config } = await readFixture("light_s32_ch8");
       const dConfig = { ch: config.ch, nLayers: config[key] };
-      const split = fromReference(discriminatorNames(dConfig), withPrefix(tensors, prefix), prefix);
+      const split = fromReference(
+        discriminatorNames(dConfig),
+        underPrefix(tensors, prefix),
+        prefix,
+      );
       const params = fromHost<DiscriminatorParams>(split.params);
       const state = fromHost<DiscriminatorState>(split.state);
       const x = nchwToNhwc(tensors.input);
@@ -95,14 +100,14 @@ Deno.test("discriminator's training-mode power iteration matches the reference's
   const { tensors, config } = await readFixture("light_s32_ch8");
   const dConfig = { ch: config.ch, nLayers: config.n_layers_global };
   const names = discriminatorNames(dConfig);
-  const split = fromReference(names, withPrefix(tensors, "disGA"), "disGA");
+  const split = fromReference(names, underPrefix(tensors, "disGA"), "disGA");
   const params = fromHost<DiscriminatorParams>(split.params);
   const state = fromHost<DiscriminatorState>(split.state);
   const x = nchwToNhwc(tensors.input);
   const [out, next] = discriminator(dConfig).apply(params, state, x, true);
   await assertClose(toNchw(out.logit), tensors["disGA.out_train.logit"], TOLERANCE, "logit");
   await assertClose(out.camLogit!, tensors["disGA.out_train.cam_logit"], TOLERANCE, "cam_logit");
-  const after = withPrefix(tensors, "disGA.after_train");
+  const after = underPrefix(tensors, "disGA.after_train");
   const nextFlat = flatten(next);
   for (const e of names.filter((e) => e.state)) {
     await assertClose(nextFlat[e.ours], after[e.theirs], TOLERANCE, e.theirs);

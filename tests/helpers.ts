@@ -86,24 +86,6 @@ export async function readFixture(name: string): Promise<{
 }
 
 /**
- * The tensors whose names start with `prefix.`, with the prefix removed.
- * @param tensors all tensors
- * @param prefix e.g. `genA2B`
- * @returns the matching tensors
- */
-export function withPrefix(
-  tensors: Record<string, HostTensor>,
-  prefix: string,
-): Record<string, HostTensor> {
-  const p = `${prefix}.`;
-  return Object.fromEntries(
-    Object.entries(tensors).filter(([k]) => k.startsWith(p)).map((
-      [k, v],
-    ) => [k.slice(p.length), v]),
-  );
-}
-
-/**
  * NCHW host tensor to an NHWC tensor.
  * @param t host tensor `[N, C, H, W]`
  * @returns `[N, H, W, C]`

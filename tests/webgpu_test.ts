@@ -16,8 +16,9 @@ import {
   type GeneratorParams,
   requestGpuAdapter,
   selectBackend,
+  underPrefix,
 } from "../mod.ts";
-import { assertClose, nchwToNhwc, readFixture, withPrefix } from "./helpers.ts";
+import { assertClose, nchwToNhwc, readFixture } from "./helpers.ts";
 
 const available = (await requestGpuAdapter()) !== undefined;
 const toNchw = (t: tf.Tensor4D) => tf.transpose(t, [0, 3, 1, 2]);
@@ -33,7 +34,7 @@ Deno.test("webgpu backend matches the PyTorch reference and the cpu gradients", 
 
   await t.step("generator", async () => {
     const gConfig = { ch: config.ch, nRes: config.n_res, imgSize: config.img_size, light: true };
-    const { params } = fromReference(generatorNames(gConfig), withPrefix(tensors, "genA2B"));
+    const { params } = fromReference(generatorNames(gConfig), underPrefix(tensors, "genA2B"));
     const out = generator(gConfig).apply(fromHost<GeneratorParams>(params), x);
     await assertClose(toNchw(out.image), tensors["genA2B.out.image"], 1e-4, "image");
     await assertClose(out.camLogit!, tensors["genA2B.out.cam_logit"], 1e-4, "cam_logit");
@@ -42,7 +43,7 @@ Deno.test("webgpu backend matches the PyTorch reference and the cpu gradients", 
 
   await t.step("global discriminator", async () => {
     const dConfig = { ch: config.ch, nLayers: config.n_layers_global };
-    const split = fromReference(discriminatorNames(dConfig), withPrefix(tensors, "disGA"));
+    const split = fromReference(discriminatorNames(dConfig), underPrefix(tensors, "disGA"));
     const [out] = discriminator(dConfig).apply(
       fromHost<DiscriminatorParams>(split.params),
       fromHost<DiscriminatorState>(split.state),

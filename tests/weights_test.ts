@@ -15,9 +15,10 @@ import {
   selectBackend,
   toHost,
   toReference,
+  underPrefix,
   WeightFileError,
 } from "../mod.ts";
-import { readFixture, withPrefix } from "./helpers.ts";
+import { readFixture } from "./helpers.ts";
 
 await selectBackend("cpu");
 
@@ -155,7 +156,7 @@ Deno.test("reference names convert both ways without loss (generator and discrim
     imgSize: config.img_size,
     light: true,
   });
-  const theirs = withPrefix(tensors, "genA2B");
+  const theirs = underPrefix(tensors, "genA2B");
   const ours = fromReference(gNames, theirs, "fixture").params;
   const back = toReference(gNames, ours);
   assertEquals(
@@ -169,7 +170,7 @@ Deno.test("reference names convert both ways without loss (generator and discrim
   assertEquals(ours["stem.w"].shape, [7, 7, 3, 8]);
   assertEquals(ours["decoder.0.norm1.rho"].shape, [32]);
   const dNames = discriminatorNames({ ch: config.ch, nLayers: config.n_layers_global });
-  const dTheirs = withPrefix(tensors, "disGA");
+  const dTheirs = underPrefix(tensors, "disGA");
   const split = fromReference(dNames, dTheirs, "fixture");
   const dBack = toReference(dNames, { ...split.params, ...split.state });
   for (const [k, t] of Object.entries(dBack)) assertEquals(t.data, dTheirs[k].data, k);

@@ -16,7 +16,7 @@ import {
   writeSafetensors,
 } from "../weights/safetensors.ts";
 import type { StreamState } from "./data.ts";
-import type { Flat } from "./optim.ts";
+import { underPrefix } from "../layers/tree.ts";
 import type { TrainConfig, TrainState } from "./step.ts";
 
 const FORMAT = "ugatit-checkpoint/1";
@@ -136,19 +136,13 @@ export async function loadCheckpoint(path: string, config: TrainConfig): Promise
   for (const [k, t] of Object.entries(host)) {
     tensors[k] = tf.tensor(t.data as Float32Array, [...t.shape]);
   }
-  const group = (g: string): Flat =>
-    Object.fromEntries(
-      Object.entries(tensors).filter(([k]) => k.startsWith(`${g}.`)).map((
-        [k, v],
-      ) => [k.slice(g.length + 1), v]),
-    );
   const { optG, optD } = JSON.parse(metadata.optimisers);
   return {
     state: {
       step: Number(metadata.step),
-      gen: group("gen"),
-      dis: group("dis"),
-      sn: group("sn"),
+      gen: underPrefix(tensors, "gen"),
+      dis: underPrefix(tensors, "dis"),
+      sn: underPrefix(tensors, "sn"),
       optG: join(optG, tensors, path) as unknown[],
       optD: join(optD, tensors, path) as unknown[],
     },

@@ -13,7 +13,7 @@ import {
   type DiscriminatorOutput,
 } from "../layers/discriminator.ts";
 import { generator, type GeneratorConfig, type GeneratorOutput } from "../layers/generator.ts";
-import { flatten, tidy, type Tree, unflatten } from "../layers/tree.ts";
+import { flatten, tidy, type Tree, underPrefix, unflatten } from "../layers/tree.ts";
 import { evaluate } from "../losses/dsl.ts";
 import {
   discriminatorObjective,
@@ -99,14 +99,14 @@ export interface Translations {
   readonly B2A: { identity: GeneratorOutput; translation: GeneratorOutput; cycle: GeneratorOutput };
 }
 
-/** The sub-record of a flat record under `prefix.`, nested. */
+/**
+ * The nested record under `prefix.` of a flat record (e.g. one network's parameters).
+ * @param flat parameters by dotted path
+ * @param prefix e.g. `genA2B`
+ * @returns the nested record
+ */
 export function subtree<T = Tree>(flat: Flat, prefix: string): T {
-  const p = `${prefix}.`;
-  return unflatten(
-    Object.fromEntries(
-      Object.entries(flat).filter(([k]) => k.startsWith(p)).map(([k, v]) => [k.slice(p.length), v]),
-    ),
-  ) as T;
+  return unflatten(underPrefix(flat, prefix)) as T;
 }
 
 const prefixed = (prefix: string, tree: object): Flat =>

@@ -20,6 +20,7 @@ import {
   toReference,
 } from "./reference_names.ts";
 import { fromHost, toHost } from "./params_io.ts";
+import { underPrefix } from "../layers/tree.ts";
 
 /** The configurations of a model's networks. */
 export interface ReferenceModelConfig {
@@ -64,15 +65,6 @@ function tables(config: ReferenceModelConfig) {
   return { g: generatorNames(config.generator), d };
 }
 
-function under(tensors: Record<string, HostTensor>, net: string): Record<string, HostTensor> {
-  const p = `${net}.`;
-  return Object.fromEntries(
-    Object.entries(tensors).filter(([k]) => k.startsWith(p)).map((
-      [k, v],
-    ) => [k.slice(p.length), v]),
-  );
-}
-
 /**
  * Reads a converted reference checkpoint into our records, checking every tensor's presence and
  * shape against the configuration.
@@ -89,10 +81,10 @@ export async function readReferenceCheckpoint(
   const { g, d } = tables(config);
   const out: Record<string, unknown> = {};
   for (const net of GENERATORS) {
-    out[net] = fromHost(fromReference(g, under(tensors, net), `${path} (${net})`).params);
+    out[net] = fromHost(fromReference(g, underPrefix(tensors, net), `${path} (${net})`).params);
   }
   for (const net of DISCRIMINATORS) {
-    const { params, state } = fromReference(d(net), under(tensors, net), `${path} (${net})`);
+    const { params, state } = fromReference(d(net), underPrefix(tensors, net), `${path} (${net})`);
     out[net] = { params: fromHost(params), state: fromHost(state) };
   }
   return out as unknown as ReferenceModel;
