@@ -7,6 +7,8 @@ import * as tf from "@tensorflow/tfjs";
 import { assert, assertLess } from "@std/assert";
 import { decodeSafetensors, type HostTensor } from "../weights/mod.ts";
 
+export { findTorchPython } from "../tools/pytorch/find_python.ts";
+
 /**
  * Largest absolute difference divided by the largest magnitude of `expected`.
  * @param actual values under test
@@ -99,27 +101,6 @@ export function nchwToNhwc(t: HostTensor): tf.Tensor4D {
       1,
     ])
   );
-}
-
-/**
- * A Python interpreter that can import torch (Debian's python3-torch lives under /usr/bin), or
- * undefined.
- * @returns the interpreter's path
- */
-export async function findTorchPython(): Promise<string | undefined> {
-  for (const python of ["/usr/bin/python3", "python3"]) {
-    try {
-      const { code } = await new Deno.Command(python, {
-        args: ["-c", "import torch"],
-        stderr: "null",
-      })
-        .output();
-      if (code === 0) return python;
-    } catch {
-      // not installed
-    }
-  }
-  return undefined;
 }
 
 /**

@@ -1,0 +1,164 @@
+/**
+ * `deno task bench`: times training iterations of ours, and with `--vs-torch` of the PyTorch
+ * peer (tools/pytorch/bench_step.py: the same model and iteration) in the same run, and prints
+ * a table and one JSON line per implementation.
+ *
+ *     deno task bench --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 5 --vs-torch
+ *
+ * Takes the training flags (model, batch size, `--backend`) plus `--steps N` (timed iterations
+ * after one warm-up) and `--vs-torch`. GFLOP/s count the convolutions and linear maps of the
+ * reference's iteration: 8 generator and 12 discriminator forward passes and their backward
+ * passes (a backward pass costs about twice its forward; the generator step needs only input
+ * gradients through the discriminators).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { selectBackend } from "../backends/mod.ts";
+import { parseFlags } from "../train/flags.ts";
+import { disposeState, trainer } from "../train/step.ts";
+import { configFromFlags } from "../train/runner.ts";
+import { findTorchPython } from "./pytorch/find_python.ts";
+
+const args = [...Deno.args];
+const vsTorch = args.includes("--vs-torch");
+if (vsTorch) args.splice(args.indexOf("--vs-torch"), 1);
+const stepsAt = args.indexOf("--steps");
+const steps = stepsAt < 0 ? 5 : Number(args.splice(stepsAt, 2)[1]);
+const flags = parseFlags(args, { light: true, img_size: 64, ch: 32, n_dis: 4 });
+const S = flags.img_size;
+
+// Multiply-adds x 2 of one forward pass, from the architecture (SPEC.md).
+function generatorFlops(): number {
+  const { ch, n_res: nRes, light } = flags;
+  const c = 4 * ch;
+  const conv = (k: number, cin: number, cout: number, side: number) =>
+    2 * k * k * cin * cout * side * side;
+  let f = conv(7, 3, ch, S) + conv(3, ch, 2 * ch, S / 2) + conv(3, 2 * ch, c, S / 4);
+  f += 2 * 2 * nRes * conv(3, c, c, S / 4); // encoder and decoder residual blocks
+  f += conv(1, 2 * c, c, S / 4);
+  f += 2 * (light ? c : c * (S / 4) ** 2) * c + 3 * 2 * c * c; // MLP and gamma/beta heads
+  f += conv(3, c, c / 2, S / 2) + conv(3, c / 2, ch, S) + conv(7, ch, 3, S);
+  return f;
+}
+function discriminatorFlops(nLayers: number): number {
+  const conv = (cin: number, cout: number, side: number) => 2 * 16 * cin * cout * side * side;
+  let side = S;
+  let [cin, cout] = [3, flags.ch];
+  let f = 0;
+  for (let i = 0; i < nLayers - 1; i++) {
+    side = i < nLayers - 2 ? Math.floor((side - 2) / 2) + 1 : side - 1;
+    f += conv(cin, cout, side);
+    [cin, cout] = [cout, cout * 2];
+  }
+  f += 2 * 2 * cin * cin * side * side; // conv1x1
+  return f + conv(cin, 1, side - 1);
+}
+const g = generatorFlops();
+const d = discriminatorFlops(flags.n_dis + 1) + discriminatorFlops(flags.n_dis - 1);
+// D step: 2 G forwards without gradients, 8 D forwards and their full backward passes;
+// G step: 6 G forwards with backward, 4 D forwards with input-gradient backward.
+const iterationFlops = flags.batch_size * (2 * g + 6 * 3 * g + 4 * d * 3 + 2 * d * 2);
+
+// The process's peak resident set (Linux: VmHWM); elsewhere the current one.
+function peakRssMb(): number {
+  try {
+    const kb = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"))?.[1];
+    if (kb) return Math.round(Number(kb) / 1024);
+  } catch {
+    // not Linux
+  }
+  return Math.round(Deno.memoryUsage().rss / 2 ** 20);
+}
+
+const config = {
+  light: flags.light,
+  img_size: S,
+  ch: flags.ch,
+  n_res: flags.n_res,
+  n_dis: flags.n_dis,
+  batch_size: flags.batch_size,
+};
+const rows: Record<string, unknown>[] = [];
+
+const backend = await selectBackend(flags.backend);
+{
+  const t = trainer(configFromFlags(flags));
+  let state = t.init(flags.seed);
+  const a = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 1) as tf.Tensor4D;
+  const b = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 2) as tf.Tensor4D;
+  const times: number[] = [];
+  for (let i = 0; i <= steps; i++) {
+    const t0 = performance.now();
+    const { state: next, terms } = t.step(state, a, b);
+    await Promise.all(Object.values(terms).map((x) => x.data())); // the iteration is done
+    if (i > 0) times.push(performance.now() - t0); // the first iteration warms up
+    tf.dispose(Object.values(terms));
+    disposeState(state);
+    state = next;
+  }
+  disposeState(state);
+  const median = times.sort((x, y) => x - y)[Math.floor(times.length / 2)];
+  rows.push({
+    impl: "ugatit",
+    backend,
+    step_ms_median: Math.round(median),
+    gflops: Number((iterationFlops / median / 1e6).toFixed(1)),
+    peak_rss_mb: peakRssMb(),
+    steps,
+    config,
+  });
+}
+
+if (vsTorch) {
+  const python = await findTorchPython();
+  if (!python) {
+    console.log(
+      "PyTorch is not installed here (apt-get install python3-torch): benchmarking ours alone",
+    );
+  } else {
+    const script = new URL("./pytorch/bench_step.py", import.meta.url).pathname;
+    const out = await new Deno.Command(python, {
+      args: [
+        script,
+        ...(flags.light ? ["--light"] : []),
+        ...["--img_size", S, "--ch", flags.ch, "--n_res", flags.n_res, "--n_dis", flags.n_dis].map(
+          String,
+        ),
+        ...["--batch_size", flags.batch_size, "--steps", steps].map(String),
+      ],
+    }).output();
+    if (out.code !== 0) {
+      throw new Error(`PyTorch peer failed: ${new TextDecoder().decode(out.stderr)}`);
+    }
+    const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+    rows.push({
+      ...r,
+      gflops: Number((iterationFlops / r.step_ms_median / 1e6).toFixed(1)),
+      config,
+    });
+  }
+}
+
+console.log(
+  `training iteration, ${
+    flags.light ? "light" : "full"
+  } S=${S} ch=${flags.ch} n_res=${flags.n_res} ` +
+    `n_dis=${flags.n_dis} batch ${flags.batch_size}: ${
+      (iterationFlops / 1e9).toFixed(1)
+    } GFLOP; median of ${steps}`,
+);
+console.log("impl     backend                          ms/iter   GFLOP/s  peak RSS MB");
+for (const r of rows) {
+  console.log(
+    `${String(r.impl).padEnd(8)} ${String(r.backend).padEnd(32)} ${
+      String(r.step_ms_median).padStart(7)
+    } ` +
+      `${String(r.gflops).padStart(9)} ${String(r.peak_rss_mb).padStart(12)}`,
+  );
+}
+if (rows.length === 2) {
+  const ratio = (rows[0].step_ms_median as number) / (rows[1].step_ms_median as number);
+  console.log(`ours / PyTorch step time: ${ratio.toFixed(2)}x`);
+}
+for (const r of rows) console.log(JSON.stringify(r));

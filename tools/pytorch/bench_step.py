@@ -1,0 +1,98 @@
+"""The PyTorch peer for `deno task bench --vs-torch`: one U-GAT-IT training iteration of the model
+in ugatit_torch.py (built from SPEC.md) with the reference's losses, Adam and order (D step on
+detached fakes, G step, rho clipping), timed over N iterations; prints one JSON line.
+
+    /usr/bin/python3 tools/pytorch/bench_step.py --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 5"""
+import argparse
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ugatit_torch import Discriminator, Generator  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--light", action="store_true")
+    ap.add_argument("--img_size", type=int, default=64)
+    ap.add_argument("--ch", type=int, default=32)
+    ap.add_argument("--n_res", type=int, default=4)
+    ap.add_argument("--n_dis", type=int, default=4)
+    ap.add_argument("--batch_size", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    S = a.img_size
+    gA2B, gB2A = (Generator(a.ch, a.n_res, S, a.light) for _ in range(2))
+    dGA, dGB = (Discriminator(a.ch, a.n_dis + 1) for _ in range(2))
+    dLA, dLB = (Discriminator(a.ch, a.n_dis - 1) for _ in range(2))
+    G = [gA2B, gB2A]
+    D = [dGA, dGB, dLA, dLB]
+    for m in G + D:
+        m.train()
+    opt = dict(lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)
+    optG = torch.optim.Adam([p for m in G for p in m.parameters()], **opt)
+    optD = torch.optim.Adam([p for m in D for p in m.parameters()], **opt)
+    mse, l1, bce = F.mse_loss, F.l1_loss, F.binary_cross_entropy_with_logits
+    ones, zeros = torch.ones_like, torch.zeros_like
+    real_A = torch.rand(a.batch_size, 3, S, S) * 2 - 1
+    real_B = torch.rand(a.batch_size, 3, S, S) * 2 - 1
+
+    def adv(outs, target):
+        return sum(mse(x, target(x)) for o in outs for x in o[:2])
+
+    def step():
+        optD.zero_grad()
+        with torch.no_grad():
+            fake_A2B, _, _ = gA2B(real_A)
+            fake_B2A, _, _ = gB2A(real_B)
+        d_loss = adv([dGA(real_A), dLA(real_A), dGB(real_B), dLB(real_B)], ones) + \
+            adv([dGA(fake_B2A), dLA(fake_B2A), dGB(fake_A2B), dLB(fake_A2B)], zeros)
+        d_loss.backward()
+        optD.step()
+        optG.zero_grad()
+        fake_A2B, cam_A2B, _ = gA2B(real_A)
+        fake_B2A, cam_B2A, _ = gB2A(real_B)
+        fake_A2B2A, _, _ = gB2A(fake_A2B)
+        fake_B2A2B, _, _ = gA2B(fake_B2A)
+        fake_A2A, cam_A2A, _ = gB2A(real_A)
+        fake_B2B, cam_B2B, _ = gA2B(real_B)
+        g_adv = adv([dGA(fake_B2A), dLA(fake_B2A), dGB(fake_A2B), dLB(fake_A2B)], ones)
+        cycle = l1(fake_A2B2A, real_A) + l1(fake_B2A2B, real_B)
+        identity = l1(fake_A2A, real_A) + l1(fake_B2B, real_B)
+        cam = bce(cam_B2A, ones(cam_B2A)) + bce(cam_A2A, zeros(cam_A2A)) + \
+            bce(cam_A2B, ones(cam_A2B)) + bce(cam_B2B, zeros(cam_B2B))
+        (g_adv + 10 * cycle + 10 * identity + 1000 * cam).backward()
+        optG.step()
+        with torch.no_grad():
+            for m in G:
+                for name, p in m.named_parameters():
+                    if name.endswith("rho"):
+                        p.clamp_(0, 1)
+
+    step()  # warm-up
+    times = []
+    for _ in range(a.steps):
+        t0 = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - t0) * 1000)
+    print(json.dumps({
+        "impl": "pytorch",
+        "backend": f"torch {torch.__version__} cpu, {a.threads} threads",
+        "step_ms_median": round(statistics.median(times), 1),
+        "steps": a.steps,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()
