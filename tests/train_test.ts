@@ -111,6 +111,15 @@ Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (
       progress: (line) => (control.stop = line.includes(" 2/3 ")),
     }, control);
     assertEquals([first.step, first.status], [2, "interrupted"]);
+    // as if a crash had logged an iteration after the checkpoint, and cut a line short
+    const name0 = root.split("/").pop();
+    await Deno.writeTextFile(
+      `${resumed}/${name0}/log.jsonl`,
+      '{"iteration":3,"stale":true}\n{"itera',
+      {
+        append: true,
+      },
+    );
     const rest = await runTraining(tinyFlags(root, resumed, {}, ["--resume"]), quiet);
     assertEquals([rest.step, rest.status], [3, "done"]);
 
@@ -125,6 +134,7 @@ Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (
       l,
     ) => JSON.parse(l));
     assertEquals(log.map((r) => r.iteration), [1, 2, 3]);
+    assert(!log.some((r) => r.stale));
     assert("cam_A" in log[0] && "d_adv_B" in log[0]);
     const pictures = [...Deno.readDirSync(`${straight}/${name}/img`)].map((e) => e.name).sort();
     assertEquals(pictures, [

@@ -180,6 +180,20 @@ export async function runTraining(
     }
     [state, rng, streams] = [ck.state, new Rng(ck.rng), ck.streams];
     io.out(`resuming ${dir} at iteration ${state.step}`);
+    // Iterations logged after the checkpoint (a crash) are done again: drop their old lines.
+    const logPath = `${dir}/log.jsonl`;
+    const lines = (await Deno.readTextFile(logPath).catch(() => "")).split("\n").filter(Boolean);
+    const kept = lines.filter((l) => {
+      try {
+        return JSON.parse(l).iteration <= ck.state.step;
+      } catch {
+        return false; // a line cut off by the crash
+      }
+    });
+    if (kept.length !== lines.length) {
+      await Deno.writeTextFile(`${logPath}.tmp`, kept.map((l) => l + "\n").join(""));
+      await Deno.rename(`${logPath}.tmp`, logPath);
+    }
   } else {
     if (flags.resume) io.warn(`--resume: no checkpoint at ${latest}; starting a new run`);
     state = model.init(flags.seed);
@@ -262,7 +276,8 @@ export async function runTraining(
         ...terms,
       };
       await log.write(encoder.encode(JSON.stringify(record) + "\n"));
-      const summary = (["d_adv", "adv", "cycle", "identity", "cam"] as const)
+      const summary = ["d_adv", "adv", "cycle", "identity", "cam"]
+        .filter((k) => `${k}_A` in terms)
         .map((k) => `${k} ${((terms[`${k}_A`] + terms[`${k}_B`]) / 2).toFixed(3)}`).join("  ");
       const eta = formatTime((flags.iteration - state.step) / rate);
       if (io.progress) {
@@ -293,7 +308,7 @@ export async function runTraining(
         lastSave = performance.now();
       }
     }
-    await save(latest);
+    if (savedStep !== state.step) await save(latest);
     io.out(
       `${
         status === "done" ? "finished" : "stopped"
