@@ -48,7 +48,7 @@ export interface DatasetFiles {
 /** Where the loader reports files it skips. */
 export type Warn = (line: string) => void;
 
-async function listImages(dir: string): Promise<string[]> {
+function listImages(dir: string): string[] {
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(dir)];
@@ -64,7 +64,7 @@ async function listImages(dir: string): Promise<string[]> {
       `dataset folder ${dir} holds no images (${IMAGE_EXTENSIONS.join(", ")})`,
     );
   }
-  return await Promise.resolve(files);
+  return files;
 }
 
 /**
@@ -167,7 +167,7 @@ export async function openDataset(spec: string, warn: Warn = console.warn): Prom
   const lists: Record<string, string[]> = {};
   let skipped = 0;
   for (const part of ["trainA", "trainB", "testA", "testB"]) {
-    const checked = await checkImages(await listImages(`${root}/${part}`), warn);
+    const checked = await checkImages(listImages(`${root}/${part}`), warn);
     if (!checked.ok.length) {
       throw new DatasetError(`dataset folder ${root}/${part} holds no readable images`);
     }
