@@ -7,6 +7,7 @@ import { parseFlags } from "../train/flags.ts";
 import { runTraining } from "../train/runner.ts";
 import { disposeState, trainer } from "../train/step.ts";
 import { runTranslate } from "../train/translate.ts";
+import { runEval } from "../eval/evaluate.ts";
 import { readSafetensors } from "../weights/safetensors.ts";
 import { makeDataset } from "./helpers.ts";
 
@@ -98,7 +99,7 @@ async function tensorsOf(path: string) {
   };
 }
 
-Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (cpu), and translates", async () => {
+Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (cpu); eval and translate read it", async () => {
   const root = await makeDataset({ train: 3, test: 2, size: 28 });
   const [straight, resumed] = [await Deno.makeTempDir(), await Deno.makeTempDir()];
   try {
@@ -143,6 +144,12 @@ Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (
       "B2A_0000001.png",
       "B2A_0000002.png",
     ]);
+
+    const scores = await runEval(tinyFlags(root, straight), quiet);
+    assertEquals([scores.iteration, scores.A2B.images, scores.B2A.images], [3, 2, 2]);
+    assert([scores.A2B.kid.mean, scores.A2B.fid, scores.B2A.source.fid].every(Number.isFinite));
+    assertEquals(scores.A2B.paired, undefined); // folder datasets have no aligned pairs
+    assertEquals(JSON.parse(await Deno.readTextFile(`${straight}/${name}/eval.json`)).iteration, 3);
 
     const out = await runTranslate(tinyFlags(root, straight), quiet);
     const html = await Deno.readTextFile(`${out}/index.html`);
