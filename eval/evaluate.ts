@@ -126,7 +126,6 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
   const run = path.replace(/\/model\/[^/]*$/, "");
   await Deno.writeTextFile(`${run}/eval.json.tmp`, JSON.stringify(result, null, 2) + "\n");
   await Deno.rename(`${run}/eval.json.tmp`, `${run}/eval.json`);
-  const f = (x: number, d = 3) => x.toFixed(d);
   // Each cell: the translations' figure, then the untranslated sources' (the baseline).
   const cell = (a: number, b: number, digits: number) =>
     `${a.toFixed(digits)} (${b.toFixed(digits)})`;
