@@ -65,6 +65,24 @@ Deno.test("wasm's Conv2DBackpropFilter (ours) matches the cpu backend on random 
   assertEquals(tf.memory().numTensors, before);
 });
 
+Deno.test("our wasm kernels free every buffer they make", async () => {
+  await selectBackend("wasm");
+  const x = tf.randomNormal([2, 16, 16, 4], 0, 1, "float32", 1) as tf.Tensor4D;
+  const f = tf.randomNormal([3, 3, 4, 8], 0, 1, "float32", 2) as tf.Tensor4D;
+  const backend = tf.engine().backend as unknown as { numDataIds(): number };
+  const before = backend.numDataIds();
+  for (const [stride, pad] of [[1, "same"], [2, "same"], [2, "valid"], [3, 1]] as const) {
+    tf.dispose(
+      tf.grads((a, b) => tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)))([
+        x,
+        f,
+      ]),
+    );
+  }
+  assertEquals(backend.numDataIds(), before);
+  tf.dispose([x, f]);
+});
+
 Deno.test("selectBackend() names the active backend and refuses unknown names with the flag", async () => {
   assertEquals(await selectBackend("cpu"), "cpu");
   assertEquals(tf.getBackend(), "cpu");

@@ -6,7 +6,7 @@
  *     deno task bench --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 5 --vs-torch
  *
  * Takes the training flags (model, batch size, `--backend`) plus `--steps N` (timed iterations
- * after one warm-up) and `--vs-torch`. GFLOP/s count the convolutions and linear maps of the
+ * after one warm-up), `--vs-torch`, and `--profile` (time per kernel over one more iteration). GFLOP/s count the convolutions and linear maps of the
  * reference's iteration: 8 generator and 12 discriminator forward passes and their backward
  * passes (a backward pass costs about twice its forward; the generator step needs only input
  * gradients through the discriminators).
@@ -21,8 +21,9 @@ import { configFromFlags } from "../train/runner.ts";
 import { findTorchPython } from "./pytorch/find_python.ts";
 
 const args = [...Deno.args];
-const vsTorch = args.includes("--vs-torch");
-if (vsTorch) args.splice(args.indexOf("--vs-torch"), 1);
+const take = (flag: string) => args.includes(flag) && args.splice(args.indexOf(flag), 1).length > 0;
+const vsTorch = take("--vs-torch");
+const profile = take("--profile");
 const stepsAt = args.indexOf("--steps");
 const steps = stepsAt < 0 ? 5 : Number(args.splice(stepsAt, 2)[1]);
 const flags = parseFlags(args, { light: true, img_size: 64, ch: 32, n_dis: 4 });
@@ -96,6 +97,33 @@ const backend = await selectBackend(flags.backend);
     tf.dispose(Object.values(terms));
     disposeState(state);
     state = next;
+  }
+  if (profile) {
+    // One more iteration under tf.profile: wall time per kernel, summed by kernel name.
+    const info = await tf.profile(() => {
+      const { state: next, terms } = t.step(state, a, b);
+      tf.dispose(Object.values(terms));
+      disposeState(next);
+    });
+    const byKernel = new Map<string, { ms: number; calls: number }>();
+    for (const k of info.kernels) {
+      const ms = typeof k.kernelTimeMs === "number"
+        ? k.kernelTimeMs
+        : (await k.kernelTimeMs as { kernelMs?: number }).kernelMs ?? 0;
+      const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+      byKernel.set(k.name, { ms: e.ms + ms, calls: e.calls + 1 });
+    }
+    const total = [...byKernel.values()].reduce((s, e) => s + e.ms, 0);
+    console.log(
+      `per-kernel profile of one iteration on ${backend} (kernels sum to ${total.toFixed(0)} ms):`,
+    );
+    for (const [name, e] of [...byKernel].sort((x, y) => y[1].ms - x[1].ms).slice(0, 15)) {
+      console.log(
+        `  ${name.padEnd(28)} ${e.ms.toFixed(0).padStart(8)} ms ${
+          (100 * e.ms / total).toFixed(1).padStart(6)
+        }%  ${e.calls} calls`,
+      );
+    }
   }
   disposeState(state);
   const median = times.sort((x, y) => x - y)[Math.floor(times.length / 2)];
