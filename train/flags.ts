@@ -80,7 +80,7 @@ export type Flags = { -readonly [K in keyof typeof FLAGS]: FlagValue<typeof FLAG
 
 /**
  * The bare `deno task train` configuration, sized for a laptop CPU: light, 32 px, ch 16 (about
- * 2 s per iteration on wasm), a picture every 100 iterations, and a learning rate of 1e-3 (the
+ * 1.2 s per iteration on wasm), a picture every 100 iterations, and a learning rate of 1e-3 (the
  * reference's 1e-4 shows nothing but blur in the first hundred iterations at this size).
  */
 export const LAPTOP_DEFAULTS: Partial<Flags> = {
