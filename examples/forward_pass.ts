@@ -15,7 +15,14 @@
 import * as tf from "@tensorflow/tfjs";
 import { count, discriminator, dispose, generator, selectBackend } from "../mod.ts";
 import { flagHelp, parseFlags } from "../train/flags.ts";
-import { jetHeatmap, readImage, sampleGrid, toDisplay, writePng } from "../train/samples.ts";
+import {
+  jetHeatmap,
+  readImage,
+  sampleGrid,
+  testPatterns,
+  toDisplay,
+  writePng,
+} from "../train/samples.ts";
 
 const LAPTOP = { light: true, img_size: 64, ch: 32, n_dis: 4, backend: "wasm" } as const;
 
@@ -53,34 +60,10 @@ console.log(
 // ## The inputs
 // Image files given on the command line, else four test patterns: a face of a different hue on
 // each, so that the untrained generator has structure to respond to.
-function testPatterns(n: number): tf.Tensor4D {
-  return tf.tidy(() => {
-    const r = tf.linspace(-1, 1, S);
-    const y = tf.reshape(r, [S, 1]);
-    const x = tf.reshape(r, [1, S]);
-    const inside = (cx: number, cy: number, rad: number) =>
-      tf.cast(
-        tf.less(tf.add(tf.square(tf.sub(x, cx)), tf.square(tf.sub(y, cy))), rad * rad),
-        "float32",
-      );
-    const face = inside(0, 0, 0.8);
-    const eyes = tf.add(inside(-0.3, -0.25, 0.12), inside(0.3, -0.25, 0.12));
-    const mouth = tf.mul(inside(0, 0.1, 0.45), tf.cast(tf.greater(y, 0.25), "float32"));
-    const features = tf.clipByValue(tf.add(eyes, mouth), 0, 1);
-    const images = Array.from({ length: n }, (_, i) => {
-      const hue = [[1, 0.8, 0.2], [0.3, 0.7, 1], [1, 0.4, 0.5], [0.5, 0.9, 0.4]][i % 4];
-      const channels = hue.map((h) =>
-        tf.sub(tf.add(tf.sub(1, face), tf.mul(face, h)), tf.mul(features, 0.8 * h))
-      );
-      return tf.stack(channels, 2);
-    });
-    return tf.sub(tf.mul(tf.stack(images), 2), 1) as tf.Tensor4D;
-  });
-}
 const files = flags._;
 const inputs = files.length
   ? tf.concat(await Promise.all(files.map((f) => readImage(f, S)))) as tf.Tensor4D
-  : testPatterns(4);
+  : testPatterns(4, S);
 
 // ## Translate and score
 // The generator returns the image, its CAM logits and the attention heatmap; the discriminators

@@ -86,3 +86,35 @@ export async function readImage(path: string, size: number): Promise<tf.Tensor4D
   }
   return tidy(() => tf.sub(tf.div(tf.tensor4d(data, [1, size, size, 3], "float32"), 127.5), 1));
 }
+
+/**
+ * Built-in test pictures that need no data: a face on white, of a different hue on each.
+ * @param n how many
+ * @param size S
+ * @returns `[n, S, S, 3]` in [-1, 1]
+ */
+export function testPatterns(n: number, size: number): tf.Tensor4D {
+  return tidy(() => {
+    const r = tf.linspace(-1, 1, size);
+    const y = tf.reshape(r, [size, 1]);
+    const x = tf.reshape(r, [1, size]);
+    const inside = (cx: number, cy: number, rad: number) =>
+      tf.cast(
+        tf.less(tf.add(tf.square(tf.sub(x, cx)), tf.square(tf.sub(y, cy))), rad * rad),
+        "float32",
+      );
+    const face = inside(0, 0, 0.8);
+    const eyes = tf.add(inside(-0.3, -0.25, 0.12), inside(0.3, -0.25, 0.12));
+    const mouth = tf.mul(inside(0, 0.1, 0.45), tf.cast(tf.greater(y, 0.25), "float32"));
+    const features = tf.clipByValue(tf.add(eyes, mouth), 0, 1);
+    const hues = [[1, 0.8, 0.2], [0.3, 0.7, 1], [1, 0.4, 0.5], [0.5, 0.9, 0.4]];
+    const images = Array.from({ length: n }, (_, i) => {
+      const hue = hues[i % hues.length];
+      return tf.stack(
+        hue.map((h) => tf.sub(tf.add(tf.sub(1, face), tf.mul(face, h)), tf.mul(features, 0.8 * h))),
+        2,
+      );
+    });
+    return tf.sub(tf.mul(tf.stack(images), 2), 1) as tf.Tensor4D;
+  });
+}
