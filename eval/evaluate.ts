@@ -17,6 +17,7 @@ import { FlagError, flagHelp, type Flags, LAPTOP_DEFAULTS, parseFlags } from "..
 import { configFromFlags, type RunnerIO } from "../train/runner.ts";
 import { disposeState, subtree } from "../train/step.ts";
 import { randomConvFeatures } from "./features.ts";
+import { writeReport } from "./report.ts";
 import { fid, kid, l1Distance, psnr, ssim } from "./metrics.ts";
 
 const BATCH = 16;
@@ -150,6 +151,7 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
   io.out(`features: ${features.name}; in brackets: the untranslated sources`);
   for (const row of rows) io.out(row.map((c, i) => c.padEnd(i < 2 ? 10 : 18)).join("").trimEnd());
   io.out(`wrote ${run}/eval.json`);
+  await writeReport(run);
   return result;
 }
 

@@ -9,6 +9,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
+import { writeReport } from "../eval/report.ts";
 import type { DecoderNorm } from "../layers/norm.ts";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { DomainStream, loadTestImages, openDataset } from "./data.ts";
@@ -224,6 +225,9 @@ export async function runTraining(
     });
     if (path === latest) savedStep = state.step;
   };
+  // The report follows the run; a failure to draw it must not stop training.
+  const refreshReport = () =>
+    writeReport(dir).catch((e) => io.warn(`report.html not updated: ${(e as Error).message}`));
   const log = await Deno.open(`${dir}/log.jsonl`, { append: true, create: true, write: true });
   const encoder = new TextEncoder();
   io.out(
@@ -298,6 +302,7 @@ export async function runTraining(
         const tr = model.translate(state, sampleA, sampleB);
         await writeSamples(`${dir}/img`, state.step, tr, sampleA, sampleB, S);
         tf.dispose(tr as unknown as tf.Tensor[]);
+        await refreshReport();
       }
       if (state.step % flags.save_freq === 0) {
         await save(`${dir}/model/ckpt_${String(state.step).padStart(7, "0")}.safetensors`);
@@ -309,6 +314,7 @@ export async function runTraining(
       }
     }
     if (savedStep !== state.step) await save(latest);
+    await refreshReport();
     io.out(
       `${
         status === "done" ? "finished" : "stopped"

@@ -1,0 +1,182 @@
+/**
+ * The run report: `report.html` in the run folder, regenerated as training goes (with each
+ * sample picture) and by `deno task report`. It shows the configuration, a loss curve for every
+ * named term (vega-lite, rendered to SVG here, so that the page needs no script library and no
+ * server), the sample pictures over time and the evaluation tables. It opens from disk.
+ *
+ * @module
+ */
+import * as vega from "vega";
+import * as vl from "vega-lite";
+import { readCheckpointFlags } from "../train/checkpoint.ts";
+import { datasetName } from "../train/data.ts";
+import { FlagError, flagHelp, LAPTOP_DEFAULTS, parseFlags } from "../train/flags.ts";
+import type { EvalResult } from "./evaluate.ts";
+
+const MAX_POINTS = 1500; // per curve: longer logs are averaged in buckets
+const escape = (s: string) =>
+  s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
+
+/** One loss curve's points, bucket-averaged. */
+function downsample(
+  rows: Record<string, number>[],
+  key: string,
+): { iteration: number; value: number }[] {
+  const points = rows.filter((r) => Number.isFinite(r[key])).map((r) => ({
+    iteration: r.iteration,
+    value: r[key],
+  }));
+  const size = Math.ceil(points.length / MAX_POINTS);
+  if (size <= 1) return points;
+  const out = [];
+  for (let i = 0; i < points.length; i += size) {
+    const chunk = points.slice(i, i + size);
+    out.push({
+      iteration: chunk[chunk.length - 1].iteration,
+      value: chunk.reduce((s, p) => s + p.value, 0) / chunk.length,
+    });
+  }
+  return out;
+}
+
+async function lossChart(
+  title: string,
+  rows: Record<string, number>[],
+  keys: string[],
+): Promise<string> {
+  const values = keys.flatMap((k) => downsample(rows, k).map((p) => ({ ...p, term: k })));
+  const spec = vl.compile({
+    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
+    title,
+    width: 420,
+    height: 180,
+    data: { values },
+    mark: { type: "line", strokeWidth: 1 },
+    encoding: {
+      x: { field: "iteration", type: "quantitative" },
+      y: { field: "value", type: "quantitative", title: null },
+      color: { field: "term", type: "nominal" },
+    },
+  } as unknown as vl.TopLevelSpec).spec;
+  const view = new vega.View(vega.parse(spec), { renderer: "none" });
+  const svg = await view.toSVG();
+  view.finalize();
+  return svg;
+}
+
+function evalTables(e: EvalResult): string {
+  const f = (x: number | undefined, d: number) => (x === undefined ? "-" : x.toFixed(d));
+  const rows = (["A2B", "B2A"] as const).map((dir) => {
+    const r = e[dir];
+    const p = r.paired;
+    return `<tr><td>${dir}</td><td>${r.images}</td><td>${f(100 * r.kid.mean, 2)} (${
+      f(100 * r.source.kid.mean, 2)
+    })</td>` +
+      `<td>${f(r.fid, 2)} (${f(r.source.fid, 2)})</td><td>${f(p?.translation.l1, 3)} (${
+        f(p?.identity.l1, 3)
+      })</td>` +
+      `<td>${f(p?.translation.psnr, 2)} (${f(p?.identity.psnr, 2)})</td>` +
+      `<td>${f(p?.translation.ssim, 3)} (${f(p?.identity.ssim, 3)})</td></tr>`;
+  });
+  return `<p>Checkpoint at iteration ${e.iteration}; features: ${
+    escape(e.features)
+  }. In brackets: the ` +
+    `untranslated sources, the baseline.</p><table><tr><th>direction</th><th>images</th><th>KID x100</th>` +
+    `<th>FID</th><th>L1</th><th>PSNR</th><th>SSIM</th></tr>${rows.join("")}</table>`;
+}
+
+/**
+ * Writes `report.html` for a run folder from its log, pictures, checkpoint and evaluation.
+ * @param dir the run folder (`<result_dir>/<dataset>`)
+ * @returns the report's path
+ */
+export async function writeReport(dir: string): Promise<string> {
+  const log = (await Deno.readTextFile(`${dir}/log.jsonl`).catch(() => "")).split("\n").flatMap(
+    (l) => {
+      try {
+        return l ? [JSON.parse(l) as Record<string, number>] : [];
+      } catch {
+        return []; // a line being written
+      }
+    },
+  );
+  const flags = await readCheckpointFlags(`${dir}/model/latest.safetensors`).catch(() => undefined);
+  const evaluation = await Deno.readTextFile(`${dir}/eval.json`).then(
+    (t) => JSON.parse(t) as EvalResult,
+    () => undefined,
+  );
+  const pictures = [...(await Array.fromAsync(Deno.readDir(`${dir}/img`)).catch(() => []))]
+    .map((e) => e.name).filter((n) => /^A2B_\d+\.png$/.test(n)).sort();
+
+  const terms = log.length ? Object.keys(log[log.length - 1]).filter((k) => /_[AB]$/.test(k)) : [];
+  const groups = [...new Set(terms.map((t) => t.replace(/_[AB]$/, "")))];
+  const charts = await Promise.all(
+    groups.map((g) => lossChart(g, log, terms.filter((t) => t.replace(/_[AB]$/, "") === g))),
+  );
+  const config = flags
+    ? `<table>${
+      Object.entries(flags).filter(([k]) => k !== "_").map(([k, v]) =>
+        `<tr><td>--${escape(k)}</td><td>${escape(String(v))}</td></tr>`
+      ).join("")
+    }</table>`
+    : "<p>No checkpoint yet.</p>";
+  const last = log[log.length - 1];
+  const samples = pictures.map((a) => {
+    const b = a.replace("A2B", "B2A");
+    const it = Number(a.slice(4, -4));
+    return `<figure><figcaption>iteration ${it}</figcaption><img src="img/${a}" alt="A2B ${it}">` +
+      `<img src="img/${b}" alt="B2A ${it}"></figure>`;
+  });
+  const html = `<!doctype html><html lang="en"><meta charset="utf-8"><title>U-GAT-IT run: ${
+    escape(dir)
+  }</title>
+<style>body{font-family:sans-serif;margin:1.5em}td,th{padding:2px 8px;text-align:left}
+figure{display:inline-block;margin:0 1em 1em 0}img{image-rendering:pixelated;margin-right:4px}
+.charts svg{margin:0 1em 1em 0}</style>
+<h1>U-GAT-IT run <code>${escape(dir)}</code></h1>
+<p>${
+    log.length
+      ? `${last.iteration} iterations logged, ${(last.time / 60).toFixed(1)} min.`
+      : "Nothing logged yet."
+  }
+Rows of each picture: real, identity CAM heatmap, identity, translation heatmap, translation, cycle heatmap, cycle.</p>
+<h2>Evaluation</h2>${
+    evaluation ? evalTables(evaluation) : "<p>Not evaluated yet (<code>deno task eval</code>).</p>"
+  }
+<h2>Losses</h2><div class="charts">${charts.join("\n")}</div>
+<h2>Samples over time</h2>${samples.join("\n") || "<p>No pictures yet.</p>"}
+<h2>Configuration</h2>${config}
+<script>
+// Marks the page once every picture has loaded, for the report's own test.
+addEventListener("load", () => {
+  const images = [...document.images];
+  document.body.dataset.imagesLoaded = String(images.filter((i) => i.complete && i.naturalWidth > 0).length);
+  document.body.dataset.images = String(images.length);
+});
+</script></html>
+`;
+  await Deno.writeTextFile(`${dir}/report.html.tmp`, html);
+  await Deno.rename(`${dir}/report.html.tmp`, `${dir}/report.html`);
+  return `${dir}/report.html`;
+}
+
+if (import.meta.main) {
+  if (Deno.args.includes("--help")) {
+    console.log(
+      `usage: deno task report [--dataset D] [--result_dir R]\n\nWrites <R>/<D>/report.html.\n\n${
+        flagHelp(LAPTOP_DEFAULTS)
+      }`,
+    );
+    Deno.exit(0);
+  }
+  try {
+    const flags = parseFlags(Deno.args, LAPTOP_DEFAULTS);
+    console.log(`wrote ${await writeReport(`${flags.result_dir}/${datasetName(flags.dataset)}`)}`);
+  } catch (e) {
+    if (e instanceof FlagError) {
+      console.error(`error: ${e.message}`);
+      Deno.exit(2);
+    }
+    throw e;
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The run report: written as training goes, with a chart per loss term, the pictures and the
+ * evaluation; and, where Debian's chromium is installed, it loads from disk in headless Chromium
+ * with every picture shown and no console error.
+ */
+import { assert, assertEquals } from "@std/assert";
+import { runEval } from "../eval/evaluate.ts";
+import { parseFlags } from "../train/flags.ts";
+import { runTraining } from "../train/runner.ts";
+import { makeDataset } from "./helpers.ts";
+
+async function chromium(): Promise<string | undefined> {
+  for (const exe of ["chromium", "/usr/bin/chromium"]) {
+    try {
+      if (
+        (await new Deno.Command(exe, { args: ["--version"], stdout: "null", stderr: "null" })
+          .output()).success
+      ) return exe;
+    } catch {
+      // not installed
+    }
+  }
+  return undefined;
+}
+
+Deno.test("report.html shows losses, pictures and evaluation, and loads cleanly in Chromium", async () => {
+  const root = await makeDataset({ train: 2, test: 2, size: 28 });
+  const results = await Deno.makeTempDir();
+  try {
+    const flags = parseFlags([
+      "--dataset",
+      root,
+      "--result_dir",
+      results,
+      "--backend",
+      "wasm",
+      "--light",
+      "--img_size",
+      "24",
+      "--ch",
+      "2",
+      "--n_res",
+      "1",
+      "--n_dis",
+      "4",
+      "--iteration",
+      "3",
+      "--print_freq",
+      "2",
+    ]);
+    const run = await runTraining(flags, { out: () => {}, warn: () => {} });
+    await runEval(flags, { out: () => {}, warn: () => {} });
+    const html = await Deno.readTextFile(`${run.dir}/report.html`);
+    for (const term of ["d_adv", "adv", "cycle", "identity", "cam"]) {
+      assert(html.includes(`>${term}</text>`), term);
+    }
+    assertEquals(html.match(/<svg/g)?.length, 5);
+    assertEquals(html.match(/<img /g)?.length, 4); // A2B and B2A at iterations 1 and 2
+    assert(html.includes("KID x100") && html.includes("--n_dis"));
+
+    const exe = await chromium();
+    if (!exe) {
+      console.log("  SKIPPED the browser check: no chromium here (apt-get install chromium)");
+      return;
+    }
+    const profile = await Deno.makeTempDir();
+    const out = await new Deno.Command(exe, {
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        `--user-data-dir=${profile}`,
+        "--enable-logging=stderr",
+        "--v=0",
+        "--virtual-time-budget=5000",
+        "--dump-dom",
+        `file://${run.dir}/report.html`,
+      ],
+    }).output();
+    await Deno.remove(profile, { recursive: true });
+    const dom = new TextDecoder().decode(out.stdout);
+    const log = new TextDecoder().decode(out.stderr);
+    const body = /<body data-images-loaded="(\d+)" data-images="(\d+)">/.exec(dom);
+    assert(body, `the page's load handler did not run:\n${dom.slice(0, 300)}`);
+    assertEquals(body[1], body[2], "some pictures did not load");
+    assertEquals(body[2], "4");
+    const consoleErrors = log.split("\n").filter((l) =>
+      /CONSOLE/.test(l) && /error|uncaught/i.test(l)
+    );
+    assertEquals(consoleErrors, []);
+  } finally {
+    for (const d of [root, results]) await Deno.remove(d, { recursive: true });
+  }
+});
