@@ -19,6 +19,7 @@ import { disposeState, subtree } from "../train/step.ts";
 import { randomConvFeatures } from "./features.ts";
 import { writeReport } from "./report.ts";
 import { fid, kid, l1Distance, psnr, ssim } from "./metrics.ts";
+import { trainDomainClassifier } from "./domain_classifier.ts";
 
 const BATCH = 16;
 
@@ -32,6 +33,8 @@ export interface DirectionResult {
   readonly fid: number;
   /** The untranslated source images against the same targets: the baseline to beat. */
   readonly source: { readonly kid: { mean: number; std: number }; readonly fid: number };
+  /** Fractions the domain classifier takes for the target domain: translations, and sources. */
+  readonly classifier: { readonly translated: number; readonly source: number };
   /** With aligned pairs: translation vs true target, and source vs true target. */
   readonly paired?: {
     readonly translation: { l1: number; psnr: number; ssim: number };
@@ -47,6 +50,8 @@ export interface EvalResult {
   readonly iteration: number;
   /** The feature extractor behind KID and FID. */
   readonly features: string;
+  /** The domain classifier's accuracy on the real test images of both domains. */
+  readonly classifierAccuracy: number;
   /** By direction. */
   readonly A2B: DirectionResult;
   /** By direction. */
@@ -73,6 +78,17 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
   const features = randomConvFeatures();
   io.out(`evaluating ${path} (iteration ${ck.state.step}) on ${backend}`);
 
+  // The judge: a domain classifier trained on (up to 512 of) each domain's real training images.
+  const trainA = (await loadTestImages(data.trainA.slice(0, 512), S, io.warn)).batch;
+  const trainB = (await loadTestImages(data.trainB.slice(0, 512), S, io.warn)).batch;
+  const judge = trainDomainClassifier(trainA, trainB, { seed: flags.seed, steps: 500 });
+  tf.dispose([trainA, trainB]);
+  const fractionB = (images: tf.Tensor4D) => {
+    const p = judge.probabilityB(images);
+    return p.filter((v) => v > 0.5).length / p.length;
+  };
+  const accuracies: number[] = [];
+
   const toUnit = (t: tf.Tensor4D) => tf.tidy(() => tf.div(tf.add(t, 1), 2) as tf.Tensor4D);
   const direction = async (net: string, from: readonly string[], to: readonly string[]) => {
     const source = (await loadTestImages(from, S, io.warn)).batch;
@@ -96,6 +112,9 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
       kid: kid(ff, tfe, { subsets: 100 }),
       fid: fid(ff, tfe),
       source: { kid: kid(sf, tfe, { subsets: 100 }), fid: fid(sf, tfe) },
+      classifier: net === "genA2B"
+        ? { translated: fractionB(fake), source: fractionB(source) }
+        : { translated: 1 - fractionB(fake), source: 1 - fractionB(source) },
       ...(data.alignedTest && source.shape[0] === target.shape[0]
         ? {
           paired: (() => {
@@ -112,17 +131,23 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
         }
         : {}),
     };
+    accuracies.push(net === "genA2B" ? fractionB(target) : 1 - fractionB(target));
     tf.dispose([source, target, fake, ff, tfe, sf]);
     return result;
   };
+  const A2B = await direction("genA2B", data.testA, data.testB);
+  const B2A = await direction("genB2A", data.testB, data.testA);
   const result: EvalResult = {
     checkpoint: path,
     iteration: ck.state.step,
     features: features.name,
-    A2B: await direction("genA2B", data.testA, data.testB),
-    B2A: await direction("genB2A", data.testB, data.testA),
+    classifierAccuracy: (accuracies[0] + accuracies[1]) / 2,
+    A2B,
+    B2A,
   };
+
   disposeState(ck.state);
+  judge.dispose();
 
   const run = path.replace(/\/model\/[^/]*$/, "");
   await Deno.writeTextFile(`${run}/eval.json.tmp`, JSON.stringify(result, null, 2) + "\n");
@@ -130,7 +155,7 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
   // Each cell: the translations' figure, then the untranslated sources' (the baseline).
   const cell = (a: number, b: number, digits: number) =>
     `${a.toFixed(digits)} (${b.toFixed(digits)})`;
-  const rows = [["direction", "images", "KID x100", "FID", "L1", "PSNR", "SSIM"]];
+  const rows = [["direction", "images", "KID x100", "FID", "as target %", "L1", "PSNR", "SSIM"]];
   for (const dir of ["A2B", "B2A"] as const) {
     const r = result[dir];
     const p = r.paired;
@@ -139,6 +164,7 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
       String(r.images),
       cell(100 * r.kid.mean, 100 * r.source.kid.mean, 2),
       cell(r.fid, r.source.fid, 2),
+      cell(100 * r.classifier.translated, 100 * r.classifier.source, 1),
       ...(p
         ? [
           cell(p.translation.l1, p.identity.l1, 3),
@@ -148,7 +174,12 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
         : ["-", "-", "-"]),
     ]);
   }
-  io.out(`features: ${features.name}; in brackets: the untranslated sources`);
+  io.out(
+    `features: ${features.name}; "as target": the domain classifier's verdict ` +
+      `(${
+        (100 * result.classifierAccuracy).toFixed(1)
+      }% right on real test images); in brackets: the untranslated sources`,
+  );
   for (const row of rows) io.out(row.map((c, i) => c.padEnd(i < 2 ? 10 : 18)).join("").trimEnd());
   io.out(`wrote ${run}/eval.json`);
   await writeReport(run);

@@ -65,24 +65,32 @@ async function lossChart(
 }
 
 function evalTables(e: EvalResult): string {
-  const f = (x: number | undefined, d: number) => (x === undefined ? "-" : x.toFixed(d));
+  // Each cell: the translations' figure, then the untranslated sources' (the baseline).
+  const pair = (a: number | undefined, b: number | undefined, digits: number) =>
+    a === undefined || b === undefined ? "-" : `${a.toFixed(digits)} (${b.toFixed(digits)})`;
   const rows = (["A2B", "B2A"] as const).map((dir) => {
     const r = e[dir];
     const p = r.paired;
-    return `<tr><td>${dir}</td><td>${r.images}</td><td>${f(100 * r.kid.mean, 2)} (${
-      f(100 * r.source.kid.mean, 2)
-    })</td>` +
-      `<td>${f(r.fid, 2)} (${f(r.source.fid, 2)})</td><td>${f(p?.translation.l1, 3)} (${
-        f(p?.identity.l1, 3)
-      })</td>` +
-      `<td>${f(p?.translation.psnr, 2)} (${f(p?.identity.psnr, 2)})</td>` +
-      `<td>${f(p?.translation.ssim, 3)} (${f(p?.identity.ssim, 3)})</td></tr>`;
+    const cells = [
+      dir,
+      String(r.images),
+      pair(100 * r.kid.mean, 100 * r.source.kid.mean, 2),
+      pair(r.fid, r.source.fid, 2),
+      pair(100 * r.classifier.translated, 100 * r.classifier.source, 1),
+      pair(p?.translation.l1, p?.identity.l1, 3),
+      pair(p?.translation.psnr, p?.identity.psnr, 2),
+      pair(p?.translation.ssim, p?.identity.ssim, 3),
+    ];
+    return `<tr>${cells.map((c) => `<td>${c}</td>`).join("")}</tr>`;
   });
-  return `<p>Checkpoint at iteration ${e.iteration}; features: ${
-    escape(e.features)
-  }. In brackets: the ` +
-    `untranslated sources, the baseline.</p><table><tr><th>direction</th><th>images</th><th>KID x100</th>` +
-    `<th>FID</th><th>L1</th><th>PSNR</th><th>SSIM</th></tr>${rows.join("")}</table>`;
+  const head = ["direction", "images", "KID x100", "FID", "as target %", "L1", "PSNR", "SSIM"];
+  return [
+    `<p>Checkpoint at iteration ${e.iteration}; features: ${escape(e.features)}.`,
+    "In brackets: the untranslated sources, the baseline.",
+    `"As target": the share the domain classifier (${(100 * e.classifierAccuracy).toFixed(1)}%`,
+    "right on real test images) takes for the target domain.</p>",
+    `<table><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr>${rows.join("")}</table>`,
+  ].join("\n");
 }
 
 /**

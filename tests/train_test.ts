@@ -149,6 +149,9 @@ Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (
     assertEquals([scores.iteration, scores.A2B.images, scores.B2A.images], [3, 2, 2]);
     assert([scores.A2B.kid.mean, scores.A2B.fid, scores.B2A.source.fid].every(Number.isFinite));
     assertEquals(scores.A2B.paired, undefined); // folder datasets have no aligned pairs
+    assert(
+      [scores.classifierAccuracy, scores.A2B.classifier.translated].every((v) => v >= 0 && v <= 1),
+    );
     assertEquals(JSON.parse(await Deno.readTextFile(`${straight}/${name}/eval.json`)).iteration, 3);
 
     const out = await runTranslate(tinyFlags(root, straight), quiet);
