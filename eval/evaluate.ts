@@ -16,7 +16,7 @@ import { datasetName, loadTestImages, openDataset } from "../train/data.ts";
 import { FlagError, flagHelp, type Flags, LAPTOP_DEFAULTS, parseFlags } from "../train/flags.ts";
 import { configFromFlags, type RunnerIO } from "../train/runner.ts";
 import { disposeState, subtree } from "../train/step.ts";
-import { randomConvFeatures } from "./features.ts";
+import { graphModelFeatures, randomConvFeatures } from "./features.ts";
 import { writeReport } from "./report.ts";
 import { fid, kid, l1Distance, psnr, ssim } from "./metrics.ts";
 import { trainDomainClassifier } from "./domain_classifier.ts";
@@ -75,7 +75,9 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
   const ck = await loadCheckpoint(path, config);
   const G = generator(config.generator);
   const S = config.generator.imgSize!;
-  const features = randomConvFeatures();
+  const features = flags.features === "builtin"
+    ? randomConvFeatures()
+    : await graphModelFeatures(flags.features);
   io.out(`evaluating ${path} (iteration ${ck.state.step}) on ${backend}`);
 
   // The judge: a domain classifier trained on (up to 512 of) each domain's real training images.

@@ -53,3 +53,57 @@ export function randomConvFeatures(): FeatureExtractor {
     },
   };
 }
+
+// Reads a graph model from disk: model.json and the weight files it names, beside it.
+function fileHandler(path: string): tf.io.IOHandler {
+  return {
+    async load() {
+      let json: tf.io.ModelJSON;
+      try {
+        json = JSON.parse(await Deno.readTextFile(path));
+      } catch (e) {
+        throw new Error(`--features ${path}: not a readable model.json (${(e as Error).message})`);
+      }
+      const dir = path.replace(/[^/]*$/, "");
+      return await tf.io.getModelArtifactsForJSON(json, async (manifest) => {
+        const buffers = [];
+        for (const group of manifest) {
+          for (const p of group.paths) {
+            buffers.push((await Deno.readFile(`${dir}${p}`)).buffer as ArrayBuffer);
+          }
+        }
+        return [tf.io.getWeightSpecs(manifest), tf.io.concatenateArrayBuffers(buffers)];
+      });
+    },
+  };
+}
+
+/**
+ * A TensorFlow.js graph model as the feature extractor, e.g. Inception-v3 converted with the
+ * tensorflowjs converter (the paper's features): images go in resized to `inputSize` and in
+ * [-1, 1] (the TF-Hub Inception-v3 convention); a 4-D output is averaged over its spatial axes.
+ * @param source a `model.json` path or an http(s) URL
+ * @param inputSize the side the model expects (299 for Inception-v3)
+ * @returns the extractor
+ */
+export async function graphModelFeatures(
+  source: string,
+  inputSize = 299,
+): Promise<FeatureExtractor> {
+  const model = await tf.loadGraphModel(/^https?:\/\//.test(source) ? source : fileHandler(source));
+  const probe = tidy(() => model.predict(tf.zeros([1, inputSize, inputSize, 3])) as tf.Tensor);
+  const dim = probe.shape.slice(probe.rank === 4 ? 3 : 1).reduce((a, b) => a * b, 1);
+  probe.dispose();
+  return {
+    name: `graph model ${source}`,
+    dim,
+    extract(images) {
+      return tidy(() => {
+        const x = tf.image.resizeBilinear(images, [inputSize, inputSize], false, true);
+        const y = model.predict(x) as tf.Tensor;
+        const pooled = y.rank === 4 ? tf.mean(y, [1, 2]) : y;
+        return tf.reshape(pooled, [images.shape[0], -1]) as tf.Tensor2D;
+      });
+    },
+  };
+}

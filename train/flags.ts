@@ -50,6 +50,12 @@ export const FLAGS = {
   img_ch: { kind: "int", default: 3, help: "image channels" },
   result_dir: { kind: "string", default: "results", help: "folder for results" },
   resume: { kind: "bool", default: false, help: "continue from the latest checkpoint" },
+  features: {
+    kind: "string",
+    default: "builtin",
+    help:
+      "eval: KID/FID features: builtin, or a TensorFlow.js graph model.json path or URL (Inception-v3)",
+  },
   decoder_norm: {
     kind: "string",
     default: "adalin",
