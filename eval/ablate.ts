@@ -21,7 +21,7 @@ export const VARIANTS: Record<string, Partial<Flags>> = {
 };
 
 /**
- * The CPU-sized budget: the bare training configuration for 500 iterations per variant (about
+ * The CPU-sized budget: the bare training configuration for 400 iterations per variant (about
  * ten minutes each on the wasm backend, an hour for all five).
  */
 export const ABLATION_DEFAULTS: Partial<Flags> = {
@@ -30,9 +30,9 @@ export const ABLATION_DEFAULTS: Partial<Flags> = {
   ch: 16,
   n_dis: 4,
   lr: 1e-3,
-  iteration: 500,
+  iteration: 400,
   print_freq: 100,
-  save_freq: 500,
+  save_freq: 400,
 };
 
 /**
