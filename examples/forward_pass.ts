@@ -15,14 +15,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { count, discriminator, dispose, generator, selectBackend } from "../mod.ts";
 import { flagHelp, parseFlags } from "../train/flags.ts";
-import {
-  jetHeatmap,
-  readImage,
-  sampleGrid,
-  testPatterns,
-  toDisplay,
-  writePng,
-} from "../train/samples.ts";
+import { loadTestImages } from "../train/data.ts";
+import { jetHeatmap, sampleGrid, testPatterns, toDisplay, writePng } from "../train/samples.ts";
 
 const LAPTOP = { light: true, img_size: 64, ch: 32, n_dis: 4, backend: "wasm" } as const;
 
@@ -61,9 +55,7 @@ console.log(
 // Image files given on the command line, else four test patterns: a face of a different hue on
 // each, so that the untrained generator has structure to respond to.
 const files = flags._;
-const inputs = files.length
-  ? tf.concat(await Promise.all(files.map((f) => readImage(f, S)))) as tf.Tensor4D
-  : testPatterns(4, S);
+const inputs = files.length ? (await loadTestImages(files, S)).batch : testPatterns(4, S);
 
 // ## Translate and score
 // The generator returns the image, its CAM logits and the attention heatmap; the discriminators

@@ -48,7 +48,13 @@ export interface DatasetFiles {
 /** Where the loader reports files it skips. */
 export type Warn = (line: string) => void;
 
-function listImages(dir: string): string[] {
+/**
+ * The image files of a folder (by the reference's extensions), sorted.
+ * @param dir the folder
+ * @returns their paths
+ * @throws {DatasetError} naming the folder when it is missing or holds no images
+ */
+export function listImages(dir: string): string[] {
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(dir)];

@@ -70,24 +70,6 @@ export async function writePng(path: string, image: tf.Tensor3D): Promise<void> 
 }
 
 /**
- * Reads an image file as a `[1, S, S, 3]` tensor in [-1, 1], resized to S (the test transform).
- * @param path the image (any format sharp decodes; transparency is composited on white)
- * @param size S
- * @returns the tensor
- * @throws naming the file when it cannot be decoded
- */
-export async function readImage(path: string, size: number): Promise<tf.Tensor4D> {
-  let data: Uint8Array;
-  try {
-    data = await sharp(path).flatten({ background: "#ffffff" }).resize(size, size, { fit: "fill" })
-      .removeAlpha().toColourspace("srgb").raw().toBuffer();
-  } catch (e) {
-    throw new Error(`${path}: cannot read this image (${(e as Error).message})`);
-  }
-  return tidy(() => tf.sub(tf.div(tf.tensor4d(data, [1, size, size, 3], "float32"), 127.5), 1));
-}
-
-/**
  * Built-in test pictures that need no data: a face on white, of a different hue on each.
  * @param n how many
  * @param size S

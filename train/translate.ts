@@ -11,13 +11,7 @@ import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
 import { generator } from "../layers/generator.ts";
 import { loadCheckpoint, readCheckpointFlags } from "./checkpoint.ts";
-import {
-  DatasetError,
-  datasetName,
-  IMAGE_EXTENSIONS,
-  loadTestImages,
-  openDataset,
-} from "./data.ts";
+import { DatasetError, datasetName, listImages, loadTestImages, openDataset } from "./data.ts";
 import { FlagError, flagHelp, type Flags, LAPTOP_DEFAULTS, parseFlags } from "./flags.ts";
 import { configFromFlags, type RunnerIO } from "./runner.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
@@ -34,10 +28,7 @@ function expandInputs(paths: readonly string[]): string[] {
     } catch {
       throw new DatasetError(`${p}: no such file or folder`);
     }
-    if (!info.isDirectory) return [p];
-    return [...Deno.readDirSync(p)]
-      .filter((e) => e.isFile && IMAGE_EXTENSIONS.includes(e.name.split(".").pop()!.toLowerCase()))
-      .map((e) => `${p}/${e.name}`).sort();
+    return info.isDirectory ? listImages(p) : [p];
   });
 }
 
