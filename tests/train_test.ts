@@ -145,7 +145,7 @@ Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (
       "B2A_0000002.png",
     ]);
 
-    const scores = await runEval(tinyFlags(root, straight), quiet);
+    const scores = await runEval(tinyFlags(root, straight, { backend: "wasm" }), quiet);
     assertEquals([scores.iteration, scores.A2B.images, scores.B2A.images], [3, 2, 2]);
     assert([scores.A2B.kid.mean, scores.A2B.fid, scores.B2A.source.fid].every(Number.isFinite));
     assertEquals(scores.A2B.paired, undefined); // folder datasets have no aligned pairs
@@ -154,7 +154,7 @@ Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (
     );
     assertEquals(JSON.parse(await Deno.readTextFile(`${straight}/${name}/eval.json`)).iteration, 3);
 
-    const out = await runTranslate(tinyFlags(root, straight), quiet);
+    const out = await runTranslate(tinyFlags(root, straight, { backend: "wasm" }), quiet);
     const html = await Deno.readTextFile(`${out}/index.html`);
     assert(html.includes("A2B: 2 image(s)") && html.includes("B2A: 2 image(s)"));
     assertEquals([...Deno.readDirSync(`${out}/A2B`)].length, 2 * 3); // translation, CAM, input
