@@ -12,7 +12,6 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs";
 import { count, discriminator, dispose, generator, selectBackend } from "../mod.ts";
 import { flagHelp, parseFlags } from "../train/flags.ts";
 import { loadTestImages } from "../train/data.ts";
