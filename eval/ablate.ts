@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { FlagError, flagHelp, type Flags, parseFlags } from "../train/flags.ts";
+import { exitOnUserError, FlagError, flagHelp, type Flags, parseFlags } from "../train/flags.ts";
 import { type RunnerIO, runTraining } from "../train/runner.ts";
 import { type EvalResult, runEval } from "./evaluate.ts";
 
@@ -121,13 +121,6 @@ if (import.meta.main) {
     });
     console.log(`wall time ${((performance.now() - t0) / 60000).toFixed(1)} min`);
   } catch (e) {
-    if (
-      e instanceof FlagError ||
-      (e instanceof Error && ["DatasetError", "WeightFileError"].includes(e.name))
-    ) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
+    exitOnUserError(e);
   }
 }

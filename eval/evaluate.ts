@@ -13,7 +13,13 @@ import { selectBackend } from "../backends/mod.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
 import { loadCheckpoint, readCheckpointFlags } from "../train/checkpoint.ts";
 import { datasetName, loadTestImages, openDataset } from "../train/data.ts";
-import { FlagError, flagHelp, type Flags, LAPTOP_DEFAULTS, parseFlags } from "../train/flags.ts";
+import {
+  exitOnUserError,
+  flagHelp,
+  type Flags,
+  LAPTOP_DEFAULTS,
+  parseFlags,
+} from "../train/flags.ts";
 import { configFromFlags, type RunnerIO } from "../train/runner.ts";
 import { disposeState, subtree } from "../train/step.ts";
 import { graphModelFeatures, randomConvFeatures } from "./features.ts";
@@ -202,13 +208,6 @@ if (import.meta.main) {
       warn: console.error,
     });
   } catch (e) {
-    if (
-      e instanceof FlagError ||
-      (e instanceof Error && ["DatasetError", "WeightFileError"].includes(e.name))
-    ) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
+    exitOnUserError(e);
   }
 }

@@ -10,7 +10,7 @@ import * as vega from "vega";
 import * as vl from "vega-lite";
 import { readCheckpointFlags } from "../train/checkpoint.ts";
 import { datasetName } from "../train/data.ts";
-import { FlagError, flagHelp, LAPTOP_DEFAULTS, parseFlags } from "../train/flags.ts";
+import { exitOnUserError, flagHelp, LAPTOP_DEFAULTS, parseFlags } from "../train/flags.ts";
 import type { EvalResult } from "./evaluate.ts";
 
 const MAX_POINTS = 1500; // per curve: longer logs are averaged in buckets
@@ -181,10 +181,6 @@ if (import.meta.main) {
     const flags = parseFlags(Deno.args, LAPTOP_DEFAULTS);
     console.log(`wrote ${await writeReport(`${flags.result_dir}/${datasetName(flags.dataset)}`)}`);
   } catch (e) {
-    if (e instanceof FlagError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
+    exitOnUserError(e);
   }
 }

@@ -1,35 +1,17 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { runAblation } from "../eval/ablate.ts";
-import { parseFlags } from "../train/flags.ts";
-import { makeDataset } from "./helpers.ts";
+import { makeDataset, tinyFlags } from "./helpers.ts";
 
 Deno.test("runAblation() trains and evaluates each variant on the same budget and tabulates them", async () => {
   const root = await makeDataset({ train: 2, test: 2, size: 28 });
   const results = await Deno.makeTempDir();
   try {
-    const flags = parseFlags([
-      "--dataset",
-      root,
-      "--result_dir",
-      results,
-      "--backend",
-      "wasm",
-      "--light",
-      "--img_size",
-      "24",
-      "--ch",
-      "2",
-      "--n_res",
-      "1",
-      "--n_dis",
-      "4",
-      "--iteration",
-      "2",
-      "--print_freq",
-      "10",
-      "--save_freq",
-      "10",
-    ]);
+    const flags = tinyFlags(root, results, {
+      backend: "wasm",
+      iteration: "2",
+      print_freq: "10",
+      save_freq: "10",
+    });
     const lines: string[] = [];
     const r = await runAblation(flags, ["full", "no_cam", "adain"], {
       out: (l) => lines.push(l),

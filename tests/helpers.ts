@@ -8,6 +8,7 @@ import { assert, assertLess } from "@std/assert";
 import { decodeSafetensors, type HostTensor } from "../weights/mod.ts";
 
 export { findTorchPython } from "../tools/pytorch/find_python.ts";
+import { type Flags, parseFlags } from "../train/flags.ts";
 
 /**
  * Largest absolute difference divided by the largest magnitude of `expected`.
@@ -138,4 +139,40 @@ export async function makeDataset(
     }
   }
   return root;
+}
+
+/**
+ * Flags for a tiny training run (24 px, ch 2, one residual block, 3 iterations on cpu) on a
+ * dataset made by {@linkcode makeDataset}; `overrides` replace values, `extra` is appended.
+ * @param root the dataset folder
+ * @param results the result folder
+ * @param overrides flag values by name
+ * @param extra further arguments (e.g. `--resume`)
+ * @returns the parsed flags
+ */
+export function tinyFlags(
+  root: string,
+  results: string,
+  overrides: Record<string, string> = {},
+  extra: string[] = [],
+): Flags {
+  const values: Record<string, string> = {
+    dataset: root,
+    result_dir: results,
+    backend: "cpu",
+    img_size: "24",
+    ch: "2",
+    n_res: "1",
+    n_dis: "4",
+    iteration: "3",
+    print_freq: "2",
+    save_freq: "100",
+    seed: "5",
+    ...overrides,
+  };
+  return parseFlags([
+    "--light",
+    ...Object.entries(values).flatMap(([k, v]) => [`--${k}`, v]),
+    ...extra,
+  ]);
 }

@@ -5,9 +5,8 @@
  */
 import { assert, assertEquals } from "@std/assert";
 import { runEval } from "../eval/evaluate.ts";
-import { parseFlags } from "../train/flags.ts";
 import { runTraining } from "../train/runner.ts";
-import { makeDataset } from "./helpers.ts";
+import { makeDataset, tinyFlags } from "./helpers.ts";
 
 async function chromium(): Promise<string | undefined> {
   for (const exe of ["chromium", "/usr/bin/chromium"]) {
@@ -27,27 +26,7 @@ Deno.test("report.html shows losses, pictures and evaluation, and loads cleanly 
   const root = await makeDataset({ train: 2, test: 2, size: 28 });
   const results = await Deno.makeTempDir();
   try {
-    const flags = parseFlags([
-      "--dataset",
-      root,
-      "--result_dir",
-      results,
-      "--backend",
-      "wasm",
-      "--light",
-      "--img_size",
-      "24",
-      "--ch",
-      "2",
-      "--n_res",
-      "1",
-      "--n_dis",
-      "4",
-      "--iteration",
-      "3",
-      "--print_freq",
-      "2",
-    ]);
+    const flags = tinyFlags(root, results, { backend: "wasm", print_freq: "2" });
     const run = await runTraining(flags, { out: () => {}, warn: () => {} });
     await runEval(flags, { out: () => {}, warn: () => {} });
     const html = await Deno.readTextFile(`${run.dir}/report.html`);

@@ -3,13 +3,12 @@ import { assert, assertEquals, assertLess } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
 import type { GeneratorConfig } from "../layers/generator.ts";
 import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
-import { parseFlags } from "../train/flags.ts";
 import { runTraining } from "../train/runner.ts";
 import { disposeState, trainer } from "../train/step.ts";
 import { runTranslate } from "../train/translate.ts";
 import { runEval } from "../eval/evaluate.ts";
 import { readSafetensors } from "../weights/safetensors.ts";
-import { makeDataset } from "./helpers.ts";
+import { makeDataset, tinyFlags } from "./helpers.ts";
 
 const TINY = {
   generator: { ch: 4, nRes: 1, imgSize: 24, light: true },
@@ -62,32 +61,6 @@ Deno.test("training steps keep the tensor count flat and lower the reconstructio
 });
 
 const quiet = { out: () => {}, warn: () => {} };
-const tinyFlags = (
-  root: string,
-  results: string,
-  overrides: Record<string, string> = {},
-  extra: string[] = [],
-) => {
-  const values: Record<string, string> = {
-    dataset: root,
-    result_dir: results,
-    backend: "cpu",
-    img_size: "24",
-    ch: "2",
-    n_res: "1",
-    n_dis: "4",
-    iteration: "3",
-    print_freq: "2",
-    save_freq: "100",
-    seed: "5",
-    ...overrides,
-  };
-  return parseFlags([
-    "--light",
-    ...Object.entries(values).flatMap(([k, v]) => [`--${k}`, v]),
-    ...extra,
-  ]);
-};
 
 async function tensorsOf(path: string) {
   const { tensors, metadata } = await readSafetensors(path);

@@ -227,3 +227,17 @@ export function flagHelp(defaults: Partial<Flags> = {}): string {
     return `  --${name.padEnd(16)} ${spec.help} (default: ${d})`;
   }).join("\n");
 }
+
+/**
+ * The end of every command's `catch`: a mistake in the user's input (a flag, a dataset, a weight
+ * file; matched by error name, so this module needs none of their modules) prints one line and
+ * exits with status 2; anything else is a bug and is thrown on.
+ * @param e the caught error
+ */
+export function exitOnUserError(e: unknown): never {
+  if (e instanceof Error && ["FlagError", "DatasetError", "WeightFileError"].includes(e.name)) {
+    console.error(`error: ${e.message}`);
+    Deno.exit(2);
+  }
+  throw e;
+}

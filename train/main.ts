@@ -7,10 +7,8 @@
  *
  * @module
  */
-import { FlagError, flagHelp, LAPTOP_DEFAULTS, parseFlags } from "./flags.ts";
+import { exitOnUserError, FlagError, flagHelp, LAPTOP_DEFAULTS, parseFlags } from "./flags.ts";
 import { runTraining } from "./runner.ts";
-import { DatasetError } from "./data.ts";
-import { WeightFileError } from "../weights/safetensors.ts";
 import { runTranslate } from "./translate.ts";
 
 if (import.meta.main) {
@@ -52,10 +50,6 @@ if (import.meta.main) {
     Deno.removeSignalListener("SIGINT", onInterrupt);
     Deno.exit(result.status === "diverged" ? 1 : 0);
   } catch (e) {
-    if (e instanceof FlagError || e instanceof DatasetError || e instanceof WeightFileError) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
+    exitOnUserError(e);
   }
 }

@@ -12,7 +12,14 @@ import { selectBackend } from "../backends/mod.ts";
 import { generator } from "../layers/generator.ts";
 import { loadCheckpoint, readCheckpointFlags } from "./checkpoint.ts";
 import { DatasetError, datasetName, listImages, loadTestImages, openDataset } from "./data.ts";
-import { FlagError, flagHelp, type Flags, LAPTOP_DEFAULTS, parseFlags } from "./flags.ts";
+import {
+  exitOnUserError,
+  FlagError,
+  flagHelp,
+  type Flags,
+  LAPTOP_DEFAULTS,
+  parseFlags,
+} from "./flags.ts";
 import { configFromFlags, type RunnerIO } from "./runner.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
 import { disposeState, subtree } from "./step.ts";
@@ -166,10 +173,6 @@ if (import.meta.main) {
       warn: console.error,
     });
   } catch (e) {
-    if (e instanceof Error && ["FlagError", "DatasetError", "WeightFileError"].includes(e.name)) {
-      console.error(`error: ${e.message}`);
-      Deno.exit(2);
-    }
-    throw e;
+    exitOnUserError(e);
   }
 }
