@@ -1,13 +1,16 @@
 /**
  * The one place that selects the TensorFlow.js backend.
  *
- * - `wasm` (the CPU default): XNNPACK under WebAssembly, with our training kernels added.
+ * - `native` (the CPU default where a BLAS is installed): the wasm backend with convolutions and
+ *   matrix multiplies on a native, multi-threaded BLAS (OpenBLAS, Accelerate) through FFI.
+ * - `wasm` (the portable CPU path): XNNPACK under WebAssembly, with our training kernels added.
  * - `cpu`: the pure-JavaScript reference backend; exact but slow.
  * - `webgpu`: WebGPU through `navigator.gpu` (Deno, browsers).
  * - `tensorflow`: libtensorflow through `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`,
  *   loaded only when asked for; these cannot be installed everywhere, so a missing one is
  *   reported in one line.
- * - `auto`: `tensorflow` if it loads, else `webgpu` on a hardware GPU, else `wasm`.
+ * - `auto`: `tensorflow` if it loads, else `webgpu` on a hardware GPU, else `native` where a BLAS
+ *   loads, else `wasm`; one line says which and why.
  *
  * @example
  * ```ts
@@ -20,11 +23,13 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+import { registerNativeKernels, setNativeKernels } from "./native_kernels.ts";
+import { loadBlas } from "./blas.ts";
 
 export { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 
 /** The names `--backend` accepts. */
-export const BACKENDS = ["auto", "tensorflow", "webgpu", "wasm", "cpu"] as const;
+export const BACKENDS = ["auto", "tensorflow", "webgpu", "native", "wasm", "cpu"] as const;
 /** A backend name. */
 export type BackendName = typeof BACKENDS[number];
 
@@ -103,7 +108,8 @@ async function activate(name: string): Promise<string> {
  * Selects and initialises a backend.
  * @param name one of {@linkcode BACKENDS}
  * @param options where notices go
- * @returns the tfjs name of the active backend (`tensorflow`, `webgpu`, `wasm` or `cpu`)
+ * @returns the name of the active backend: `tensorflow`, `webgpu`, `native` (tfjs's `wasm` with
+ *   native kernels), `wasm` or `cpu`
  * @throws when an explicitly named backend cannot be loaded, with the reason in one line
  */
 export async function selectBackend(
@@ -119,9 +125,16 @@ export async function selectBackend(
     case "cpu":
       return await activate("cpu");
     case "wasm":
+    case "native": {
       await import("@tensorflow/tfjs-backend-wasm");
       registerWasmTrainingKernels();
-      return await activate("wasm");
+      registerNativeKernels();
+      const blas = name === "native" ? loadBlas() : undefined;
+      if (typeof blas === "string") throw new Error(`--backend native: ${blas}`);
+      setNativeKernels(blas);
+      await activate("wasm");
+      return name;
+    }
     case "webgpu": {
       if (!(globalThis.navigator as { gpu?: unknown })?.gpu) {
         throw new Error("--backend webgpu: this runtime has no navigator.gpu");
@@ -135,9 +148,18 @@ export async function selectBackend(
     }
     case "auto": {
       if (await loadTensorflow()) return await activate("tensorflow");
-      const next = (await hardwareGpu()) ? "webgpu" : "wasm";
-      log(`backend: ${missingTf}; using ${next} instead`);
-      return await selectBackend(next, { log });
+      if (await hardwareGpu()) {
+        log(`backend: ${missingTf}; using webgpu instead`);
+        return await selectBackend("webgpu", { log });
+      }
+      const blas = loadBlas();
+      log(
+        typeof blas === "string"
+          ? `backend: ${missingTf}; ${blas}: using the portable wasm backend`
+          : `backend: ${missingTf}; using native: wasm with ${blas.description} (${blas.path}) ` +
+            "for convolutions and matrix multiplies",
+      );
+      return await selectBackend(typeof blas === "string" ? "wasm" : "native", { log });
     }
   }
 }

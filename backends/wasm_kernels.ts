@@ -3,7 +3,10 @@
  * filter gradient of a convolution (missing) and, for stride 1, its input gradient (the stock
  * kernel is a plain loop, 60% of a training step). Each is composed from kernels the wasm
  * backend runs with XNNPACK (convolution) and cheap ones (transpose, reverse, pad, slice),
- * called directly on the backend so that nothing touches the autodiff tape.
+ * called directly on the backend so that nothing touches the autodiff tape. Also `Identity` and
+ * same-type `Cast`, which the stock backend copies: the autodiff tape clones every tensor it
+ * saves for the backward pass (thousands per training step), and tensors are immutable, so ours
+ * share the buffer as the cpu backend does.
  *
  * @module
  */
@@ -160,6 +163,17 @@ export function conv2dBackpropInput(args: KernelArgs): Info {
   return out;
 }
 
+/**
+ * `Identity` (and `Cast` to the same type) as a new reference to the same buffer.
+ * @param args the kernel's input `{x}`, backend and attributes
+ * @returns `x`'s buffer under a new handle
+ */
+export function shareBuffer({ inputs, backend }: KernelArgs): Info {
+  const { x } = inputs as { x: Info };
+  (backend as unknown as { incRef(id: tf.DataId): void }).incRef(x.dataId);
+  return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+}
+
 let registered = false;
 
 /**
@@ -173,6 +187,23 @@ export function registerWasmTrainingKernels(): void {
       kernelName: "Conv2DBackpropFilter",
       backendName: "wasm",
       kernelFunc: conv2dBackpropFilter as unknown as tf.KernelFunc,
+    });
+  }
+  for (const name of ["Identity", "Cast"]) {
+    const copy = tf.getKernel(name, "wasm")!;
+    tf.unregisterKernel(name, "wasm");
+    tf.registerKernel({
+      kernelName: name,
+      backendName: "wasm",
+      kernelFunc: ((args: KernelArgs) => {
+        const { x } = args.inputs as { x: Info };
+        const to = (args.attrs as { dtype?: tf.DataType } | undefined)?.dtype ?? x.dtype;
+        return x.dtype !== "string" && to === x.dtype
+          ? shareBuffer(args)
+          : copy.kernelFunc(args as Parameters<tf.KernelFunc>[0]);
+      }) as unknown as tf.KernelFunc,
+      setupFunc: copy.setupFunc,
+      disposeFunc: copy.disposeFunc,
     });
   }
   const stock = tf.getKernel("Conv2DBackpropInput", "wasm");

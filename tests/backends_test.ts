@@ -1,6 +1,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { assertEquals, assertRejects } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
+import { loadBlas } from "../backends/blas.ts";
+import {
+  convBackpropFilter,
+  convBackpropInput,
+  convForward,
+  loopGemm,
+} from "../backends/gemm_conv.ts";
 import { assertClose } from "./helpers.ts";
 
 type Case = [number, number, number, number, number, number, number, "valid" | "same" | number];
@@ -39,54 +46,154 @@ function cases(): Case[] {
   return out;
 }
 
-async function convGradients(backend: "cpu" | "wasm") {
+type Conv = { y: Float32Array; dx: Float32Array; dw: Float32Array };
+
+// Forward output and both gradients of sum(conv(x, f)^2) for every case.
+async function convResults(backend: "cpu" | "wasm" | "native") {
   await selectBackend(backend);
-  const results: { dx: Float32Array; dw: Float32Array }[] = [];
+  const results: Conv[] = [];
   for (const [i, [n, h, w, ci, co, k, stride, pad]] of cases().entries()) {
     const x = tf.randomNormal([n, h, w, ci], 0, 1, "float32", i + 1) as tf.Tensor4D;
     const f = tf.randomNormal([k, k, ci, co], 0, 1, "float32", 100 + i) as tf.Tensor4D;
+    const y = tf.conv2d(x, f, stride, pad);
     const loss = (x: tf.Tensor4D, f: tf.Tensor4D) =>
       tf.sum(tf.square(tf.conv2d(x, f, stride, pad)));
     const [dx, dw] = tf.grads((a, b) => loss(a as tf.Tensor4D, b as tf.Tensor4D))([x, f]);
-    results.push({ dx: (await dx.data()) as Float32Array, dw: (await dw.data()) as Float32Array });
-    tf.dispose([x, f, dx, dw]);
+    const read = async (t: tf.Tensor) => (await t.data()) as Float32Array;
+    results.push({ y: await read(y), dx: await read(dx), dw: await read(dw) });
+    tf.dispose([x, f, y, dx, dw]);
   }
   return results;
 }
 
-Deno.test("wasm's Conv2DBackpropFilter (ours) matches the cpu backend on random shapes, strides and paddings", async () => {
-  const cpu = await convGradients("cpu");
-  const wasm = await convGradients("wasm");
-  const before = tf.memory().numTensors;
+async function assertConvsMatch(ours: Conv[], cpu: Conv[]) {
   for (const [i, c] of cases().entries()) {
-    await assertClose(wasm[i].dw, cpu[i].dw, 1e-5, `filter gradient of case ${JSON.stringify(c)}`);
-    await assertClose(wasm[i].dx, cpu[i].dx, 1e-5, `input gradient of case ${JSON.stringify(c)}`);
+    const what = `case ${JSON.stringify(c)}`;
+    await assertClose(ours[i].y, cpu[i].y, 1e-5, `forward of ${what}`);
+    await assertClose(ours[i].dw, cpu[i].dw, 1e-5, `filter gradient of ${what}`);
+    await assertClose(ours[i].dx, cpu[i].dx, 1e-5, `input gradient of ${what}`);
   }
+}
+
+Deno.test("wasm's convolution kernels (ours) match the cpu backend on random shapes, strides and paddings", async () => {
+  const cpu = await convResults("cpu");
+  const before = tf.memory().numTensors;
+  await assertConvsMatch(await convResults("wasm"), cpu);
   assertEquals(tf.memory().numTensors, before);
 });
 
-Deno.test("our wasm kernels free every buffer they make", async () => {
-  await selectBackend("wasm");
-  const x = tf.randomNormal([2, 16, 16, 4], 0, 1, "float32", 1) as tf.Tensor4D;
-  const f = tf.randomNormal([3, 3, 4, 8], 0, 1, "float32", 2) as tf.Tensor4D;
-  const backend = tf.engine().backend as unknown as { numDataIds(): number };
-  const before = backend.numDataIds();
-  for (const [stride, pad] of [[1, "same"], [2, "same"], [2, "valid"], [3, 1]] as const) {
-    tf.dispose(
-      tf.grads((a, b) => tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)))([
-        x,
-        f,
-      ]),
-    );
-  }
-  assertEquals(backend.numDataIds(), before);
-  tf.dispose([x, f]);
+const blas = loadBlas();
+const noBlas = typeof blas === "string" ? blas : "";
+if (noBlas) console.log(`SKIPPED: native-kernel tests (${noBlas})`);
+
+Deno.test({
+  name:
+    "native convolution kernels (BLAS) match the cpu backend on random shapes, strides and paddings",
+  ignore: !!noBlas,
+  fn: async () => {
+    const cpu = await convResults("cpu");
+    await assertConvsMatch(await convResults("native"), cpu);
+  },
 });
+
+// Matrix multiplies: shapes, transposes and broadcast batches (a, b, transposeA, transposeB).
+const MATMULS: [number[], number[], boolean, boolean][] = [
+  [[5, 7], [7, 3], false, false],
+  [[7, 5], [7, 3], true, false],
+  [[5, 7], [3, 7], false, true],
+  [[7, 5], [3, 7], true, true],
+  [[1, 64], [64, 1], false, false],
+  [[3, 4, 6], [3, 6, 2], false, false],
+  [[1, 6, 4], [3, 6, 2], true, false],
+  [[2, 3, 4, 6], [1, 2, 6], false, true],
+];
+
+async function matmuls(backend: "cpu" | "native") {
+  await selectBackend(backend);
+  const out: { c: Float32Array; da: Float32Array; db: Float32Array }[] = [];
+  for (const [i, [sa, sb, ta, tb]] of MATMULS.entries()) {
+    const a = tf.randomNormal(sa, 0, 1, "float32", 7 + i);
+    const b = tf.randomNormal(sb, 0, 1, "float32", 70 + i);
+    const c = tf.matMul(a, b, ta, tb);
+    // tfjs's own gradient does not broadcast batches: those cases check the product only.
+    const broadcast = sa.length !== sb.length || sa.slice(0, -2).some((d, j) => d !== sb[j]);
+    const [da, db] = broadcast
+      ? [tf.zeros([1]), tf.zeros([1])]
+      : tf.grads((p, q) => tf.sum(tf.square(tf.matMul(p, q, ta, tb))))([a, b]);
+    const read = async (t: tf.Tensor) => (await t.data()) as Float32Array;
+    out.push({ c: await read(c), da: await read(da), db: await read(db) });
+    tf.dispose([a, b, c, da, db]);
+  }
+  return out;
+}
+
+Deno.test({
+  name: "native matrix multiply (BLAS) matches the cpu backend, transposes and batches included",
+  ignore: !!noBlas,
+  fn: async () => {
+    const cpu = await matmuls("cpu");
+    const native = await matmuls("native");
+    for (const [i, m] of MATMULS.entries()) {
+      const what = JSON.stringify(m);
+      await assertClose(native[i].c, cpu[i].c, 1e-5, `product ${what}`);
+      await assertClose(native[i].da, cpu[i].da, 1e-5, `gradient of a ${what}`);
+      await assertClose(native[i].db, cpu[i].db, 1e-5, `gradient of b ${what}`);
+    }
+  },
+});
+
+Deno.test("the convolution lowering is right with a plain-loop matrix multiply (no BLAS needed)", async () => {
+  const cpu = await convResults("cpu");
+  for (const [i, [n, h, w, ci, co, k, stride, pad]] of cases().entries()) {
+    const g = tf.backend_util.computeConv2DInfo([n, h, w, ci], [k, k, ci, co], stride, 1, pad);
+    const x = (await tf.randomNormal([n, h, w, ci], 0, 1, "float32", i + 1).data()) as Float32Array;
+    const f =
+      (await tf.randomNormal([k, k, ci, co], 0, 1, "float32", 100 + i).data()) as Float32Array;
+    const y = new Float32Array(cpu[i].y.length);
+    convForward(loopGemm, x, f, y, g);
+    await assertClose(y, cpu[i].y, 1e-5, `forward of case ${i}`);
+    const dy = y.map((v) => 2 * v); // d sum(y^2) / dy
+    const dx = new Float32Array(x.length);
+    convBackpropInput(loopGemm, dy, f, dx, g);
+    await assertClose(dx, cpu[i].dx, 1e-5, `input gradient of case ${i}`);
+    const dw = new Float32Array(f.length);
+    convBackpropFilter(loopGemm, x, dy, dw, g);
+    await assertClose(dw, cpu[i].dw, 1e-5, `filter gradient of case ${i}`);
+  }
+});
+
+for (const backend of ["wasm", "native"] as const) {
+  Deno.test({
+    name: `our ${backend} kernels free every buffer they make`,
+    ignore: backend === "native" && !!noBlas,
+    fn: async () => {
+      await selectBackend(backend);
+      const x = tf.randomNormal([2, 16, 16, 4], 0, 1, "float32", 1) as tf.Tensor4D;
+      const f = tf.randomNormal([3, 3, 4, 8], 0, 1, "float32", 2) as tf.Tensor4D;
+      const m = tf.randomNormal([2, 4, 4], 0, 1, "float32", 3);
+      const engine = tf.engine().backend as unknown as { numDataIds(): number };
+      const before = engine.numDataIds();
+      for (const [stride, pad] of [[1, "same"], [2, "same"], [2, "valid"], [3, 1]] as const) {
+        tf.dispose(
+          tf.grads((a, b) => tf.sum(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad)))([
+            x,
+            f,
+          ]),
+        );
+      }
+      tf.dispose(tf.grads((a) => tf.sum(tf.matMul(a, tf.cast(a, "float32"), false, true)))([m]));
+      assertEquals(engine.numDataIds(), before);
+      tf.dispose([x, f, m]);
+    },
+  });
+}
 
 Deno.test("selectBackend() names the active backend and refuses unknown names with the flag", async () => {
   assertEquals(await selectBackend("cpu"), "cpu");
   assertEquals(tf.getBackend(), "cpu");
   assertEquals(await selectBackend("wasm"), "wasm");
+  if (!noBlas) assertEquals(await selectBackend("native"), "native");
+  assertEquals(tf.getBackend(), "wasm");
   // deno-lint-ignore no-explicit-any
   await assertRejects(() => selectBackend("tpu" as any), Error, '--backend: unknown backend "tpu"');
 });
