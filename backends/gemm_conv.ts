@@ -11,8 +11,11 @@
  * - input gradient: for stride 1, a forward convolution of `dY` with the filter flipped in space
  *   and its channels swapped (no scatter); for larger strides, `dcols = dY W^T` scattered back
  *   (col2im).
- * A 1x1 stride-1 unpadded convolution is a single multiply on the tensors themselves. Large
- * `cols` are built a band of output rows at a time, so memory stays bounded.
+ * A 1x1 stride-1 unpadded convolution is a single multiply on the tensors themselves. A stride-1
+ * unpadded one with enough channels needs no `cols` at all: with the output laid out on the
+ * input's row width, each filter tap `(a, b)` is one multiply of the input shifted by
+ * `a * W + b` pixels (see {@linkcode shifted}). Large `cols` are built a band of output rows at a
+ * time, so memory stays bounded.
  *
  * @module
  */
@@ -147,6 +150,33 @@ function isPointwise(g: ConvGeometry): boolean {
     g.outHeight === g.inHeight && g.outWidth === g.inWidth;
 }
 
+// Channels from which a tap-by-tap multiply (K = channels) beats building `cols`.
+const SHIFTED_MIN_CHANNELS = 16;
+
+/**
+ * The tap-by-tap form of a stride-1 unpadded convolution, for a geometry and the channel count
+ * its multiplies would contract over; undefined where it does not apply. Output pixel `(y, x)`
+ * sits at row `q = y W + x` of an "extended" output of `(outH - 1) W + outW` rows (the rows with
+ * `x >= outW` are junk), and tap `(a, b)` reads input row `q + a W + b`.
+ */
+function shifted(g: ConvGeometry, channels: number) {
+  if (
+    g.strideHeight !== 1 || g.strideWidth !== 1 || g.padInfo.top !== 0 || g.padInfo.left !== 0 ||
+    g.outHeight !== g.inHeight - g.filterHeight + 1 ||
+    g.outWidth !== g.inWidth - g.filterWidth + 1 || channels < SHIFTED_MIN_CHANNELS
+  ) return undefined;
+  return { rows: (g.outHeight - 1) * g.inWidth + g.outWidth, width: g.inWidth };
+}
+
+/** Copies `dy` (one sample) onto the extended grid of width `width`, zeros in the junk rows. */
+function extend(dy: Float32Array, g: ConvGeometry, width: number, ext: Float32Array) {
+  const { outHeight: oh, outWidth: ow, outChannels: co } = g;
+  for (let y = 0; y < oh; y++) {
+    ext.set(dy.subarray(y * ow * co, (y + 1) * ow * co), y * width * co);
+    if (y < oh - 1) ext.fill(0, (y * width + ow) * co, (y + 1) * width * co);
+  }
+}
+
 /** Output rows per band so that a band of `cols` stays under BAND_FLOATS. */
 function bandRows(outW: number, k: number): number {
   return Math.max(1, Math.floor(BAND_FLOATS / (outW * k)));
@@ -169,10 +199,26 @@ export function convForward(
 ): void {
   const { batchSize: n, inChannels: ci, outChannels: co, outHeight: oh, outWidth: ow } = g;
   if (isPointwise(g)) return gemm(false, false, n * oh * ow, co, ci, 1, x, ci, w, co, 0, y, co);
+  const inSize = g.inHeight * g.inWidth * ci;
+  const s = shifted(g, ci);
+  if (s) {
+    const ext = scratchOf(s.rows * co);
+    for (let b = 0; b < n; b++) {
+      for (let tap = 0; tap < g.filterHeight * g.filterWidth; tap++) {
+        const shift = Math.floor(tap / g.filterWidth) * s.width + (tap % g.filterWidth);
+        const src = x.subarray(b * inSize + shift * ci);
+        const wt = w.subarray(tap * ci * co);
+        gemm(false, false, s.rows, co, ci, 1, src, ci, wt, co, tap ? 1 : 0, ext, co);
+      }
+      for (let r = 0; r < oh; r++) {
+        y.set(ext.subarray(r * s.width * co, (r * s.width + ow) * co), ((b * oh + r) * ow) * co);
+      }
+    }
+    return;
+  }
   const l = forwardLowering(g);
   const k = l.kh * l.kw * ci;
   const rows = bandRows(ow, k);
-  const inSize = g.inHeight * g.inWidth * ci;
   for (let b = 0; b < n; b++) {
     const src = x.subarray(b * inSize, (b + 1) * inSize);
     for (let y0 = 0; y0 < oh; y0 += rows) {
@@ -202,10 +248,38 @@ export function convBackpropFilter(
 ): void {
   const { batchSize: n, inChannels: ci, outChannels: co, outHeight: oh, outWidth: ow } = g;
   if (isPointwise(g)) return gemm(true, false, ci, co, n * oh * ow, 1, x, ci, dy, co, 0, dw, co);
+  const inSize = g.inHeight * g.inWidth * ci;
+  const s = shifted(g, ci);
+  if (s) {
+    const ext = scratchOf(s.rows * co);
+    for (let b = 0; b < n; b++) {
+      extend(dy.subarray(b * oh * ow * co), g, s.width, ext);
+      for (let tap = 0; tap < g.filterHeight * g.filterWidth; tap++) {
+        const shift = Math.floor(tap / g.filterWidth) * s.width + (tap % g.filterWidth);
+        const src = x.subarray(b * inSize + shift * ci);
+        gemm(
+          true,
+          false,
+          ci,
+          co,
+          s.rows,
+          1,
+          src,
+          ci,
+          ext,
+          co,
+          b ? 1 : 0,
+          dw.subarray(tap * ci * co),
+          co,
+        );
+      }
+    }
+    if (n === 0) dw.fill(0);
+    return;
+  }
   const l = forwardLowering(g);
   const k = l.kh * l.kw * ci;
   const rows = bandRows(ow, k);
-  const inSize = g.inHeight * g.inWidth * ci;
   let beta = 0;
   for (let b = 0; b < n; b++) {
     const src = x.subarray(b * inSize, (b + 1) * inSize);
@@ -258,6 +332,21 @@ export function convBackpropInput(
   if (isPointwise(g)) return gemm(false, true, n * h * wi, ci, co, 1, dy, co, w, co, 0, dx, ci);
   const outSize = oh * ow * co;
   const inSize = h * wi * ci;
+  const sh = shifted(g, co);
+  if (sh) {
+    // dx[q + a W + b] += dy_ext[q] w[a, b]^T, tap by tap, straight into dx.
+    const ext = scratchOf(sh.rows * co);
+    dx.fill(0);
+    for (let s = 0; s < n; s++) {
+      extend(dy.subarray(s * outSize), g, sh.width, ext);
+      for (let tap = 0; tap < kh * kw; tap++) {
+        const shift = Math.floor(tap / kw) * sh.width + (tap % kw);
+        const dst = dx.subarray(s * inSize + shift * ci);
+        gemm(false, true, sh.rows, ci, co, 1, ext, co, w.subarray(tap * ci * co), co, 1, dst, ci);
+      }
+    }
+    return;
+  }
   if (g.strideHeight === 1 && g.strideWidth === 1) {
     // dx[y, x, i] = sum_{a, b, o} dy[y + a - (kh - 1 - top), x + b - (kw - 1 - left), o]
     //               * w[kh - 1 - a, kw - 1 - b, i, o]

@@ -25,6 +25,8 @@ import * as tf from "@tensorflow/tfjs";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 import { registerNativeKernels, setNativeKernels } from "./native_kernels.ts";
 import { loadBlas } from "./blas.ts";
+import { registerNormKernels } from "./norm_kernels.ts";
+import { registerJsKernels } from "./js_kernels.ts";
 
 export { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 
@@ -119,15 +121,19 @@ export async function selectBackend(
   if (!(BACKENDS as readonly string[]).includes(name)) {
     throw new Error(`--backend: unknown backend "${name}"; choose one of ${BACKENDS.join(", ")}`);
   }
+  registerNormKernels();
   const missingTf = "TensorFlow (tfjs-node) is not installed here: @tensorflow/tfjs-node(-gpu) " +
     "needs libtensorflow, fetched by its install script";
   switch (name) {
     case "cpu":
+      registerJsKernels("cpu");
+      setNativeKernels(undefined);
       return await activate("cpu");
     case "wasm":
     case "native": {
       await import("@tensorflow/tfjs-backend-wasm");
       registerWasmTrainingKernels();
+      registerJsKernels("wasm");
       registerNativeKernels();
       const blas = name === "native" ? loadBlas() : undefined;
       if (typeof blas === "string") throw new Error(`--backend native: ${blas}`);

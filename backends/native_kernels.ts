@@ -12,12 +12,9 @@
 import * as tf from "@tensorflow/tfjs";
 import type { Blas } from "./blas.ts";
 import { convBackpropFilter, convBackpropInput, convForward } from "./gemm_conv.ts";
+import { memoryOf } from "./memory.ts";
 
 type Info = tf.TensorInfo;
-interface WasmBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): Info;
-  typedArrayFromHeap(info: Info): Float32Array;
-}
 interface ConvAttrs {
   strides: [number, number] | number;
   pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
@@ -73,9 +70,9 @@ function conv2d(args: Args, fallback: tf.KernelFunc): Info {
   const g = enabled && allFloat(x, filter) &&
     geometry(x.shape, filter.shape, args.attrs as unknown as ConvAttrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
-  const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput(g.outShape, "float32");
-  const h = (t: Info) => backend.typedArrayFromHeap(t); // after every allocation
+  const mem = memoryOf(args.backend);
+  const out = mem.alloc(g.outShape);
+  const h = mem.view; // after every allocation
   convForward(blas!.sgemm, h(x), h(filter), h(out), g);
   return out;
 }
@@ -85,9 +82,9 @@ function conv2dBackpropInput(args: Args, fallback: tf.KernelFunc): Info {
   const attrs = args.attrs as unknown as ConvAttrs;
   const g = enabled && allFloat(dy, filter) && geometry(attrs.inputShape!, filter.shape, attrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
-  const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput(attrs.inputShape!, "float32");
-  const h = (t: Info) => backend.typedArrayFromHeap(t);
+  const mem = memoryOf(args.backend);
+  const out = mem.alloc(attrs.inputShape!);
+  const h = mem.view;
   convBackpropInput(blas!.sgemm, h(dy), h(filter), h(out), g);
   return out;
 }
@@ -97,9 +94,9 @@ function conv2dBackpropFilter(args: Args, fallback: tf.KernelFunc): Info {
   const attrs = args.attrs as unknown as ConvAttrs;
   const g = enabled && allFloat(x, dy) && geometry(x.shape, attrs.filterShape!, attrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
-  const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput(attrs.filterShape!, "float32");
-  const h = (t: Info) => backend.typedArrayFromHeap(t);
+  const mem = memoryOf(args.backend);
+  const out = mem.alloc(attrs.filterShape!);
+  const h = mem.view;
   convBackpropFilter(blas!.sgemm, h(x), h(dy), h(out), g);
   return out;
 }
@@ -123,9 +120,9 @@ function batchMatMul(args: Args, fallback: tf.KernelFunc): Info {
     a.shape.slice(0, -2),
     b.shape.slice(0, -2),
   );
-  const backend = args.backend as unknown as WasmBackend;
-  const out = backend.makeOutput([...batchShape, m, n], "float32");
-  const [av, bv, cv] = [a, b, out].map((t) => backend.typedArrayFromHeap(t));
+  const mem = memoryOf(args.backend);
+  const out = mem.alloc([...batchShape, m, n]);
+  const [av, bv, cv] = [a, b, out].map(mem.view);
   for (let i = 0; i < Math.max(na, nb); i++) {
     blas!.sgemm(
       transposeA,
@@ -152,7 +149,7 @@ let registered = false;
  * Registers the native kernels under the wasm backend (once), in front of the kernels already
  * there; they stay off until {@linkcode setNativeKernels} gives them a BLAS.
  */
-export function registerNativeKernels(): void {
+export function registerNativeKernels(backends: readonly string[] = ["wasm", "cpu"]): void {
   if (registered) return;
   registered = true;
   const ours: [string, (args: Args, fallback: tf.KernelFunc) => Info][] = [
@@ -162,15 +159,17 @@ export function registerNativeKernels(): void {
     ["BatchMatMul", batchMatMul],
   ];
   for (const [name, kernel] of ours) {
-    const before = tf.getKernel(name, "wasm");
-    if (!before) throw new Error(`wasm backend: kernel ${name} is missing`);
-    tf.unregisterKernel(name, "wasm");
-    tf.registerKernel({
-      kernelName: name,
-      backendName: "wasm",
-      kernelFunc: ((args: Args) => kernel(args, before.kernelFunc)) as unknown as tf.KernelFunc,
-      setupFunc: before.setupFunc,
-      disposeFunc: before.disposeFunc,
-    });
+    for (const backendName of backends) {
+      const before = tf.getKernel(name, backendName);
+      if (!before) throw new Error(`${backendName} backend: kernel ${name} is missing`);
+      tf.unregisterKernel(name, backendName);
+      tf.registerKernel({
+        kernelName: name,
+        backendName,
+        kernelFunc: ((args: Args) => kernel(args, before.kernelFunc)) as unknown as tf.KernelFunc,
+        setupFunc: before.setupFunc,
+        disposeFunc: before.disposeFunc,
+      });
+    }
   }
 }

@@ -9,6 +9,25 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { tidy } from "./tree.ts";
+
+/**
+ * The per-channel maximum over H and W, `[N, H, W, C] -> [N, C]`, with a gradient made of ops
+ * the wasm backend runs fast: tfjs's own compares against the broadcast maximum, and wasm's
+ * broadcasting compare (like its tile) is a slow general loop. Here the mask is `1 - step(max -
+ * x)`, one where x is the maximum; ties share the gradient, as in tfjs.
+ */
+export const globalMaxPool: (x: tf.Tensor4D) => tf.Tensor2D = tf.customGrad((x, save) => {
+  const m = tf.max(x as tf.Tensor4D, [1, 2]);
+  (save as tf.GradSaveFunc)([x as tf.Tensor, m]);
+  return {
+    value: m,
+    gradFunc: (dy: tf.Tensor, [xs, ms]: tf.Tensor[]) => {
+      const [n, , , c] = xs.shape;
+      const below = tf.step(tf.sub(tf.reshape(ms, [n, 1, 1, c]), xs));
+      return tf.mul(tf.sub(1, below), tf.reshape(dy, [n, 1, 1, c]));
+    },
+  };
+}) as (x: tf.Tensor4D) => tf.Tensor2D;
 import { type Key, splitKey } from "./init.ts";
 import { conv2d, type ConvParams, linear } from "./conv.ts";
 import {
@@ -114,14 +133,18 @@ export function camAttention(config: CamConfig): CamAttention {
           [gapW, gmpW, next] = [g, m, { gapFc: gs, gmpFc: ms }];
         }
         const gapLogit = tf.matMul(tf.mean(x, [1, 2]) as tf.Tensor2D, gapW);
-        const gmpLogit = tf.matMul(tf.max(x, [1, 2]) as tf.Tensor2D, gmpW);
+        const gmpLogit = tf.matMul(globalMaxPool(x), gmpW);
         // The re-weighting uses the raw weights: the reference takes `parameters()[0]`, which
-        // under spectral norm is `weight_orig`, not the normalised weight.
-        const scaled = tf.concat([
-          tf.mul(x, tf.reshape(params.gapFc.w, [c])),
-          tf.mul(x, tf.reshape(params.gmpFc.w, [c])),
-        ], 3) as tf.Tensor4D;
-        const fused = conv.apply(params.conv1x1, scaled);
+        // under spectral norm is `weight_orig`, not the normalised weight. The reference's
+        // conv1x1(concat(x * w_gap, x * w_gmp)) is computed as one conv of x with the 1x1
+        // filter's two halves scaled by w_gap and w_gmp: the same sum, without the 2C-channel
+        // tensor (half the multiplies, and no concat to split in the backward pass).
+        const [w1, w2] = tf.split(params.conv1x1.w, 2, 2);
+        const scaledW = tf.add(
+          tf.mul(w1, tf.reshape(params.gapFc.w, [1, 1, c, 1])),
+          tf.mul(w2, tf.reshape(params.gmpFc.w, [1, 1, c, 1])),
+        ) as tf.Tensor4D;
+        const fused = tf.add(tf.conv2d(x, scaledW, 1, "valid"), params.conv1x1.b!) as tf.Tensor4D;
         const features = config.activation === "relu" ? tf.relu(fused) : tf.leakyRelu(fused, 0.2);
         const out: CamOutput = {
           features,

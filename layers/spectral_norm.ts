@@ -29,8 +29,27 @@ export const stopGradient: <T extends tf.Tensor>(x: T) => T = tf.customGrad(
 ) as <T extends tf.Tensor>(x: T) => T;
 
 function normalize(x: tf.Tensor1D): tf.Tensor1D {
-  return tf.div(x, tf.maximum(tf.norm(x), EPS));
+  return tf.div(x, tf.maximum(tf.sqrt(tf.sum(tf.square(x))), EPS));
 }
+
+/**
+ * One power iteration on a weight matrix, `v = normalize(W^T u)`, `u = normalize(W v)`, as one
+ * taped op with a zero gradient: its inner ops are not taped, so the backward pass does not
+ * walk through them only to stop.
+ * @returns `[u; v]`, concatenated
+ */
+const powerIteration = tf.customGrad((mat, u0) => {
+  const m = mat as tf.Tensor2D;
+  const v = normalize(
+    tf.squeeze(tf.matMul(m, tf.reshape(u0 as tf.Tensor, [-1, 1]), true, false), [1]),
+  );
+  const u = normalize(tf.squeeze(tf.matMul(m, tf.reshape(v, [-1, 1])), [1]));
+  const [matShape, uShape] = [m.shape, (u0 as tf.Tensor).shape];
+  return {
+    value: tf.concat([u, v]),
+    gradFunc: () => [tf.zeros(matShape), tf.zeros(uShape)],
+  };
+});
 
 /**
  * The matrix view of a conv weight, as torch takes it: HWIO `[kh, kw, in, out]` to
@@ -85,11 +104,9 @@ export function spectralNormalize<T extends tf.Tensor>(
     const mat = toMatrix(w);
     let { u, v } = state;
     if (training) {
-      const fixed = stopGradient(mat);
-      v = normalize(tf.squeeze(tf.matMul(fixed, tf.reshape(u, [-1, 1]), true, false), [1]));
-      u = normalize(tf.squeeze(tf.matMul(fixed, tf.reshape(v, [-1, 1])), [1]));
-      u = stopGradient(u);
-      v = stopGradient(v);
+      const uv = powerIteration(mat, u);
+      const rows = mat.shape[0];
+      [u, v] = [tf.slice(uv, 0, rows), tf.slice(uv, rows)] as tf.Tensor1D[];
     } else {
       u = u.clone();
       v = v.clone();

@@ -19,16 +19,18 @@ function cases(): Case[] {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
     return lo + (s % (hi - lo + 1));
   };
-  const out: Case[] = [[1, 9, 9, 3, 4, 3, 1, "valid"], [2, 16, 16, 8, 4, 4, 2, "valid"], [
-    1,
-    22,
-    22,
-    3,
-    4,
-    7,
-    1,
-    "valid",
-  ]];
+  // Fixed cases first: the model's kinds, then stride-1 valid ones with 16+ channels on either
+  // side, which the native kernels run tap by tap (wide rows, a 3-channel output, batches).
+  const out: Case[] = [
+    [1, 9, 9, 3, 4, 3, 1, "valid"],
+    [2, 16, 16, 8, 4, 4, 2, "valid"],
+    [1, 22, 22, 3, 4, 7, 1, "valid"],
+    [1, 10, 9, 16, 20, 3, 1, "valid"],
+    [2, 8, 11, 17, 16, 2, 1, "valid"],
+    [1, 13, 13, 20, 3, 5, 1, "valid"],
+    [2, 9, 9, 4, 16, 3, 1, "valid"],
+    [1, 7, 12, 18, 18, 1, 1, "valid"],
+  ];
   for (let i = 0; i < 9; i++) {
     const k = rnd(1, 5);
     const pads = ["valid", "same", 0, 1, 2] as const;
@@ -196,4 +198,41 @@ Deno.test("selectBackend() names the active backend and refuses unknown names wi
   assertEquals(tf.getBackend(), "wasm");
   // deno-lint-ignore no-explicit-any
   await assertRejects(() => selectBackend("tpu" as any), Error, '--backend: unknown backend "tpu"');
+});
+
+// Reductions over adjacent axes without the last one (ours on wasm), and a few the stock takes.
+const REDUCTIONS: [number[], number[], boolean][] = [
+  [[2, 5, 4, 3], [1, 2], false],
+  [[2, 5, 4, 3], [0, 1, 2], true],
+  [[3, 7], [0], false],
+  [[2, 3, 4], [-2], true],
+  [[2, 5, 4, 3], [1, 3], false],
+  [[2, 5, 4, 3], [3], true],
+  [[2, 5, 4, 3], [0, 1, 2, 3], false],
+];
+
+async function reductions(backend: "cpu" | "wasm") {
+  await selectBackend(backend);
+  const out: Float32Array[] = [];
+  for (const [i, [shape, axes, keep]] of REDUCTIONS.entries()) {
+    const x = tf.randomNormal(shape, 0, 1, "float32", 30 + i);
+    for (const op of [tf.sum, tf.mean, tf.max]) {
+      const y = op(x, axes, keep);
+      const [dx] = tf.grads((a) => tf.sum(tf.square(op(a, axes, keep))))([x]);
+      out.push((await y.data()) as Float32Array, (await dx.data()) as Float32Array);
+      tf.dispose([y, dx]);
+    }
+    x.dispose();
+  }
+  return out;
+}
+
+Deno.test("wasm's sum, mean and max over leading axes (ours) match the cpu backend, gradients included", async () => {
+  const cpu = await reductions("cpu");
+  const wasm = await reductions("wasm");
+  for (let i = 0; i < cpu.length; i++) {
+    const [shape, axes, keep] = REDUCTIONS[Math.floor(i / 6)];
+    const what = `${["sum", "mean", "max"][Math.floor(i / 2) % 3]} ${i % 2 ? "gradient" : "value"}`;
+    await assertClose(wasm[i], cpu[i], 1e-6, `${what} of ${shape} over ${axes}, keepDims ${keep}`);
+  }
 });

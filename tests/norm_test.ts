@@ -1,6 +1,6 @@
 import * as tf from "@tensorflow/tfjs";
-import { assertAlmostEquals } from "@std/assert";
-import { adaLin, iln, initIln, instanceNorm, layerNorm } from "../layers/norm.ts";
+import { assertAlmostEquals, assertEquals } from "@std/assert";
+import { adaLin, iln, initIln, instanceNorm, layerNorm, setFusedNorms } from "../layers/norm.ts";
 import { selectBackend } from "../backends/mod.ts";
 import { assertClose, assertNoLeak } from "./helpers.ts";
 
@@ -68,3 +68,53 @@ Deno.test("norms leave no tensors behind", () => {
   assertNoLeak(() => iln(p, x));
   assertNoLeak(() => instanceNorm(x));
 });
+
+// Every input's gradient of a random weighting of the output, and the output itself.
+async function normResults(f: (x: tf.Tensor4D, p: tf.Tensor[]) => tf.Tensor, params: tf.Tensor[]) {
+  const xs = tf.randomNormal([2, 6, 5, 7], 0.5, 3, "float32", 21) as tf.Tensor4D;
+  const weight = tf.randomNormal([2, 6, 5, 7], 0, 1, "float32", 22);
+  const loss = (...a: tf.Tensor[]) => tf.sum(tf.mul(f(a[0] as tf.Tensor4D, a.slice(1)), weight));
+  const grads = tf.grads(loss)([xs, ...params]);
+  const y = f(xs, params);
+  const out = [await y.data(), ...(await Promise.all(grads.map((g) => g.data())))];
+  tf.dispose([xs, weight, y, ...grads]);
+  return out;
+}
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`one-kernel norms on ${backend} equal the composed ones, gradients included`, async () => {
+    await selectBackend(backend);
+    const rho = tf.randomUniform([7], 0, 1, "float32", 1);
+    const gamma = tf.randomNormal([2, 7], 1, 0.5, "float32", 2);
+    const beta = tf.randomNormal([2, 7], 0, 0.5, "float32", 3);
+    const cases: [string, (x: tf.Tensor4D, p: tf.Tensor[]) => tf.Tensor, tf.Tensor[]][] = [
+      ["instanceNorm", (x) => instanceNorm(x), []],
+      [
+        "adaLin",
+        (x, [r, g, b]) => adaLin(x, r as tf.Tensor1D, g as tf.Tensor2D, b as tf.Tensor2D),
+        [
+          rho,
+          gamma,
+          beta,
+        ],
+      ],
+      ["iln", (x, [r, g, b]) => iln({ rho: r, gamma: g, beta: b } as never, x), [
+        rho,
+        tf.randomNormal([7], 1, 0.5, "float32", 4),
+        tf.randomNormal([7], 0, 0.5, "float32", 5),
+      ]],
+    ];
+    for (const [name, f, params] of cases) {
+      setFusedNorms(false);
+      const composed = await normResults(f, params);
+      setFusedNorms(true);
+      const before = tf.memory().numTensors;
+      const fused = await normResults(f, params);
+      assertEquals(tf.memory().numTensors, before, `${name} leaves no tensors`);
+      const what = ["output", "dx", "drho", "dgamma", "dbeta"];
+      for (let i = 0; i < composed.length; i++) {
+        await assertClose(fused[i], composed[i], 2e-5, `${name} on ${backend}: ${what[i]}`);
+      }
+    }
+  });
+}

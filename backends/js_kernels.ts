@@ -1,0 +1,185 @@
+/**
+ * Kernels of ours in plain JavaScript over CPU memory ({@linkcode memoryOf}), for the wasm and
+ * cpu backends: reflection padding and its true gradient, and reductions over leading axes.
+ *
+ * - `UgatitReflectPad` / `UgatitReflectPadGrad`: PyTorch's `ReflectionPad2d` on NHWC and its
+ *   gradient. TensorFlow.js's own MirrorPad gradient only crops (it drops what the mirrored
+ *   border pixels received), so the reflection pad is our op throughout.
+ * - `Sum`, `Mean`, `Max` over a block of adjacent axes that leaves the last axis out (an NHWC
+ *   tensor over H and W, a bias gradient over N, H and W) as one strided loop; the stock wasm
+ *   kernels transpose the reduced axes to the end first, a copy of the whole tensor.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { memoryOf } from "./memory.ts";
+
+type Info = tf.TensorInfo;
+type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
+
+/** The forward kernel's name: input `{x}` NHWC, attributes {@linkcode ReflectPadAttrs}. */
+export const REFLECT_PAD = "UgatitReflectPad";
+/** The gradient kernel's name: input `{dy}`, the same attributes. */
+export const REFLECT_PAD_GRAD = "UgatitReflectPadGrad";
+/** Rows and columns added on each side. */
+export interface ReflectPadAttrs {
+  /** Rows above and below. */
+  readonly padH: number;
+  /** Columns left and right. */
+  readonly padW: number;
+}
+
+// Where padded coordinate `k` (already shifted by the pad) reads from in a length-`n` axis.
+const reflect = (k: number, n: number) => (k < 0 ? -k : k >= n ? 2 * n - 2 - k : k);
+
+/**
+ * Reflection padding on arrays, forward (`fold = false`: `y[i, j] = x[refl(i), refl(j)]`) or its
+ * gradient (`fold = true`: `dx[refl(i), refl(j)] += dy[i, j]`, dx zeroed first).
+ */
+export function reflectPad(
+  small: Float32Array,
+  big: Float32Array,
+  [n, h, w, c]: number[],
+  { padH, padW }: ReflectPadAttrs,
+  fold: boolean,
+): void {
+  const [hp, wp] = [h + 2 * padH, w + 2 * padW];
+  if (fold) small.fill(0);
+  for (let s = 0; s < n; s++) {
+    for (let i = 0; i < hp; i++) {
+      const r = reflect(i - padH, h);
+      const src = ((s * h + r) * w) * c;
+      const dst = ((s * hp + i) * wp) * c;
+      if (!fold) big.set(small.subarray(src, src + w * c), dst + padW * c);
+      for (let j = 0; j < wp; j++) {
+        if (!fold && j >= padW && j < padW + w) continue; // the middle is copied above
+        const a = src + reflect(j - padW, w) * c;
+        const b = dst + j * c;
+        if (fold) { for (let q = 0; q < c; q++) small[a + q] += big[b + q]; }
+        else for (let q = 0; q < c; q++) big[b + q] = small[a + q];
+      }
+    }
+  }
+}
+
+function reflectPadKernel({ inputs, backend, attrs }: Args): Info {
+  const { x } = inputs as { x: Info };
+  const a = attrs as unknown as ReflectPadAttrs;
+  const [n, h, w, c] = x.shape;
+  const mem = memoryOf(backend);
+  const y = mem.alloc([n, h + 2 * a.padH, w + 2 * a.padW, c]);
+  reflectPad(mem.view(x), mem.view(y), x.shape, a, false);
+  return y;
+}
+
+function reflectPadGradKernel({ inputs, backend, attrs }: Args): Info {
+  const { dy } = inputs as { dy: Info };
+  const a = attrs as unknown as ReflectPadAttrs;
+  const [n, hp, wp, c] = dy.shape;
+  const mem = memoryOf(backend);
+  const shape = [n, hp - 2 * a.padH, wp - 2 * a.padW, c];
+  const dx = mem.alloc(shape);
+  reflectPad(mem.view(dx), mem.view(dy), shape, a, true);
+  return dx;
+}
+
+/**
+ * `Sum`, `Mean` or `Max` over a block of adjacent axes without the last one.
+ * @param op which reduction
+ * @param args the kernel's input `{x}`, backend and attributes `{axis, keepDims}`
+ * @returns the reduction, or undefined where the axes are not such a block
+ */
+export function reduceLeadingAxes(op: "Sum" | "Mean" | "Max", args: Args): Info | undefined {
+  const { x } = args.inputs as { x: Info };
+  const { axis, keepDims } = args.attrs as unknown as {
+    axis: number | number[] | null | undefined;
+    keepDims: boolean;
+  };
+  const rank = x.shape.length;
+  if (axis === null || axis === undefined) return undefined; // every axis, the last included
+  const axes = [...new Set((Array.isArray(axis) ? axis : [axis]).map((a) => (a + rank) % rank))]
+    .sort((a, b) => a - b);
+  const [first, last] = [axes[0], axes[axes.length - 1]];
+  if (
+    x.dtype !== "float32" || !axes.length || last === rank - 1 || last - first + 1 !== axes.length
+  ) {
+    return undefined;
+  }
+  const size = (dims: number[]) => dims.reduce((p, q) => p * q, 1);
+  const outer = size(x.shape.slice(0, first));
+  const red = size(x.shape.slice(first, last + 1));
+  const inner = size(x.shape.slice(last + 1));
+  const shape = keepDims
+    ? x.shape.map((d, i) => (i >= first && i <= last ? 1 : d))
+    : x.shape.filter((_, i) => i < first || i > last);
+  const mem = memoryOf(args.backend);
+  const out = mem.alloc(shape);
+  const [xs, ys] = [mem.view(x), mem.view(out)];
+  const acc = new Float64Array(inner);
+  for (let o = 0; o < outer; o++) {
+    const base = o * red * inner;
+    acc.fill(op === "Max" ? -Infinity : 0);
+    for (let r = 0, i = base; r < red; r++) {
+      if (op === "Max") {
+        for (let j = 0; j < inner; j++, i++) {
+          if (xs[i] > acc[j] || Number.isNaN(xs[i])) acc[j] = xs[i];
+        }
+      } else for (let j = 0; j < inner; j++, i++) acc[j] += xs[i];
+    }
+    const scale = op === "Mean" ? 1 / red : 1;
+    for (let j = 0; j < inner; j++) ys[o * inner + j] = acc[j] * scale;
+  }
+  return out;
+}
+
+/** The backends these kernels run on. */
+export const JS_KERNEL_BACKENDS = ["wasm", "cpu"] as const;
+
+/**
+ * Puts `kernel` in front of a backend's own kernel `name`; where ours gives undefined, theirs runs.
+ * @param name the kernel name
+ * @param backendName the backend
+ * @param kernel ours
+ */
+export function overrideKernel(
+  name: string,
+  backendName: string,
+  kernel: (args: Args) => Info | undefined,
+) {
+  const stock = tf.getKernel(name, backendName);
+  if (!stock) throw new Error(`${backendName} backend: kernel ${name} is missing`);
+  tf.unregisterKernel(name, backendName);
+  tf.registerKernel({
+    kernelName: name,
+    backendName,
+    kernelFunc: ((args: Args) =>
+      kernel(args) ?? stock.kernelFunc(args as Parameters<tf.KernelFunc>[0])) as tf.KernelFunc,
+    setupFunc: stock.setupFunc,
+    disposeFunc: stock.disposeFunc,
+  });
+}
+
+const registered = new Set<string>();
+
+/**
+ * Registers these kernels for a backend (once per backend; call after the backend's own kernels
+ * are registered, i.e. after importing it).
+ * @param backendName `wasm` or `cpu`
+ */
+export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]): void {
+  if (registered.has(backendName)) return;
+  registered.add(backendName);
+  tf.registerKernel({
+    kernelName: REFLECT_PAD,
+    backendName,
+    kernelFunc: reflectPadKernel as unknown as tf.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: REFLECT_PAD_GRAD,
+    backendName,
+    kernelFunc: reflectPadGradKernel as unknown as tf.KernelFunc,
+  });
+  for (const op of ["Sum", "Mean", "Max"] as const) {
+    overrideKernel(op, backendName, (args) => reduceLeadingAxes(op, args));
+  }
+}
