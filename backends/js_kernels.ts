@@ -5,6 +5,8 @@
  * - `UgatitReflectPad` / `UgatitReflectPadGrad`: PyTorch's `ReflectionPad2d` on NHWC and its
  *   gradient. TensorFlow.js's own MirrorPad gradient only crops (it drops what the mirrored
  *   border pixels received), so the reflection pad is our op throughout.
+ * - `UgatitAdamUpdate`: the reference optimiser's whole per-tensor update (coupled weight decay,
+ *   Adam's moments, bias correction, learning rate) as one pass instead of about fifteen ops.
  * - `Sum`, `Mean`, `Max` over a block of adjacent axes that leaves the last axis out (an NHWC
  *   tensor over H and W, a bias gradient over N, H and W) as one strided loop; the stock wasm
  *   kernels transpose the reduced axes to the end first, a copy of the whole tensor.
@@ -81,6 +83,71 @@ function reflectPadGradKernel({ inputs, backend, attrs }: Args): Info {
   const dx = mem.alloc(shape);
   reflectPad(mem.view(dx), mem.view(dy), shape, a, true);
   return dx;
+}
+
+/** The Adam kernel's name: inputs `{g, p, m, v}`, outputs `[update, m, v]`. */
+export const ADAM_UPDATE = "UgatitAdamUpdate";
+/** The Adam kernel's attributes. */
+export interface AdamUpdateAttrs {
+  /** Coupled L2 weight decay (added to the gradient). */
+  readonly weightDecay: number;
+  /** First-moment decay. */
+  readonly b1: number;
+  /** Second-moment decay. */
+  readonly b2: number;
+  /** Added to the root of the second moment. */
+  readonly eps: number;
+  /** Bias corrections `1 - b1^t` and `1 - b2^t`. */
+  readonly c1: number;
+  /** See c1. */
+  readonly c2: number;
+  /** The learning rate of this step. */
+  readonly lr: number;
+}
+
+/**
+ * One Adam step on arrays: `g' = g + wd p`, `m = b1 m + (1 - b1) g'`, `v = b2 v + (1 - b2) g'^2`,
+ * `update = -lr (m / c1) / (sqrt(v / c2) + eps)`; `m` and `v` are written to `mOut`, `vOut`.
+ */
+export function adamUpdate(
+  g: Float32Array,
+  p: Float32Array,
+  m: Float32Array,
+  v: Float32Array,
+  update: Float32Array,
+  mOut: Float32Array,
+  vOut: Float32Array,
+  { weightDecay, b1, b2, eps, c1, c2, lr }: AdamUpdateAttrs,
+): void {
+  // (m / c1) / (sqrt(v / c2) + eps) with one division: scalar divisions are the loop's cost.
+  const step = -lr / c1;
+  const root = 1 / Math.sqrt(c2);
+  for (let i = 0; i < g.length; i++) {
+    const gi = g[i] + weightDecay * p[i];
+    const mi = Math.fround(b1 * m[i] + (1 - b1) * gi);
+    const vi = Math.fround(b2 * v[i] + (1 - b2) * gi * gi);
+    mOut[i] = mi;
+    vOut[i] = vi;
+    update[i] = step * mi / (Math.sqrt(vi) * root + eps);
+  }
+}
+
+function adamKernel({ inputs, backend, attrs }: Args): Info[] {
+  const { g, p, m, v } = inputs as Record<string, Info>;
+  const mem = memoryOf(backend);
+  const outs = [mem.alloc(g.shape), mem.alloc(g.shape), mem.alloc(g.shape)];
+  const [u, mo, vo] = outs.map(mem.view);
+  adamUpdate(
+    mem.view(g),
+    mem.view(p),
+    mem.view(m),
+    mem.view(v),
+    u,
+    mo,
+    vo,
+    attrs as unknown as AdamUpdateAttrs,
+  );
+  return outs;
 }
 
 /**
@@ -178,6 +245,11 @@ export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]
     kernelName: REFLECT_PAD_GRAD,
     backendName,
     kernelFunc: reflectPadGradKernel as unknown as tf.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: ADAM_UPDATE,
+    backendName,
+    kernelFunc: adamKernel as unknown as tf.KernelFunc,
   });
   for (const op of ["Sum", "Mean", "Max"] as const) {
     overrideKernel(op, backendName, (args) => reduceLeadingAxes(op, args));

@@ -33,43 +33,76 @@ function normalize(x: tf.Tensor1D): tf.Tensor1D {
 }
 
 /**
- * One power iteration on a weight matrix, `v = normalize(W^T u)`, `u = normalize(W v)`, as one
- * taped op with a zero gradient: its inner ops are not taped, so the backward pass does not
- * walk through them only to stop.
+ * One power iteration, on `A = W^T` (`[cols, rows]`): `v = normalize(A u)`, `u = normalize(A^T v)`,
+ * as one taped op with a zero gradient: its inner ops are not taped, so the backward pass does
+ * not walk through them only to stop.
  * @returns `[u; v]`, concatenated
  */
-const powerIteration = tf.customGrad((mat, u0) => {
-  const m = mat as tf.Tensor2D;
-  const v = normalize(
-    tf.squeeze(tf.matMul(m, tf.reshape(u0 as tf.Tensor, [-1, 1]), true, false), [1]),
-  );
-  const u = normalize(tf.squeeze(tf.matMul(m, tf.reshape(v, [-1, 1])), [1]));
-  const [matShape, uShape] = [m.shape, (u0 as tf.Tensor).shape];
+const powerIteration = tf.customGrad((at, u0) => {
+  const a = at as tf.Tensor2D;
+  const v = normalize(tf.squeeze(tf.matMul(a, tf.reshape(u0 as tf.Tensor, [-1, 1])), [1]));
+  const u = normalize(tf.squeeze(tf.matMul(a, tf.reshape(v, [-1, 1]), true, false), [1]));
+  const [aShape, uShape] = [a.shape, (u0 as tf.Tensor).shape];
   return {
     value: tf.concat([u, v]),
-    gradFunc: () => [tf.zeros(matShape), tf.zeros(uShape)],
+    gradFunc: () => [tf.zeros(aShape), tf.zeros(uShape)],
   };
 });
 
 /**
+ * How a weight is seen as torch's matrix `W` (`[rows, cols]`) without moving it: `columns(w)` is
+ * `W^T` with its rows in the weight's own order, and `toTorch` / `fromTorch` reorder a
+ * `[cols]` vector between that order and torch's.
+ */
+export interface MatrixView {
+  /** `W^T`, rows in the weight's order: a reshape, no copy. */
+  columns(w: tf.Tensor): tf.Tensor2D;
+  /** A `[cols]` vector from the weight's order to torch's. */
+  toTorch(v: tf.Tensor1D, w: tf.Tensor): tf.Tensor1D;
+  /** A `[cols]` vector from torch's order to the weight's. */
+  fromTorch(v: tf.Tensor1D, w: tf.Tensor): tf.Tensor1D;
+}
+
+/** A weight's torch matrix, with the copy-free view that spectral norm uses. */
+export type WeightMatrix = ((w: tf.Tensor) => tf.Tensor2D) & { readonly view?: MatrixView };
+
+/**
  * The matrix view of a conv weight, as torch takes it: HWIO `[kh, kw, in, out]` to
- * `[out, in * kh * kw]` in OIHW order, so that `u` and `v` match the reference's.
+ * `[out, in * kh * kw]` in OIHW order, so that `u` and `v` match the reference's. Spectral norm
+ * uses its `view`: the HWIO weight reshaped to `[kh * kw * in, out]`, with only `v` reordered.
  * @param w conv weight, HWIO
  * @returns `[out, in * kh * kw]`
  */
-export function convWeightMatrix(w: tf.Tensor): tf.Tensor2D {
+export const convWeightMatrix: WeightMatrix = Object.assign((w: tf.Tensor) => {
   const [kh, kw, cin, cout] = w.shape;
-  return tf.reshape(tf.transpose(w, [3, 2, 0, 1]), [cout, cin * kh * kw]);
-}
+  return tf.reshape(tf.transpose(w, [3, 2, 0, 1]), [cout, cin * kh * kw]) as tf.Tensor2D;
+}, {
+  view: {
+    columns: (w: tf.Tensor) => tf.reshape(w, [-1, w.shape[3]!]) as tf.Tensor2D,
+    toTorch: (v: tf.Tensor1D, w: tf.Tensor) =>
+      tf.reshape(tf.transpose(tf.reshape(v, w.shape.slice(0, 3)), [2, 0, 1]), [-1]) as tf.Tensor1D,
+    fromTorch: (v: tf.Tensor1D, w: tf.Tensor) =>
+      tf.reshape(tf.transpose(tf.reshape(v, [w.shape[2]!, w.shape[0], w.shape[1]!]), [1, 2, 0]), [
+        -1,
+      ]) as tf.Tensor1D,
+  },
+});
 
 /**
- * The matrix view of a linear weight: `[in, out]` to `[out, in]`.
+ * The matrix view of a linear weight: `[in, out]` to `[out, in]`; the weight itself is `W^T`.
  * @param w linear weight `[in, out]`
  * @returns `[out, in]`
  */
-export function linearWeightMatrix(w: tf.Tensor): tf.Tensor2D {
-  return tf.transpose(w as tf.Tensor2D);
-}
+export const linearWeightMatrix: WeightMatrix = Object.assign(
+  (w: tf.Tensor) => tf.transpose(w as tf.Tensor2D),
+  {
+    view: {
+      columns: (w: tf.Tensor) => w as tf.Tensor2D,
+      toTorch: (v: tf.Tensor1D) => v,
+      fromTorch: (v: tf.Tensor1D) => v,
+    },
+  },
+);
 
 /**
  * Draws the initial state for a weight whose matrix view is `[rows, cols]`: unit vectors from
@@ -96,22 +129,31 @@ export function initSpectralNormState(key: Key, rows: number, cols: number): Spe
  */
 export function spectralNormalize<T extends tf.Tensor>(
   w: T,
-  toMatrix: (w: tf.Tensor) => tf.Tensor2D,
+  toMatrix: WeightMatrix,
   state: SpectralNormState,
   training: boolean,
 ): [T, SpectralNormState] {
   return tidy(() => {
-    const mat = toMatrix(w);
+    // A = W^T; with a view it is the weight itself reshaped, and v is reordered instead.
+    const view: MatrixView = toMatrix.view ?? {
+      columns: (t) => tf.transpose(toMatrix(t)),
+      toTorch: (v) => v,
+      fromTorch: (v) => v,
+    };
+    const at = view.columns(w);
     let { u, v } = state;
+    let vOwn: tf.Tensor1D;
     if (training) {
-      const uv = powerIteration(mat, u);
-      const rows = mat.shape[0];
-      [u, v] = [tf.slice(uv, 0, rows), tf.slice(uv, rows)] as tf.Tensor1D[];
+      const uv = powerIteration(at, u);
+      const rows = at.shape[1];
+      [u, vOwn] = [tf.slice(uv, 0, rows), tf.slice(uv, rows)] as tf.Tensor1D[];
+      v = view.toTorch(vOwn, w);
     } else {
       u = u.clone();
       v = v.clone();
+      vOwn = view.fromTorch(v, w);
     }
-    const wv = tf.squeeze(tf.matMul(mat, tf.reshape(v, [-1, 1])), [1]);
+    const wv = tf.squeeze(tf.matMul(at, tf.reshape(vOwn, [-1, 1]), true, false), [1]);
     const sigma = tf.sum(tf.mul(u, wv));
     return [tf.div(w, sigma) as T, { u, v }];
   });

@@ -10,6 +10,8 @@ import {
   scaleByAdam,
 } from "../train/optim.ts";
 import { selectBackend } from "../backends/mod.ts";
+import { setFusedAdam } from "../train/optim.ts";
+import { assertClose } from "./helpers.ts";
 
 await selectBackend("cpu");
 
@@ -55,3 +57,37 @@ Deno.test("chain() composes transformations in order and clipRho() clips only rh
   assertEquals(Array.from(clipped["a.rho"].dataSync()), [0, 0.5, 1]);
   assertEquals(Array.from(clipped["a.w"].dataSync()), [-3, 3]);
 });
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`referenceAdam() as one kernel on ${backend} equals the composed chain`, async () => {
+    await selectBackend(backend);
+    const params = {
+      a: tf.randomNormal([3, 4], 0, 1, "float32", 1),
+      b: tf.randomNormal([5], 0, 1, "float32", 2),
+    };
+    const run = (fused: boolean) => {
+      setFusedAdam(fused);
+      const opt = referenceAdam({ lr: 0.01, weightDecay: 1e-4, iterations: 4, decay: true });
+      let state = opt.init(params);
+      let p: Record<string, tf.Tensor> = { ...params };
+      for (let step = 0; step < 4; step++) {
+        const grads = {
+          a: tf.randomNormal([3, 4], 0, 1, "float32", 10 + step),
+          b: tf.randomNormal([5], 0, 1, "float32", 20 + step),
+        };
+        const [updates, next] = opt.update(grads, state, p);
+        p = applyUpdates(p, updates) as Record<string, tf.Tensor>;
+        state = next;
+      }
+      setFusedAdam(true);
+      return { p, state: state as [unknown, { count: number; mu: Record<string, tf.Tensor> }] };
+    };
+    const composed = run(false);
+    const fused = run(true);
+    assertEquals(fused.state[1].count, 4);
+    for (const k of ["a", "b"]) {
+      await assertClose(fused.p[k], composed.p[k], 1e-6, `parameter ${k}`);
+      await assertClose(fused.state[1].mu[k], composed.state[1].mu[k], 1e-6, `first moment ${k}`);
+    }
+  });
+}

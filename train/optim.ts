@@ -9,6 +9,22 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { tidy } from "../layers/tree.ts";
+import { ADAM_UPDATE } from "../backends/js_kernels.ts";
+
+let fusedAdamAllowed = true;
+
+/**
+ * Turns the one-kernel Adam update off (the composed chain everywhere) or back on; it is used only
+ * where the active backend has it (wasm, cpu). For tests and comparisons.
+ * @param on whether to use it
+ */
+export function setFusedAdam(on: boolean): void {
+  fusedAdamAllowed = on;
+}
+
+function fusedAdamHere(): boolean {
+  return fusedAdamAllowed && tf.getKernel(ADAM_UPDATE, tf.getBackend()) !== undefined;
+}
 
 /** Flat parameters (or gradients, or updates) by dotted path. */
 export type Flat = Readonly<Record<string, tf.Tensor>>;
@@ -145,6 +161,8 @@ export function chain(...ts: GradientTransformation<any>[]): GradientTransformat
 
 /**
  * The reference's optimiser: Adam (0.5, 0.999, 1e-8) with coupled weight decay and its schedule.
+ * It is the chain of the three transformations above; where the backend has our Adam kernel
+ * (wasm, cpu) the chain runs as one kernel per tensor, with the same state layout.
  * @param options lr, weight decay, iterations, decay flag
  * @returns the transformation
  */
@@ -156,19 +174,49 @@ export function referenceAdam(
     decay: boolean;
   },
 ): GradientTransformation<unknown[]> {
-  return chain(
+  const [b1, b2, eps] = [0.5, 0.999, 1e-8];
+  const schedule = referenceSchedule(lr, iterations, decay);
+  const composed = chain(
     addDecayedWeights(weightDecay),
-    scaleByAdam(),
-    scaleByLearningRate(referenceSchedule(lr, iterations, decay)),
+    scaleByAdam({ b1, b2, eps }),
+    scaleByLearningRate(schedule),
   );
+  return {
+    init: composed.init,
+    update(grads, state, params) {
+      if (!fusedAdamHere()) return composed.update(grads, state, params);
+      // The same chain as one kernel per tensor, with the chain's state layout.
+      const [decayState, adam, lrState] = state as [
+        Record<never, never>,
+        AdamState,
+        { count: number },
+      ];
+      const count = adam.count + 1;
+      const attrs = {
+        weightDecay,
+        b1,
+        b2,
+        eps,
+        c1: 1 - b1 ** count,
+        c2: 1 - b2 ** count,
+        lr: schedule(lrState.count + 1),
+      } as unknown as tf.NamedAttrMap;
+      const updates: Record<string, tf.Tensor> = {};
+      const mu: Record<string, tf.Tensor> = {};
+      const nu: Record<string, tf.Tensor> = {};
+      for (const [k, g] of Object.entries(grads)) {
+        const inputs = { g, p: params[k], m: adam.mu[k], v: adam.nu[k] };
+        [updates[k], mu[k], nu[k]] = tf.engine().runKernel(
+          ADAM_UPDATE,
+          inputs,
+          attrs,
+        ) as tf.Tensor[];
+      }
+      return [updates, [decayState, { count, mu, nu }, { count: lrState.count + 1 }]];
+    },
+  };
 }
 
-/**
- * `params + updates`.
- * @param params the parameters
- * @param updates the updates
- * @returns new parameters (the inputs are not disposed)
- */
 export function applyUpdates(params: Flat, updates: Flat): Flat {
   return tidy(() => mapFlat(params, (p, k) => tf.add(p, updates[k])));
 }
