@@ -156,8 +156,9 @@ const SHIFTED_MIN_CHANNELS = 16;
 /**
  * The tap-by-tap form of a stride-1 unpadded convolution, for a geometry and the channel count
  * its multiplies would contract over; undefined where it does not apply. Output pixel `(y, x)`
- * sits at row `q = y W + x` of an "extended" output of `(outH - 1) W + outW` rows (the rows with
- * `x >= outW` are junk), and tap `(a, b)` reads input row `q + a W + b`.
+ * of sample `s` sits at row `q = (s H + y) W + x` of an "extended" output laid over the whole
+ * batch (`(N H - 1) W`-odd rows; those with `x >= outW` or `y >= outH` are junk), and tap
+ * `(a, b)` reads input row `q + a W + b`: one multiply per tap for the whole batch.
  */
 function shifted(g: ConvGeometry, channels: number) {
   if (
@@ -165,15 +166,28 @@ function shifted(g: ConvGeometry, channels: number) {
     g.outHeight !== g.inHeight - g.filterHeight + 1 ||
     g.outWidth !== g.inWidth - g.filterWidth + 1 || channels < SHIFTED_MIN_CHANNELS
   ) return undefined;
-  return { rows: (g.outHeight - 1) * g.inWidth + g.outWidth, width: g.inWidth };
+  const plane = g.inHeight * g.inWidth;
+  return {
+    rows: (g.batchSize - 1) * plane + (g.outHeight - 1) * g.inWidth + g.outWidth,
+    width: g.inWidth,
+    plane,
+  };
 }
 
-/** Copies `dy` (one sample) onto the extended grid of width `width`, zeros in the junk rows. */
-function extend(dy: Float32Array, g: ConvGeometry, width: number, ext: Float32Array) {
-  const { outHeight: oh, outWidth: ow, outChannels: co } = g;
-  for (let y = 0; y < oh; y++) {
-    ext.set(dy.subarray(y * ow * co, (y + 1) * ow * co), y * width * co);
-    if (y < oh - 1) ext.fill(0, (y * width + ow) * co, (y + 1) * width * co);
+/** Copies `dy` onto the extended grid (see {@linkcode shifted}), zeros in the junk rows. */
+function extend(
+  dy: Float32Array,
+  g: ConvGeometry,
+  s: { width: number; plane: number },
+  ext: Float32Array,
+) {
+  const { batchSize: n, outHeight: oh, outWidth: ow, outChannels: co } = g;
+  ext.fill(0);
+  for (let b = 0; b < n; b++) {
+    for (let y = 0; y < oh; y++) {
+      const src = ((b * oh + y) * ow) * co;
+      ext.set(dy.subarray(src, src + ow * co), (b * s.plane + y * s.width) * co);
+    }
   }
 }
 
@@ -203,15 +217,29 @@ export function convForward(
   const s = shifted(g, ci);
   if (s) {
     const ext = scratchOf(s.rows * co);
+    for (let tap = 0; tap < g.filterHeight * g.filterWidth; tap++) {
+      const shift = Math.floor(tap / g.filterWidth) * s.width + (tap % g.filterWidth);
+      const wt = w.subarray(tap * ci * co);
+      gemm(
+        false,
+        false,
+        s.rows,
+        co,
+        ci,
+        1,
+        x.subarray(shift * ci),
+        ci,
+        wt,
+        co,
+        tap ? 1 : 0,
+        ext,
+        co,
+      );
+    }
     for (let b = 0; b < n; b++) {
-      for (let tap = 0; tap < g.filterHeight * g.filterWidth; tap++) {
-        const shift = Math.floor(tap / g.filterWidth) * s.width + (tap % g.filterWidth);
-        const src = x.subarray(b * inSize + shift * ci);
-        const wt = w.subarray(tap * ci * co);
-        gemm(false, false, s.rows, co, ci, 1, src, ci, wt, co, tap ? 1 : 0, ext, co);
-      }
       for (let r = 0; r < oh; r++) {
-        y.set(ext.subarray(r * s.width * co, (r * s.width + ow) * co), ((b * oh + r) * ow) * co);
+        const from = (b * s.plane + r * s.width) * co;
+        y.set(ext.subarray(from, from + ow * co), ((b * oh + r) * ow) * co);
       }
     }
     return;
@@ -252,29 +280,12 @@ export function convBackpropFilter(
   const s = shifted(g, ci);
   if (s) {
     const ext = scratchOf(s.rows * co);
-    for (let b = 0; b < n; b++) {
-      extend(dy.subarray(b * oh * ow * co), g, s.width, ext);
-      for (let tap = 0; tap < g.filterHeight * g.filterWidth; tap++) {
-        const shift = Math.floor(tap / g.filterWidth) * s.width + (tap % g.filterWidth);
-        const src = x.subarray(b * inSize + shift * ci);
-        gemm(
-          true,
-          false,
-          ci,
-          co,
-          s.rows,
-          1,
-          src,
-          ci,
-          ext,
-          co,
-          b ? 1 : 0,
-          dw.subarray(tap * ci * co),
-          co,
-        );
-      }
+    extend(dy, g, s, ext);
+    for (let tap = 0; tap < g.filterHeight * g.filterWidth; tap++) {
+      const shift = Math.floor(tap / g.filterWidth) * s.width + (tap % g.filterWidth);
+      const src = x.subarray(shift * ci);
+      gemm(true, false, ci, co, s.rows, 1, src, ci, ext, co, 0, dw.subarray(tap * ci * co), co);
     }
-    if (n === 0) dw.fill(0);
     return;
   }
   const l = forwardLowering(g);
@@ -336,14 +347,12 @@ export function convBackpropInput(
   if (sh) {
     // dx[q + a W + b] += dy_ext[q] w[a, b]^T, tap by tap, straight into dx.
     const ext = scratchOf(sh.rows * co);
+    extend(dy, g, sh, ext);
     dx.fill(0);
-    for (let s = 0; s < n; s++) {
-      extend(dy.subarray(s * outSize), g, sh.width, ext);
-      for (let tap = 0; tap < kh * kw; tap++) {
-        const shift = Math.floor(tap / kw) * sh.width + (tap % kw);
-        const dst = dx.subarray(s * inSize + shift * ci);
-        gemm(false, true, sh.rows, ci, co, 1, ext, co, w.subarray(tap * ci * co), co, 1, dst, ci);
-      }
+    for (let tap = 0; tap < kh * kw; tap++) {
+      const shift = Math.floor(tap / kw) * sh.width + (tap % kw);
+      const dst = dx.subarray(shift * ci);
+      gemm(false, true, sh.rows, ci, co, 1, ext, co, w.subarray(tap * ci * co), co, 1, dst, ci);
     }
     return;
   }

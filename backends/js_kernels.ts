@@ -36,7 +36,8 @@ const reflect = (k: number, n: number) => (k < 0 ? -k : k >= n ? 2 * n - 2 - k :
 
 /**
  * Reflection padding on arrays, forward (`fold = false`: `y[i, j] = x[refl(i), refl(j)]`) or its
- * gradient (`fold = true`: `dx[refl(i), refl(j)] += dy[i, j]`, dx zeroed first).
+ * gradient (`fold = true`: `dx[refl(i), refl(j)] += dy[i, j]`). Both copy the middle rows as
+ * blocks and visit only the border pixels one by one.
  */
 export function reflectPad(
   small: Float32Array,
@@ -46,19 +47,25 @@ export function reflectPad(
   fold: boolean,
 ): void {
   const [hp, wp] = [h + 2 * padH, w + 2 * padW];
-  if (fold) small.fill(0);
+  const row = w * c;
+  // Pixel (i, j) of the padded image and the pixel of the small one it mirrors.
+  const visit = (s: number, i: number, j: number) => {
+    const a = ((s * h + reflect(i - padH, h)) * w + reflect(j - padW, w)) * c;
+    const b = ((s * hp + i) * wp + j) * c;
+    if (fold) { for (let q = 0; q < c; q++) small[a + q] += big[b + q]; }
+    else for (let q = 0; q < c; q++) big[b + q] = small[a + q];
+  };
   for (let s = 0; s < n; s++) {
+    for (let r = 0; r < h; r++) {
+      const at = ((s * h + r) * w) * c;
+      const pat = ((s * hp + r + padH) * wp + padW) * c;
+      if (fold) small.set(big.subarray(pat, pat + row), at);
+      else big.set(small.subarray(at, at + row), pat);
+    }
     for (let i = 0; i < hp; i++) {
-      const r = reflect(i - padH, h);
-      const src = ((s * h + r) * w) * c;
-      const dst = ((s * hp + i) * wp) * c;
-      if (!fold) big.set(small.subarray(src, src + w * c), dst + padW * c);
+      const border = i < padH || i >= padH + h;
       for (let j = 0; j < wp; j++) {
-        if (!fold && j >= padW && j < padW + w) continue; // the middle is copied above
-        const a = src + reflect(j - padW, w) * c;
-        const b = dst + j * c;
-        if (fold) { for (let q = 0; q < c; q++) small[a + q] += big[b + q]; }
-        else for (let q = 0; q < c; q++) big[b + q] = small[a + q];
+        if (border || j < padW || j >= padW + w) visit(s, i, j);
       }
     }
   }

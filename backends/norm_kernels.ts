@@ -51,16 +51,21 @@ export function linNormForward(
     const off = s * hw * c;
     sum.fill(0);
     sq.fill(0);
-    for (let p = 0, i = off; p < hw; p++) for (let ch = 0; ch < c; ch++, i++) sum[ch] += x[i];
+    // One pass for both moments, in doubles (the float32 inputs are exact there; the cancellation
+    // in sum(x^2) - hw mean^2 costs digits only when |mean| / std is beyond 1e4).
+    for (let p = 0, i = off; p < hw; p++) {
+      for (let ch = 0; ch < c; ch++, i++) {
+        const v = x[i];
+        sum[ch] += v;
+        sq[ch] += v * v;
+      }
+    }
     let total = 0;
     for (let ch = 0; ch < c; ch++) total += sum[ch];
     const mu = total / (hw * c);
-    for (let ch = 0; ch < c; ch++) sum[ch] /= hw; // now the channel means
-    for (let p = 0, i = off; p < hw; p++) {
-      for (let ch = 0; ch < c; ch++, i++) {
-        const d = x[i] - sum[ch];
-        sq[ch] += d * d;
-      }
+    for (let ch = 0; ch < c; ch++) {
+      sum[ch] /= hw; // now the channel means
+      sq[ch] = Math.max(0, sq[ch] - hw * sum[ch] * sum[ch]); // now the squared deviations
     }
     let lnSq = 0;
     for (let ch = 0; ch < c; ch++) lnSq += sq[ch] + hw * (sum[ch] - mu) ** 2;

@@ -11,7 +11,9 @@ import {
   selectBackend,
   unflatten,
 } from "../mod.ts";
-import { assertNoLeak } from "./helpers.ts";
+import { assertClose, assertNoLeak } from "./helpers.ts";
+import { splitBatch } from "../train/step.ts";
+import type { GeneratorOutput } from "../layers/generator.ts";
 
 await selectBackend("cpu");
 
@@ -181,4 +183,39 @@ Deno.test("ablation variants: the name table matches init() and a gradient reach
   );
   const [out] = d.apply(params, state, x, true);
   assertEquals([out.camLogit, out.logit.shape], [undefined, [1, 6, 6, 1]]);
+});
+
+Deno.test("a generator pass on two stacked batches equals the two passes (values and gradients)", async () => {
+  for (const light of [true, false]) {
+    const g = generator({ ch: 4, nRes: 1, imgSize: 32, light });
+    const gp = flatten(g.init(3));
+    const a = tf.randomUniform([1, 32, 32, 3], -1, 1, "float32", 4) as tf.Tensor4D;
+    const b = tf.randomUniform([2, 32, 32, 3], -1, 1, "float32", 5) as tf.Tensor4D;
+    const wa = tf.randomNormal([1, 32, 32, 3], 0, 1, "float32", 6);
+    const wb = tf.randomNormal([2, 32, 32, 3], 0, 1, "float32", 7);
+    // A loss over both batches' images, CAM logits and heatmaps, with the passes apart or stacked.
+    const loss = (stacked: boolean) => (...ts: tf.Tensor[]) => {
+      // deno-lint-ignore no-explicit-any
+      const p = unflatten(Object.fromEntries(Object.keys(gp).map((k, i) => [k, ts[i]]))) as any;
+      const [oa, ob] = stacked
+        ? splitBatch(g.apply(p, tf.concat([a, b])), 1)
+        : [g.apply(p, a), g.apply(p, b)];
+      const terms = (o: GeneratorOutput, w: tf.Tensor) =>
+        tf.addN([tf.sum(tf.mul(o.image, w)), tf.sum(tf.square(o.camLogit!)), tf.mean(o.heatmap)]);
+      return tf.add(terms(oa, wa), tf.mul(terms(ob, wb), 2)) as tf.Scalar;
+    };
+    const apart = tf.valueAndGrads(loss(false))(Object.values(gp));
+    const stacked = tf.valueAndGrads(loss(true))(Object.values(gp));
+    await assertClose(stacked.value, apart.value, 1e-6, `loss (light ${light})`);
+    for (const [i, k] of Object.keys(gp).entries()) {
+      await assertClose(
+        stacked.grads[i],
+        apart.grads[i],
+        1e-5,
+        `gradient of ${k} (light ${light})`,
+      );
+    }
+    tf.dispose([a, b, wa, wb, apart.value, stacked.value, ...apart.grads, ...stacked.grads]);
+    dispose(unflatten(gp));
+  }
 });
