@@ -11,6 +11,10 @@
  * - input gradient: for stride 1, a forward convolution of `dY` with the filter flipped in space
  *   and its channels swapped (no scatter); for larger strides, `dcols = dY W^T` scattered back
  *   (col2im).
+ *
+ * Stride-1 convolutions avoid the full `cols`: with many channels, tap by tap on the tensors
+ * themselves (see `shifted`); with few (the 3-channel image layers), one multiply per filter row
+ * on a row-expanded copy (see `expandRows`).
  * A 1x1 stride-1 unpadded convolution is a single multiply on the tensors themselves. A stride-1
  * unpadded one with enough channels needs no `cols` at all: with the output laid out on the
  * input's row width, each filter tap `(a, b)` is one multiply of the input shifted by
@@ -129,6 +133,46 @@ function col2imAdd(cols: Float32Array, l: Lowering, y0: number, y1: number, dst:
   }
 }
 
+/**
+ * The row-expanded image of a stride-1 lowering, for output rows `[y0, y1)`: `E[y, x, (b, q)] =
+ * src[y0 + y - top, x + b - left, q]` for `y < y1 - y0 + kh - 1` (zeros outside the image). Tap row
+ * `a` of the filter then contracts `E` shifted down by `a` rows, a plain matrix with `kw * c`
+ * columns: `kh` multiplies and a copy `kw` times the image, instead of `kh * kw` times.
+ */
+function expandRows(src: Float32Array, l: Lowering, y0: number, y1: number, e: Float32Array) {
+  const { h, w, c, kh, kw, top, left, outW } = l;
+  const seg = kw * c;
+  let o = 0;
+  for (let y = y0; y < y1 + kh - 1; y++) {
+    const iy = y - top;
+    if (iy < 0 || iy >= h) {
+      e.fill(0, o, o + outW * seg);
+      o += outW * seg;
+      continue;
+    }
+    for (let x = 0; x < outW; x++, o += seg) {
+      const ix0 = x - left;
+      const base = (iy * w + ix0) * c;
+      if (ix0 >= 0 && ix0 + kw <= w) {
+        if (seg >= 64) e.set(src.subarray(base, base + seg), o);
+        else for (let j = 0; j < seg; j++) e[o + j] = src[base + j];
+        continue;
+      }
+      for (let b = 0; b < kw; b++) {
+        const ix = ix0 + b;
+        const oo = o + b * c;
+        if (ix < 0 || ix >= w) { for (let q = 0; q < c; q++) e[oo + q] = 0; }
+        else for (let q = 0, s = base + b * c; q < c; q++) e[oo + q] = src[s + q];
+      }
+    }
+  }
+}
+
+/** Output rows per band so that a band of the row-expanded image stays under BAND_FLOATS. */
+function expandedBandRows(l: Lowering): number {
+  return Math.max(1, Math.floor(BAND_FLOATS / (l.outW * l.kw * l.c)) - l.kh + 1);
+}
+
 function forwardLowering(g: ConvGeometry): Lowering {
   return {
     h: g.inHeight,
@@ -245,6 +289,38 @@ export function convForward(
     return;
   }
   const l = forwardLowering(g);
+  if (l.sh === 1 && l.sw === 1) {
+    const seg = l.kw * ci;
+    const rows = expandedBandRows(l);
+    for (let b = 0; b < n; b++) {
+      const src = x.subarray(b * inSize, (b + 1) * inSize);
+      for (let y0 = 0; y0 < oh; y0 += rows) {
+        const y1 = Math.min(oh, y0 + rows);
+        const e = scratchOf((y1 - y0 + l.kh - 1) * ow * seg);
+        expandRows(src, l, y0, y1, e);
+        const out = y.subarray(((b * oh + y0) * ow) * co);
+        for (let a = 0; a < l.kh; a++) {
+          const ea = e.subarray(a * ow * seg);
+          gemm(
+            false,
+            false,
+            (y1 - y0) * ow,
+            co,
+            seg,
+            1,
+            ea,
+            seg,
+            w.subarray(a * seg * co),
+            co,
+            a ? 1 : 0,
+            out,
+            co,
+          );
+        }
+      }
+    }
+    return;
+  }
   const k = l.kh * l.kw * ci;
   const rows = bandRows(ow, k);
   for (let b = 0; b < n; b++) {
@@ -289,6 +365,28 @@ export function convBackpropFilter(
     return;
   }
   const l = forwardLowering(g);
+  if (l.sh === 1 && l.sw === 1) {
+    const seg = l.kw * ci;
+    const rows = expandedBandRows(l);
+    let first = true;
+    for (let b = 0; b < n; b++) {
+      const src = x.subarray(b * inSize, (b + 1) * inSize);
+      for (let y0 = 0; y0 < oh; y0 += rows) {
+        const y1 = Math.min(oh, y0 + rows);
+        const e = scratchOf((y1 - y0 + l.kh - 1) * ow * seg);
+        expandRows(src, l, y0, y1, e);
+        const band = dy.subarray(((b * oh + y0) * ow) * co);
+        for (let a = 0; a < l.kh; a++) {
+          const ea = e.subarray(a * ow * seg);
+          const dwa = dw.subarray(a * seg * co);
+          gemm(true, false, seg, co, (y1 - y0) * ow, 1, ea, seg, band, co, first ? 0 : 1, dwa, co);
+        }
+        first = false;
+      }
+    }
+    if (first) dw.fill(0); // an empty output: no gradient
+    return;
+  }
   const k = l.kh * l.kw * ci;
   const rows = bandRows(ow, k);
   let beta = 0;
@@ -383,29 +481,33 @@ export function convBackpropInput(
       left: kw - 1 - g.padInfo.left,
       outW: wi,
     };
-    const rows = bandRows(wi, k);
+    const seg = kw * co;
+    const rows = expandedBandRows(l);
     for (let s = 0; s < n; s++) {
       const src = dy.subarray(s * outSize, (s + 1) * outSize);
       for (let y0 = 0; y0 < h; y0 += rows) {
         const y1 = Math.min(h, y0 + rows);
-        const m = (y1 - y0) * wi;
-        const cols = scratchOf(m * k);
-        im2col(src, l, y0, y1, cols);
-        gemm(
-          false,
-          false,
-          m,
-          ci,
-          k,
-          1,
-          cols,
-          k,
-          wf,
-          ci,
-          0,
-          dx.subarray((s * h + y0) * wi * ci),
-          ci,
-        );
+        const e = scratchOf((y1 - y0 + kh - 1) * wi * seg);
+        expandRows(src, l, y0, y1, e);
+        const out = dx.subarray((s * h + y0) * wi * ci);
+        for (let a = 0; a < kh; a++) {
+          const ea = e.subarray(a * wi * seg);
+          gemm(
+            false,
+            false,
+            (y1 - y0) * wi,
+            ci,
+            seg,
+            1,
+            ea,
+            seg,
+            wf.subarray(a * seg * ci),
+            ci,
+            a ? 1 : 0,
+            out,
+            ci,
+          );
+        }
       }
     }
     return;
