@@ -5,6 +5,9 @@
  * - `UgatitReflectPad` / `UgatitReflectPadGrad`: PyTorch's `ReflectionPad2d` on NHWC and its
  *   gradient. TensorFlow.js's own MirrorPad gradient only crops (it drops what the mirrored
  *   border pixels received), so the reflection pad is our op throughout.
+ * - `UgatitUpsample2x` / `UgatitUpsample2xGrad`: nearest-neighbour upsampling by 2 (NHWC) and
+ *   its gradient (each 2x2 block summed), as block copies; composed from concat and reshape it
+ *   costs four kernels each way, and the wasm backend's split is a slow general loop.
  * - `UgatitAdamUpdate`: the reference optimiser's whole per-tensor update (coupled weight decay,
  *   Adam's moments, bias correction, learning rate) as one pass instead of about fifteen ops.
  * - `Sum`, `Mean`, `Max` over a block of adjacent axes that leaves the last axis out (an NHWC
@@ -89,6 +92,65 @@ function reflectPadGradKernel({ inputs, backend, attrs }: Args): Info {
   const shape = [n, hp - 2 * a.padH, wp - 2 * a.padW, c];
   const dx = mem.alloc(shape);
   reflectPad(mem.view(dx), mem.view(dy), shape, a, true);
+  return dx;
+}
+
+/** The upsampling kernel's name: input `{x}` NHWC, output `[N, 2H, 2W, C]`. */
+export const UPSAMPLE_2X = "UgatitUpsample2x";
+/** Its gradient's name: input `{dy}` `[N, 2H, 2W, C]`, output `[N, H, W, C]`. */
+export const UPSAMPLE_2X_GRAD = "UgatitUpsample2xGrad";
+
+/**
+ * Nearest-neighbour upsampling by 2 on arrays (`fold = false`), or its gradient (`fold = true`:
+ * `dx[i, j] = sum of dy over the 2x2 block (2i, 2j)`).
+ */
+export function upsample2x(
+  small: Float32Array,
+  big: Float32Array,
+  [n, h, w, c]: number[],
+  fold: boolean,
+): void {
+  const bigRow = 2 * w * c;
+  for (let r = 0; r < n * h; r++) {
+    const top = 2 * r * bigRow;
+    const bottom = top + bigRow;
+    const src = r * w * c;
+    if (!fold) {
+      for (let j = 0; j < w; j++) {
+        const a = src + j * c;
+        const b = top + 2 * j * c;
+        for (let q = 0; q < c; q++) big[b + q] = big[b + c + q] = small[a + q];
+      }
+      big.copyWithin(bottom, top, bottom);
+      continue;
+    }
+    for (let j = 0; j < w; j++) {
+      const a = src + j * c;
+      const b = 2 * j * c;
+      for (let q = 0; q < c; q++) {
+        small[a + q] = big[top + b + q] + big[top + b + c + q] + big[bottom + b + q] +
+          big[bottom + b + c + q];
+      }
+    }
+  }
+}
+
+function upsampleKernel({ inputs, backend }: Args): Info {
+  const { x } = inputs as { x: Info };
+  const [n, h, w, c] = x.shape;
+  const mem = memoryOf(backend);
+  const y = mem.alloc([n, 2 * h, 2 * w, c]);
+  upsample2x(mem.view(x), mem.view(y), x.shape, false);
+  return y;
+}
+
+function upsampleGradKernel({ inputs, backend }: Args): Info {
+  const { dy } = inputs as { dy: Info };
+  const [n, h2, w2, c] = dy.shape;
+  const shape = [n, h2 / 2, w2 / 2, c];
+  const mem = memoryOf(backend);
+  const dx = mem.alloc(shape);
+  upsample2x(mem.view(dx), mem.view(dy), shape, true);
   return dx;
 }
 
@@ -252,6 +314,16 @@ export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]
     kernelName: REFLECT_PAD_GRAD,
     backendName,
     kernelFunc: reflectPadGradKernel as unknown as tf.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: UPSAMPLE_2X,
+    backendName,
+    kernelFunc: upsampleKernel as unknown as tf.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: UPSAMPLE_2X_GRAD,
+    backendName,
+    kernelFunc: upsampleGradKernel as unknown as tf.KernelFunc,
   });
   tf.registerKernel({
     kernelName: ADAM_UPDATE,

@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { assertEquals } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
 import { foldReflection, reflectionPad } from "../layers/conv.ts";
+import { upsampleNearest2x, upsampleNearest2xComposed } from "../layers/generator.ts";
 import { assertClose } from "./helpers.ts";
 
 // The gradient of sum(w * reflectionPad(x)) is w folded back onto the pixels it was copied
@@ -51,5 +52,42 @@ for (const backend of ["cpu", "wasm"] as const) {
       assertEquals(tf.memory().numTensors, before);
       tf.dispose([x, w]);
     }
+  });
+}
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`upsampleNearest2x() on ${backend} (our kernels) equals the composed form, gradient included`, async () => {
+    await selectBackend(backend);
+    const x = tf.randomNormal([2, 3, 5, 4], 0, 1, "float32", 1) as tf.Tensor4D;
+    const w = tf.randomNormal([2, 6, 10, 4], 0, 1, "float32", 2);
+    const before = tf.memory().numTensors;
+    for (
+      const [name, f] of [["ours", upsampleNearest2x], [
+        "composed",
+        upsampleNearest2xComposed,
+      ]] as const
+    ) {
+      const y = f(x);
+      const expected = tf.tidy(() => tf.image.resizeNearestNeighbor(x, [6, 10]));
+      await assertClose(y, expected, 1e-7, `${name} values`);
+      // Each input pixel's gradient is the sum of w over its 2x2 block.
+      const [dx] = tf.grads((a) => tf.sum(tf.mul(f(a as tf.Tensor4D), w)))([x]);
+      const blocks = tf.tidy(() =>
+        tf.sum(
+          tf.reshape(tf.transpose(tf.reshape(w, [2, 3, 2, 5, 2, 4]), [0, 1, 3, 5, 2, 4]), [
+            2,
+            3,
+            5,
+            4,
+            4,
+          ]),
+          4,
+        )
+      );
+      await assertClose(dx, blocks, 1e-6, `${name} gradient`);
+      tf.dispose([y, expected, dx, blocks]);
+    }
+    assertEquals(tf.memory().numTensors, before);
+    tf.dispose([x, w]);
   });
 }
