@@ -6,7 +6,8 @@
  *     deno task bench --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 5 --vs-torch
  *
  * Takes the training flags (model, batch size, `--backend`) plus `--steps N` (timed iterations
- * after one warm-up), `--vs-torch`, and `--profile` (time per kernel over one more iteration). GFLOP/s count the convolutions and linear maps of the
+ * after three warm-up ones; with `--vs-torch` ours and the peer's alternate, one iteration each, so that
+ * both meet the same slow spells of a shared machine), `--vs-torch`, and `--profile` (time per kernel over one more iteration). GFLOP/s count the convolutions and linear maps of the
  * reference's iteration: 8 generator and 12 discriminator forward passes and their backward
  * passes (a backward pass costs about twice its forward; the generator step needs only input
  * gradients through the discriminators).
@@ -26,6 +27,7 @@ const vsTorch = take("--vs-torch");
 const profile = take("--profile");
 const stepsAt = args.indexOf("--steps");
 const steps = stepsAt < 0 ? 5 : Number(args.splice(stepsAt, 2)[1]);
+const WARMUP = 3;
 const flags = parseFlags(args, { light: true, img_size: 64, ch: 32, n_dis: 4 });
 const S = flags.img_size;
 
@@ -82,22 +84,95 @@ const config = {
 };
 const rows: Record<string, unknown>[] = [];
 
+/** The PyTorch peer, kept running and asked for iterations one round at a time. */
+interface Peer {
+  /** Runs `n` iterations; their times (ms) and the peer's peak RSS. */
+  run(n: number): Promise<{ times_ms: number[]; peak_rss_mb: number; backend: string }>;
+  close(): Promise<void>;
+}
+
+async function startPeer(): Promise<Peer | undefined> {
+  const python = await findTorchPython();
+  if (!python) {
+    console.log(
+      "PyTorch is not installed here (apt-get install python3-torch): benchmarking ours alone",
+    );
+    return undefined;
+  }
+  const script = new URL("./pytorch/bench_step.py", import.meta.url).pathname;
+  const child = new Deno.Command(python, {
+    args: [
+      script,
+      "--serve",
+      ...(flags.light ? ["--light"] : []),
+      ...["--img_size", S, "--ch", flags.ch, "--n_res", flags.n_res, "--n_dis", flags.n_dis].map(
+        String,
+      ),
+      ...["--batch_size", flags.batch_size].map(String),
+    ],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  const nextLine = async (): Promise<string> => {
+    while (!buffered.includes("\n")) {
+      const { value, done } = await reader.read();
+      if (done) throw new Error("PyTorch peer stopped (its error is above)");
+      buffered += value;
+    }
+    const at = buffered.indexOf("\n");
+    const line = buffered.slice(0, at);
+    buffered = buffered.slice(at + 1);
+    return line;
+  };
+  return {
+    async run(n) {
+      await writer.write(new TextEncoder().encode(`${n}\n`));
+      return JSON.parse(await nextLine());
+    },
+    async close() {
+      await writer.close();
+      await child.status;
+    },
+  };
+}
+
 const backend = await selectBackend(flags.backend);
+const peer = vsTorch ? await startPeer() : undefined;
 {
   const t = trainer(configFromFlags(flags));
   let state = t.init(flags.seed);
   const a = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 1) as tf.Tensor4D;
   const b = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 2) as tf.Tensor4D;
-  const times: number[] = [];
-  for (let i = 0; i <= steps; i++) {
+  const iterate = async () => {
     const t0 = performance.now();
     const { state: next, terms } = t.step(state, a, b);
     await Promise.all(Object.values(terms).map((x) => x.data())); // the iteration is done
-    if (i > 0) times.push(performance.now() - t0); // the first iteration warms up
+    const ms = performance.now() - t0;
     tf.dispose(Object.values(terms));
     disposeState(state);
     state = next;
+    return ms;
+  };
+  // Warm-up: V8 keeps optimising our kernels over the first iterations; both get three.
+  for (let i = 0; i < WARMUP; i++) await iterate();
+  await peer?.run(WARMUP - 1); // the peer ran one on its own
+  // One iteration of ours, then one of the peer, and so on: both meet the same noisy spells.
+  const times: number[] = [];
+  const peerTimes: number[] = [];
+  let peerInfo: { peak_rss_mb: number; backend: string } | undefined;
+  for (let i = 0; i < steps; i++) {
+    times.push(await iterate());
+    if (peer) {
+      const r = await peer.run(1);
+      peerTimes.push(...r.times_ms);
+      peerInfo = r;
+    }
   }
+  await peer?.close();
   if (profile) {
     // One more iteration under tf.profile: wall time per kernel, summed by kernel name.
     const info = await tf.profile(() => {
@@ -126,43 +201,26 @@ const backend = await selectBackend(flags.backend);
     }
   }
   disposeState(state);
-  const median = times.sort((x, y) => x - y)[Math.floor(times.length / 2)];
+  const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   rows.push({
     impl: "ugatit",
     backend,
-    step_ms_median: Math.round(median),
-    gflops: Number((iterationFlops / median / 1e6).toFixed(1)),
+    step_ms_median: Math.round(median(times)),
+    step_ms: times.map(Math.round),
+    gflops: Number((iterationFlops / median(times) / 1e6).toFixed(1)),
     peak_rss_mb: peakRssMb(),
     steps,
     config,
   });
-}
-
-if (vsTorch) {
-  const python = await findTorchPython();
-  if (!python) {
-    console.log(
-      "PyTorch is not installed here (apt-get install python3-torch): benchmarking ours alone",
-    );
-  } else {
-    const script = new URL("./pytorch/bench_step.py", import.meta.url).pathname;
-    const out = await new Deno.Command(python, {
-      args: [
-        script,
-        ...(flags.light ? ["--light"] : []),
-        ...["--img_size", S, "--ch", flags.ch, "--n_res", flags.n_res, "--n_dis", flags.n_dis].map(
-          String,
-        ),
-        ...["--batch_size", flags.batch_size, "--steps", steps].map(String),
-      ],
-    }).output();
-    if (out.code !== 0) {
-      throw new Error(`PyTorch peer failed: ${new TextDecoder().decode(out.stderr)}`);
-    }
-    const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+  if (peerInfo) {
     rows.push({
-      ...r,
-      gflops: Number((iterationFlops / r.step_ms_median / 1e6).toFixed(1)),
+      impl: "pytorch",
+      backend: peerInfo.backend,
+      step_ms_median: Math.round(median(peerTimes)),
+      step_ms: peerTimes.map(Math.round),
+      gflops: Number((iterationFlops / median(peerTimes) / 1e6).toFixed(1)),
+      peak_rss_mb: peerInfo.peak_rss_mb,
+      steps,
       config,
     });
   }

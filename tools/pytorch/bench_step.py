@@ -28,6 +28,7 @@ def main():
     ap.add_argument("--batch_size", type=int, default=1)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--serve", action="store_true", help="run iterations on request (stdin)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -80,6 +81,23 @@ def main():
                         p.clamp_(0, 1)
 
     step()  # warm-up
+    if a.serve:
+        # Driven by `deno task bench`: each stdin line "N" runs N iterations and answers with their
+        # times, so that ours and these alternate in rounds and share the machine's slow spells.
+        for line in sys.stdin:
+            if not line.strip():
+                continue
+            times = []
+            for _ in range(int(line)):
+                t0 = time.perf_counter()
+                step()
+                times.append((time.perf_counter() - t0) * 1000)
+            print(json.dumps({
+                "times_ms": [round(t, 1) for t in times],
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "backend": f"torch {torch.__version__} cpu, {a.threads} threads",
+            }), flush=True)
+        return
     times = []
     for _ in range(a.steps):
         t0 = time.perf_counter()
