@@ -269,7 +269,7 @@ export function reduceLeadingAxes(op: "Sum" | "Mean" | "Max", args: Args): Info 
 }
 
 /** The backends these kernels run on. */
-export const JS_KERNEL_BACKENDS = ["wasm", "cpu"] as const;
+export const JS_KERNEL_BACKENDS = ["wasm", "cpu", "native-cpu"] as const;
 
 /**
  * Puts `kernel` in front of a backend's own kernel `name`; where ours gives undefined, theirs runs.
@@ -300,7 +300,7 @@ const registered = new Set<string>();
 /**
  * Registers these kernels for a backend (once per backend; call after the backend's own kernels
  * are registered, i.e. after importing it).
- * @param backendName `wasm` or `cpu`
+ * @param backendName `wasm`, `cpu` or `native-cpu`
  */
 export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]): void {
   if (registered.has(backendName)) return;

@@ -3,6 +3,9 @@
  *
  * - `native` (the CPU default where a BLAS is installed): the wasm backend with convolutions and
  *   matrix multiplies on a native, multi-threaded BLAS (OpenBLAS, Accelerate) through FFI.
+ * - `native-cpu`: the same native kernels on tfjs's cpu backend (tensors in JavaScript memory),
+ *   with faster elementwise, slicing and joining kernels of ours: for what does not fit the 4 GiB
+ *   of WebAssembly memory (a 256-pixel training step), slower below that.
  * - `wasm` (the portable CPU path): XNNPACK under WebAssembly, with our training kernels added.
  * - `cpu`: the pure-JavaScript reference backend; exact but slow.
  * - `webgpu`: WebGPU through `navigator.gpu` (Deno, browsers).
@@ -27,11 +30,20 @@ import { registerNativeKernels, setNativeKernels } from "./native_kernels.ts";
 import { loadBlas } from "./blas.ts";
 import { registerNormKernels } from "./norm_kernels.ts";
 import { registerJsKernels } from "./js_kernels.ts";
+import { registerNativeCpuBackend } from "./cpu_kernels.ts";
 
 export { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 
 /** The names `--backend` accepts. */
-export const BACKENDS = ["auto", "tensorflow", "webgpu", "native", "wasm", "cpu"] as const;
+export const BACKENDS = [
+  "auto",
+  "tensorflow",
+  "webgpu",
+  "native",
+  "native-cpu",
+  "wasm",
+  "cpu",
+] as const;
 /** A backend name. */
 export type BackendName = typeof BACKENDS[number];
 
@@ -111,7 +123,7 @@ async function activate(name: string): Promise<string> {
  * @param name one of {@linkcode BACKENDS}
  * @param options where notices go
  * @returns the name of the active backend: `tensorflow`, `webgpu`, `native` (tfjs's `wasm` with
- *   native kernels), `wasm` or `cpu`
+ *   native kernels), `native-cpu`, `wasm` or `cpu`
  * @throws when an explicitly named backend cannot be loaded, with the reason in one line
  */
 export async function selectBackend(
@@ -134,11 +146,21 @@ export async function selectBackend(
       await import("@tensorflow/tfjs-backend-wasm");
       registerWasmTrainingKernels();
       registerJsKernels("wasm");
-      registerNativeKernels();
+      registerNativeKernels(["wasm"]);
       const blas = name === "native" ? loadBlas() : undefined;
       if (typeof blas === "string") throw new Error(`--backend native: ${blas}`);
       setNativeKernels(blas);
       await activate("wasm");
+      return name;
+    }
+    case "native-cpu": {
+      const blas = loadBlas();
+      if (typeof blas === "string") throw new Error(`--backend native-cpu: ${blas}`);
+      registerNativeCpuBackend();
+      registerJsKernels("native-cpu");
+      registerNativeKernels(["native-cpu"]);
+      setNativeKernels(blas);
+      await activate("native-cpu");
       return name;
     }
     case "webgpu": {

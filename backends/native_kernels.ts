@@ -1,9 +1,10 @@
 /**
- * The native fast path: the wasm backend's convolutions (forward, input gradient, filter
- * gradient) and matrix multiplies run on a native BLAS (OpenBLAS, multi-threaded), reading and
- * writing the tensors in WebAssembly memory in place. Everything else stays on the wasm backend.
+ * The native fast path: convolutions (forward, input gradient, filter gradient) and matrix
+ * multiplies on a native BLAS (OpenBLAS, multi-threaded), reading and writing the tensors in
+ * place: in WebAssembly memory under the wasm backend (`--backend native`), in JavaScript memory
+ * under `native-cpu`. Everything else stays on those backends.
  *
- * The kernels are registered once under the wasm backend and switched on or off by
+ * The kernels are registered once per backend and switched on or off by
  * {@linkcode setNativeKernels}; when off, or for what they do not cover (NCHW, dilation,
  * non-float inputs), they hand over to the kernels that were registered before them.
  *
@@ -143,15 +144,16 @@ function batchMatMul(args: Args, fallback: tf.KernelFunc): Info {
   return out;
 }
 
-let registered = false;
+const registered = new Set<string>();
 
 /**
- * Registers the native kernels under the wasm backend (once), in front of the kernels already
- * there; they stay off until {@linkcode setNativeKernels} gives them a BLAS.
+ * Registers the native kernels under some backends (`wasm`, `native-cpu`; once each), in front of
+ * the kernels already there; they stay off until {@linkcode setNativeKernels} gives them a BLAS.
+ * @param backends the backend names
  */
-export function registerNativeKernels(backends: readonly string[] = ["wasm", "cpu"]): void {
-  if (registered) return;
-  registered = true;
+export function registerNativeKernels(backends: readonly string[]): void {
+  backends = backends.filter((b) => !registered.has(b));
+  backends.forEach((b) => registered.add(b));
   const ours: [string, (args: Args, fallback: tf.KernelFunc) => Info][] = [
     ["Conv2D", conv2d],
     ["Conv2DBackpropInput", conv2dBackpropInput],

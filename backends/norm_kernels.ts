@@ -194,9 +194,9 @@ function backwardKernel({ inputs, backend, attrs }: Args): tf.TensorInfo[] {
 }
 
 /** The backends these kernels run on. */
-export const LIN_NORM_BACKENDS = ["wasm", "cpu"] as const;
+export const LIN_NORM_BACKENDS = ["wasm", "cpu", "native-cpu"] as const;
 
-/** Registers both kernels for the wasm and cpu backends (once). */
+/** Registers both kernels for the wasm, cpu and native-cpu backends (once each). */
 export function registerNormKernels(): void {
   for (const backendName of LIN_NORM_BACKENDS) {
     if (tf.getKernel(LIN_NORM, backendName)) continue;

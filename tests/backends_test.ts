@@ -51,7 +51,7 @@ function cases(): Case[] {
 type Conv = { y: Float32Array; dx: Float32Array; dw: Float32Array };
 
 // Forward output and both gradients of sum(conv(x, f)^2) for every case.
-async function convResults(backend: "cpu" | "wasm" | "native") {
+async function convResults(backend: "cpu" | "wasm" | "native" | "native-cpu") {
   await selectBackend(backend);
   const results: Conv[] = [];
   for (const [i, [n, h, w, ci, co, k, stride, pad]] of cases().entries()) {
@@ -88,15 +88,17 @@ const blas = loadBlas();
 const noBlas = typeof blas === "string" ? blas : "";
 if (noBlas) console.log(`SKIPPED: native-kernel tests (${noBlas})`);
 
-Deno.test({
-  name:
-    "native convolution kernels (BLAS) match the cpu backend on random shapes, strides and paddings",
-  ignore: !!noBlas,
-  fn: async () => {
-    const cpu = await convResults("cpu");
-    await assertConvsMatch(await convResults("native"), cpu);
-  },
-});
+for (const backend of ["native", "native-cpu"] as const) {
+  Deno.test({
+    name:
+      `${backend} convolution kernels (BLAS) match the cpu backend on random shapes, strides and paddings`,
+    ignore: !!noBlas,
+    fn: async () => {
+      const cpu = await convResults("cpu");
+      await assertConvsMatch(await convResults(backend), cpu);
+    },
+  });
+}
 
 // Matrix multiplies: shapes, transposes and broadcast batches (a, b, transposeA, transposeB).
 const MATMULS: [number[], number[], boolean, boolean][] = [
@@ -110,7 +112,7 @@ const MATMULS: [number[], number[], boolean, boolean][] = [
   [[2, 3, 4, 6], [1, 2, 6], false, true],
 ];
 
-async function matmuls(backend: "cpu" | "native") {
+async function matmuls(backend: "cpu" | "native" | "native-cpu") {
   await selectBackend(backend);
   const out: { c: Float32Array; da: Float32Array; db: Float32Array }[] = [];
   for (const [i, [sa, sb, ta, tb]] of MATMULS.entries()) {
@@ -129,20 +131,23 @@ async function matmuls(backend: "cpu" | "native") {
   return out;
 }
 
-Deno.test({
-  name: "native matrix multiply (BLAS) matches the cpu backend, transposes and batches included",
-  ignore: !!noBlas,
-  fn: async () => {
-    const cpu = await matmuls("cpu");
-    const native = await matmuls("native");
-    for (const [i, m] of MATMULS.entries()) {
-      const what = JSON.stringify(m);
-      await assertClose(native[i].c, cpu[i].c, 1e-5, `product ${what}`);
-      await assertClose(native[i].da, cpu[i].da, 1e-5, `gradient of a ${what}`);
-      await assertClose(native[i].db, cpu[i].db, 1e-5, `gradient of b ${what}`);
-    }
-  },
-});
+for (const backend of ["native", "native-cpu"] as const) {
+  Deno.test({
+    name:
+      `${backend} matrix multiply (BLAS) matches the cpu backend, transposes and batches included`,
+    ignore: !!noBlas,
+    fn: async () => {
+      const cpu = await matmuls("cpu");
+      const native = await matmuls(backend);
+      for (const [i, m] of MATMULS.entries()) {
+        const what = JSON.stringify(m);
+        await assertClose(native[i].c, cpu[i].c, 1e-5, `product ${what}`);
+        await assertClose(native[i].da, cpu[i].da, 1e-5, `gradient of a ${what}`);
+        await assertClose(native[i].db, cpu[i].db, 1e-5, `gradient of b ${what}`);
+      }
+    },
+  });
+}
 
 Deno.test("the convolution lowering is right with a plain-loop matrix multiply (no BLAS needed)", async () => {
   const cpu = await convResults("cpu");
@@ -235,4 +240,53 @@ Deno.test("wasm's sum, mean and max over leading axes (ours) match the cpu backe
     const what = `${["sum", "mean", "max"][Math.floor(i / 2) % 3]} ${i % 2 ? "gradient" : "value"}`;
     await assertClose(wasm[i], cpu[i], 1e-6, `${what} of ${shape} over ${axes}, keepDims ${keep}`);
   }
+});
+
+// The elementwise, slicing and joining kernels of native-cpu against the cpu backend's own.
+async function elementwise(backend: "cpu" | "native-cpu") {
+  await selectBackend(backend);
+  const r = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, "float32", seed);
+  const x = r([2, 3, 4, 5], 1);
+  const outs = tf.tidy(() => {
+    const res: tf.Tensor[] = [];
+    for (const [i, other] of [[2, 3, 4, 5], [5], [2, 1, 1, 5], [3, 1, 1], [1], []].entries()) {
+      const y = r(other, 10 + i);
+      res.push(tf.add(x, y), tf.sub(y, x), tf.mul(x, y), tf.div(x, tf.add(tf.abs(y), 1)));
+      res.push(tf.maximum(x, y), tf.minimum(y, x));
+      for (const c of [tf.greater(x, y), tf.greaterEqual(x, y), tf.less(y, x), tf.equal(x, x)]) {
+        res.push(tf.cast(c, "float32"));
+      }
+    }
+    res.push(tf.relu(x), tf.leakyRelu(x, 0.2), tf.step(x, 0.1), tf.sqrt(tf.abs(x)), tf.square(x));
+    res.push(tf.tanh(x), tf.neg(x), tf.abs(x), tf.exp(x), tf.sign(x));
+    res.push(tf.where(tf.greater(x, 0), x, tf.mul(x, 3)));
+    res.push(tf.slice(x, [1, 0, 2, 1], [1, 3, 2, -1]), tf.slice(x, [0, 1, 0, 0], [-1, 1, -1, -1]));
+    res.push(...tf.split(x, [1, 3, 1], 3), ...tf.split(x, 3, 1));
+    res.push(tf.concat([x, x, tf.slice(x, [0, 0, 0, 0], [2, 3, 4, 2])], 3), tf.concat([x, x], 1));
+    res.push(tf.transpose(x, [0, 3, 1, 2]), tf.transpose(x, [2, 1, 3, 0]));
+    // and gradients through some of them
+    res.push(
+      ...tf.grads((a, b) => tf.sum(tf.mul(tf.div(tf.sub(a, b), tf.add(tf.abs(b), 1)), a)))([
+        x,
+        r([5], 40),
+      ]),
+    );
+    return res;
+  });
+  const values = await Promise.all(outs.map((t) => t.data()));
+  tf.dispose([x, ...outs]);
+  return values as Float32Array[];
+}
+
+Deno.test({
+  name: "native-cpu's elementwise, slicing and joining kernels match the cpu backend's",
+  ignore: !!noBlas,
+  fn: async () => {
+    const cpu = await elementwise("cpu");
+    const ours = await elementwise("native-cpu");
+    assertEquals(ours.length, cpu.length);
+    for (let i = 0; i < cpu.length; i++) {
+      await assertClose(ours[i], cpu[i], 1e-6, `result ${i}`);
+    }
+  },
 });

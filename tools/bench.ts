@@ -6,7 +6,7 @@
  *     deno task bench --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 5 --vs-torch
  *
  * Takes the training flags (model, batch size, `--backend`) plus `--steps N` (timed iterations
- * after three warm-up ones; with `--vs-torch` ours and the peer's alternate, one iteration each, so that
+ * after `--warmup N` (default 3) warm-up ones; with `--vs-torch` ours and the peer's alternate, one iteration each, so that
  * both meet the same slow spells of a shared machine), `--vs-torch`, and `--profile` (time per kernel over one more iteration). GFLOP/s count the convolutions and linear maps of the
  * reference's iteration: 8 generator and 12 discriminator forward passes and their backward
  * passes (a backward pass costs about twice its forward; the generator step needs only input
@@ -27,7 +27,8 @@ const vsTorch = take("--vs-torch");
 const profile = take("--profile");
 const stepsAt = args.indexOf("--steps");
 const steps = stepsAt < 0 ? 5 : Number(args.splice(stepsAt, 2)[1]);
-const WARMUP = 3;
+const warmupAt = args.indexOf("--warmup");
+const WARMUP = warmupAt < 0 ? 3 : Math.max(1, Number(args.splice(warmupAt, 2)[1]));
 const flags = parseFlags(args, { light: true, img_size: 64, ch: 32, n_dis: 4 });
 const S = flags.img_size;
 
@@ -157,7 +158,7 @@ const peer = vsTorch ? await startPeer() : undefined;
     state = next;
     return ms;
   };
-  // Warm-up: V8 keeps optimising our kernels over the first iterations; both get three.
+  // Warm-up: V8 keeps optimising our kernels over the first iterations; both get the same.
   for (let i = 0; i < WARMUP; i++) await iterate();
   await peer?.run(WARMUP - 1); // the peer ran one on its own
   // One iteration of ours, then one of the peer, and so on: both meet the same noisy spells.
