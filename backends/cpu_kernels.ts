@@ -349,7 +349,9 @@ export function registerNativeCpuBackend(): void {
   if (registered) return;
   registered = true;
   tf.registerBackend(NATIVE_CPU, tf.findBackendFactory("cpu"), 1);
+  // The cpu backend's own kernels (ours, "Ugatit...", are registered by their own modules).
   for (const k of tf.getKernelsForBackend("cpu")) {
+    if (k.kernelName.startsWith("Ugatit") || tf.getKernel(k.kernelName, NATIVE_CPU)) continue;
     tf.registerKernel({ ...k, backendName: NATIVE_CPU });
   }
   for (const op of Object.keys(INNER)) overrideKernel(op, NATIVE_CPU, binaryKernel(op));

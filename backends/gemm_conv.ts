@@ -12,14 +12,12 @@
  *   and its channels swapped (no scatter); for larger strides, `dcols = dY W^T` scattered back
  *   (col2im).
  *
- * Stride-1 convolutions avoid the full `cols`: with many channels, tap by tap on the tensors
- * themselves (see `shifted`); with few (the 3-channel image layers), one multiply per filter row
- * on a row-expanded copy (see `expandRows`).
- * A 1x1 stride-1 unpadded convolution is a single multiply on the tensors themselves. A stride-1
- * unpadded one with enough channels needs no `cols` at all: with the output laid out on the
- * input's row width, each filter tap `(a, b)` is one multiply of the input shifted by
- * `a * W + b` pixels (see {@linkcode shifted}). Large `cols` are built a band of output rows at a
- * time, so memory stays bounded.
+ * A 1x1 stride-1 unpadded convolution is one multiply on the tensors themselves. Other stride-1
+ * ones avoid the full `cols`: unpadded with 16 or more channels, tap by tap on the tensors
+ * themselves, the output laid out on the input's row width so that tap `(a, b)` is one multiply
+ * of the input shifted by `a * W + b` pixels (see `shifted`); otherwise (the 3-channel image
+ * layers) one multiply per filter row on a copy expanded along the row (see `expandRows`).
+ * Column matrices are built a band of output rows at a time, so memory stays bounded.
  *
  * @module
  */

@@ -27,8 +27,8 @@ interface ConvAttrs {
 }
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 
+// The BLAS the kernels run on; undefined: off, the kernels registered before ours run.
 let blas: Blas | undefined;
-let enabled = false;
 
 /**
  * Switches the native kernels on (with the BLAS to use) or off (the portable wasm kernels).
@@ -36,12 +36,6 @@ let enabled = false;
  */
 export function setNativeKernels(lib: Blas | undefined): void {
   blas = lib;
-  enabled = lib !== undefined;
-}
-
-/** Whether the native kernels are on. */
-export function nativeKernelsOn(): boolean {
-  return enabled;
 }
 
 function dilated(d: ConvAttrs["dilations"]): boolean {
@@ -68,7 +62,7 @@ const allFloat = (...xs: Info[]) => xs.every((x) => x.dtype === "float32");
 
 function conv2d(args: Args, fallback: tf.KernelFunc): Info {
   const { x, filter } = args.inputs as { x: Info; filter: Info };
-  const g = enabled && allFloat(x, filter) &&
+  const g = blas && allFloat(x, filter) &&
     geometry(x.shape, filter.shape, args.attrs as unknown as ConvAttrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   const mem = memoryOf(args.backend);
@@ -81,7 +75,7 @@ function conv2d(args: Args, fallback: tf.KernelFunc): Info {
 function conv2dBackpropInput(args: Args, fallback: tf.KernelFunc): Info {
   const { dy, filter } = args.inputs as { dy: Info; filter: Info };
   const attrs = args.attrs as unknown as ConvAttrs;
-  const g = enabled && allFloat(dy, filter) && geometry(attrs.inputShape!, filter.shape, attrs);
+  const g = blas && allFloat(dy, filter) && geometry(attrs.inputShape!, filter.shape, attrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   const mem = memoryOf(args.backend);
   const out = mem.alloc(attrs.inputShape!);
@@ -93,7 +87,7 @@ function conv2dBackpropInput(args: Args, fallback: tf.KernelFunc): Info {
 function conv2dBackpropFilter(args: Args, fallback: tf.KernelFunc): Info {
   const { x, dy } = args.inputs as { x: Info; dy: Info };
   const attrs = args.attrs as unknown as ConvAttrs;
-  const g = enabled && allFloat(x, dy) && geometry(x.shape, attrs.filterShape!, attrs);
+  const g = blas && allFloat(x, dy) && geometry(x.shape, attrs.filterShape!, attrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   const mem = memoryOf(args.backend);
   const out = mem.alloc(attrs.filterShape!);
@@ -111,7 +105,7 @@ function batchMatMul(args: Args, fallback: tf.KernelFunc): Info {
   const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
   const [ra, rb] = [a.shape.length, b.shape.length];
   const [na, nb] = [size(a.shape.slice(0, -2)), size(b.shape.slice(0, -2))];
-  if (!enabled || !allFloat(a, b) || ra < 2 || rb < 2 || (na !== nb && na !== 1 && nb !== 1)) {
+  if (!blas || !allFloat(a, b) || ra < 2 || rb < 2 || (na !== nb && na !== 1 && nb !== 1)) {
     return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   }
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];

@@ -31,10 +31,12 @@ export const globalMaxPool: (x: tf.Tensor4D) => tf.Tensor2D = tf.customGrad((x, 
 import { type Key, splitKey } from "./init.ts";
 import { conv2d, type ConvParams, linear } from "./conv.ts";
 import {
+  dividePerPass,
   initSpectralNormState,
   linearWeightMatrix,
   spectralNormalize,
   type SpectralNormState,
+  spectralSigmas,
 } from "./spectral_norm.ts";
 
 /** Fixed configuration of a CAM attention block. */
@@ -86,6 +88,8 @@ export interface CamAttention {
    * @param state spectral-norm vectors (spectral variant), else undefined
    * @param x `[N, H, W, C]`
    * @param training whether spectral norm runs its power iteration
+   * @param passes `x` stacks this many equal batches, each as if in a call of its own: spectral
+   *   norm advances once per pass, in order, and each pass gets its own sigma (default 1)
    * @returns the output and the new state
    */
   apply(
@@ -93,6 +97,7 @@ export interface CamAttention {
     state: CamState | undefined,
     x: tf.Tensor4D,
     training: boolean,
+    passes?: number,
   ): [CamOutput, CamState | undefined];
 }
 
@@ -121,19 +126,36 @@ export function camAttention(config: CamConfig): CamAttention {
         state: { gapFc: initSpectralNormState(ks1, 1, c), gmpFc: initSpectralNormState(ks2, 1, c) },
       };
     },
-    apply(params, state, x, training) {
+    apply(params, state, x, training, passes = 1) {
       return tidy(() => {
-        let gapW: tf.Tensor2D = params.gapFc.w;
-        let gmpW: tf.Tensor2D = params.gmpFc.w;
+        const gap = tf.mean(x, [1, 2]) as tf.Tensor2D;
+        const gmp = globalMaxPool(x);
+        let gapLogit: tf.Tensor2D;
+        let gmpLogit: tf.Tensor2D;
         let next: CamState | undefined;
-        if (config.spectral) {
-          if (!state) throw new Error("camAttention: the spectral variant needs its state");
-          const [g, gs] = spectralNormalize(gapW, linearWeightMatrix, state.gapFc, training);
-          const [m, ms] = spectralNormalize(gmpW, linearWeightMatrix, state.gmpFc, training);
-          [gapW, gmpW, next] = [g, m, { gapFc: gs, gmpFc: ms }];
+        if (config.spectral && !state) {
+          throw new Error("camAttention: the spectral variant needs its state");
         }
-        const gapLogit = tf.matMul(tf.mean(x, [1, 2]) as tf.Tensor2D, gapW);
-        const gmpLogit = tf.matMul(globalMaxPool(x), gmpW);
+        if (config.spectral && passes > 1) {
+          // Stacked passes: the raw weights, each pass's logits divided by its own sigma.
+          const sn = (w: tf.Tensor2D, s: SpectralNormState) =>
+            spectralSigmas(w, linearWeightMatrix, s, training, passes);
+          const [gs, gapState] = sn(params.gapFc.w, state!.gapFc);
+          const [ms, gmpState] = sn(params.gmpFc.w, state!.gmpFc);
+          gapLogit = dividePerPass(tf.matMul(gap, params.gapFc.w), gs);
+          gmpLogit = dividePerPass(tf.matMul(gmp, params.gmpFc.w), ms);
+          next = { gapFc: gapState, gmpFc: gmpState };
+        } else {
+          let gapW: tf.Tensor2D = params.gapFc.w;
+          let gmpW: tf.Tensor2D = params.gmpFc.w;
+          if (config.spectral) {
+            const [g, gs] = spectralNormalize(gapW, linearWeightMatrix, state!.gapFc, training);
+            const [m, ms] = spectralNormalize(gmpW, linearWeightMatrix, state!.gmpFc, training);
+            [gapW, gmpW, next] = [g, m, { gapFc: gs, gmpFc: ms }];
+          }
+          gapLogit = tf.matMul(gap, gapW);
+          gmpLogit = tf.matMul(gmp, gmpW);
+        }
         // The re-weighting uses the raw weights: the reference takes `parameters()[0]`, which
         // under spectral norm is `weight_orig`, not the normalised weight. The reference's
         // conv1x1(concat(x * w_gap, x * w_gmp)) is computed as one conv of x with the 1x1

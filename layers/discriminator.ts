@@ -12,9 +12,11 @@ import { type Conv, conv2d, type ConvParams } from "./conv.ts";
 import { camAttention, type CamParams, type CamState } from "./cam_attention.ts";
 import {
   convWeightMatrix,
+  dividePerPass,
   initSpectralNormState,
   spectralNormalize,
   type SpectralNormState,
+  spectralSigmas,
 } from "./spectral_norm.ts";
 
 /** Fixed configuration of a discriminator. */
@@ -71,6 +73,9 @@ export interface Discriminator {
    * @param state spectral-norm vectors
    * @param x `[N, S, S, imgCh]`
    * @param training run one power iteration per normalised weight (and return the new state)
+   * @param passes `x` stacks this many equal batches, each computed as in a call of its own
+   *   (spectral norm advances once per pass, in order; each pass divides by its own sigma), in
+   *   one pass of larger kernels (default 1)
    * @returns the output and the new state
    */
   apply(
@@ -78,6 +83,7 @@ export interface Discriminator {
     state: DiscriminatorState,
     x: tf.Tensor4D,
     training: boolean,
+    passes?: number,
   ): [DiscriminatorOutput, DiscriminatorState];
 }
 
@@ -145,7 +151,7 @@ export function discriminator(config: DiscriminatorConfig): Discriminator {
         },
       };
     },
-    apply(params, state, x, training) {
+    apply(params, state, x, training, passes = 1) {
       const minSize = minImageSize(nLayers);
       if (x.shape[1] < minSize || x.shape[2] < minSize) {
         throw new Error(
@@ -155,10 +161,24 @@ export function discriminator(config: DiscriminatorConfig): Discriminator {
       }
       return tidy(() => {
         let h = x;
+        // One pass: the normalised weight, as the reference. Stacked passes: the raw weight,
+        // each pass's output divided by its own sigma (the same, as convolution is linear).
+        const normalized = (
+          w: tf.Tensor4D,
+          s: SpectralNormState,
+          apply: (w: tf.Tensor4D) => tf.Tensor4D,
+        ) => {
+          if (passes === 1) {
+            const [wn, next] = spectralNormalize(w, convWeightMatrix, s, training);
+            return [apply(wn), next] as const;
+          }
+          const [sigmas, next] = spectralSigmas(w, convWeightMatrix, s, training, passes);
+          return [dividePerPass(apply(w), sigmas), next] as const;
+        };
         const convStates = convs.map((layer, i) => {
           const p = params.convs[i];
-          const [w, s] = spectralNormalize(p.w, convWeightMatrix, state.convs[i], training);
-          h = tf.leakyRelu(layer.apply({ w, b: p.b }, h), 0.2);
+          const [y, s] = normalized(p.w, state.convs[i], (w) => layer.apply({ w }, h));
+          h = tf.leakyRelu(tf.add(y, p.b!), 0.2);
           return s;
         });
         let features = h;
@@ -166,7 +186,7 @@ export function discriminator(config: DiscriminatorConfig): Discriminator {
         let heatmap: tf.Tensor4D;
         let camState: CamState | undefined;
         if (c.cam) {
-          const [attended, next] = cam.apply(params.cam!, state.cam, h, training);
+          const [attended, next] = cam.apply(params.cam!, state.cam, h, training, passes);
           [features, camLogit, heatmap, camState] = [
             attended.features,
             attended.camLogit,
@@ -174,13 +194,11 @@ export function discriminator(config: DiscriminatorConfig): Discriminator {
             next,
           ];
         } else heatmap = tf.sum(h, 3, true);
-        const [w, outState] = spectralNormalize(
+        const [logit, outState] = normalized(
           params.out.w,
-          convWeightMatrix,
           state.out,
-          training,
+          (w) => out.apply({ w }, features),
         );
-        const logit = out.apply({ w }, features);
         const output: DiscriminatorOutput = camLogit
           ? { logit, camLogit, heatmap }
           : { logit, heatmap };

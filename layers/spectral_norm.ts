@@ -134,6 +134,27 @@ export function spectralNormalize<T extends tf.Tensor>(
   training: boolean,
 ): [T, SpectralNormState] {
   return tidy(() => {
+    const [sigma, next] = spectralSigma(w, toMatrix, state, training);
+    return [tf.div(w, sigma) as T, next];
+  });
+}
+
+/**
+ * The largest singular value alone, as {@linkcode spectralNormalize} computes it (a layer can
+ * then divide its output instead of its weight, e.g. by a different sigma per stacked batch).
+ * @param w the raw weight (`weight_orig`), any layout
+ * @param toMatrix its matrix view `[rows, cols]`
+ * @param state `u` `[rows]`, `v` `[cols]`
+ * @param training whether to update `u` and `v`
+ * @returns `[sigma, new state]`
+ */
+export function spectralSigma(
+  w: tf.Tensor,
+  toMatrix: WeightMatrix,
+  state: SpectralNormState,
+  training: boolean,
+): [tf.Scalar, SpectralNormState] {
+  return tidy(() => {
     // A = W^T; with a view it is the weight itself reshaped, and v is reordered instead.
     const view: MatrixView = toMatrix.view ?? {
       columns: (t) => tf.transpose(toMatrix(t)),
@@ -154,7 +175,51 @@ export function spectralNormalize<T extends tf.Tensor>(
       vOwn = view.fromTorch(v, w);
     }
     const wv = tf.squeeze(tf.matMul(at, tf.reshape(vOwn, [-1, 1]), true, false), [1]);
-    const sigma = tf.sum(tf.mul(u, wv));
-    return [tf.div(w, sigma) as T, { u, v }];
+    return [tf.sum(tf.mul(u, wv)), { u, v }] as [tf.Scalar, SpectralNormState];
+  });
+}
+
+/**
+ * Spectral norm for `passes` stacked batches, each seen by its own call of the layer: the state
+ * advances once per pass, in order, and each pass gets its own sigma.
+ * @param w the raw weight
+ * @param toMatrix its matrix view
+ * @param state the state before the first pass
+ * @param training whether to run the power iterations
+ * @param passes how many
+ * @returns the sigmas (one per pass) and the state after the last (call it in a tidy scope: the
+ *   states between passes are left to it)
+ */
+export function spectralSigmas(
+  w: tf.Tensor,
+  toMatrix: WeightMatrix,
+  state: SpectralNormState,
+  training: boolean,
+  passes: number,
+): [tf.Scalar[], SpectralNormState] {
+  const sigmas: tf.Scalar[] = [];
+  let s = state;
+  for (let k = 0; k < passes; k++) {
+    const [sigma, next] = spectralSigma(w, toMatrix, s, training);
+    sigmas.push(sigma);
+    s = next;
+  }
+  return [sigmas, s];
+}
+
+/**
+ * Divides a stack of `sigmas.length` equal batches, batch k by `sigmas[k]`: a layer with a
+ * spectrally normalised weight, applied with the raw weight, then scaled per pass.
+ * @param y the layer's output on the stacked batches (any rank, batch first)
+ * @param sigmas one per pass
+ * @returns `y` divided pass by pass
+ */
+export function dividePerPass<T extends tf.Tensor>(y: T, sigmas: tf.Scalar[]): T {
+  return tidy(() => {
+    if (sigmas.length === 1) return tf.div(y, sigmas[0]) as T;
+    const [n, ...rest] = y.shape;
+    const p = sigmas.length;
+    const s = tf.reshape(tf.stack(sigmas), [p, 1, ...rest.map(() => 1)]);
+    return tf.reshape(tf.div(tf.reshape(y, [p, n / p, ...rest]), s), y.shape) as T;
   });
 }

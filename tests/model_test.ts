@@ -14,6 +14,7 @@ import {
 import { assertClose, assertNoLeak } from "./helpers.ts";
 import { splitBatch } from "../train/step.ts";
 import type { GeneratorOutput } from "../layers/generator.ts";
+import type { DiscriminatorOutput } from "../layers/discriminator.ts";
 
 await selectBackend("cpu");
 
@@ -218,4 +219,52 @@ Deno.test("a generator pass on two stacked batches equals the two passes (values
     tf.dispose([a, b, wa, wb, apart.value, stacked.value, ...apart.grads, ...stacked.grads]);
     dispose(unflatten(gp));
   }
+});
+
+Deno.test("a discriminator pass on two stacked batches equals two calls (outputs, state, gradients)", async () => {
+  const d = discriminator({ ch: 4, nLayers: 5 });
+  const init = d.init(8);
+  const dp = flatten(init.params);
+  const real = tf.randomUniform([1, 32, 32, 3], -1, 1, "float32", 9) as tf.Tensor4D;
+  const fake = tf.randomUniform([1, 32, 32, 3], -1, 1, "float32", 10) as tf.Tensor4D;
+  let states: { apart?: unknown; stacked?: unknown } = {};
+  // A loss over both batches' logits, CAM logits and heatmaps, by two calls or one of two passes.
+  const loss = (stacked: boolean) => (...ts: tf.Tensor[]) => {
+    // deno-lint-ignore no-explicit-any
+    const p = unflatten(Object.fromEntries(Object.keys(dp).map((k, i) => [k, ts[i]]))) as any;
+    let outs: DiscriminatorOutput[];
+    if (stacked) {
+      const [o, s] = d.apply(p, init.state, tf.concat([real, fake]), true, 2);
+      outs = splitBatch(o, 1);
+      states.stacked = (Object.values(flatten(s as never)) as tf.Tensor[]).map((t) => tf.keep(t));
+    } else {
+      const [o1, s1] = d.apply(p, init.state, real, true);
+      const [o2, s2] = d.apply(p, s1, fake, true);
+      outs = [o1, o2];
+      states.apart = (Object.values(flatten(s2 as never)) as tf.Tensor[]).map((t) => tf.keep(t));
+    }
+    const terms = outs.map((o, i) =>
+      tf.addN([tf.mean(tf.square(o.logit)), tf.sum(o.camLogit!), tf.mean(o.heatmap)]).mul(i + 1)
+    );
+    return tf.addN(terms) as tf.Scalar;
+  };
+  const apart = tf.valueAndGrads(loss(false))(Object.values(dp));
+  const stacked = tf.valueAndGrads(loss(true))(Object.values(dp));
+  await assertClose(stacked.value, apart.value, 1e-5, "loss");
+  for (const [i, k] of Object.keys(dp).entries()) {
+    await assertClose(stacked.grads[i], apart.grads[i], 1e-4, `gradient of ${k}`);
+  }
+  const [sa, ss] = [states.apart as tf.Tensor[], states.stacked as tf.Tensor[]];
+  for (let i = 0; i < sa.length; i++) await assertClose(ss[i], sa[i], 1e-6, `state ${i}`);
+  tf.dispose([
+    real,
+    fake,
+    apart.value,
+    stacked.value,
+    ...apart.grads,
+    ...stacked.grads,
+    ...sa,
+    ...ss,
+  ]);
+  states = {};
 });

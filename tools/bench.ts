@@ -16,7 +16,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
-import { parseFlags } from "../train/flags.ts";
+import { loadBlas } from "../backends/blas.ts";
+import { exitOnUserError, parseFlags } from "../train/flags.ts";
 import { disposeState, trainer } from "../train/step.ts";
 import { configFromFlags } from "../train/runner.ts";
 import { findTorchPython } from "./pytorch/find_python.ts";
@@ -143,7 +144,7 @@ async function startPeer(): Promise<Peer | undefined> {
 
 const backend = await selectBackend(flags.backend);
 const peer = vsTorch ? await startPeer() : undefined;
-{
+try {
   const t = trainer(configFromFlags(flags));
   let state = t.init(flags.seed);
   const a = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 1) as tf.Tensor4D;
@@ -225,6 +226,8 @@ const peer = vsTorch ? await startPeer() : undefined;
       config,
     });
   }
+} catch (e) {
+  exitOnUserError(e); // a wasm heap that ran out says which backend to use
 }
 
 console.log(
@@ -235,13 +238,31 @@ console.log(
       (iterationFlops / 1e9).toFixed(1)
     } GFLOP; median of ${steps}`,
 );
-console.log("impl     backend                          ms/iter   GFLOP/s  peak RSS MB");
+// The machine's practical peak: a large OpenBLAS multiply, where one is installed.
+const peak = (() => {
+  const blas = loadBlas();
+  if (typeof blas === "string") return undefined;
+  const n = 2048;
+  const [a, b, c] = [0, 1, 2].map(() => new Float32Array(n * n).fill(0.5));
+  blas.sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n);
+  const t0 = performance.now();
+  for (let i = 0; i < 5; i++) blas.sgemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n);
+  return Math.round(2 * n ** 3 * 5 / (performance.now() - t0) / 1e6);
+})();
+if (peak) {
+  console.log(`practical peak: ${peak} GFLOP/s (sgemm 2048x2048x2048 on the native BLAS)`);
+  for (const r of rows) r.peak_share = Number(((r.gflops as number) / peak).toFixed(3));
+}
+console.log(
+  "impl     backend                          ms/iter   GFLOP/s  of peak  peak RSS MB",
+);
 for (const r of rows) {
+  const share = r.peak_share === undefined ? "" : `${Math.round(100 * (r.peak_share as number))}%`;
   console.log(
     `${String(r.impl).padEnd(8)} ${String(r.backend).padEnd(32)} ${
       String(r.step_ms_median).padStart(7)
     } ` +
-      `${String(r.gflops).padStart(9)} ${String(r.peak_rss_mb).padStart(12)}`,
+      `${String(r.gflops).padStart(9)} ${share.padStart(8)} ${String(r.peak_rss_mb).padStart(12)}`,
   );
 }
 if (rows.length === 2) {

@@ -231,13 +231,23 @@ export function flagHelp(defaults: Partial<Flags> = {}): string {
 /**
  * The end of every command's `catch`: a mistake in the user's input (a flag, a dataset, a weight
  * file; matched by error name, so this module needs none of their modules) prints one line and
- * exits with status 2; anything else is a bug and is thrown on.
+ * exits with status 2; the wasm heap running out prints which backend to use instead and exits
+ * with status 3; anything else is a bug and is thrown on.
  * @param e the caught error
  */
 export function exitOnUserError(e: unknown): never {
   if (e instanceof Error && ["FlagError", "DatasetError", "WeightFileError"].includes(e.name)) {
     console.error(`error: ${e.message}`);
     Deno.exit(2);
+  }
+  // The wasm heap (native and wasm backends) ends at 4 GiB; its allocator aborts past that.
+  if (e instanceof WebAssembly.RuntimeError && /Aborted/.test(e.message)) {
+    console.error(
+      "error: the WebAssembly memory of the wasm backend (at most 4 GiB of tensors) ran out at " +
+        "this size; use --backend native-cpu (the same native kernels, tensors in JavaScript " +
+        "memory) or a smaller --img_size / --ch (the last checkpoint is kept; --resume goes on)",
+    );
+    Deno.exit(3);
   }
   throw e;
 }

@@ -49,23 +49,20 @@ export interface TrainConfig {
 }
 
 /**
- * Splits a generator's output on a stacked batch into the first `n` samples and the rest.
+ * Splits a network's output on two stacked batches (every field batch-first) into the first `n`
+ * samples and the rest.
  * @param out the output of one pass over two batches
  * @param n the first batch's size
  * @returns the two batches' outputs
  */
-export function splitBatch(out: GeneratorOutput, n: number): [GeneratorOutput, GeneratorOutput] {
-  const cut = <T extends tf.Tensor>(t: T): [T, T] => {
-    const rest = t.shape[0] - n;
-    return [tf.slice(t, 0, n) as T, tf.slice(t, n, rest) as T];
-  };
-  const [image, heatmap] = [cut(out.image), cut(out.heatmap)];
-  const cam = out.camLogit && cut(out.camLogit);
-  return [0, 1].map((i) => ({
-    image: image[i],
-    heatmap: heatmap[i],
-    ...(cam ? { camLogit: cam[i] } : {}),
-  })) as [GeneratorOutput, GeneratorOutput];
+export function splitBatch<T extends object>(out: T, n: number): [T, T] {
+  const halves: [Record<string, tf.Tensor>, Record<string, tf.Tensor>] = [{}, {}];
+  for (const [k, t] of Object.entries(out) as [string, tf.Tensor | undefined][]) {
+    if (t === undefined) continue;
+    halves[0][k] = tf.slice(t, 0, n);
+    halves[1][k] = tf.slice(t, n, t.shape[0] - n);
+  }
+  return halves as unknown as [T, T];
 }
 
 /** The networks, by the reference's names. */
@@ -161,9 +158,10 @@ export function trainer(config: TrainConfig): Trainer {
     dis: Flat,
     sn: Record<string, Tree>,
     x: tf.Tensor4D,
+    passes = 1,
   ): DiscriminatorOutput => {
     // deno-lint-ignore no-explicit-any
-    const [out, next] = dOf(name).apply(subtree(dis, name), sn[name] as any, x, true);
+    const [out, next] = dOf(name).apply(subtree(dis, name), sn[name] as any, x, true, passes);
     sn[name] = next as unknown as Tree;
     return out;
   };
@@ -225,14 +223,16 @@ export function trainer(config: TrainConfig): Trainer {
       let snAfterD: Flat = {};
       const d = valueAndGrads(state.dis, (dis) => {
         const s = { ...sn };
-        const real = {
-          A: { global: judge("disGA", dis, s, realA), local: judge("disLA", dis, s, realA) },
-          B: { global: judge("disGB", dis, s, realB), local: judge("disLB", dis, s, realB) },
-        };
-        const fake = {
-          A: { global: judge("disGA", dis, s, fakeB2A), local: judge("disLA", dis, s, fakeB2A) },
-          B: { global: judge("disGB", dis, s, fakeA2B), local: judge("disLB", dis, s, fakeA2B) },
-        };
+        // Each discriminator judges its real and fake batch in one pass of two (spectral norm
+        // still advances real first, then fake, as in the reference's two calls).
+        const both = (name: DisName, real: tf.Tensor4D, fake: tf.Tensor4D) =>
+          splitBatch(judge(name, dis, s, tf.concat([real, fake]), 2), real.shape[0]);
+        const [gaReal, gaFake] = both("disGA", realA, fakeB2A);
+        const [laReal, laFake] = both("disLA", realA, fakeB2A);
+        const [gbReal, gbFake] = both("disGB", realB, fakeA2B);
+        const [lbReal, lbFake] = both("disLB", realB, fakeA2B);
+        const real = { A: { global: gaReal, local: laReal }, B: { global: gbReal, local: lbReal } };
+        const fake = { A: { global: gaFake, local: laFake }, B: { global: gbFake, local: lbFake } };
         const ev = evaluate(dObjective, {
           A: { judgedReal: real.A, judgedFake: fake.A },
           B: { judgedReal: real.B, judgedFake: fake.B },
