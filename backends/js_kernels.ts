@@ -8,6 +8,9 @@
  * - `UgatitUpsample2x` / `UgatitUpsample2xGrad`: nearest-neighbour upsampling by 2 (NHWC) and
  *   its gradient (each 2x2 block summed), as block copies; composed from concat and reshape it
  *   costs four kernels each way, and the wasm backend's split is a slow general loop.
+ * - `UgatitSpectralSigma` / `UgatitSpectralSigmaGrad`: spectral norm's power iteration and sigma
+ *   (two passes over the weight) and sigma's gradient `u v^T`, where composed ops take about 25
+ *   kernels per normalised weight and call.
  * - `UgatitAdamUpdate`: the reference optimiser's whole per-tensor update (coupled weight decay,
  *   Adam's moments, bias correction, learning rate) as one pass instead of about fifteen ops.
  * - `Sum`, `Mean`, `Max` over a block of adjacent axes that leaves the last axis out (an NHWC
@@ -152,6 +155,115 @@ function upsampleGradKernel({ inputs, backend }: Args): Info {
   const dx = mem.alloc(shape);
   upsample2x(mem.view(dx), mem.view(dy), shape, true);
   return dx;
+}
+
+/** The spectral-norm kernel: inputs `{a, u, v}`, output `[sigma, u', v']` packed in one vector. */
+export const SPECTRAL_SIGMA = "UgatitSpectralSigma";
+/** Its gradient: inputs `{dy, packed}`, output `da`. */
+export const SPECTRAL_SIGMA_GRAD = "UgatitSpectralSigmaGrad";
+/**
+ * The spectral-norm kernels' attributes. `a` is torch's `W^T` with rows in the weight's own order
+ * (`[cols, rows]`); `v` is kept in torch's order, which for a conv weight (HWIO, torch's rows
+ * ordered (in, h, w)) differs from the weight's (h, w, in).
+ */
+export interface SpectralSigmaAttrs {
+  /** Run one power iteration first (training). */
+  readonly training: boolean;
+  /** A conv weight's kernel height and width and input channels; 0 for a linear weight. */
+  readonly kh: number;
+  /** See kh. */
+  readonly kw: number;
+  /** See kh. */
+  readonly cin: number;
+}
+
+const SN_EPS = 1e-12;
+
+// Index in the weight's own order of torch's index j (identity for a linear weight).
+function ownIndex({ kh, kw, cin }: SpectralSigmaAttrs, j: number): number {
+  if (!kh) return j;
+  const i = Math.floor(j / (kh * kw));
+  const r = j % (kh * kw);
+  return r * cin + i; // (h * kw + w) * cin + i with r = h * kw + w
+}
+
+/**
+ * Spectral norm on arrays: with training, `v = normalize(A u)`, `u = normalize(A^T v)`; then
+ * `sigma = u . (A^T v)`. Writes `[sigma, u, v (torch order)]` to `out`.
+ */
+export function spectralSigma(
+  a: Float32Array,
+  u: Float32Array,
+  v: Float32Array,
+  out: Float32Array,
+  attrs: SpectralSigmaAttrs,
+): void {
+  const rows = u.length;
+  const cols = v.length;
+  const vOwn = new Float64Array(cols);
+  if (attrs.training) {
+    let norm = 0;
+    for (let i = 0; i < cols; i++) {
+      let t = 0;
+      for (let j = 0, k = i * rows; j < rows; j++, k++) t += a[k] * u[j];
+      vOwn[i] = t;
+      norm += t * t;
+    }
+    const scale = 1 / Math.max(Math.sqrt(norm), SN_EPS);
+    for (let i = 0; i < cols; i++) vOwn[i] = Math.fround(vOwn[i] * scale);
+  } else {
+    for (let j = 0; j < cols; j++) vOwn[ownIndex(attrs, j)] = v[j];
+  }
+  const s = new Float64Array(rows); // A^T v
+  for (let i = 0; i < cols; i++) {
+    const vi = vOwn[i];
+    for (let j = 0, k = i * rows; j < rows; j++, k++) s[j] += a[k] * vi;
+  }
+  let uNew = u;
+  if (attrs.training) {
+    let norm = 0;
+    for (let j = 0; j < rows; j++) norm += s[j] * s[j];
+    const scale = 1 / Math.max(Math.sqrt(norm), SN_EPS);
+    uNew = new Float32Array(rows);
+    for (let j = 0; j < rows; j++) uNew[j] = s[j] * scale;
+  }
+  let sigma = 0;
+  for (let j = 0; j < rows; j++) sigma += uNew[j] * s[j];
+  out[0] = sigma;
+  out.set(uNew, 1);
+  for (let j = 0; j < cols; j++) out[1 + rows + j] = vOwn[ownIndex(attrs, j)];
+}
+
+function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
+  const { a, u, v } = inputs as Record<string, Info>;
+  const mem = memoryOf(backend);
+  const out = mem.alloc([1 + u.shape[0] + v.shape[0]]);
+  spectralSigma(
+    mem.view(a),
+    mem.view(u),
+    mem.view(v),
+    mem.view(out),
+    attrs as unknown as SpectralSigmaAttrs,
+  );
+  return out;
+}
+
+// d sigma / d A = v u^T (u and v held constant, as the reference computes them without
+// gradient); only the sigma entry of the packed output carries a gradient.
+function spectralSigmaGradKernel({ inputs, backend, attrs }: Args): Info {
+  const { dy, packed } = inputs as Record<string, Info>;
+  const { rows } = attrs as unknown as { rows: number };
+  const cols = packed.shape[0] - 1 - rows;
+  const mem = memoryOf(backend);
+  const da = mem.alloc([cols, rows]);
+  const [g, p, d] = [mem.view(dy), mem.view(packed), mem.view(da)];
+  const sn = attrs as unknown as SpectralSigmaAttrs;
+  for (let j = 0; j < cols; j++) {
+    const i = ownIndex(sn, j);
+    const vi = g[0] * p[1 + rows + j];
+    for (let r = 0; r < rows; r++) d[i * rows + r] = vi * p[1 + r];
+  }
+  return da;
 }
 
 /** The Adam kernel's name: inputs `{g, p, m, v}`, outputs `[update, m, v]`. */
@@ -324,6 +436,16 @@ export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]
     kernelName: UPSAMPLE_2X_GRAD,
     backendName,
     kernelFunc: upsampleGradKernel as unknown as tf.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: SPECTRAL_SIGMA,
+    backendName,
+    kernelFunc: spectralSigmaKernel as unknown as tf.KernelFunc,
+  });
+  tf.registerKernel({
+    kernelName: SPECTRAL_SIGMA_GRAD,
+    backendName,
+    kernelFunc: spectralSigmaGradKernel as unknown as tf.KernelFunc,
   });
   tf.registerKernel({
     kernelName: ADAM_UPDATE,

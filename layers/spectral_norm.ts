@@ -7,6 +7,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { tidy } from "./tree.ts";
+import {
+  SPECTRAL_SIGMA,
+  SPECTRAL_SIGMA_GRAD,
+  type SpectralSigmaAttrs,
+} from "../backends/js_kernels.ts";
 import { type Key, splitKey, unitNormal } from "./init.ts";
 
 /** Power-iteration vectors: `u` `[rows]`, `v` `[cols]` of the weight's matrix view. */
@@ -61,6 +66,8 @@ export interface MatrixView {
   toTorch(v: tf.Tensor1D, w: tf.Tensor): tf.Tensor1D;
   /** A `[cols]` vector from torch's order to the weight's. */
   fromTorch(v: tf.Tensor1D, w: tf.Tensor): tf.Tensor1D;
+  /** The same reordering for our spectral-norm kernel: a conv's `kh, kw, cin`, else zeros. */
+  layout(w: tf.Tensor): { kh: number; kw: number; cin: number };
 }
 
 /** A weight's torch matrix, with the copy-free view that spectral norm uses. */
@@ -85,6 +92,7 @@ export const convWeightMatrix: WeightMatrix = Object.assign((w: tf.Tensor) => {
       tf.reshape(tf.transpose(tf.reshape(v, [w.shape[2]!, w.shape[0], w.shape[1]!]), [1, 2, 0]), [
         -1,
       ]) as tf.Tensor1D,
+    layout: (w: tf.Tensor) => ({ kh: w.shape[0], kw: w.shape[1]!, cin: w.shape[2]! }),
   },
 });
 
@@ -100,6 +108,7 @@ export const linearWeightMatrix: WeightMatrix = Object.assign(
       columns: (w: tf.Tensor) => w as tf.Tensor2D,
       toTorch: (v: tf.Tensor1D) => v,
       fromTorch: (v: tf.Tensor1D) => v,
+      layout: () => ({ kh: 0, kw: 0, cin: 0 }),
     },
   },
 );
@@ -160,8 +169,12 @@ export function spectralSigma(
       columns: (t) => tf.transpose(toMatrix(t)),
       toTorch: (v) => v,
       fromTorch: (v) => v,
+      layout: () => ({ kh: 0, kw: 0, cin: 0 }),
     };
     const at = view.columns(w);
+    if (toMatrix.view && tf.getKernel(SPECTRAL_SIGMA, tf.getBackend())) {
+      return fusedSigma(at, state, { training, ...view.layout(w) });
+    }
     let { u, v } = state;
     let vOwn: tf.Tensor1D;
     if (training) {
@@ -177,6 +190,48 @@ export function spectralSigma(
     const wv = tf.squeeze(tf.matMul(at, tf.reshape(vOwn, [-1, 1]), true, false), [1]);
     return [tf.sum(tf.mul(u, wv)), { u, v }] as [tf.Scalar, SpectralNormState];
   });
+}
+
+// Our kernel (wasm, cpu): power iteration and sigma in one taped op, its gradient v u^T.
+const fusedOps = new Map<string, (a: tf.Tensor, u: tf.Tensor, v: tf.Tensor) => tf.Tensor>();
+function fusedSigma(
+  at: tf.Tensor2D,
+  state: SpectralNormState,
+  attrs: SpectralSigmaAttrs,
+): [tf.Scalar, SpectralNormState] {
+  const key = JSON.stringify(attrs);
+  let op = fusedOps.get(key);
+  if (!op) {
+    const named = attrs as unknown as tf.NamedAttrMap;
+    op = tf.customGrad((a, u, v, save) => {
+      const inputs = { a, u, v } as unknown as tf.NamedTensorMap;
+      const packed = tf.engine().runKernel(SPECTRAL_SIGMA, inputs, named) as tf.Tensor;
+      (save as tf.GradSaveFunc)([packed]);
+      const [aShape, uShape, vShape] = [a, u, v].map((t) => (t as tf.Tensor).shape);
+      return {
+        value: packed,
+        gradFunc: (dy: tf.Tensor, [p]: tf.Tensor[]) =>
+          [
+            tf.engine().runKernel(SPECTRAL_SIGMA_GRAD, { dy, packed: p }, {
+              ...named,
+              rows: uShape[0],
+            }) as tf.Tensor,
+            tf.zeros(uShape),
+            tf.zeros(vShape),
+          ].map((t, i) => (i === 0 ? tf.reshape(t, aShape) : t)),
+      };
+    }) as (a: tf.Tensor, u: tf.Tensor, v: tf.Tensor) => tf.Tensor;
+    fusedOps.set(key, op);
+  }
+  const packed = op(at, state.u, state.v);
+  const rows = state.u.shape[0];
+  return [
+    tf.reshape(tf.slice(packed, 0, 1), []) as tf.Scalar,
+    {
+      u: tf.slice(packed, 1, rows) as tf.Tensor1D,
+      v: tf.slice(packed, 1 + rows, state.v.shape[0]) as tf.Tensor1D,
+    },
+  ];
 }
 
 /**

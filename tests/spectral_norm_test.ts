@@ -3,12 +3,14 @@ import { assertAlmostEquals, assertEquals } from "@std/assert";
 import {
   convWeightMatrix,
   initSpectralNormState,
+  linearWeightMatrix,
   spectralNormalize,
   type SpectralNormState,
   stopGradient,
+  type WeightMatrix,
 } from "../layers/spectral_norm.ts";
 import { selectBackend } from "../backends/mod.ts";
-import { assertNoLeak } from "./helpers.ts";
+import { assertClose, assertNoLeak } from "./helpers.ts";
 
 await selectBackend("cpu");
 
@@ -67,3 +69,41 @@ Deno.test("spectral norm differentiates sigma through W only, and leaves no tens
   assertEquals(Array.from(zero.dataSync()), [1, 1]);
   assertNoLeak(() => spectralNormalize(w, convWeightMatrix, state, true) as unknown as tf.Tensor[]);
 });
+
+for (const backend of ["cpu", "wasm"] as const) {
+  Deno.test(`spectral norm as one kernel on ${backend} equals the composed ops (conv and linear, gradients)`, async () => {
+    await selectBackend(backend);
+    const cases: [tf.Tensor, WeightMatrix, number, number][] = [
+      [tf.randomNormal([4, 4, 3, 5], 0, 1, "float32", 3), convWeightMatrix, 5, 48],
+      [tf.randomNormal([6, 1], 0, 1, "float32", 4), linearWeightMatrix, 1, 6],
+    ];
+    for (const [w, view, rows, cols] of cases) {
+      const state = initSpectralNormState(7, rows, cols);
+      const plain: WeightMatrix = (t) => view(t); // no view: the composed path
+      const c = tf.randomNormal(w.shape, 0, 1, "float32", 5);
+      for (const training of [true, false]) {
+        const run = (m: WeightMatrix) => {
+          const [wn, next] = spectralNormalize(w, m, state, training);
+          const [g] = tf.grads((t) =>
+            tf.sum(tf.mul(spectralNormalize(t, m, state, training)[0], c))
+          )([w]);
+          return [wn, next.u, next.v, g];
+        };
+        const fused = run(view);
+        const composed = run(plain);
+        const what = ["normalised weight", "u", "v", "gradient"];
+        for (let i = 0; i < 4; i++) {
+          await assertClose(
+            fused[i],
+            composed[i],
+            2e-5,
+            `${what[i]} ${w.shape} training ${training}`,
+          );
+        }
+        tf.dispose([...fused, ...composed]);
+      }
+      tf.dispose([w, c, state.u, state.v]);
+    }
+    await selectBackend("cpu");
+  });
+}
