@@ -158,8 +158,9 @@ function binaryKernel(op: string) {
 
 type Unary = (x: Float32Array, y: Float32Array, attrs: Record<string, number>) => void;
 const UNARY: Record<string, Unary> = {
+  // Branch-free where it is cheap: random signs make a branch mispredict half the time.
   Relu: (x, y) => {
-    for (let i = 0; i < x.length; i++) y[i] = x[i] > 0 ? x[i] : x[i] !== x[i] ? NaN : 0;
+    for (let i = 0; i < x.length; i++) y[i] = (x[i] + Math.abs(x[i])) * 0.5; // NaN stays NaN
   },
   LeakyRelu: (x, y, { alpha }) => {
     for (let i = 0; i < x.length; i++) y[i] = x[i] < 0 ? alpha * x[i] : x[i];
