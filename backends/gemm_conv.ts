@@ -75,6 +75,34 @@ interface Lowering {
 }
 
 /**
+ * Copies the `kw` pixels from column `ix0` of an image row (`base` indexes pixel `ix0` of it) to
+ * `dst` at `o`, zeros for the columns outside `[0, w)`.
+ */
+function copyWindow(
+  src: Float32Array,
+  base: number,
+  ix0: number,
+  w: number,
+  c: number,
+  kw: number,
+  dst: Float32Array,
+  o: number,
+) {
+  const seg = kw * c;
+  if (ix0 >= 0 && ix0 + kw <= w) {
+    if (seg >= 64) dst.set(src.subarray(base, base + seg), o);
+    else for (let j = 0; j < seg; j++) dst[o + j] = src[base + j];
+    return;
+  }
+  for (let j = 0; j < kw; j++) {
+    const ix = ix0 + j;
+    const oo = o + j * c;
+    if (ix < 0 || ix >= w) { for (let q = 0; q < c; q++) dst[oo + q] = 0; }
+    else for (let q = 0, b = base + j * c; q < c; q++) dst[oo + q] = src[b + q];
+  }
+}
+
+/**
  * Fills `cols` with output rows `[y0, y1)` of the im2col matrix of `src` (one sample, HWC);
  * reads outside the image give zeros.
  */
@@ -85,25 +113,13 @@ function im2col(src: Float32Array, l: Lowering, y0: number, y1: number, cols: Fl
   for (let yo = y0; yo < y1; yo++) {
     for (let xo = 0; xo < outW; xo++) {
       const ix0 = xo * sw - left;
-      const inside = ix0 >= 0 && ix0 + kw <= w;
       for (let i = 0; i < kh; i++, o += seg) {
         const iy = yo * sh + i - top;
         if (iy < 0 || iy >= h) {
           cols.fill(0, o, o + seg);
           continue;
         }
-        const base = (iy * w + ix0) * c;
-        if (inside) {
-          if (seg >= 64) cols.set(src.subarray(base, base + seg), o);
-          else for (let j = 0; j < seg; j++) cols[o + j] = src[base + j];
-          continue;
-        }
-        for (let j = 0; j < kw; j++) {
-          const ix = ix0 + j;
-          const oo = o + j * c;
-          if (ix < 0 || ix >= w) { for (let q = 0; q < c; q++) cols[oo + q] = 0; }
-          else for (let q = 0, b = base + j * c; q < c; q++) cols[oo + q] = src[b + q];
-        }
+        copyWindow(src, (iy * w + ix0) * c, ix0, w, c, kw, cols, o);
       }
     }
   }
@@ -149,19 +165,7 @@ function expandRows(src: Float32Array, l: Lowering, y0: number, y1: number, e: F
       continue;
     }
     for (let x = 0; x < outW; x++, o += seg) {
-      const ix0 = x - left;
-      const base = (iy * w + ix0) * c;
-      if (ix0 >= 0 && ix0 + kw <= w) {
-        if (seg >= 64) e.set(src.subarray(base, base + seg), o);
-        else for (let j = 0; j < seg; j++) e[o + j] = src[base + j];
-        continue;
-      }
-      for (let b = 0; b < kw; b++) {
-        const ix = ix0 + b;
-        const oo = o + b * c;
-        if (ix < 0 || ix >= w) { for (let q = 0; q < c; q++) e[oo + q] = 0; }
-        else for (let q = 0, s = base + b * c; q < c; q++) e[oo + q] = src[s + q];
-      }
+      copyWindow(src, (iy * w + x - left) * c, x - left, w, c, kw, e, o);
     }
   }
 }
@@ -169,6 +173,34 @@ function expandRows(src: Float32Array, l: Lowering, y0: number, y1: number, e: F
 /** Output rows per band so that a band of the row-expanded image stays under BAND_FLOATS. */
 function expandedBandRows(l: Lowering): number {
   return Math.max(1, Math.floor(BAND_FLOATS / (l.outW * l.kw * l.c)) - l.kh + 1);
+}
+
+/**
+ * A stride-1 convolution of one sample by row expansion: `dst` (`[outH, l.outW, cout]`) gets
+ * `src` convolved with `filter` viewed as `[kh * kw * c, cout]`, one multiply per filter row.
+ */
+function convByRows(
+  gemm: Gemm,
+  src: Float32Array,
+  l: Lowering,
+  outH: number,
+  filter: Float32Array,
+  cout: number,
+  dst: Float32Array,
+) {
+  const seg = l.kw * l.c;
+  const rows = expandedBandRows(l);
+  for (let y0 = 0; y0 < outH; y0 += rows) {
+    const y1 = Math.min(outH, y0 + rows);
+    const e = scratchOf((y1 - y0 + l.kh - 1) * l.outW * seg);
+    expandRows(src, l, y0, y1, e);
+    const out = dst.subarray(y0 * l.outW * cout);
+    for (let a = 0; a < l.kh; a++) {
+      const ea = e.subarray(a * l.outW * seg);
+      const fa = filter.subarray(a * seg * cout);
+      gemm(false, false, (y1 - y0) * l.outW, cout, seg, 1, ea, seg, fa, cout, a ? 1 : 0, out, cout);
+    }
+  }
 }
 
 function forwardLowering(g: ConvGeometry): Lowering {
@@ -288,34 +320,9 @@ export function convForward(
   }
   const l = forwardLowering(g);
   if (l.sh === 1 && l.sw === 1) {
-    const seg = l.kw * ci;
-    const rows = expandedBandRows(l);
     for (let b = 0; b < n; b++) {
       const src = x.subarray(b * inSize, (b + 1) * inSize);
-      for (let y0 = 0; y0 < oh; y0 += rows) {
-        const y1 = Math.min(oh, y0 + rows);
-        const e = scratchOf((y1 - y0 + l.kh - 1) * ow * seg);
-        expandRows(src, l, y0, y1, e);
-        const out = y.subarray(((b * oh + y0) * ow) * co);
-        for (let a = 0; a < l.kh; a++) {
-          const ea = e.subarray(a * ow * seg);
-          gemm(
-            false,
-            false,
-            (y1 - y0) * ow,
-            co,
-            seg,
-            1,
-            ea,
-            seg,
-            w.subarray(a * seg * co),
-            co,
-            a ? 1 : 0,
-            out,
-            co,
-          );
-        }
-      }
+      convByRows(gemm, src, l, oh, w, co, y.subarray(b * oh * ow * co));
     }
     return;
   }
@@ -479,34 +486,9 @@ export function convBackpropInput(
       left: kw - 1 - g.padInfo.left,
       outW: wi,
     };
-    const seg = kw * co;
-    const rows = expandedBandRows(l);
     for (let s = 0; s < n; s++) {
       const src = dy.subarray(s * outSize, (s + 1) * outSize);
-      for (let y0 = 0; y0 < h; y0 += rows) {
-        const y1 = Math.min(h, y0 + rows);
-        const e = scratchOf((y1 - y0 + kh - 1) * wi * seg);
-        expandRows(src, l, y0, y1, e);
-        const out = dx.subarray((s * h + y0) * wi * ci);
-        for (let a = 0; a < kh; a++) {
-          const ea = e.subarray(a * wi * seg);
-          gemm(
-            false,
-            false,
-            (y1 - y0) * wi,
-            ci,
-            seg,
-            1,
-            ea,
-            seg,
-            wf.subarray(a * seg * ci),
-            ci,
-            a ? 1 : 0,
-            out,
-            ci,
-          );
-        }
-      }
+      convByRows(gemm, src, l, h, wf, ci, dx.subarray(s * h * wi * ci));
     }
     return;
   }

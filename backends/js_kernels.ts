@@ -417,41 +417,18 @@ const registered = new Set<string>();
 export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]): void {
   if (registered.has(backendName)) return;
   registered.add(backendName);
-  tf.registerKernel({
-    kernelName: REFLECT_PAD,
-    backendName,
-    kernelFunc: reflectPadKernel as unknown as tf.KernelFunc,
-  });
-  tf.registerKernel({
-    kernelName: REFLECT_PAD_GRAD,
-    backendName,
-    kernelFunc: reflectPadGradKernel as unknown as tf.KernelFunc,
-  });
-  tf.registerKernel({
-    kernelName: UPSAMPLE_2X,
-    backendName,
-    kernelFunc: upsampleKernel as unknown as tf.KernelFunc,
-  });
-  tf.registerKernel({
-    kernelName: UPSAMPLE_2X_GRAD,
-    backendName,
-    kernelFunc: upsampleGradKernel as unknown as tf.KernelFunc,
-  });
-  tf.registerKernel({
-    kernelName: SPECTRAL_SIGMA,
-    backendName,
-    kernelFunc: spectralSigmaKernel as unknown as tf.KernelFunc,
-  });
-  tf.registerKernel({
-    kernelName: SPECTRAL_SIGMA_GRAD,
-    backendName,
-    kernelFunc: spectralSigmaGradKernel as unknown as tf.KernelFunc,
-  });
-  tf.registerKernel({
-    kernelName: ADAM_UPDATE,
-    backendName,
-    kernelFunc: adamKernel as unknown as tf.KernelFunc,
-  });
+  const ours: [string, (args: Args) => Info | Info[]][] = [
+    [REFLECT_PAD, reflectPadKernel],
+    [REFLECT_PAD_GRAD, reflectPadGradKernel],
+    [UPSAMPLE_2X, upsampleKernel],
+    [UPSAMPLE_2X_GRAD, upsampleGradKernel],
+    [SPECTRAL_SIGMA, spectralSigmaKernel],
+    [SPECTRAL_SIGMA_GRAD, spectralSigmaGradKernel],
+    [ADAM_UPDATE, adamKernel],
+  ];
+  for (const [kernelName, kernel] of ours) {
+    tf.registerKernel({ kernelName, backendName, kernelFunc: kernel as unknown as tf.KernelFunc });
+  }
   // The cpu backend's own reductions stay: they are the reference the tests compare ours with.
   if (backendName === "cpu") return;
   for (const op of ["Sum", "Mean", "Max"] as const) {
