@@ -9,6 +9,16 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { tidy } from "./tree.ts";
+import { type Key, splitKey } from "./init.ts";
+import { conv2d, type ConvParams, linear } from "./conv.ts";
+import {
+  dividePerPass,
+  initSpectralNormState,
+  linearWeightMatrix,
+  spectralNormalize,
+  type SpectralNormState,
+  spectralSigmas,
+} from "./spectral_norm.ts";
 
 /**
  * The per-channel maximum over H and W, `[N, H, W, C] -> [N, C]`, with a gradient made of ops
@@ -28,16 +38,6 @@ export const globalMaxPool: (x: tf.Tensor4D) => tf.Tensor2D = tf.customGrad((x, 
     },
   };
 }) as (x: tf.Tensor4D) => tf.Tensor2D;
-import { type Key, splitKey } from "./init.ts";
-import { conv2d, type ConvParams, linear } from "./conv.ts";
-import {
-  dividePerPass,
-  initSpectralNormState,
-  linearWeightMatrix,
-  spectralNormalize,
-  type SpectralNormState,
-  spectralSigmas,
-} from "./spectral_norm.ts";
 
 /** Fixed configuration of a CAM attention block. */
 export interface CamConfig {

@@ -50,7 +50,7 @@ export interface Conv {
 }
 
 // Reflection padding as one taped op with its true gradient (tfjs's MirrorPad gradient only
-// crops): our kernels where the backend has them (wasm, cpu), composed ops elsewhere.
+// crops): our kernels where the backend has them (wasm, cpu, native-cpu), composed ops elsewhere.
 const reflectionPadOps = new Map<number, (x: tf.Tensor4D) => tf.Tensor4D>();
 function reflectionPadOp(pad: number): (x: tf.Tensor4D) => tf.Tensor4D {
   let op = reflectionPadOps.get(pad);

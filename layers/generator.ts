@@ -104,7 +104,7 @@ export function upsampleNearest2xComposed(x: tf.Tensor4D): tf.Tensor4D {
   });
 }
 
-// One taped op with our kernels where the backend has them (wasm, cpu).
+// One taped op with our kernels where the backend has them (wasm, cpu, native-cpu).
 const upsampleOp = tf.customGrad((x) => ({
   value: tf.engine().runKernel(UPSAMPLE_2X, { x: x as tf.Tensor }) as tf.Tensor,
   gradFunc: (dy: tf.Tensor) => tf.engine().runKernel(UPSAMPLE_2X_GRAD, { dy }) as tf.Tensor,

@@ -15,7 +15,7 @@ let fusedAllowed = true;
 
 /**
  * Turns the one-kernel normalisations off (composed ops everywhere) or back on; they are used
- * only where the active backend has them (wasm, cpu). For tests and comparisons.
+ * only where the active backend has them (wasm, cpu, native-cpu). For tests and comparisons.
  * @param on whether to use them
  */
 export function setFusedNorms(on: boolean): void {

@@ -192,7 +192,7 @@ export function spectralSigma(
   });
 }
 
-// Our kernel (wasm, cpu): power iteration and sigma in one taped op, its gradient v u^T.
+// Our kernel (wasm, cpu, native-cpu): power iteration and sigma in one taped op, its gradient v u^T.
 const fusedOps = new Map<string, (a: tf.Tensor, u: tf.Tensor, v: tf.Tensor) => tf.Tensor>();
 function fusedSigma(
   at: tf.Tensor2D,
