@@ -15,7 +15,7 @@ let fusedAdamAllowed = true;
 
 /**
  * Turns the one-kernel Adam update off (the composed chain everywhere) or back on; it is used only
- * where the active backend has it (wasm, cpu). For tests and comparisons.
+ * where the active backend has it (wasm, cpu, native-cpu). For tests and comparisons.
  * @param on whether to use it
  */
 export function setFusedAdam(on: boolean): void {
@@ -162,7 +162,7 @@ export function chain(...ts: GradientTransformation<any>[]): GradientTransformat
 /**
  * The reference's optimiser: Adam (0.5, 0.999, 1e-8) with coupled weight decay and its schedule.
  * It is the chain of the three transformations above; where the backend has our Adam kernel
- * (wasm, cpu) the chain runs as one kernel per tensor, with the same state layout.
+ * (wasm, cpu, native-cpu) the chain runs as one kernel per tensor, with the same state layout.
  * @param options lr, weight decay, iterations, decay flag
  * @returns the transformation
  */
