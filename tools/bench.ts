@@ -3,11 +3,15 @@
  * peer (tools/pytorch/bench_step.py: the same model and iteration) in the same run, and prints
  * a table and one JSON line per implementation.
  *
- *     deno task bench --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 5 --vs-torch
+ *     deno task bench --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 11 --vs-torch
  *
- * Takes the training flags (model, batch size, `--backend`) plus `--steps N` (timed iterations
- * after `--warmup N` (default 3) warm-up ones; with `--vs-torch` ours and the peer's alternate, one iteration each, so that
- * both meet the same slow spells of a shared machine), `--vs-torch`, and `--profile` (time per kernel over one more iteration). GFLOP/s count the convolutions and linear maps of the
+ * Takes the training flags (model, batch size, `--backend`) plus:
+ * - `--steps N`: timed iterations (default 5), after `--warmup N` warm-up ones (default 3);
+ * - `--vs-torch`: also the peer; the two alternate one iteration each, so that both meet the same
+ *   slow spells of a shared machine;
+ * - `--profile`: time per kernel over one more iteration.
+ *
+ * GFLOP/s count the convolutions and linear maps of the
  * reference's iteration: 8 generator and 12 discriminator forward passes and their backward
  * passes (a backward pass costs about twice its forward; the generator step needs only input
  * gradients through the discriminators).
