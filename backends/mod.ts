@@ -1,8 +1,9 @@
 /**
  * The one place that selects the TensorFlow.js backend.
  *
- * - `native` (the CPU default where a BLAS is installed): the wasm backend with convolutions and
- *   matrix multiplies on a native, multi-threaded BLAS (OpenBLAS, Accelerate) through FFI.
+ * - `native` (the CPU default where oneDNN or a BLAS is installed): the wasm backend with
+ *   convolutions and matrix multiplies on native, multi-threaded libraries through FFI (oneDNN;
+ *   else OpenBLAS or Accelerate).
  * - `native-cpu`: the same native kernels on tfjs's cpu backend (tensors in JavaScript memory),
  *   with faster elementwise, slicing and joining kernels of ours: for what does not fit the 4 GiB
  *   of WebAssembly memory (a 256-pixel training step), slower below that.
@@ -12,8 +13,8 @@
  * - `tensorflow`: libtensorflow through `@tensorflow/tfjs-node-gpu` or `@tensorflow/tfjs-node`,
  *   loaded only when asked for; these cannot be installed everywhere, so a missing one is
  *   reported in one line.
- * - `auto`: `tensorflow` if it loads, else `webgpu` on a hardware GPU, else `native` where a BLAS
- *   loads, else `wasm`; one line says which and why.
+ * - `auto`: `tensorflow` if it loads, else `webgpu` on a hardware GPU, else `native` where one of
+ *   its libraries loads, else `wasm`; one line says which and why.
  *
  * @example
  * ```ts
@@ -26,8 +27,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { registerWasmTrainingKernels } from "./wasm_kernels.ts";
-import { registerNativeKernels, setNativeKernels } from "./native_kernels.ts";
-import { loadBlas } from "./blas.ts";
+import { loadNativeLibraries, registerNativeKernels, setNativeKernels } from "./native_kernels.ts";
 import { registerNormKernels } from "./norm_kernels.ts";
 import { registerJsKernels } from "./js_kernels.ts";
 import { registerNativeCpuBackend } from "./cpu_kernels.ts";
@@ -147,19 +147,19 @@ export async function selectBackend(
       registerWasmTrainingKernels();
       registerJsKernels("wasm");
       registerNativeKernels(["wasm"]);
-      const blas = name === "native" ? loadBlas() : undefined;
-      if (typeof blas === "string") throw new Error(`--backend native: ${blas}`);
-      setNativeKernels(blas);
+      const libs = name === "native" ? loadNativeLibraries() : undefined;
+      if (typeof libs === "string") throw new Error(`--backend native: ${libs}`);
+      setNativeKernels(libs);
       await activate("wasm");
       return name;
     }
     case "native-cpu": {
-      const blas = loadBlas();
-      if (typeof blas === "string") throw new Error(`--backend native-cpu: ${blas}`);
+      const libs = loadNativeLibraries();
+      if (typeof libs === "string") throw new Error(`--backend native-cpu: ${libs}`);
       registerNativeCpuBackend();
       registerJsKernels("native-cpu");
       registerNativeKernels(["native-cpu"]);
-      setNativeKernels(blas);
+      setNativeKernels(libs);
       await activate("native-cpu");
       return name;
     }
@@ -180,14 +180,14 @@ export async function selectBackend(
         log(`backend: ${missingTf}; using webgpu instead`);
         return await selectBackend("webgpu", { log });
       }
-      const blas = loadBlas();
+      const libs = loadNativeLibraries();
       log(
-        typeof blas === "string"
-          ? `backend: ${missingTf}; ${blas}: using the portable wasm backend`
-          : `backend: ${missingTf}; using native: wasm with ${blas.description} (${blas.path}) ` +
+        typeof libs === "string"
+          ? `backend: ${missingTf}; ${libs}: using the portable wasm backend`
+          : `backend: ${missingTf}; using native: wasm with ${libs.description} ` +
             "for convolutions and matrix multiplies",
       );
-      return await selectBackend(typeof blas === "string" ? "wasm" : "native", { log });
+      return await selectBackend(typeof libs === "string" ? "wasm" : "native", { log });
     }
   }
 }

@@ -1,7 +1,8 @@
 /**
  * The native fast path: convolutions (forward, input gradient, filter gradient) and matrix
- * multiplies on a native BLAS (OpenBLAS, multi-threaded), reading and writing the tensors in
- * place: in WebAssembly memory under the wasm backend (`--backend native`), in JavaScript memory
+ * multiplies on native, multi-threaded libraries (oneDNN's direct convolutions where installed,
+ * else a BLAS: OpenBLAS, Accelerate; convolutions the BLAS runs are lowered to GEMM), reading and
+ * writing the tensors in place: in WebAssembly memory under the wasm backend (`--backend native`), in JavaScript memory
  * under `native-cpu`. Everything else stays on those backends.
  *
  * The kernels are registered once per backend and switched on or off by
@@ -11,7 +12,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import type { Blas } from "./blas.ts";
+import { type Gemm, loadBlas } from "./blas.ts";
+import { convKey, type ConvPass, type Dnnl, loadDnnl } from "./dnnl.ts";
 import { convBackpropFilter, convBackpropInput, convForward } from "./gemm_conv.ts";
 import { memoryOf } from "./memory.ts";
 
@@ -27,15 +29,59 @@ interface ConvAttrs {
 }
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 
-// The BLAS the kernels run on; undefined: off, the kernels registered before ours run.
-let blas: Blas | undefined;
+/** The libraries the native kernels run on. */
+export interface NativeLibraries {
+  /** What they are, for the start-up line. */
+  readonly description: string;
+  /** The matrix multiply: matmuls, and convolutions lowered to GEMM. */
+  readonly gemm: Gemm;
+  /** oneDNN's direct convolutions, where installed. */
+  readonly dnnl?: Dnnl;
+}
 
 /**
- * Switches the native kernels on (with the BLAS to use) or off (the portable wasm kernels).
- * @param lib the loaded BLAS, or undefined for off
+ * Opens the native libraries (once per process): oneDNN where it is installed, for the
+ * convolutions and, on the same threads, the matrix multiplies (a second thread pool would
+ * contend with its threads for the cores); else a BLAS.
+ * @returns the libraries, or why there are none (one line)
  */
-export function setNativeKernels(lib: Blas | undefined): void {
-  blas = lib;
+export function loadNativeLibraries(): NativeLibraries | string {
+  const dnnl = loadDnnl();
+  if (typeof dnnl !== "string") {
+    return { description: `${dnnl.description} (${dnnl.path})`, gemm: dnnl.sgemm, dnnl };
+  }
+  const blas = loadBlas();
+  if (typeof blas === "string") return blas;
+  const hint = /permission|switched off/.test(dnnl)
+    ? ""
+    : "; with oneDNN (apt-get install libdnnl2) convolutions run faster";
+  return { description: `${blas.description} (${blas.path})${hint}`, gemm: blas.sgemm };
+}
+
+// What the kernels run on; undefined: off, the kernels registered before ours run.
+let libs: NativeLibraries | undefined;
+
+/**
+ * Switches the native kernels on (with the libraries to use) or off (the portable kernels).
+ * @param lib the loaded libraries, or undefined for off
+ */
+export function setNativeKernels(lib: NativeLibraries | undefined): void {
+  libs = lib;
+}
+
+/**
+ * Where convolutions go when oneDNN is loaded: `fastest` (the default) times oneDNN and the GEMM
+ * lowering once per geometry and keeps the faster; the others force one (tests, benchmarks).
+ */
+export type ConvRoute = "fastest" | "onednn" | "gemm";
+let route: ConvRoute = "fastest";
+
+/**
+ * Sets where convolutions go (see {@linkcode ConvRoute}).
+ * @param to the route
+ */
+export function setConvRoute(to: ConvRoute): void {
+  route = to;
 }
 
 function dilated(d: ConvAttrs["dilations"]): boolean {
@@ -60,39 +106,78 @@ function geometry(
 
 const allFloat = (...xs: Info[]) => xs.every((x) => x.dtype === "float32");
 
+const lowered = { forward: convForward, input: convBackpropInput, filter: convBackpropFilter };
+// Per pass and geometry, whether oneDNN or the GEMM lowering was faster when first met: oneDNN
+// wins most, not all (e.g. one output channel), so both are timed once on the real tensors.
+const oneDnnFaster = new Map<string, boolean>();
+
+/** One convolution pass on oneDNN or as GEMMs (see {@linkcode ConvRoute}). */
+function convolve(
+  pass: ConvPass,
+  g: tf.backend_util.Conv2DInfo,
+  a: Float32Array,
+  b: Float32Array,
+  out: Float32Array,
+): void {
+  const gemm = () => lowered[pass](libs!.gemm, a, b, out, g);
+  const dnnl = libs!.dnnl;
+  if (!dnnl || route === "gemm") return gemm();
+  const key = convKey(pass, g);
+  let faster = route === "onednn" || oneDnnFaster.get(key);
+  if (faster === undefined) {
+    // The first call makes oneDNN's primitive; it says no where it has only a reference kernel.
+    faster = dnnl.conv(pass, g, a, b, out) &&
+      fastest(() => dnnl!.conv(pass, g, a, b, out)) < fastest(gemm);
+    oneDnnFaster.set(key, faster);
+  }
+  if (!faster || !dnnl.conv(pass, g, a, b, out)) gemm();
+}
+
+// The best of three timed runs, after one untimed.
+function fastest(run: () => void): number {
+  run();
+  let best = Infinity;
+  for (let i = 0; i < 3; i++) {
+    const start = performance.now();
+    run();
+    best = Math.min(best, performance.now() - start);
+  }
+  return best;
+}
+
 function conv2d(args: Args, fallback: tf.KernelFunc): Info {
   const { x, filter } = args.inputs as { x: Info; filter: Info };
-  const g = blas && allFloat(x, filter) &&
+  const g = libs && allFloat(x, filter) &&
     geometry(x.shape, filter.shape, args.attrs as unknown as ConvAttrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   const mem = memoryOf(args.backend);
   const out = mem.alloc(g.outShape);
   const h = mem.view; // after every allocation
-  convForward(blas!.sgemm, h(x), h(filter), h(out), g);
+  convolve("forward", g, h(x), h(filter), h(out));
   return out;
 }
 
 function conv2dBackpropInput(args: Args, fallback: tf.KernelFunc): Info {
   const { dy, filter } = args.inputs as { dy: Info; filter: Info };
   const attrs = args.attrs as unknown as ConvAttrs;
-  const g = blas && allFloat(dy, filter) && geometry(attrs.inputShape!, filter.shape, attrs);
+  const g = libs && allFloat(dy, filter) && geometry(attrs.inputShape!, filter.shape, attrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   const mem = memoryOf(args.backend);
   const out = mem.alloc(attrs.inputShape!);
   const h = mem.view;
-  convBackpropInput(blas!.sgemm, h(dy), h(filter), h(out), g);
+  convolve("input", g, h(dy), h(filter), h(out));
   return out;
 }
 
 function conv2dBackpropFilter(args: Args, fallback: tf.KernelFunc): Info {
   const { x, dy } = args.inputs as { x: Info; dy: Info };
   const attrs = args.attrs as unknown as ConvAttrs;
-  const g = blas && allFloat(x, dy) && geometry(x.shape, attrs.filterShape!, attrs);
+  const g = libs && allFloat(x, dy) && geometry(x.shape, attrs.filterShape!, attrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   const mem = memoryOf(args.backend);
   const out = mem.alloc(attrs.filterShape!);
   const h = mem.view;
-  convBackpropFilter(blas!.sgemm, h(x), h(dy), h(out), g);
+  convolve("filter", g, h(x), h(dy), h(out));
   return out;
 }
 
@@ -105,7 +190,7 @@ function batchMatMul(args: Args, fallback: tf.KernelFunc): Info {
   const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
   const [ra, rb] = [a.shape.length, b.shape.length];
   const [na, nb] = [size(a.shape.slice(0, -2)), size(b.shape.slice(0, -2))];
-  if (!blas || !allFloat(a, b) || ra < 2 || rb < 2 || (na !== nb && na !== 1 && nb !== 1)) {
+  if (!libs || !allFloat(a, b) || ra < 2 || rb < 2 || (na !== nb && na !== 1 && nb !== 1)) {
     return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   }
   const m = transposeA ? a.shape[ra - 1] : a.shape[ra - 2];
@@ -119,7 +204,7 @@ function batchMatMul(args: Args, fallback: tf.KernelFunc): Info {
   const out = mem.alloc([...batchShape, m, n]);
   const [av, bv, cv] = [a, b, out].map(mem.view);
   for (let i = 0; i < Math.max(na, nb); i++) {
-    blas!.sgemm(
+    libs!.gemm(
       transposeA,
       transposeB,
       m,
@@ -142,7 +227,7 @@ const registered = new Set<string>();
 
 /**
  * Registers the native kernels under some backends (`wasm`, `native-cpu`; once each), in front of
- * the kernels already there; they stay off until {@linkcode setNativeKernels} gives them a BLAS.
+ * the kernels already there; they stay off until {@linkcode setNativeKernels} gives them libraries.
  * @param backends the backend names
  */
 export function registerNativeKernels(backends: readonly string[]): void {

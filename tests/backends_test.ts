@@ -1,7 +1,15 @@
 import * as tf from "@tensorflow/tfjs";
-import { assertEquals, assertRejects } from "@std/assert";
+import { assert, assertEquals, assertRejects } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
 import { loadBlas } from "../backends/blas.ts";
+import { type Dnnl, loadDnnl } from "../backends/dnnl.ts";
+import {
+  type ConvRoute,
+  loadNativeLibraries,
+  type NativeLibraries,
+  setConvRoute,
+  setNativeKernels,
+} from "../backends/native_kernels.ts";
 import {
   convBackpropFilter,
   convBackpropInput,
@@ -50,9 +58,16 @@ function cases(): Case[] {
 
 type Conv = { y: Float32Array; dx: Float32Array; dw: Float32Array };
 
-// Forward output and both gradients of sum(conv(x, f)^2) for every case.
-async function convResults(backend: "cpu" | "wasm" | "native" | "native-cpu") {
+// Forward output and both gradients of sum(conv(x, f)^2) for every case; `libs` and `route`
+// replace the native kernels' defaults.
+async function convResults(
+  backend: "cpu" | "wasm" | "native" | "native-cpu",
+  libs?: NativeLibraries,
+  route: ConvRoute = "fastest",
+) {
   await selectBackend(backend);
+  if (libs) setNativeKernels(libs);
+  setConvRoute(route);
   const results: Conv[] = [];
   for (const [i, [n, h, w, ci, co, k, stride, pad]] of cases().entries()) {
     const x = tf.randomNormal([n, h, w, ci], 0, 1, "float32", i + 1) as tf.Tensor4D;
@@ -65,6 +80,7 @@ async function convResults(backend: "cpu" | "wasm" | "native" | "native-cpu") {
     results.push({ y: await read(y), dx: await read(dx), dw: await read(dw) });
     tf.dispose([x, f, y, dx, dw]);
   }
+  setConvRoute("fastest");
   return results;
 }
 
@@ -84,18 +100,49 @@ Deno.test("wasm's convolution kernels (ours) match the cpu backend on random sha
   assertEquals(tf.memory().numTensors, before);
 });
 
-const blas = loadBlas();
-const noBlas = typeof blas === "string" ? blas : "";
+const native = loadNativeLibraries();
+const noBlas = typeof native === "string" ? native : "";
 if (noBlas) console.log(`SKIPPED: native-kernel tests (${noBlas})`);
+const blas = loadBlas();
+const dnnl = loadDnnl();
+if (typeof blas === "string") console.log(`SKIPPED: convolutions on a BLAS (${blas})`);
+if (typeof dnnl === "string") console.log(`SKIPPED: convolutions on oneDNN (${dnnl})`);
 
-for (const backend of ["native", "native-cpu"] as const) {
+// Each way the native kernels can run a convolution, each checked against the cpu backend.
+// oneDNN's passes are counted: the cases must reach it, not fall back to the lowering.
+let [dnnlAsked, dnnlRan] = [0, 0];
+const counted = typeof dnnl === "string" ? dnnl : {
+  ...dnnl,
+  conv: (...args: Parameters<Dnnl["conv"]>) => {
+    dnnlAsked++;
+    return dnnl.conv(...args) && ++dnnlRan > 0;
+  },
+};
+const onDnnl = typeof counted === "string"
+  ? counted
+  : { description: "", gemm: counted.sgemm, dnnl: counted };
+const onBlas = typeof blas === "string" ? blas : { description: "", gemm: blas.sgemm };
+const convWays: [string, "native" | "native-cpu", NativeLibraries | string, ConvRoute][] = [
+  ["oneDNN's convolutions", "native", onDnnl, "onednn"],
+  ["GEMM lowering on oneDNN's sgemm", "native", onDnnl, "gemm"],
+  ["GEMM lowering on the BLAS", "native", onBlas, "gemm"],
+  ["the faster of both per geometry", "native-cpu", native, "fastest"],
+];
+for (const [way, backend, lib, route] of convWays) {
   Deno.test({
-    name:
-      `${backend} convolution kernels (BLAS) match the cpu backend on random shapes, strides and paddings`,
-    ignore: !!noBlas,
+    name: `${backend} convolution kernels (${way}) match the cpu backend on random shapes, ` +
+      "strides and paddings",
+    ignore: typeof lib === "string",
     fn: async () => {
       const cpu = await convResults("cpu");
-      await assertConvsMatch(await convResults(backend), cpu);
+      [dnnlAsked, dnnlRan] = [0, 0];
+      await assertConvsMatch(await convResults(backend, lib as NativeLibraries, route), cpu);
+      if (route === "onednn") {
+        // It declines tiny tensors and geometries it has only reference kernels for; the rest
+        // must have run there.
+        console.log(`oneDNN ran ${dnnlRan} of the ${dnnlAsked} passes asked of it`);
+        assert(dnnlRan >= 0.75 * dnnlAsked && dnnlAsked >= 3 * cases().length);
+      }
     },
   });
 }

@@ -187,7 +187,9 @@ try {
       disposeState(next);
     });
     const byKernel = new Map<string, { ms: number; calls: number }>();
-    for (const k of info.kernels) {
+    // Ops with a custom gradient show as "unnamed scope", timed with the kernels they run, which
+    // are listed themselves: left out of the sum.
+    for (const k of info.kernels.filter((k) => k.name !== "unnamed scope")) {
       const ms = typeof k.kernelTimeMs === "number"
         ? k.kernelTimeMs
         : (await k.kernelTimeMs as { kernelMs?: number }).kernelMs ?? 0;
