@@ -12,7 +12,8 @@
  *   (two passes over the weight) and sigma's gradient `u v^T`, where composed ops take about 25
  *   kernels per normalised weight and call.
  * - `UgatitAdamUpdate`: the reference optimiser's whole per-tensor update (coupled weight decay,
- *   Adam's moments, bias correction, learning rate) as one pass instead of about fifteen ops.
+ *   Adam's moments, bias correction, learning rate) as one pass instead of about fifteen ops;
+ *   on the wasm backend in WebAssembly SIMD (`simd.ts`).
  * - `Sum`, `Mean`, `Max` over a block of adjacent axes that leaves the last axis out (an NHWC
  *   tensor over H and W, a bias gradient over N, H and W) as one strided loop; the stock wasm
  *   kernels transpose the reduced axes to the end first, a copy of the whole tensor.
@@ -21,6 +22,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { memoryOf } from "./memory.ts";
+import { simdFor } from "./simd.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -315,19 +317,31 @@ export function adamUpdate(
 
 function adamKernel({ inputs, backend, attrs }: Args): Info[] {
   const { g, p, m, v } = inputs as Record<string, Info>;
+  const simd = simdFor(backend); // before allocating: its first call allocates
   const mem = memoryOf(backend);
   const outs = [mem.alloc(g.shape), mem.alloc(g.shape), mem.alloc(g.shape)];
-  const [u, mo, vo] = outs.map(mem.view);
-  adamUpdate(
-    mem.view(g),
-    mem.view(p),
-    mem.view(m),
-    mem.view(v),
-    u,
-    mo,
-    vo,
-    attrs as unknown as AdamUpdateAttrs,
-  );
+  const [update, mOut, vOut] = outs.map(mem.view);
+  const arrays = {
+    g: mem.view(g),
+    p: mem.view(p),
+    m: mem.view(m),
+    v: mem.view(v),
+    update,
+    mOut,
+    vOut,
+  };
+  const a = attrs as unknown as AdamUpdateAttrs;
+  const done = simd?.adam(arrays, { ...a, step: -a.lr / a.c1, root: 1 / Math.sqrt(a.c2) }) ?? 0;
+  const rest = Object.values(arrays).map((x) => x.subarray(done)) as [
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+    Float32Array,
+  ];
+  adamUpdate(...rest, a);
   return outs;
 }
 

@@ -8,12 +8,14 @@
  * channel and LN over H, W and C; the variance is unbiased or biased (`unbiased` attribute);
  * `mixLn: false` is plain IN (rho unused). Shapes: x `[N, H, W, C]`, rho `[C]`, gamma and beta
  * `[N, C]`. Per sample and channel the forward is affine in x, and the backward affine in
- * `(dy, x)`, so each is one accumulation pass and one output pass.
+ * `(dy, x)`, so each is one accumulation pass and one output pass. On the wasm backend those
+ * passes run in WebAssembly SIMD (`simd.ts`) where the channel count is a multiple of 4.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
 import { memoryOf } from "./memory.ts";
+import { simdFor, type SimdPasses } from "./simd.ts";
 
 /** The forward kernel's name: inputs `{x, rho, gamma, beta}`, outputs `[y, stats]`. */
 export const LIN_NORM = "UgatitLayerInstanceNorm";
@@ -84,6 +86,7 @@ export function linNormForward(
   stats: Float32Array,
   [n, hw, c]: [number, number, number],
   { unbiased, mixLn }: LinNormAttrs,
+  simd?: SimdPasses,
 ): void {
   const sum = new Float64Array(c);
   const sq = new Float64Array(c);
@@ -93,7 +96,7 @@ export function linNormForward(
     const off = s * hw * c;
     // One pass for both moments, in doubles (the float32 inputs are exact there; the cancellation
     // in sum(x^2) - hw mean^2 costs digits only when |mean| / std is beyond 1e4).
-    channelSums(x, x, off, hw, c, sum, sq);
+    if (!simd?.channelSums(x, x, off, hw, c, sum, sq)) channelSums(x, x, off, hw, c, sum, sq);
     let total = 0;
     for (let ch = 0; ch < c; ch++) total += sum[ch];
     const mu = total / (hw * c);
@@ -116,6 +119,7 @@ export function linNormForward(
     }
     stats[st + 2 * c] = mu;
     stats[st + 2 * c + 1] = rln;
+    if (simd?.affine(x, y, off, hw, c, a, b)) continue;
     for (let p = 0, i = off; p < hw; p++) {
       for (let ch = 0; ch < c; ch++, i++) y[i] = x[i] * a[ch] + b[ch];
     }
@@ -132,6 +136,7 @@ export function linNormBackward(
   out: { dx: Float32Array; drho: Float32Array; dgamma: Float32Array; dbeta: Float32Array },
   [n, hw, c]: [number, number, number],
   { unbiased, mixLn }: LinNormAttrs,
+  simd?: SimdPasses,
 ): void {
   const gsum = new Float64Array(c);
   const gx = new Float64Array(c);
@@ -143,7 +148,7 @@ export function linNormBackward(
   const dLn = unbiased ? hw * c - 1 : hw * c;
   for (let s = 0; s < n; s++) {
     const off = s * hw * c;
-    channelSums(dy, x, off, hw, c, gsum, gx);
+    if (!simd?.channelSums(dy, x, off, hw, c, gsum, gx)) channelSums(dy, x, off, hw, c, gsum, gx);
     const st = s * (2 * c + 2);
     const mu = stats[st + 2 * c];
     const rln = stats[st + 2 * c + 1];
@@ -171,6 +176,7 @@ export function linNormBackward(
       Q[ch] = -k - kl;
       R[ch] = -rin * g * r * gsum[ch] / hw + k * mc - rln * l1 / (hw * c) + kl * mu;
     }
+    if (simd?.affine2(dy, x, out.dx, off, hw, c, P, Q, R)) continue;
     for (let p = 0, i = off; p < hw; p++) {
       for (let ch = 0; ch < c; ch++, i++) out.dx[i] = dy[i] * P[ch] + x[i] * Q[ch] + R[ch];
     }
@@ -183,6 +189,7 @@ type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: 
 function forwardKernel({ inputs, backend, attrs }: Args): tf.TensorInfo[] {
   const { x, rho, gamma, beta } = inputs as Record<string, tf.TensorInfo>;
   const [n, h, w, c] = x.shape;
+  const simd = simdFor(backend); // before allocating: its first call allocates
   const mem = memoryOf(backend);
   const y = mem.alloc(x.shape);
   const stats = mem.alloc([n, 2 * c + 2]);
@@ -196,6 +203,7 @@ function forwardKernel({ inputs, backend, attrs }: Args): tf.TensorInfo[] {
     v(stats),
     [n, h * w, c],
     attrs as unknown as LinNormAttrs,
+    simd,
   );
   return [y, stats];
 }
@@ -203,6 +211,7 @@ function forwardKernel({ inputs, backend, attrs }: Args): tf.TensorInfo[] {
 function backwardKernel({ inputs, backend, attrs }: Args): tf.TensorInfo[] {
   const { dy, x, stats, rho, gamma } = inputs as Record<string, tf.TensorInfo>;
   const [n, h, w, c] = x.shape;
+  const simd = simdFor(backend);
   const mem = memoryOf(backend);
   const outs = [mem.alloc(x.shape), mem.alloc([c]), mem.alloc([n, c]), mem.alloc([n, c])];
   const v = mem.view;
@@ -216,6 +225,7 @@ function backwardKernel({ inputs, backend, attrs }: Args): tf.TensorInfo[] {
     { dx, drho, dgamma, dbeta },
     [n, h * w, c],
     attrs as unknown as LinNormAttrs,
+    simd,
   );
   return outs;
 }
