@@ -2,8 +2,8 @@
  * Direct convolutions on oneDNN (Debian/Ubuntu `libdnnl2`, the library PyTorch's CPU
  * convolutions run on) through Deno's FFI: forward, input gradient and filter gradient of an
  * NHWC/HWIO convolution, multi-threaded, reading and writing the caller's buffers (WebAssembly
- * memory included) in place. Weights go through oneDNN's blocked layouts, reordered per call
- * (they are small), which is what makes its AVX2/AVX-512 kernels beat a GEMM lowering.
+ * memory included) in place. Weights go through the blocked layouts oneDNN's AVX2/AVX-512 kernels
+ * want, reordered per call (they are small); activations stay NHWC.
  *
  * The oneDNN 2.x C API is used (its operation descriptors are plain structs, sized below).
  * Primitives are made once per geometry and kept. Where oneDNN has only its reference (slow)
@@ -109,9 +109,10 @@ const QUERY_IMPL_INFO = 8;
 const QUERY = { weights: 131, diffWeights: 132 } as const;
 const ARG = { src: 1, dst: 17, weights: 33, diffSrc: 129, diffDst: 145, diffWeights: 161 };
 const MEMORY_ALLOCATE = -1n; // DNNL_MEMORY_ALLOCATE: oneDNN owns the buffer
-// Struct sizes of oneDNN 2.x (x86-64): memory descriptor, convolution descriptor.
-const MD_BYTES = 696;
-const CONV_DESC_BYTES = 5976;
+// oneDNN 2.x's descriptors are plain structs the library fills in: a memory descriptor is 696 bytes
+// and a convolution descriptor 5,976 in 2.6 on x86-64; buffers a few times larger fit any 2.x's.
+const MD_BYTES = 4096;
+const CONV_DESC_BYTES = 32768;
 const MAX_DIMS = 12;
 
 /** Which of a convolution's three computations. */
@@ -365,7 +366,7 @@ function openDnnl(s: Symbols, description: string, path: string): Dnnl {
       if (!backwardPd) return null;
       pd = backwardPd;
     }
-    if (implementation(pd).startsWith("ref")) return null;
+    if (/\bref\b/.test(implementation(pd))) return null;
 
     // The user's tensors: a, b, out (handles set per call).
     const [aMd, bMd, outMd] = pass === "forward"

@@ -2,8 +2,8 @@
  * The native fast path: convolutions (forward, input gradient, filter gradient) and matrix
  * multiplies on native, multi-threaded libraries (oneDNN's direct convolutions where installed,
  * else a BLAS: OpenBLAS, Accelerate; convolutions the BLAS runs are lowered to GEMM), reading and
- * writing the tensors in place: in WebAssembly memory under the wasm backend (`--backend native`), in JavaScript memory
- * under `native-cpu`. Everything else stays on those backends.
+ * writing the tensors in place: in WebAssembly memory under the wasm backend (`--backend
+ * native`), in JavaScript memory under `native-cpu`. Everything else stays on those backends.
  *
  * The kernels are registered once per backend and switched on or off by
  * {@linkcode setNativeKernels}; when off, or for what they do not cover (NCHW, dilation,
@@ -54,8 +54,8 @@ export function loadNativeLibraries(): NativeLibraries | string {
   if (typeof blas === "string") return blas;
   const hint = /permission|switched off/.test(dnnl)
     ? ""
-    : "; with oneDNN (apt-get install libdnnl2) convolutions run faster";
-  return { description: `${blas.description} (${blas.path})${hint}`, gemm: blas.sgemm };
+    : "; without oneDNN: apt-get install libdnnl2 for faster convolutions";
+  return { description: `${blas.description} (${blas.path}${hint})`, gemm: blas.sgemm };
 }
 
 // What the kernels run on; undefined: off, the kernels registered before ours run.
