@@ -52,9 +52,9 @@ export function loadNativeLibraries(): NativeLibraries | string {
   }
   const blas = loadBlas();
   if (typeof blas === "string") return blas;
-  const hint = /permission|switched off/.test(dnnl)
-    ? ""
-    : "; without oneDNN: apt-get install libdnnl2 for faster convolutions";
+  const hint = dnnl.startsWith("no oneDNN")
+    ? "; without oneDNN: apt-get install libdnnl2 for faster convolutions"
+    : "";
   return { description: `${blas.description} (${blas.path}${hint})`, gemm: blas.sgemm };
 }
 
@@ -127,7 +127,7 @@ function convolve(
   if (faster === undefined) {
     // The first call makes oneDNN's primitive; it says no where it has only a reference kernel.
     faster = dnnl.conv(pass, g, a, b, out) &&
-      fastest(() => dnnl!.conv(pass, g, a, b, out)) < fastest(gemm);
+      fastest(() => dnnl.conv(pass, g, a, b, out)) < fastest(gemm);
     oneDnnFaster.set(key, faster);
   }
   if (!faster || !dnnl.conv(pass, g, a, b, out)) gemm();
