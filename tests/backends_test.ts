@@ -101,8 +101,8 @@ Deno.test("wasm's convolution kernels (ours) match the cpu backend on random sha
 });
 
 const native = loadNativeLibraries();
-const noBlas = typeof native === "string" ? native : "";
-if (noBlas) console.log(`SKIPPED: native-kernel tests (${noBlas})`);
+const noNative = typeof native === "string" ? native : "";
+if (noNative) console.log(`SKIPPED: native-kernel tests (${noNative})`);
 const blas = loadBlas();
 const dnnl = loadDnnl();
 if (typeof blas === "string") console.log(`SKIPPED: convolutions on a BLAS (${blas})`);
@@ -181,8 +181,8 @@ async function matmuls(backend: "cpu" | "native" | "native-cpu") {
 for (const backend of ["native", "native-cpu"] as const) {
   Deno.test({
     name:
-      `${backend} matrix multiply (BLAS) matches the cpu backend, transposes and batches included`,
-    ignore: !!noBlas,
+      `${backend} matrix multiply (native GEMM) matches the cpu backend, transposes and batches included`,
+    ignore: !!noNative,
     fn: async () => {
       const cpu = await matmuls("cpu");
       const native = await matmuls(backend);
@@ -219,7 +219,7 @@ Deno.test("the convolution lowering is right with a plain-loop matrix multiply (
 for (const backend of ["wasm", "native"] as const) {
   Deno.test({
     name: `our ${backend} kernels free every buffer they make`,
-    ignore: backend === "native" && !!noBlas,
+    ignore: backend === "native" && !!noNative,
     fn: async () => {
       await selectBackend(backend);
       const x = tf.randomNormal([2, 16, 16, 4], 0, 1, "float32", 1) as tf.Tensor4D;
@@ -246,7 +246,7 @@ Deno.test("selectBackend() names the active backend and refuses unknown names wi
   assertEquals(await selectBackend("cpu"), "cpu");
   assertEquals(tf.getBackend(), "cpu");
   assertEquals(await selectBackend("wasm"), "wasm");
-  if (!noBlas) assertEquals(await selectBackend("native"), "native");
+  if (!noNative) assertEquals(await selectBackend("native"), "native");
   assertEquals(tf.getBackend(), "wasm");
   // deno-lint-ignore no-explicit-any
   await assertRejects(() => selectBackend("tpu" as any), Error, '--backend: unknown backend "tpu"');
@@ -327,7 +327,7 @@ async function elementwise(backend: "cpu" | "native-cpu") {
 
 Deno.test({
   name: "native-cpu's elementwise, slicing and joining kernels match the cpu backend's",
-  ignore: !!noBlas,
+  ignore: !!noNative,
   fn: async () => {
     const cpu = await elementwise("cpu");
     const ours = await elementwise("native-cpu");
