@@ -31,8 +31,24 @@ import { loadNativeLibraries, registerNativeKernels, setNativeKernels } from "./
 import { registerNormKernels } from "./norm_kernels.ts";
 import { registerJsKernels } from "./js_kernels.ts";
 import { registerNativeCpuBackend } from "./cpu_kernels.ts";
+import {
+  describeAdapter,
+  type GpuAdapter,
+  isSoftwareAdapter,
+  registerWebGpuBackend,
+  requestGpuAdapter,
+  webgpuStarted,
+  webgpuUnavailable,
+} from "./webgpu.ts";
 
 export { registerWasmTrainingKernels } from "./wasm_kernels.ts";
+export {
+  describeAdapter,
+  requestGpuAdapter,
+  webgpuDeviceLost,
+  webgpuStarted,
+  webgpuUnavailable,
+} from "./webgpu.ts";
 
 /** The names `--backend` accepts. */
 export const BACKENDS = [
@@ -79,35 +95,11 @@ async function loadTensorflow(): Promise<string | undefined> {
   }
 }
 
-/**
- * Asks `navigator.gpu` for an adapter, or gives undefined where there is none.
- * @returns the adapter, with its `info` where the runtime reports it
- */
-export async function requestGpuAdapter(): Promise<
-  { isFallbackAdapter?: boolean; info?: Record<string, unknown> } | undefined
-> {
-  const gpu = (globalThis.navigator as { gpu?: { requestAdapter(): Promise<unknown> } })?.gpu;
-  if (!gpu) return undefined;
-  // Mesa's Vulkan loader prints an error per probe when this is unset (headless machines, CI).
-  try {
-    if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync());
-  } catch {
-    // no env or write permission: the probe still works, only louder
-  }
-  try {
-    return (await gpu.requestAdapter() ?? undefined) as
-      | { isFallbackAdapter?: boolean; info?: Record<string, unknown> }
-      | undefined;
-  } catch {
-    return undefined;
-  }
-}
+let softwareNoticed = false; // said once per process
 
-async function hardwareGpu(): Promise<boolean> {
+async function hardwareGpu(): Promise<GpuAdapter | undefined> {
   const adapter = await requestGpuAdapter();
-  if (!adapter || adapter.isFallbackAdapter || adapter.info?.isFallbackAdapter) return false;
-  const info = Object.values(adapter.info ?? {}).join(" ");
-  return !/llvmpipe|lavapipe|swiftshader|software/i.test(info);
+  return adapter && !isSoftwareAdapter(adapter) ? adapter : undefined;
 }
 
 async function activate(name: string): Promise<string> {
@@ -164,11 +156,20 @@ export async function selectBackend(
       return name;
     }
     case "webgpu": {
-      if (!(globalThis.navigator as { gpu?: unknown })?.gpu) {
-        throw new Error("--backend webgpu: this runtime has no navigator.gpu");
+      const why = await webgpuUnavailable();
+      if (why) throw new Error(`--backend webgpu: ${why}`);
+      await registerWebGpuBackend();
+      try {
+        await activate("webgpu");
+      } catch (e) {
+        throw new Error(`--backend webgpu: ${(e as Error).message}`);
       }
-      await import("@tensorflow/tfjs-backend-webgpu");
-      return await activate("webgpu");
+      const gpu = webgpuStarted();
+      if (gpu?.software && !softwareNoticed) {
+        softwareNoticed = true;
+        log(`backend: webgpu on ${gpu.adapter}: a software renderer, not a GPU (slow)`);
+      }
+      return "webgpu";
     }
     case "tensorflow": {
       if (!(await loadTensorflow())) throw new Error(`--backend tensorflow: ${missingTf}`);
@@ -176,8 +177,9 @@ export async function selectBackend(
     }
     case "auto": {
       if (await loadTensorflow()) return await activate("tensorflow");
-      if (await hardwareGpu()) {
-        log(`backend: ${missingTf}; using webgpu instead`);
+      const adapter = await hardwareGpu();
+      if (adapter) {
+        log(`backend: ${missingTf}; using webgpu on ${describeAdapter(adapter)}`);
         return await selectBackend("webgpu", { log });
       }
       const libs = loadNativeLibraries();

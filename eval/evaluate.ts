@@ -14,13 +14,14 @@ import { generator, type GeneratorParams } from "../layers/generator.ts";
 import { loadCheckpoint, readCheckpointFlags } from "../train/checkpoint.ts";
 import { datasetName, loadTestImages, openDataset } from "../train/data.ts";
 import {
+  configFromFlags,
   exitOnUserError,
   flagHelp,
   type Flags,
   LAPTOP_DEFAULTS,
   parseFlags,
 } from "../train/flags.ts";
-import { configFromFlags, type RunnerIO } from "../train/runner.ts";
+import type { RunnerIO } from "../train/runner.ts";
 import { disposeState, subtree } from "../train/step.ts";
 import { graphModelFeatures, randomConvFeatures } from "./features.ts";
 import { writeReport } from "./report.ts";

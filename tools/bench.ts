@@ -9,7 +9,10 @@
  * - `--steps N`: timed iterations (default 5), after `--warmup N` warm-up ones (default 3);
  * - `--vs-torch`: also the peer; the two alternate one iteration each, so that both meet the same
  *   slow spells of a shared machine;
- * - `--profile`: time per kernel over one more iteration.
+ * - `--torch-device cuda`: the peer on the GPU (eager PyTorch, its defaults), for `--backend webgpu`;
+ * - `--adapter`: only print the adapter (`--backend webgpu`) and exit;
+ * - `--profile`: time per kernel over one more iteration (on webgpu from GPU timestamps), the
+ *   kernel count, and the time outside kernels.
  *
  * GFLOP/s count the convolutions and linear maps of the
  * reference's iteration: 8 generator and 12 discriminator forward passes and their backward
@@ -19,17 +22,24 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { selectBackend } from "../backends/mod.ts";
+import { selectBackend, webgpuStarted } from "../backends/mod.ts";
+import { LIN_NORM } from "../backends/norm_kernels.ts";
 import { loadBlas } from "../backends/blas.ts";
-import { exitOnUserError, parseFlags } from "../train/flags.ts";
+import { configFromFlags, exitOnUserError, parseFlags } from "../train/flags.ts";
 import { disposeState, trainer } from "../train/step.ts";
-import { configFromFlags } from "../train/runner.ts";
 import { findTorchPython } from "./pytorch/find_python.ts";
 
 const args = [...Deno.args];
 const take = (flag: string) => args.includes(flag) && args.splice(args.indexOf(flag), 1).length > 0;
 const vsTorch = take("--vs-torch");
 const profile = take("--profile");
+const adapterOnly = take("--adapter");
+const torchDeviceAt = args.indexOf("--torch-device");
+const torchDevice = torchDeviceAt < 0 ? "cpu" : args.splice(torchDeviceAt, 2)[1];
+if (!["cpu", "cuda"].includes(torchDevice)) {
+  console.error(`--torch-device: expected cpu or cuda, got "${torchDevice}"`);
+  Deno.exit(2);
+}
 const stepsAt = args.indexOf("--steps");
 const steps = stepsAt < 0 ? 5 : Number(args.splice(stepsAt, 2)[1]);
 const warmupAt = args.indexOf("--warmup");
@@ -90,18 +100,29 @@ const config = {
 };
 const rows: Record<string, unknown>[] = [];
 
+/** What the peer answers for a round of iterations. */
+interface PeerRound {
+  readonly times_ms: number[];
+  readonly peak_rss_mb: number;
+  readonly backend: string;
+  /** PyTorch's peak allocated CUDA memory. */
+  readonly peak_gpu_mb?: number;
+}
+
 /** The PyTorch peer, kept running and asked for iterations one round at a time. */
 interface Peer {
   /** Runs `n` iterations; their times (ms) and the peer's peak RSS. */
-  run(n: number): Promise<{ times_ms: number[]; peak_rss_mb: number; backend: string }>;
+  run(n: number): Promise<PeerRound>;
   close(): Promise<void>;
 }
 
 async function startPeer(): Promise<Peer | undefined> {
-  const python = await findTorchPython();
+  const python = await findTorchPython(torchDevice);
   if (!python) {
     console.log(
-      "PyTorch is not installed here (apt-get install python3-torch): benchmarking ours alone",
+      torchDevice === "cuda"
+        ? "no PyTorch with CUDA here: benchmarking ours alone"
+        : "PyTorch is not installed here (apt-get install python3-torch): benchmarking ours alone",
     );
     return undefined;
   }
@@ -115,6 +136,7 @@ async function startPeer(): Promise<Peer | undefined> {
         String,
       ),
       ...["--batch_size", flags.batch_size].map(String),
+      ...["--device", torchDevice],
     ],
     stdin: "piped",
     stdout: "piped",
@@ -147,6 +169,23 @@ async function startPeer(): Promise<Peer | undefined> {
 }
 
 const backend = await selectBackend(flags.backend);
+const gpu = backend === "webgpu" ? webgpuStarted() : undefined;
+if (gpu) {
+  console.log(
+    `webgpu adapter: ${gpu.adapter}${gpu.software ? " (software renderer)" : ""}; ` +
+      `kernels of ours ${tf.getKernel(LIN_NORM, "webgpu") ? "on" : "off"}`,
+  );
+}
+if (adapterOnly) {
+  if (!gpu) console.log(`backend ${backend}: no GPU adapter in use`);
+  Deno.exit(0);
+}
+// The GPU memory our buffer pool holds (it keeps freed buffers, so this tracks the peak).
+let gpuMb = 0;
+const noteGpuMemory = () => {
+  const bytes = (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU;
+  if (bytes !== undefined) gpuMb = Math.max(gpuMb, Math.round(bytes / 2 ** 20));
+};
 const peer = vsTorch ? await startPeer() : undefined;
 try {
   const t = trainer(configFromFlags(flags));
@@ -156,9 +195,12 @@ try {
   const iterate = async () => {
     const t0 = performance.now();
     const { state: next, terms } = t.step(state, a, b);
-    await Promise.all(Object.values(terms).map((x) => x.data())); // the iteration is done
+    // One read of all loss terms: the iteration is done when it returns.
+    const all = tf.stack(Object.values(terms));
+    await all.data();
     const ms = performance.now() - t0;
-    tf.dispose(Object.values(terms));
+    tf.dispose([all, ...Object.values(terms)]);
+    noteGpuMemory();
     disposeState(state);
     state = next;
     return ms;
@@ -169,7 +211,7 @@ try {
   // One iteration of ours, then one of the peer, and so on: both meet the same noisy spells.
   const times: number[] = [];
   const peerTimes: number[] = [];
-  let peerInfo: { peak_rss_mb: number; backend: string } | undefined;
+  let peerInfo: PeerRound | undefined;
   for (let i = 0; i < steps; i++) {
     times.push(await iterate());
     if (peer) {
@@ -197,16 +239,37 @@ try {
       byKernel.set(k.name, { ms: e.ms + ms, calls: e.calls + 1 });
     }
     const total = [...byKernel.values()].reduce((s, e) => s + e.ms, 0);
+    const calls = [...byKernel.values()].reduce((s, e) => s + e.calls, 0);
+    // Kernels that took time: on webgpu, the GPU dispatches (reshapes and the like are free).
+    const timed = [...byKernel.values()].filter((e) => e.ms > 0).reduce((s, e) => s + e.calls, 0);
+    const median = [...times].sort((x, y) => x - y)[Math.floor(times.length / 2)];
     console.log(
-      `per-kernel profile of one iteration on ${backend} (kernels sum to ${total.toFixed(0)} ms):`,
+      `per-kernel profile of one iteration on ${backend}: ${calls} kernels (${timed} timed) summing to ` +
+        `${total.toFixed(1)} ms; the timed iterations' median is ${
+          median.toFixed(1)
+        } ms, so about ` +
+        `${
+          Math.max(0, median - total).toFixed(1)
+        } ms is spent outside kernels (dispatch, JavaScript)`,
     );
-    for (const [name, e] of [...byKernel].sort((x, y) => y[1].ms - x[1].ms).slice(0, 15)) {
+    const ranked = [...byKernel].sort((x, y) => y[1].ms - x[1].ms);
+    for (const [name, e] of ranked.slice(0, 20)) {
       console.log(
-        `  ${name.padEnd(28)} ${e.ms.toFixed(0).padStart(8)} ms ${
+        `  ${name.padEnd(28)} ${e.ms.toFixed(1).padStart(8)} ms ${
           (100 * e.ms / total).toFixed(1).padStart(6)
         }%  ${e.calls} calls`,
       );
     }
+    console.log(JSON.stringify({
+      profile: backend,
+      kernels: calls,
+      timed_kernels: timed,
+      kernel_ms: Number(total.toFixed(2)),
+      step_ms_median: Number(median.toFixed(1)),
+      by_kernel: Object.fromEntries(
+        ranked.map(([k, e]) => [k, { ms: Number(e.ms.toFixed(2)), calls: e.calls }]),
+      ),
+    }));
   }
   disposeState(state);
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
@@ -217,6 +280,7 @@ try {
     step_ms: times.map(Math.round),
     gflops: Number((iterationFlops / median(times) / 1e6).toFixed(1)),
     peak_rss_mb: peakRssMb(),
+    ...(gpu ? { adapter: gpu.adapter, gpu_pool_mb: gpuMb } : {}),
     steps,
     config,
   });
@@ -228,6 +292,7 @@ try {
       step_ms: peerTimes.map(Math.round),
       gflops: Number((iterationFlops / median(peerTimes) / 1e6).toFixed(1)),
       peak_rss_mb: peerInfo.peak_rss_mb,
+      ...(peerInfo.peak_gpu_mb !== undefined ? { peak_gpu_mb: peerInfo.peak_gpu_mb } : {}),
       steps,
       config,
     });

@@ -7,6 +7,8 @@
  */
 import { parseArgs } from "@std/cli";
 import { type BackendName, BACKENDS } from "../backends/mod.ts";
+import type { DecoderNorm } from "../layers/norm.ts";
+import type { TrainConfig } from "./step.ts";
 
 /** One flag: its default, kind and help text. */
 interface FlagSpec {
@@ -250,4 +252,36 @@ export function exitOnUserError(e: unknown): never {
     Deno.exit(3);
   }
   throw e;
+}
+
+/**
+ * The model and optimiser configuration the flags describe.
+ * @param flags the parsed flags
+ * @returns the training configuration
+ */
+export function configFromFlags(flags: Flags): TrainConfig {
+  const decoderNorm = flags.decoder_norm as DecoderNorm;
+  return {
+    generator: {
+      ch: flags.ch,
+      nRes: flags.n_res,
+      imgSize: flags.img_size,
+      light: flags.light,
+      imgCh: flags.img_ch,
+      decoderNorm,
+      cam: flags.gen_cam,
+    },
+    global: { ch: flags.ch, nLayers: flags.n_dis + 1, imgCh: flags.img_ch, cam: flags.dis_cam },
+    local: { ch: flags.ch, nLayers: flags.n_dis - 1, imgCh: flags.img_ch, cam: flags.dis_cam },
+    weights: {
+      adv: flags.adv_weight,
+      cycle: flags.cycle_weight,
+      identity: flags.identity_weight,
+      cam: flags.cam_weight,
+    },
+    lr: flags.lr,
+    weightDecay: flags.weight_decay,
+    iterations: flags.iteration,
+    decay: flags.decay_flag,
+  };
 }

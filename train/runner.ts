@@ -10,20 +10,13 @@
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
 import { writeReport } from "../eval/report.ts";
-import type { DecoderNorm } from "../layers/norm.ts";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { DomainStream, loadTestImages, openDataset } from "./data.ts";
-import type { Flags } from "./flags.ts";
+import { configFromFlags, type Flags } from "./flags.ts";
 import { referenceSchedule } from "./optim.ts";
 import { Rng } from "./random.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
-import {
-  disposeState,
-  type TrainConfig,
-  trainer,
-  type TrainState,
-  type Translations,
-} from "./step.ts";
+import { disposeState, trainer, type TrainState, type Translations } from "./step.ts";
 
 /** Where the runner writes its lines. */
 export interface RunnerIO {
@@ -50,38 +43,6 @@ export interface RunResult {
 /** Every how many seconds the latest checkpoint is refreshed, besides `--save_freq`. */
 export const CHECKPOINT_SECONDS = 300;
 const SAMPLES = 5; // train and test images per sample picture, as the reference draws
-
-/**
- * The model and optimiser configuration the flags describe.
- * @param flags the parsed flags
- * @returns the training configuration
- */
-export function configFromFlags(flags: Flags): TrainConfig {
-  const decoderNorm = flags.decoder_norm as DecoderNorm;
-  return {
-    generator: {
-      ch: flags.ch,
-      nRes: flags.n_res,
-      imgSize: flags.img_size,
-      light: flags.light,
-      imgCh: flags.img_ch,
-      decoderNorm,
-      cam: flags.gen_cam,
-    },
-    global: { ch: flags.ch, nLayers: flags.n_dis + 1, imgCh: flags.img_ch, cam: flags.dis_cam },
-    local: { ch: flags.ch, nLayers: flags.n_dis - 1, imgCh: flags.img_ch, cam: flags.dis_cam },
-    weights: {
-      adv: flags.adv_weight,
-      cycle: flags.cycle_weight,
-      identity: flags.identity_weight,
-      cam: flags.cam_weight,
-    },
-    lr: flags.lr,
-    weightDecay: flags.weight_decay,
-    iterations: flags.iteration,
-    decay: flags.decay_flag,
-  };
-}
 
 // The flags that fix the model's shape: a resumed run must keep them.
 const MODEL_FLAGS = [

@@ -13,6 +13,7 @@ import { generator } from "../layers/generator.ts";
 import { loadCheckpoint, readCheckpointFlags } from "./checkpoint.ts";
 import { DatasetError, datasetName, listImages, loadTestImages, openDataset } from "./data.ts";
 import {
+  configFromFlags,
   exitOnUserError,
   FlagError,
   flagHelp,
@@ -20,7 +21,7 @@ import {
   LAPTOP_DEFAULTS,
   parseFlags,
 } from "./flags.ts";
-import { configFromFlags, type RunnerIO } from "./runner.ts";
+import type { RunnerIO } from "./runner.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
 import { disposeState, subtree } from "./step.ts";
 import type { GeneratorParams } from "../layers/generator.ts";

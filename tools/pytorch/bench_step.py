@@ -2,7 +2,8 @@
 in ugatit_torch.py (built from SPEC.md) with the reference's losses, Adam and order (D step on
 detached fakes, G step, rho clipping), timed over N iterations; prints one JSON line.
 
-    /usr/bin/python3 tools/pytorch/bench_step.py --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 5"""
+    /usr/bin/python3 tools/pytorch/bench_step.py --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 5
+    python3 tools/pytorch/bench_step.py --device cuda --light --img_size 256 --ch 64 --n_dis 6"""
 import argparse
 import json
 import os
@@ -28,14 +29,17 @@ def main():
     ap.add_argument("--batch_size", type=int, default=1)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (eager, PyTorch's defaults)")
     ap.add_argument("--serve", action="store_true", help="run iterations on request (stdin)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    dev = torch.device(a.device)
+    cuda = dev.type == "cuda"
     S = a.img_size
-    gA2B, gB2A = (Generator(a.ch, a.n_res, S, a.light) for _ in range(2))
-    dGA, dGB = (Discriminator(a.ch, a.n_dis + 1) for _ in range(2))
-    dLA, dLB = (Discriminator(a.ch, a.n_dis - 1) for _ in range(2))
+    gA2B, gB2A = (Generator(a.ch, a.n_res, S, a.light).to(dev) for _ in range(2))
+    dGA, dGB = (Discriminator(a.ch, a.n_dis + 1).to(dev) for _ in range(2))
+    dLA, dLB = (Discriminator(a.ch, a.n_dis - 1).to(dev) for _ in range(2))
     G = [gA2B, gB2A]
     D = [dGA, dGB, dLA, dLB]
     for m in G + D:
@@ -45,8 +49,8 @@ def main():
     optD = torch.optim.Adam([p for m in D for p in m.parameters()], **opt)
     mse, l1, bce = F.mse_loss, F.l1_loss, F.binary_cross_entropy_with_logits
     ones, zeros = torch.ones_like, torch.zeros_like
-    real_A = torch.rand(a.batch_size, 3, S, S) * 2 - 1
-    real_B = torch.rand(a.batch_size, 3, S, S) * 2 - 1
+    real_A = (torch.rand(a.batch_size, 3, S, S) * 2 - 1).to(dev)
+    real_B = (torch.rand(a.batch_size, 3, S, S) * 2 - 1).to(dev)
 
     def adv(outs, target):
         return sum(mse(x, target(x)) for o in outs for x in o[:2])
@@ -80,35 +84,42 @@ def main():
                     if name.endswith("rho"):
                         p.clamp_(0, 1)
 
-    step()  # warm-up
+    def timed():
+        # CUDA runs asynchronously: an iteration is done when the device has finished it.
+        t0 = time.perf_counter()
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) * 1000
+
+    def info():
+        out = {
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "backend": f"torch {torch.__version__} {a.device}" + (
+                f" ({torch.cuda.get_device_name(dev)}, eager, TF32 convolutions "
+                f"{'on' if torch.backends.cudnn.allow_tf32 else 'off'})" if cuda
+                else f", {a.threads} threads"),
+        }
+        if cuda:
+            out["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
+        return out
+
+    timed()  # warm-up
     if a.serve:
         # Driven by `deno task bench`: each stdin line "N" runs N iterations and answers with their
         # times, so that ours and these alternate in rounds and share the machine's slow spells.
         for line in sys.stdin:
             if not line.strip():
                 continue
-            times = []
-            for _ in range(int(line)):
-                t0 = time.perf_counter()
-                step()
-                times.append((time.perf_counter() - t0) * 1000)
-            print(json.dumps({
-                "times_ms": [round(t, 1) for t in times],
-                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-                "backend": f"torch {torch.__version__} cpu, {a.threads} threads",
-            }), flush=True)
+            times = [timed() for _ in range(int(line))]
+            print(json.dumps({"times_ms": [round(t, 1) for t in times], **info()}), flush=True)
         return
-    times = []
-    for _ in range(a.steps):
-        t0 = time.perf_counter()
-        step()
-        times.append((time.perf_counter() - t0) * 1000)
+    times = [timed() for _ in range(a.steps)]
     print(json.dumps({
         "impl": "pytorch",
-        "backend": f"torch {torch.__version__} cpu, {a.threads} threads",
         "step_ms_median": round(statistics.median(times), 1),
         "steps": a.steps,
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **info(),
     }))
 
 

@@ -1,0 +1,215 @@
+/**
+ * The `webgpu` backend as this toolkit starts it: TensorFlow.js's WebGPU backend on a device we
+ * request ourselves, so that what goes wrong is said in one line, and with our WGSL kernels
+ * (`webgpu_kernels.ts`) registered.
+ *
+ * Our own start-up, rather than the package's, because under Deno its request fails or misleads:
+ * Deno may report adapter limits as BigInt, the package passes a feature name inside an array,
+ * and a refused request, a missing Vulkan loader or a software adapter all look alike from
+ * outside. Each gets its own message here, and a device lost mid-run is recorded so that the
+ * training runner can stop with its last checkpoint kept.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { registerWebGpuKernels, setWebGpuKernels } from "./webgpu_kernels.ts";
+
+/** What `navigator.gpu.requestAdapter()` gives, as far as we use it. */
+export interface GpuAdapter {
+  readonly isFallbackAdapter?: boolean;
+  readonly info?: Record<string, unknown>;
+  readonly features?: ReadonlySet<string>;
+  readonly limits?: Record<string, unknown>;
+  requestDevice(descriptor?: Record<string, unknown>): Promise<unknown>;
+}
+
+// The limits tfjs-backend-webgpu raises above WebGPU's defaults (as its own start-up does).
+const LIMITS = [
+  "maxComputeWorkgroupStorageSize",
+  "maxComputeWorkgroupsPerDimension",
+  "maxStorageBufferBindingSize",
+  "maxBufferSize",
+  "maxComputeWorkgroupSizeX",
+  "maxComputeInvocationsPerWorkgroup",
+] as const;
+
+function gpu(): { requestAdapter(o?: unknown): Promise<unknown> } | undefined {
+  return (globalThis.navigator as { gpu?: { requestAdapter(o?: unknown): Promise<unknown> } })
+    ?.gpu;
+}
+
+/**
+ * Asks `navigator.gpu` for a high-performance adapter, or gives undefined where there is none.
+ * @returns the adapter
+ */
+export async function requestGpuAdapter(): Promise<GpuAdapter | undefined> {
+  const g = gpu();
+  if (!g) return undefined;
+  // Mesa's Vulkan loader prints an error per probe when this is unset (headless machines, CI).
+  try {
+    if (!Deno.env.get("XDG_RUNTIME_DIR")) Deno.env.set("XDG_RUNTIME_DIR", Deno.makeTempDirSync());
+  } catch {
+    // no env or write permission: the probe still works, only louder
+  }
+  try {
+    return (await g.requestAdapter({ powerPreference: "high-performance" }) ?? undefined) as
+      | GpuAdapter
+      | undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether an adapter is a software one (lavapipe, llvmpipe, SwiftShader, a fallback adapter).
+ * @param adapter the adapter
+ * @returns true for a software adapter
+ */
+export function isSoftwareAdapter(adapter: GpuAdapter): boolean {
+  if (adapter.isFallbackAdapter || adapter.info?.isFallbackAdapter) return true;
+  return /llvmpipe|lavapipe|swiftshader|software/i.test(describeAdapter(adapter));
+}
+
+/**
+ * The adapter in a few words: its name, vendor and architecture as the runtime reports them.
+ * @param adapter the adapter
+ * @returns e.g. `NVIDIA H200 (vendor 0x10de, device 0x2335)`
+ */
+export function describeAdapter(adapter: GpuAdapter): string {
+  const info = adapter.info ?? {};
+  const hex = (v: unknown) => {
+    const n = Number(v);
+    return Number.isFinite(n) && String(v) !== "" ? `0x${n.toString(16)}` : String(v ?? "");
+  };
+  const name = String(info.description || info.device || "unknown adapter");
+  const parts = [
+    info.vendor ? `vendor ${hex(info.vendor)}` : "",
+    info.device && info.device !== info.description ? `device ${hex(info.device)}` : "",
+    info.architecture ? `${info.architecture}` : "",
+  ].filter(Boolean);
+  return parts.length ? `${name} (${parts.join(", ")})` : name;
+}
+
+// Whether the Vulkan loader can be opened (Linux); undefined where that cannot be checked.
+function vulkanLoaderPresent(): boolean | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  try {
+    Deno.dlopen("libvulkan.so.1", {}).close();
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotCapable || e instanceof Deno.errors.PermissionDenied) {
+      return undefined; // no --allow-ffi
+    }
+    return false;
+  }
+}
+
+/**
+ * Why there is no usable WebGPU adapter here, in one line, or undefined when there is one.
+ * @param options `allowSoftware: true` accepts a software adapter (tests on lavapipe)
+ * @returns the reason, naming what to install or set
+ */
+export async function webgpuUnavailable(
+  { allowSoftware = true }: { allowSoftware?: boolean } = {},
+): Promise<string | undefined> {
+  if (!gpu()) return "this runtime has no navigator.gpu (Deno 1.39+ or a WebGPU browser needed)";
+  const adapter = await requestGpuAdapter();
+  if (!adapter) {
+    if (vulkanLoaderPresent() === false) {
+      return "no WebGPU adapter: the Vulkan loader libvulkan.so.1 is missing " +
+        "(Debian/Ubuntu: apt-get install libvulkan1)";
+    }
+    const icd = Deno.env.get("VK_DRIVER_FILES") ?? Deno.env.get("VK_ICD_FILENAMES");
+    return "no WebGPU adapter: Vulkan found no driver " +
+      (icd ? `in VK_DRIVER_FILES=${icd}` : "(set VK_DRIVER_FILES to the driver's ICD file, e.g. " +
+        "/usr/share/vulkan/icd.d/nvidia_icd.json, or install mesa-vulkan-drivers for lavapipe)");
+  }
+  if (!allowSoftware && isSoftwareAdapter(adapter)) {
+    return `the WebGPU adapter is ${describeAdapter(adapter)}, a software renderer, not a GPU`;
+  }
+  return undefined;
+}
+
+let lostReason: string | undefined;
+
+/**
+ * Why the WebGPU device was lost, if it was (driver reset, GPU removed, out of memory).
+ * @returns the reason, or undefined while the device is fine
+ */
+export function webgpuDeviceLost(): string | undefined {
+  return lostReason;
+}
+
+/** What {@linkcode startWebGpu} says about the device it started. */
+export interface WebGpuStart {
+  /** The adapter, described. */
+  readonly adapter: string;
+  /** Whether it is a software renderer. */
+  readonly software: boolean;
+  /** Whether kernels run with GPU timestamps (per-kernel profiles). */
+  readonly timestamps: boolean;
+}
+
+let started: WebGpuStart | undefined;
+
+/**
+ * Registers the `webgpu` backend on a device of ours (limits as numbers, features by name) and
+ * our WGSL kernels (unless `UGATIT_WEBGPU_KERNELS=off`, for comparisons); the device is requested
+ * when the backend is first set, and {@linkcode webgpuStarted} then describes it.
+ */
+export async function registerWebGpuBackend(): Promise<void> {
+  const pkg = await import("@tensorflow/tfjs-backend-webgpu");
+  if (tf.findBackendFactory("webgpu")) tf.removeBackend("webgpu");
+  tf.registerBackend("webgpu", async () => {
+    const adapter = await requestGpuAdapter();
+    if (!adapter) throw new Error(await webgpuUnavailable() ?? "no WebGPU adapter");
+    const limits = adapter.limits ?? {};
+    const requiredLimits: Record<string, number> = {};
+    for (const name of LIMITS) {
+      if (limits[name] !== undefined) requiredLimits[name] = Number(limits[name]);
+    }
+    const requiredFeatures = ["timestamp-query"].filter((f) => adapter.features?.has(f));
+    let device: {
+      lost: Promise<{ reason?: string; message?: string }>;
+      features: ReadonlySet<string>;
+    };
+    try {
+      device = await adapter.requestDevice({ requiredLimits, requiredFeatures }) as typeof device;
+    } catch (e) {
+      const asked = Object.entries(requiredLimits).map(([k, v]) => `${k}=${v}`).join(", ");
+      throw new Error(
+        `requestDevice refused on ${describeAdapter(adapter)}: ${(e as Error).message} ` +
+          `(asked for ${asked}; features ${requiredFeatures.join(", ") || "none"})`,
+      );
+    }
+    lostReason = undefined;
+    device.lost.then((info) => {
+      if (info.reason === "destroyed") return; // we disposed it ourselves
+      lostReason = `the WebGPU device was lost (${info.reason ?? "unknown"}): ${info.message ?? ""}`
+        .trim();
+    });
+    started = {
+      adapter: describeAdapter(adapter),
+      software: isSoftwareAdapter(adapter),
+      timestamps: device.features.has("timestamp-query"),
+    };
+    // deno-lint-ignore no-explicit-any
+    return new pkg.WebGPUBackend(device as any, adapter.info as any);
+  }, 3);
+  let off = false;
+  try {
+    off = Deno.env.get("UGATIT_WEBGPU_KERNELS") === "off";
+  } catch {
+    // no env permission: the kernels stay on
+  }
+  if (off) setWebGpuKernels(false);
+  registerWebGpuKernels();
+}
+
+/**
+ * What the running `webgpu` backend was started on.
+ * @returns the adapter and its abilities, or undefined before the backend was set
+ */
+export function webgpuStarted(): WebGpuStart | undefined {
+  return started;
+}

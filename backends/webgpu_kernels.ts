@@ -1,0 +1,556 @@
+/**
+ * Kernels of ours in WGSL for the `webgpu` backend, under the same names and with the same
+ * inputs, outputs and attributes as the CPU ones (`norm_kernels.ts`, `js_kernels.ts`), so the
+ * layers pick them up unchanged:
+ *
+ * - `UgatitLayerInstanceNorm` / `...Grad` (AdaLIN, ILN, IN): 3 dispatches forward and 7 backward,
+ *   where the composed ops take about 30 and 60. Per-channel sums run in two stages (64-pixel
+ *   chunks, then over the chunks) so that the work spreads over the GPU; sums of deviations are
+ *   taken from the channel mean (backward) or from each channel's first pixel (forward), so float32
+ *   loses no digits to cancellation.
+ * - `UgatitAdamUpdate`: the reference optimiser's per-tensor update in 3 dispatches (new first
+ *   moment, new second moment, the update), where the composed chain takes about 15.
+ * - `UgatitReflectPad` / `...Grad`, `UgatitUpsample2x` / `...Grad`: one gather pass each way.
+ *
+ * A program here is one thread per output element (or per work item, `threads`), written with
+ * tfjs-backend-webgpu's program interface: inputs are read as flat arrays by their names, the
+ * output is `result`, and the attributes travel as uniforms, so a shape or learning-rate change
+ * compiles nothing new.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "./norm_kernels.ts";
+import {
+  ADAM_UPDATE,
+  type AdamUpdateAttrs,
+  REFLECT_PAD,
+  REFLECT_PAD_GRAD,
+  type ReflectPadAttrs,
+  UPSAMPLE_2X,
+  UPSAMPLE_2X_GRAD,
+} from "./js_kernels.ts";
+
+type Info = tf.TensorInfo;
+type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
+type Uniform = { type: "int32" | "float32"; data: number[] };
+/** The part of tfjs-backend-webgpu's `WebGPUBackend` these kernels use. */
+interface WebGPUBackendLike {
+  runWebGPUProgram(program: object, inputs: Info[], dtype: tf.DataType, uniforms?: Uniform[]): Info;
+}
+
+const WORKGROUP = 128;
+const CHUNK = 64; // pixels per partial sum
+const EPS = 1e-5;
+
+/**
+ * Runs one WGSL program with a thread per work item. `body` sees `index` (the work item, already
+ * checked against `uniforms.threads`), the inputs as arrays by their names, `result`, and the
+ * uniforms declared in `decl` (`name : i32, ...`).
+ */
+function run(
+  backend: tf.KernelBackend,
+  key: string,
+  inputs: Record<string, Info>,
+  outputShape: number[],
+  threads: number,
+  uniforms: Record<string, number>,
+  body: string,
+  floats: readonly string[] = [],
+): Info {
+  const names = Object.keys(inputs);
+  const decl = Object.keys(uniforms)
+    .map((u) => `${u} : ${floats.includes(u) ? "f32" : "i32"},`)
+    .join(" ");
+  const program = {
+    variableNames: names,
+    outputShape,
+    shaderKey: `ugatit_${key}`,
+    dispatchLayout: { x: outputShape.map((_, i) => i) },
+    dispatch: [Math.max(1, Math.ceil(threads / WORKGROUP)), 1, 1] as [number, number, number],
+    workgroupSize: [WORKGROUP, 1, 1] as [number, number, number],
+    uniforms: `threads : i32, ${decl}`,
+    getUserCode: () => `
+      ${helpers()}
+      fn main(index : i32) {
+        if (index >= uniforms.threads) { return; }
+        ${body}
+      }`,
+  };
+  const data: Uniform[] = [
+    { type: "int32", data: [threads] },
+    ...Object.entries(uniforms).map(([u, v]): Uniform => ({
+      type: floats.includes(u) ? "float32" : "int32",
+      data: [v],
+    })),
+  ];
+  return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(
+    program,
+    names.map((n) => inputs[n]),
+    "float32",
+    data,
+  );
+}
+
+const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+// Functions any program may call, put in front of every program's code.
+const helpers = () => `${REFLECT}\n${SOURCES}`;
+
+// ---- layer-instance normalisation -----------------------------------------------------------
+
+/** Chunk sums `[N, P, C, 2]` of `a` and `a * (b - shift)` per channel over 64-pixel chunks. */
+function chunkSums(
+  backend: tf.KernelBackend,
+  key: string,
+  inputs: Record<string, Info>,
+  [n, hw, c]: number[],
+  a: string,
+  b: string,
+  shift: string,
+): Info {
+  const chunks = Math.ceil(hw / CHUNK);
+  return run(
+    backend,
+    `lin_chunks_${key}`,
+    inputs,
+    [n, chunks, c, 2],
+    n * chunks * c,
+    { hw, c, chunks },
+    `
+        let ch = index % uniforms.c;
+        let k = (index / uniforms.c) % uniforms.chunks;
+        let s = index / (uniforms.c * uniforms.chunks);
+        let base = s * uniforms.hw * uniforms.c;
+        let shift = ${shift};
+        let end = min(uniforms.hw, (k + 1) * ${CHUNK});
+        var sa = 0.0;
+        var sab = 0.0;
+        for (var p = k * ${CHUNK}; p < end; p++) {
+          let i = base + p * uniforms.c + ch;
+          let av = ${a};
+          sa += av;
+          sab += av * (${b} - shift);
+        }
+        result[2 * index] = sa;
+        result[2 * index + 1] = sab;`,
+  );
+}
+
+/** Channel sums `[N, C, 2]` from chunk sums `[N, P, C, 2]`. */
+function channelTotals(backend: tf.KernelBackend, chunks: Info, [n, , c]: number[]): Info {
+  const p = chunks.shape[1];
+  return run(
+    backend,
+    "lin_totals",
+    { chunks },
+    [n, c, 2],
+    n * c,
+    { c, p },
+    `
+        let ch = index % uniforms.c;
+        let s = index / uniforms.c;
+        var t0 = 0.0;
+        var t1 = 0.0;
+        for (var k = 0; k < uniforms.p; k++) {
+          let i = 2 * ((s * uniforms.p + k) * uniforms.c + ch);
+          t0 += chunks[i];
+          t1 += chunks[i + 1];
+        }
+        result[2 * index] = t0;
+        result[2 * index + 1] = t1;`,
+  );
+}
+
+function linNormForwardKernel({ inputs, backend, attrs }: Args): Info[] {
+  const { x, rho, gamma, beta } = inputs as Record<string, Info>;
+  const { unbiased, mixLn } = attrs as unknown as LinNormAttrs;
+  const [n, h, w, c] = x.shape;
+  const hw = h * w;
+  const dims = [n, hw, c];
+  // Sums of x - x[first pixel] and its square, per channel: the shift keeps float32 exact enough.
+  const chunks = chunkSums(backend, "fwd", { x }, dims, "x[i] - shift", "x[i]", "x[base + ch]");
+  const totals = channelTotals(backend, chunks, dims);
+  backend.disposeData(chunks.dataId);
+  // stats per sample: channel means, channel 1/std, the sample mean, its 1/std (as on the CPU).
+  const stats = run(
+    backend,
+    "lin_stats",
+    { x, totals },
+    [n, 2 * c + 2],
+    n * (2 * c + 2),
+    { hw, c, dIn: unbiased ? hw - 1 : hw, dLn: unbiased ? hw * c - 1 : hw * c },
+    `
+        let width = 2 * uniforms.c + 2;
+        let j = index % width;
+        let s = index / width;
+        let hwf = f32(uniforms.hw);
+        // channel means and squared deviations from the shifted sums S1, S2 (shift: pixel 0):
+        // mean = shift + S1 / hw, M2 = S2 - S1^2 / hw
+        if (j < 2 * uniforms.c) {
+          let ch = j % uniforms.c;
+          let s1 = totals[2 * (s * uniforms.c + ch)];
+          let s2 = totals[2 * (s * uniforms.c + ch) + 1];
+          if (j < uniforms.c) {
+            result[index] = x[s * uniforms.hw * uniforms.c + ch] + s1 / hwf;
+          } else {
+            let m2 = max(0.0, s2 - s1 * s1 / hwf);
+            result[index] = inverseSqrt(m2 / f32(uniforms.dIn) + ${EPS});
+          }
+          return;
+        }
+        var total = 0.0;
+        for (var ch = 0; ch < uniforms.c; ch++) {
+          total += x[s * uniforms.hw * uniforms.c + ch] * hwf + totals[2 * (s * uniforms.c + ch)];
+        }
+        let mu = total / (hwf * f32(uniforms.c));
+        if (j == 2 * uniforms.c) {
+          result[index] = mu;
+          return;
+        }
+        var lnSq = 0.0;
+        for (var ch = 0; ch < uniforms.c; ch++) {
+          let s1 = totals[2 * (s * uniforms.c + ch)];
+          let s2 = totals[2 * (s * uniforms.c + ch) + 1];
+          let mc = x[s * uniforms.hw * uniforms.c + ch] + s1 / hwf;
+          lnSq += max(0.0, s2 - s1 * s1 / hwf) + hwf * (mc - mu) * (mc - mu);
+        }
+        result[index] = inverseSqrt(lnSq / f32(uniforms.dLn) + ${EPS});`,
+  );
+  backend.disposeData(totals.dataId);
+  const y = run(
+    backend,
+    `lin_out_${mixLn}`,
+    mixLn ? { x, stats, rho, gamma, beta } : { x, stats, gamma, beta } as Record<string, Info>,
+    x.shape,
+    size(x.shape),
+    { hw, c },
+    `
+        let ch = index % uniforms.c;
+        let s = index / (uniforms.hw * uniforms.c);
+        let st = s * (2 * uniforms.c + 2);
+        let r = ${mixLn ? "rho[ch]" : "1.0"};
+        let g = gamma[s * uniforms.c + ch];
+        let rin = stats[st + uniforms.c + ch];
+        let rln = stats[st + 2 * uniforms.c + 1];
+        let a = (r * rin + (1.0 - r) * rln) * g;
+        let b = -(r * rin * stats[st + ch] + (1.0 - r) * rln * stats[st + 2 * uniforms.c]) * g +
+          beta[s * uniforms.c + ch];
+        result[index] = x[index] * a + b;`,
+  );
+  return [y, stats];
+}
+
+function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
+  const { dy, x, stats, rho, gamma } = inputs as Record<string, Info>;
+  const { unbiased, mixLn } = attrs as unknown as LinNormAttrs;
+  const [n, h, w, c] = x.shape;
+  const hw = h * w;
+  const dims = [n, hw, c];
+  // gsum = sum dy, cin = sum dy (x - mean_c), per sample and channel.
+  const chunks = chunkSums(
+    backend,
+    "bwd",
+    { dy, x, stats },
+    dims,
+    "dy[i]",
+    "x[i]",
+    "stats[s * (2 * uniforms.c + 2) + ch]",
+  );
+  const totals = channelTotals(backend, chunks, dims);
+  backend.disposeData(chunks.dataId);
+  const r = mixLn ? "rho[ch]" : "1.0";
+  // Per (sample, channel): the shared terms of dgamma, drho and dx.
+  const common = `
+        let st = s * (2 * uniforms.c + 2);
+        let mu = stats[st + 2 * uniforms.c];
+        let rln = stats[st + 2 * uniforms.c + 1];
+        let gsum = totals[2 * (s * uniforms.c + ch)];
+        let cin = totals[2 * (s * uniforms.c + ch) + 1];
+        let mc = stats[st + ch];
+        let rin = stats[st + uniforms.c + ch];
+        let cln = cin + (mc - mu) * gsum;
+        let r = ${r};
+        let g = gamma[s * uniforms.c + ch];`;
+  const io: Record<string, Info> = mixLn ? { totals, stats, rho, gamma } : { totals, stats, gamma };
+  const dbeta = run(
+    backend,
+    "lin_dbeta",
+    { totals },
+    [n, c],
+    n * c,
+    {},
+    "result[index] = totals[2 * index];",
+  );
+  const dgamma = run(
+    backend,
+    `lin_dgamma_${mixLn}`,
+    io,
+    [n, c],
+    n * c,
+    { c },
+    `
+        let ch = index % uniforms.c;
+        let s = index / uniforms.c;
+        ${common}
+        result[index] = r * rin * cin + (1.0 - r) * rln * cln;`,
+  );
+  const drho = run(
+    backend,
+    `lin_drho_${mixLn}`,
+    mixLn ? io : {},
+    [c],
+    c,
+    { c, n },
+    mixLn
+      ? `
+        let ch = index;
+        var acc = 0.0;
+        for (var s = 0; s < uniforms.n; s++) {
+          ${common}
+          acc += g * (rin * cin - rln * cln);
+        }
+        result[index] = acc;`
+      : "result[index] = 0.0;",
+  );
+  // dx = dy P + x Q + R per (sample, channel); LN's sums l1, l2 run over all channels.
+  const coefs = run(
+    backend,
+    `lin_coefs_${mixLn}`,
+    io,
+    [n, c, 3],
+    n * c,
+    { c, hw, dIn: unbiased ? hw - 1 : hw, dLn: unbiased ? hw * c - 1 : hw * c },
+    `
+        let ch = index % uniforms.c;
+        let s = index / uniforms.c;
+        ${common}
+        var l1 = 0.0;
+        var l2 = 0.0;
+        for (var q = 0; q < uniforms.c; q++) {
+          let gq = totals[2 * (s * uniforms.c + q)];
+          let clnq = totals[2 * (s * uniforms.c + q) + 1] + (stats[st + q] - mu) * gq;
+          let gl = gamma[s * uniforms.c + q] * (1.0 - ${mixLn ? "rho[q]" : "1.0"});
+          l1 += gl * gq;
+          l2 += gl * rln * clnq;
+        }
+        let k = rin * rin * rin * g * r * cin / f32(uniforms.dIn);
+        let kl = rln * rln * l2 / f32(uniforms.dLn);
+        let hwf = f32(uniforms.hw);
+        result[3 * index] = rin * g * r + rln * g * (1.0 - r);
+        result[3 * index + 1] = -k - kl;
+        result[3 * index + 2] = -rin * g * r * gsum / hwf + k * mc - rln * l1 / (hwf * f32(uniforms.c)) +
+          kl * mu;`,
+  );
+  backend.disposeData(totals.dataId);
+  const dx = run(
+    backend,
+    "lin_dx",
+    { dy, x, coefs },
+    x.shape,
+    size(x.shape),
+    { hw, c },
+    `
+        let j = 3 * (index / (uniforms.hw * uniforms.c) * uniforms.c + index % uniforms.c);
+        result[index] = dy[index] * coefs[j] + x[index] * coefs[j + 1] + coefs[j + 2];`,
+  );
+  backend.disposeData(coefs.dataId);
+  return [dx, drho, dgamma, dbeta];
+}
+
+// ---- Adam --------------------------------------------------------------------------------------
+
+function adamKernel({ inputs, backend, attrs }: Args): Info[] {
+  const { g, p, m, v } = inputs as Record<string, Info>;
+  const a = attrs as unknown as AdamUpdateAttrs;
+  const n = size(g.shape);
+  const decayed = "g[index] + uniforms.wd * p[index]";
+  const moment = (key: string, prev: Info, beta: number, term: string) =>
+    run(
+      backend,
+      `adam_${key}`,
+      { g, p, prev },
+      g.shape,
+      n,
+      { wd: a.weightDecay, beta },
+      `let gi = ${decayed};\n        result[index] = uniforms.beta * prev[index] + (1.0 - uniforms.beta) * ${term};`,
+      ["wd", "beta"],
+    );
+  const mNew = moment("m", m, a.b1, "gi");
+  const vNew = moment("v", v, a.b2, "gi * gi");
+  const update = run(
+    backend,
+    "adam_update",
+    { m: mNew, v: vNew },
+    g.shape,
+    n,
+    { step: -a.lr / a.c1, root: 1 / Math.sqrt(a.c2), eps: a.eps },
+    "result[index] = uniforms.step * m[index] / (sqrt(v[index]) * uniforms.root + uniforms.eps);",
+    ["step", "root", "eps"],
+  );
+  return [update, mNew, vNew];
+}
+
+// ---- reflection padding and upsampling ----------------------------------------------------
+
+// PyTorch's reflection of padded index k (already shifted by -pad) into [0, n).
+const REFLECT = `
+        fn reflectIndex(k : i32, n : i32) -> i32 {
+          if (k < 0) { return -k; }
+          if (k >= n) { return 2 * n - 2 - k; }
+          return k;
+        }`;
+
+function reflectPadKernel({ inputs, backend, attrs }: Args): Info {
+  const { x } = inputs as { x: Info };
+  const { padH, padW } = attrs as unknown as ReflectPadAttrs;
+  const [n, h, w, c] = x.shape;
+  const [hp, wp] = [h + 2 * padH, w + 2 * padW];
+  return run(
+    backend,
+    "reflect_pad",
+    { x },
+    [n, hp, wp, c],
+    n * hp * wp * c,
+    { h, w, c, hp, wp, padH, padW },
+    `
+        let q = index % uniforms.c;
+        let j = (index / uniforms.c) % uniforms.wp;
+        let i = (index / (uniforms.c * uniforms.wp)) % uniforms.hp;
+        let s = index / (uniforms.c * uniforms.wp * uniforms.hp);
+        let si = reflectIndex(i - uniforms.padH, uniforms.h);
+        let sj = reflectIndex(j - uniforms.padW, uniforms.w);
+        result[index] = x[((s * uniforms.h + si) * uniforms.w + sj) * uniforms.c + q];`,
+  );
+}
+
+// Padded rows that reflect onto row i of n (pad p): i + p itself, its mirror above the top
+// (p - i, for 1 <= i <= p) and its mirror below the bottom (2n - 2 - i + p, for n-2-p < i <= n-2).
+const SOURCES = `
+        fn sources(i : i32, n : i32, p : i32) -> vec3<i32> {
+          var out = vec3<i32>(i + p, -1, -1);
+          if (i >= 1 && i <= p) { out.y = p - i; }
+          if (i > n - 2 - p && i <= n - 2) { out.z = 2 * n - 2 - i + p; }
+          return out;
+        }`;
+
+function reflectPadGradKernel({ inputs, backend, attrs }: Args): Info {
+  const { dy } = inputs as { dy: Info };
+  const { padH, padW } = attrs as unknown as ReflectPadAttrs;
+  const [n, hp, wp, c] = dy.shape;
+  const [h, w] = [hp - 2 * padH, wp - 2 * padW];
+  return run(
+    backend,
+    "reflect_pad_grad",
+    { dy },
+    [n, h, w, c],
+    n * h * w * c,
+    { h, w, c, hp, wp, padH, padW },
+    `
+        let q = index % uniforms.c;
+        let j = (index / uniforms.c) % uniforms.w;
+        let i = (index / (uniforms.c * uniforms.w)) % uniforms.h;
+        let s = index / (uniforms.c * uniforms.w * uniforms.h);
+        let rows = sources(i, uniforms.h, uniforms.padH);
+        let cols = sources(j, uniforms.w, uniforms.padW);
+        var acc = 0.0;
+        for (var a = 0; a < 3; a++) {
+          if (rows[a] < 0) { continue; }
+          for (var b = 0; b < 3; b++) {
+            if (cols[b] < 0) { continue; }
+            acc += dy[((s * uniforms.hp + rows[a]) * uniforms.wp + cols[b]) * uniforms.c + q];
+          }
+        }
+        result[index] = acc;`,
+  );
+}
+
+function upsampleKernel({ inputs, backend }: Args): Info {
+  const { x } = inputs as { x: Info };
+  const [n, h, w, c] = x.shape;
+  return run(
+    backend,
+    "upsample2x",
+    { x },
+    [n, 2 * h, 2 * w, c],
+    n * 4 * h * w * c,
+    { h, w, c },
+    `
+        let q = index % uniforms.c;
+        let j = (index / uniforms.c) % (2 * uniforms.w);
+        let i = (index / (uniforms.c * 2 * uniforms.w)) % (2 * uniforms.h);
+        let s = index / (uniforms.c * 4 * uniforms.w * uniforms.h);
+        result[index] = x[((s * uniforms.h + i / 2) * uniforms.w + j / 2) * uniforms.c + q];`,
+  );
+}
+
+function upsampleGradKernel({ inputs, backend }: Args): Info {
+  const { dy } = inputs as { dy: Info };
+  const [n, h2, w2, c] = dy.shape;
+  const [h, w] = [h2 / 2, w2 / 2];
+  return run(
+    backend,
+    "upsample2x_grad",
+    { dy },
+    [n, h, w, c],
+    n * h * w * c,
+    { h, w, c },
+    `
+        let q = index % uniforms.c;
+        let j = (index / uniforms.c) % uniforms.w;
+        let i = (index / (uniforms.c * uniforms.w)) % uniforms.h;
+        let s = index / (uniforms.c * uniforms.w * uniforms.h);
+        let row = 2 * uniforms.w * uniforms.c;
+        let top = ((s * 2 * uniforms.h + 2 * i) * 2 * uniforms.w + 2 * j) * uniforms.c + q;
+        result[index] = dy[top] + dy[top + uniforms.c] + dy[top + row] + dy[top + row + uniforms.c];`,
+  );
+}
+
+let kernelsOn = true;
+
+/**
+ * Turns these kernels off (the layers then use composed ops on webgpu) or back on, before
+ * {@linkcode registerWebGpuKernels} runs; `UGATIT_WEBGPU_KERNELS=off` does the same from outside.
+ * For comparisons.
+ * @param on whether to register them
+ */
+export function setWebGpuKernels(on: boolean): void {
+  kernelsOn = on;
+}
+
+/** The kernels this file registers for `webgpu`. */
+export const WEBGPU_KERNELS: readonly string[] = [
+  LIN_NORM,
+  LIN_NORM_GRAD,
+  ADAM_UPDATE,
+  REFLECT_PAD,
+  REFLECT_PAD_GRAD,
+  UPSAMPLE_2X,
+  UPSAMPLE_2X_GRAD,
+];
+
+/**
+ * Registers (or, when turned off, unregisters) these kernels for the `webgpu` backend.
+ * @returns whether they are registered
+ */
+export function registerWebGpuKernels(): boolean {
+  const table: [string, (args: Args) => Info | Info[]][] = [
+    [LIN_NORM, linNormForwardKernel],
+    [LIN_NORM_GRAD, linNormBackwardKernel],
+    [ADAM_UPDATE, adamKernel],
+    [REFLECT_PAD, reflectPadKernel],
+    [REFLECT_PAD_GRAD, reflectPadGradKernel],
+    [UPSAMPLE_2X, upsampleKernel],
+    [UPSAMPLE_2X_GRAD, upsampleGradKernel],
+  ];
+  for (const [kernelName, kernel] of table) {
+    if (tf.getKernel(kernelName, "webgpu")) tf.unregisterKernel(kernelName, "webgpu");
+    if (!kernelsOn) continue;
+    tf.registerKernel({
+      kernelName,
+      backendName: "webgpu",
+      kernelFunc: kernel as unknown as tf.KernelFunc,
+    });
+  }
+  return kernelsOn;
+}

@@ -1,0 +1,148 @@
+/**
+ * Our WGSL kernels (`backends/webgpu_kernels.ts`) against the cpu backend (whose kernels of ours
+ * are tested against composed ops elsewhere): values and gradients of AdaLIN, ILN and instance
+ * norm, reflection padding, upsampling, and Adam steps, on random shapes. Runs on any WebGPU
+ * adapter (CI: lavapipe); says that it skipped where there is none.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { assertEquals } from "@std/assert";
+import { selectBackend, webgpuUnavailable } from "../backends/mod.ts";
+import { WEBGPU_KERNELS } from "../backends/webgpu_kernels.ts";
+import { reflectionPad } from "../layers/conv.ts";
+import { upsampleNearest2x } from "../layers/generator.ts";
+import { adaLin, iln, instanceNorm } from "../layers/norm.ts";
+import { referenceAdam } from "../train/optim.ts";
+import { assertClose } from "./helpers.ts";
+
+const unavailable = await webgpuUnavailable();
+
+type Arrays = Record<string, Float32Array>;
+
+// Runs `f` on a backend from seeded inputs and reads every output back.
+async function on(backend: "cpu" | "webgpu", f: () => Record<string, tf.Tensor>): Promise<Arrays> {
+  await selectBackend(backend);
+  const out = f();
+  const arrays: Arrays = {};
+  for (const [k, t] of Object.entries(out)) arrays[k] = (await t.data()) as Float32Array;
+  tf.dispose(Object.values(out));
+  return arrays;
+}
+
+async function compare(what: string, f: () => Record<string, tf.Tensor>, tolerance = 1e-4) {
+  const cpu = await on("cpu", f);
+  const gpu = await on("webgpu", f);
+  for (const k of Object.keys(cpu)) await assertClose(gpu[k], cpu[k], tolerance, `${what}: ${k}`);
+}
+
+// Seeds start at 1: tfjs draws a random seed for 0.
+const rand = (shape: number[], seed: number, mean = 0, std = 1) =>
+  tf.randomNormal(shape, mean, std, "float32", seed + 1);
+
+// Values and gradients (against fixed random weights on the output) of a normalisation.
+function normCase(
+  shape: [number, number, number, number],
+  seed: number,
+  norm: (x: tf.Tensor4D, rho: tf.Tensor1D, gamma: tf.Tensor2D, beta: tf.Tensor2D) => tf.Tensor4D,
+  mean = 0,
+  withParams = true,
+) {
+  return () =>
+    tf.tidy(() => {
+      const [n, , , c] = shape;
+      // A large mean checks that the sums lose nothing to cancellation in float32.
+      const x = rand(shape, seed, mean, 2) as tf.Tensor4D;
+      const rho = tf.randomUniform([c], 0, 1, "float32", seed + 2) as tf.Tensor1D;
+      const gamma = rand([n, c], seed + 2, 1, 0.5) as tf.Tensor2D;
+      const beta = rand([n, c], seed + 3) as tf.Tensor2D;
+      const w = rand(shape, seed + 4);
+      const f = (a: tf.Tensor, r: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(
+          norm(a as tf.Tensor4D, r as tf.Tensor1D, g as tf.Tensor2D, b as tf.Tensor2D),
+          w,
+        )) as tf.Scalar;
+      // Instance norm has no parameters: its gradient is taken with respect to x alone.
+      const vars = withParams ? [x, rho, gamma, beta] : [x];
+      const { value, grads } = tf.valueAndGrads((...v: tf.Tensor[]) =>
+        f(v[0], v[1] ?? rho, v[2] ?? gamma, v[3] ?? beta)
+      )(vars);
+      const y = norm(x, rho, gamma, beta);
+      const names = ["dx", "drho", "dgamma", "dbeta"];
+      return { y, value, ...Object.fromEntries(grads.map((g, i) => [names[i], g])) };
+    });
+}
+
+Deno.test("webgpu kernels of ours equal the cpu backend, values and gradients", async (t) => {
+  if (unavailable) {
+    console.log(`  SKIPPED: ${unavailable}`);
+    return;
+  }
+  await selectBackend("webgpu");
+  for (const name of WEBGPU_KERNELS) assertEquals(!!tf.getKernel(name, "webgpu"), true, name);
+
+  const shapes: [number, number, number, number][] = [[2, 5, 7, 12], [1, 9, 11, 3], [
+    2,
+    16,
+    9,
+    8,
+  ]];
+  await t.step("adaLin", async () => {
+    for (const [i, s] of shapes.entries()) {
+      await compare(`adaLin ${s}`, normCase(s, 10 * i, adaLin));
+    }
+    await compare("adaLin, mean 100", normCase([2, 12, 12, 16], 7, adaLin, 100));
+  });
+  await t.step("iln and instance norm", async () => {
+    for (const [i, s] of shapes.entries()) {
+      const ilnOf = (x: tf.Tensor4D, rho: tf.Tensor1D, g: tf.Tensor2D, b: tf.Tensor2D) =>
+        iln({ rho, gamma: tf.mean(g, 0) as tf.Tensor1D, beta: tf.mean(b, 0) as tf.Tensor1D }, x);
+      await compare(`iln ${s}`, normCase(s, 20 + i, ilnOf));
+      await compare(`instanceNorm ${s}`, normCase(s, 30 + i, (x) => instanceNorm(x), 50, false));
+    }
+  });
+  await t.step("reflection padding and upsampling", async () => {
+    for (
+      const [i, [s, pad]] of ([[[1, 5, 6, 2], 1], [[2, 7, 5, 3], 3], [[1, 4, 4, 1], 2]] as const)
+        .entries()
+    ) {
+      await compare(`reflectionPad ${s} pad ${pad}`, () =>
+        tf.tidy(() => {
+          const x = rand([...s], 40 + i) as tf.Tensor4D;
+          const y = reflectionPad(x, pad);
+          const w = rand(y.shape, 50 + i);
+          const [dx] = tf.grads((a) => tf.sum(tf.mul(reflectionPad(a as tf.Tensor4D, pad), w)))([
+            x,
+          ]);
+          return { y, dx };
+        }), 1e-6);
+      await compare(`upsample ${s}`, () =>
+        tf.tidy(() => {
+          const x = rand([...s], 60 + i) as tf.Tensor4D;
+          const y = upsampleNearest2x(x);
+          const w = rand(y.shape, 70 + i);
+          const [dx] = tf.grads((a) => tf.sum(tf.mul(upsampleNearest2x(a as tf.Tensor4D), w)))([
+            x,
+          ]);
+          return { y, dx };
+        }), 1e-6);
+    }
+  });
+  await t.step("Adam", async () => {
+    await compare("three Adam steps", () => {
+      const adam = referenceAdam({ lr: 1e-2, weightDecay: 1e-4, iterations: 10, decay: true });
+      let params: Record<string, tf.Tensor> = { a: rand([3, 5], 80), b: rand([7], 81) };
+      let state = adam.init(params);
+      for (let step = 0; step < 3; step++) {
+        const grads = { a: rand([3, 5], 90 + step), b: rand([7], 95 + step) };
+        const [updates, next] = adam.update(grads, state, params);
+        const applied = tf.tidy(() => ({
+          a: tf.add(params.a, updates.a),
+          b: tf.add(params.b, updates.b),
+        }));
+        tf.dispose([...Object.values(grads), ...Object.values(updates), ...Object.values(params)]);
+        params = applied;
+        state = next;
+      }
+      return params;
+    });
+  });
+});
