@@ -130,6 +130,38 @@ export async function webgpuUnavailable(
   return undefined;
 }
 
+/**
+ * Why `requestAdapter()` found nothing, from what is known of the Vulkan set-up.
+ * @param loader whether `libvulkan.so.1` opens (undefined: not known)
+ * @param icd the `VK_DRIVER_FILES` (or older `VK_ICD_FILENAMES`) setting, if any
+ * @returns one line naming what to install or set
+ */
+export function explainNoAdapter(loader: boolean | undefined, icd: string | undefined): string {
+  if (loader === false) {
+    return "no WebGPU adapter: the Vulkan loader libvulkan.so.1 is missing " +
+      "(Debian/Ubuntu: apt-get install libvulkan1)";
+  }
+  return "no WebGPU adapter: Vulkan found no driver " +
+    (icd
+      ? `in VK_DRIVER_FILES=${icd} (is the file there, and its library on the library path?)`
+      : "(set VK_DRIVER_FILES to the GPU driver's ICD file, e.g. " +
+        "/usr/share/vulkan/icd.d/nvidia_icd.json, or install mesa-vulkan-drivers for lavapipe)");
+}
+
+/**
+ * The limits to request: those tfjs-backend-webgpu raises, at the adapter's values, as numbers
+ * (Deno may report them as BigInt, which `requestDevice` refuses).
+ * @param limits the adapter's limits
+ * @returns `requiredLimits` for `requestDevice`
+ */
+export function requiredLimitsOf(limits: Record<string, unknown>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const name of LIMITS) {
+    if (limits[name] !== undefined) out[name] = Number(limits[name]);
+  }
+  return out;
+}
+
 let lostReason: string | undefined;
 
 /**
@@ -163,11 +195,11 @@ export async function registerWebGpuBackend(): Promise<void> {
   tf.registerBackend("webgpu", async () => {
     const adapter = await requestGpuAdapter();
     if (!adapter) throw new Error(await webgpuUnavailable() ?? "no WebGPU adapter");
-    const limits = adapter.limits ?? {};
-    const requiredLimits: Record<string, number> = {};
-    for (const name of LIMITS) {
-      if (limits[name] !== undefined) requiredLimits[name] = Number(limits[name]);
-    }
+    // A limits object is not enumerable: its fields are read by name.
+    const limits = Object.fromEntries(
+      LIMITS.map((name) => [name, (adapter.limits as Record<string, unknown>)?.[name]]),
+    );
+    const requiredLimits = requiredLimitsOf(limits);
     const requiredFeatures = ["timestamp-query"].filter((f) => adapter.features?.has(f));
     let device: {
       lost: Promise<{ reason?: string; message?: string }>;

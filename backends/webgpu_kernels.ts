@@ -10,6 +10,8 @@
  *   loses no digits to cancellation.
  * - `UgatitAdamUpdate`: the reference optimiser's per-tensor update in 3 dispatches (new first
  *   moment, new second moment, the update), where the composed chain takes about 15.
+ * - `UgatitSpectralSigma` / `...Grad`: spectral norm's power iteration and sigma in 4 dispatches
+ *   (2 without the iteration) and its gradient `v u^T` in one, where the composed ops take about 25.
  * - `UgatitReflectPad` / `...Grad`, `UgatitUpsample2x` / `...Grad`: one gather pass each way.
  *
  * A program here is one thread per output element (or per work item, `threads`), written with
@@ -27,6 +29,9 @@ import {
   REFLECT_PAD,
   REFLECT_PAD_GRAD,
   type ReflectPadAttrs,
+  SPECTRAL_SIGMA,
+  SPECTRAL_SIGMA_GRAD,
+  type SpectralSigmaAttrs,
   UPSAMPLE_2X,
   UPSAMPLE_2X_GRAD,
 } from "./js_kernels.ts";
@@ -45,8 +50,8 @@ const EPS = 1e-5;
 
 /**
  * Runs one WGSL program with a thread per work item. `body` sees `index` (the work item, already
- * checked against `uniforms.threads`), the inputs as arrays by their names, `result`, and the
- * uniforms declared in `decl` (`name : i32, ...`).
+ * checked against `uniforms.threads`), the inputs as arrays by their names, `result`, the
+ * `uniforms` (i32, or f32 where named in `floats`) and the functions in `prelude`.
  */
 function run(
   backend: tf.KernelBackend,
@@ -56,7 +61,7 @@ function run(
   threads: number,
   uniforms: Record<string, number>,
   body: string,
-  floats: readonly string[] = [],
+  { floats = [], prelude = "" }: { floats?: readonly string[]; prelude?: string } = {},
 ): Info {
   const names = Object.keys(inputs);
   const decl = Object.keys(uniforms)
@@ -71,7 +76,7 @@ function run(
     workgroupSize: [WORKGROUP, 1, 1] as [number, number, number],
     uniforms: `threads : i32, ${decl}`,
     getUserCode: () => `
-      ${helpers()}
+      ${prelude}
       fn main(index : i32) {
         if (index >= uniforms.threads) { return; }
         ${body}
@@ -93,9 +98,6 @@ function run(
 }
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
-
-// Functions any program may call, put in front of every program's code.
-const helpers = () => `${REFLECT}\n${SOURCES}`;
 
 // ---- layer-instance normalisation -----------------------------------------------------------
 
@@ -374,7 +376,7 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
       n,
       { wd: a.weightDecay, beta },
       `let gi = ${decayed};\n        result[index] = uniforms.beta * prev[index] + (1.0 - uniforms.beta) * ${term};`,
-      ["wd", "beta"],
+      { floats: ["wd", "beta"] },
     );
   const mNew = moment("m", m, a.b1, "gi");
   const vNew = moment("v", v, a.b2, "gi * gi");
@@ -386,9 +388,148 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
     n,
     { step: -a.lr / a.c1, root: 1 / Math.sqrt(a.c2), eps: a.eps },
     "result[index] = uniforms.step * m[index] / (sqrt(v[index]) * uniforms.root + uniforms.eps);",
-    ["step", "root", "eps"],
+    { floats: ["step", "root", "eps"] },
   );
   return [update, mNew, vNew];
+}
+
+// ---- spectral norm ------------------------------------------------------------------------
+
+// A conv weight's rows of A = W^T are in the weight's own order (h, w, in); torch orders v as
+// (in, h, w). Index maps both ways (identity for a linear weight: kh = 0).
+const SN_INDEX = `
+        fn torchOfOwn(i : i32) -> i32 {
+          if (uniforms.kh == 0) { return i; }
+          return (i % uniforms.cin) * uniforms.kh * uniforms.kw + i / uniforms.cin;
+        }
+        fn ownOfTorch(j : i32) -> i32 {
+          if (uniforms.kh == 0) { return j; }
+          let taps = uniforms.kh * uniforms.kw;
+          return (j % taps) * uniforms.cin + j / taps;
+        }`;
+const SN_EPS = 1e-12;
+const SN_CHUNK = 256;
+
+function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
+  const { a, u, v } = inputs as Record<string, Info>;
+  const { training, kh, kw, cin } = attrs as unknown as SpectralSigmaAttrs;
+  const [cols, rows] = a.shape;
+  const chunks = Math.ceil(cols / SN_CHUNK);
+  const dims = { rows, cols, kh, kw, cin, chunks };
+  const free: Info[] = [];
+  let vOwn: Info; // [cols]: v in the weight's order (normalised A u when training)
+  let norm: Info | undefined; // chunk sums of squares of A u, when training
+  if (training) {
+    const t = run(
+      backend,
+      "sn_au",
+      { a, u },
+      [cols],
+      cols,
+      dims,
+      `
+        var acc = 0.0;
+        for (var j = 0; j < uniforms.rows; j++) { acc += a[index * uniforms.rows + j] * u[j]; }
+        result[index] = acc;`,
+    );
+    norm = run(
+      backend,
+      "sn_sq",
+      { t },
+      [chunks],
+      chunks,
+      { cols },
+      `
+        var acc = 0.0;
+        for (var i = index * ${SN_CHUNK}; i < min(uniforms.cols, (index + 1) * ${SN_CHUNK}); i++) {
+          acc += t[i] * t[i];
+        }
+        result[index] = acc;`,
+    );
+    vOwn = t;
+    free.push(t, norm);
+  } else {
+    vOwn = run(
+      backend,
+      "sn_vown",
+      { v },
+      [cols],
+      cols,
+      dims,
+      "result[index] = v[torchOfOwn(index)];",
+      { prelude: SN_INDEX },
+    );
+    free.push(vOwn);
+  }
+  // Where A u was not normalised yet, each reader divides by its norm.
+  const scale = norm
+    ? `var sq = 0.0;
+        for (var k = 0; k < uniforms.chunks; k++) { sq += norm[k]; }
+        let inv = 1.0 / max(sqrt(sq), ${SN_EPS});`
+    : "let inv = 1.0;";
+  const withNorm = (io: Record<string, Info>) => (norm ? { ...io, norm } : io);
+  // s = A^T v
+  const sv = run(
+    backend,
+    `sn_atv_${training}`,
+    withNorm({ a, vown: vOwn }),
+    [rows],
+    rows,
+    dims,
+    `
+        ${scale}
+        var acc = 0.0;
+        for (var i = 0; i < uniforms.cols; i++) { acc += a[i * uniforms.rows + index] * (vown[i] * inv); }
+        result[index] = acc;`,
+  );
+  free.push(sv);
+  const packed = run(
+    backend,
+    `sn_pack_${training}`,
+    // (u is read only when it is kept: a binding no code reads is left out of the layout)
+    training ? withNorm({ sv, vown: vOwn }) : { sv, u, vown: vOwn },
+    [1 + rows + cols],
+    1 + rows + cols,
+    dims,
+    `
+        ${scale}
+        var ss = 0.0;
+        ${training ? "for (var j = 0; j < uniforms.rows; j++) { ss += sv[j] * sv[j]; }" : ""}
+        let invS = 1.0 / max(sqrt(ss), ${SN_EPS});
+        if (index == 0) {
+          var sigma = 0.0;
+          for (var j = 0; j < uniforms.rows; j++) {
+            sigma += ${training ? "sv[j] * invS" : "u[j]"} * sv[j];
+          }
+          result[0] = sigma;
+        } else if (index <= uniforms.rows) {
+          result[index] = ${training ? "sv[index - 1] * invS" : "u[index - 1]"};
+        } else {
+          result[index] = vown[ownOfTorch(index - 1 - uniforms.rows)] * inv;
+        }`,
+    { prelude: SN_INDEX },
+  );
+  for (const t of free) backend.disposeData(t.dataId);
+  return packed;
+}
+
+function spectralSigmaGradKernel({ inputs, backend, attrs }: Args): Info {
+  const { dy, packed } = inputs as Record<string, Info>;
+  const { rows, kh, kw, cin } = attrs as unknown as SpectralSigmaAttrs & { rows: number };
+  const cols = packed.shape[0] - 1 - rows;
+  return run(
+    backend,
+    "sn_grad",
+    { dy, packed },
+    [cols, rows],
+    cols * rows,
+    { rows, cols, kh, kw, cin },
+    `
+        let r = index % uniforms.rows;
+        let i = index / uniforms.rows;
+        result[index] = dy[0] * packed[1 + uniforms.rows + torchOfOwn(i)] * packed[1 + r];`,
+    { prelude: SN_INDEX },
+  );
 }
 
 // ---- reflection padding and upsampling ----------------------------------------------------
@@ -421,6 +562,7 @@ function reflectPadKernel({ inputs, backend, attrs }: Args): Info {
         let si = reflectIndex(i - uniforms.padH, uniforms.h);
         let sj = reflectIndex(j - uniforms.padW, uniforms.w);
         result[index] = x[((s * uniforms.h + si) * uniforms.w + sj) * uniforms.c + q];`,
+    { prelude: REFLECT },
   );
 }
 
@@ -462,6 +604,7 @@ function reflectPadGradKernel({ inputs, backend, attrs }: Args): Info {
           }
         }
         result[index] = acc;`,
+    { prelude: SOURCES },
   );
 }
 
@@ -523,6 +666,8 @@ export const WEBGPU_KERNELS: readonly string[] = [
   LIN_NORM,
   LIN_NORM_GRAD,
   ADAM_UPDATE,
+  SPECTRAL_SIGMA,
+  SPECTRAL_SIGMA_GRAD,
   REFLECT_PAD,
   REFLECT_PAD_GRAD,
   UPSAMPLE_2X,
@@ -538,6 +683,8 @@ export function registerWebGpuKernels(): boolean {
     [LIN_NORM, linNormForwardKernel],
     [LIN_NORM_GRAD, linNormBackwardKernel],
     [ADAM_UPDATE, adamKernel],
+    [SPECTRAL_SIGMA, spectralSigmaKernel],
+    [SPECTRAL_SIGMA_GRAD, spectralSigmaGradKernel],
     [REFLECT_PAD, reflectPadKernel],
     [REFLECT_PAD_GRAD, reflectPadGradKernel],
     [UPSAMPLE_2X, upsampleKernel],

@@ -47,7 +47,7 @@ export interface DomainClassifier {
    * @param images `[N, S, S, 3]` in [-1, 1]
    * @returns N probabilities
    */
-  probabilityB(images: tf.Tensor4D): Float32Array;
+  probabilityB(images: tf.Tensor4D): Promise<Float32Array>;
   /** Frees its parameters. */
   dispose(): void;
 }
@@ -101,8 +101,13 @@ export function trainDomainClassifier(
   dispose(state);
   const trained = unflatten(params) as unknown as ClassifierParams;
   return {
-    probabilityB(images) {
-      return tidy(() => tf.sigmoid(logits(trained, images)).dataSync() as Float32Array);
+    async probabilityB(images) {
+      const p = tidy(() => tf.sigmoid(logits(trained, images)));
+      try {
+        return (await p.data()) as Float32Array;
+      } finally {
+        p.dispose();
+      }
     },
     dispose() {
       dispose(params);

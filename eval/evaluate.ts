@@ -92,8 +92,8 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
   const trainB = (await loadTestImages(data.trainB.slice(0, 512), S, io.warn)).batch;
   const judge = trainDomainClassifier(trainA, trainB, { seed: flags.seed, steps: 500 });
   tf.dispose([trainA, trainB]);
-  const fractionB = (images: tf.Tensor4D) => {
-    const p = judge.probabilityB(images);
+  const fractionB = async (images: tf.Tensor4D) => {
+    const p = await judge.probabilityB(images);
     return p.filter((v) => v > 0.5).length / p.length;
   };
   const accuracies: number[] = [];
@@ -116,31 +116,31 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
       features.extract(target),
       features.extract(source),
     ];
+    // The share of images the judge takes for this direction's target domain.
+    const asTarget = async (images: tf.Tensor4D) =>
+      net === "genA2B" ? await fractionB(images) : 1 - await fractionB(images);
+    const paired = async () => {
+      const [f, t, s] = [toUnit(fake), toUnit(target), toUnit(source)];
+      const scores = async (a: tf.Tensor4D) => ({
+        l1: await l1Distance(a, t),
+        psnr: await psnr(a, t),
+        ssim: await ssim(a, t),
+      });
+      const out = { translation: await scores(f), identity: await scores(s) };
+      tf.dispose([f, t, s]);
+      return out;
+    };
     const result: DirectionResult = {
       images: fake.shape[0],
-      kid: kid(ff, tfe, { subsets: 100 }),
-      fid: fid(ff, tfe),
-      source: { kid: kid(sf, tfe, { subsets: 100 }), fid: fid(sf, tfe) },
-      classifier: net === "genA2B"
-        ? { translated: fractionB(fake), source: fractionB(source) }
-        : { translated: 1 - fractionB(fake), source: 1 - fractionB(source) },
+      kid: await kid(ff, tfe, { subsets: 100 }),
+      fid: await fid(ff, tfe),
+      source: { kid: await kid(sf, tfe, { subsets: 100 }), fid: await fid(sf, tfe) },
+      classifier: { translated: await asTarget(fake), source: await asTarget(source) },
       ...(data.alignedTest && source.shape[0] === target.shape[0]
-        ? {
-          paired: (() => {
-            const [f, t, s] = [toUnit(fake), toUnit(target), toUnit(source)];
-            const scores = (a: tf.Tensor4D) => ({
-              l1: l1Distance(a, t),
-              psnr: psnr(a, t),
-              ssim: ssim(a, t),
-            });
-            const out = { translation: scores(f), identity: scores(s) };
-            tf.dispose([f, t, s]);
-            return out;
-          })(),
-        }
+        ? { paired: await paired() }
         : {}),
     };
-    accuracies.push(net === "genA2B" ? fractionB(target) : 1 - fractionB(target));
+    accuracies.push(await asTarget(target));
     tf.dispose([source, target, fake, ff, tfe, sf]);
     return result;
   };

@@ -2,14 +2,16 @@
  * Image-translation metrics, as the paper and NICE-GAN compute them: KID (unbiased MMD with the
  * cubic polynomial kernel, mean and standard deviation over random subsets) and FID (Fréchet
  * distance between Gaussian fits) on features, and the paired metrics L1, PSNR and SSIM for
- * datasets with aligned test pairs. Pure functions; images are NHWC in [0, 1].
+ * datasets with aligned test pairs. Pure functions; images are NHWC in [0, 1]. Each reads its
+ * result back asynchronously (`await data()`), so they run on every backend, WebGPU under Deno
+ * included, where synchronous reads fail.
  *
  * @example
  * ```ts
  * import * as tf from "@tensorflow/tfjs";
  * import { psnr, ssim } from "./metrics.ts";
  * const a = tf.randomUniform([1, 16, 16, 3], 0, 1, "float32", 1) as tf.Tensor4D;
- * console.log(ssim(a, a), psnr(a, tf.mul(a, 0.9) as tf.Tensor4D));
+ * console.log(await ssim(a, a), await psnr(a, tf.mul(a, 0.9) as tf.Tensor4D));
  * ```
  *
  * @module
@@ -18,14 +20,23 @@ import * as tf from "@tensorflow/tfjs";
 import { tidy } from "../layers/tree.ts";
 import { Rng } from "../train/random.ts";
 
+// Reads a scalar tensor back and disposes it.
+async function scalar(t: tf.Tensor): Promise<number> {
+  try {
+    return (await t.data())[0];
+  } finally {
+    t.dispose();
+  }
+}
+
 /**
  * Mean absolute difference.
  * @param x `[N, H, W, C]` in [0, 1]
  * @param y the same shape
  * @returns `mean|x - y|`
  */
-export function l1Distance(x: tf.Tensor4D, y: tf.Tensor4D): number {
-  return tidy(() => tf.mean(tf.abs(tf.sub(x, y))).dataSync()[0]);
+export function l1Distance(x: tf.Tensor4D, y: tf.Tensor4D): Promise<number> {
+  return scalar(tidy(() => tf.mean(tf.abs(tf.sub(x, y)))));
 }
 
 /**
@@ -34,8 +45,8 @@ export function l1Distance(x: tf.Tensor4D, y: tf.Tensor4D): number {
  * @param y the same shape
  * @returns PSNR (Infinity for identical images)
  */
-export function psnr(x: tf.Tensor4D, y: tf.Tensor4D): number {
-  const mse = tidy(() => tf.mean(tf.square(tf.sub(x, y))).dataSync()[0]);
+export async function psnr(x: tf.Tensor4D, y: tf.Tensor4D): Promise<number> {
+  const mse = await scalar(tidy(() => tf.mean(tf.square(tf.sub(x, y)))));
   return 10 * Math.log10(1 / mse);
 }
 
@@ -64,10 +75,10 @@ function gaussianWindow(size: number, sigma: number, channels: number): tf.Tenso
  * @param y the same shape
  * @returns mean SSIM (1 for identical images)
  */
-export function ssim(x: tf.Tensor4D, y: tf.Tensor4D): number {
+export async function ssim(x: tf.Tensor4D, y: tf.Tensor4D): Promise<number> {
   const [, h, w, c] = x.shape;
   if (h < 11 || w < 11) throw new Error(`ssim: images must be at least 11x11, got ${h}x${w}`);
-  return tidy(() => {
+  return await scalar(tidy(() => {
     const win = gaussianWindow(11, 1.5, c);
     const blur = (t: tf.Tensor4D) => tf.depthwiseConv2d(t, win, 1, "valid");
     const [mx, my] = [blur(x), blur(y)];
@@ -80,8 +91,8 @@ export function ssim(x: tf.Tensor4D, y: tf.Tensor4D): number {
       tf.add(tf.add(tf.square(mx), tf.square(my)), c1),
       tf.add(tf.add(sxx, syy), c2),
     );
-    return tf.mean(tf.div(num, den)).dataSync()[0];
-  });
+    return tf.mean(tf.div(num, den));
+  }));
 }
 
 /** A metric's mean and standard deviation over subsets. */
@@ -100,7 +111,7 @@ export interface MeanStd {
  * @param options subsets (default 100), subset size (default min(n, m, 1000)), seed
  * @returns mean and standard deviation over the subsets
  */
-export function kid(
+export async function kid(
   x: tf.Tensor2D,
   y: tf.Tensor2D,
   { subsets = 100, subsetSize, seed = 0 }: {
@@ -108,17 +119,17 @@ export function kid(
     subsetSize?: number;
     seed?: number;
   } = {},
-): MeanStd {
+): Promise<MeanStd> {
   const [n, d] = x.shape;
   const m = y.shape[0];
   const size = Math.min(subsetSize ?? 1000, n, m);
   if (size < 2) throw new Error(`kid: needs at least 2 features per set, got ${n} and ${m}`);
   const rng = new Rng(seed);
   const pick = (count: number) => rng.shuffle([...Array(count).keys()]).slice(0, size);
-  const values: number[] = [];
+  const estimates: tf.Scalar[] = [];
   for (let s = 0; s < subsets; s++) {
     const [ix, iy] = [pick(n), pick(m)];
-    values.push(tidy(() => {
+    estimates.push(tidy(() => {
       const a = tf.gather(x, ix);
       const b = tf.gather(y, iy);
       const k = (p: tf.Tensor2D, q: tf.Tensor2D) =>
@@ -129,9 +140,14 @@ export function kid(
         tf.div(tf.add(offDiagonal(kxx), offDiagonal(kyy)), size * (size - 1)),
         tf.div(tf.mul(tf.sum(kxy), 2), size * size),
       );
-      return mmd.dataSync()[0];
+      return mmd as tf.Scalar;
     }));
   }
+  // One read for all subsets.
+  const all = tf.stack(estimates);
+  tf.dispose(estimates);
+  const values = Array.from(await all.data());
+  all.dispose();
   const mean = values.reduce((a, b) => a + b, 0) / values.length;
   const std = Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
   return { mean, std };
@@ -205,11 +221,11 @@ function meanAndCovariance(
  * @param y features `[m, d]`
  * @returns the distance
  */
-export function fid(x: tf.Tensor2D, y: tf.Tensor2D): number {
+export async function fid(x: tf.Tensor2D, y: tf.Tensor2D): Promise<number> {
   const d = x.shape[1];
   if (x.shape[0] < 2 || y.shape[0] < 2) throw new Error("fid: needs at least 2 features per set");
-  const a = meanAndCovariance(Float64Array.from(x.dataSync()), x.shape[0], d);
-  const b = meanAndCovariance(Float64Array.from(y.dataSync()), y.shape[0], d);
+  const a = meanAndCovariance(Float64Array.from(await x.data()), x.shape[0], d);
+  const b = meanAndCovariance(Float64Array.from(await y.data()), y.shape[0], d);
   const e = symmetricEigen(a.cov, d);
   // S1^(1/2) = V diag(sqrt(l)) V^T
   const root = new Float64Array(d * d);

@@ -110,6 +110,18 @@ export function assertLess<T>(actual: T, expected: T, msg?: string): void {
 }
 
 /**
+ * Asserts that `actual` contains `expected`.
+ * @param actual text under test
+ * @param expected the part it must contain
+ * @param msg optional message
+ */
+export function assertStringIncludes(actual: string, expected: string, msg?: string): void {
+  if (!actual.includes(expected)) {
+    throw new AssertionError(msg ?? `expected actual: "${actual}" to contain: "${expected}"`);
+  }
+}
+
+/**
  * Asserts that `fn` throws; returns the error. With `ErrorClass` and `msgIncludes` it also checks
  * the error's class and that its message contains the text.
  * @param fn function expected to throw

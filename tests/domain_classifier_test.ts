@@ -15,8 +15,8 @@ Deno.test("the domain classifier learns two separable domains and leaves no tens
   const before = tf.memory().numTensors;
   const judge = trainDomainClassifier(a, b, { steps: 60, seed: 3 });
   const [testA, testB] = [make(0.6, -0.6, 4), make(-0.6, 0.6, 5)];
-  const pa = judge.probabilityB(testA);
-  const pb = judge.probabilityB(testB);
+  const pa = await judge.probabilityB(testA);
+  const pb = await judge.probabilityB(testB);
   assertEquals(pa.every((p) => p < 0.5), true, `A judged as B: ${Array.from(pa).slice(0, 4)}`);
   assertEquals(pb.every((p) => p > 0.5), true, `B judged as A: ${Array.from(pb).slice(0, 4)}`);
   tf.dispose([testA, testB]);

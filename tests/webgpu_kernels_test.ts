@@ -1,7 +1,8 @@
 /**
  * Our WGSL kernels (`backends/webgpu_kernels.ts`) against the cpu backend (whose kernels of ours
  * are tested against composed ops elsewhere): values and gradients of AdaLIN, ILN and instance
- * norm, reflection padding, upsampling, and Adam steps, on random shapes. Runs on any WebGPU
+ * norm, spectral norm (power iteration, sigma, its gradient), reflection padding, upsampling, and
+ * Adam steps, on random shapes. Runs on any WebGPU
  * adapter (CI: lavapipe); says that it skipped where there is none.
  */
 import * as tf from "@tensorflow/tfjs";
@@ -11,6 +12,12 @@ import { WEBGPU_KERNELS } from "../backends/webgpu_kernels.ts";
 import { reflectionPad } from "../layers/conv.ts";
 import { upsampleNearest2x } from "../layers/generator.ts";
 import { adaLin, iln, instanceNorm } from "../layers/norm.ts";
+import {
+  convWeightMatrix,
+  initSpectralNormState,
+  linearWeightMatrix,
+  spectralSigma,
+} from "../layers/spectral_norm.ts";
 import { referenceAdam } from "../train/optim.ts";
 import { assertClose } from "./helpers.ts";
 
@@ -124,6 +131,25 @@ Deno.test("webgpu kernels of ours equal the cpu backend, values and gradients", 
           ]);
           return { y, dx };
         }), 1e-6);
+    }
+  });
+  await t.step("spectral norm", async () => {
+    const cases = [
+      { shape: [4, 4, 3, 5], matrix: convWeightMatrix, rows: 5, cols: 48 },
+      { shape: [4, 4, 16, 1], matrix: convWeightMatrix, rows: 1, cols: 256 },
+      { shape: [300, 7], matrix: linearWeightMatrix, rows: 7, cols: 300 },
+    ];
+    for (const [i, { shape, matrix, rows, cols }] of cases.entries()) {
+      for (const training of [true, false]) {
+        await compare(`spectralSigma ${shape} training ${training}`, () =>
+          tf.tidy(() => {
+            const w = rand(shape, 100 + i);
+            const state = initSpectralNormState(7 + i, rows, cols);
+            const [sigma, next] = spectralSigma(w, matrix, state, training);
+            const [dw] = tf.grads((x) => spectralSigma(x, matrix, state, training)[0])([w]);
+            return { sigma, u: next.u, v: next.v, dw };
+          }));
+      }
     }
   });
   await t.step("Adam", async () => {

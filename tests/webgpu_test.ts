@@ -5,7 +5,7 @@
  * mesa-vulkan-drivers (lavapipe) so that it runs there.
  */
 import * as tf from "@tensorflow/tfjs";
-import { assertEquals, assertLess } from "@std/assert";
+import { assert, assertEquals, assertLess } from "@std/assert";
 import {
   discriminator,
   discriminatorNames,
@@ -22,7 +22,16 @@ import {
 } from "../mod.ts";
 import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
 import { collectTensors, disposeState, trainer, type TrainState } from "../train/step.ts";
-import { assertClose, nchwToNhwc, readFixture } from "./helpers.ts";
+import {
+  describeAdapter,
+  explainNoAdapter,
+  isSoftwareAdapter,
+  requestGpuAdapter,
+  requiredLimitsOf,
+} from "../backends/webgpu.ts";
+import { runTraining } from "../train/runner.ts";
+import { readSafetensors } from "../weights/safetensors.ts";
+import { assertClose, makeDataset, nchwToNhwc, readFixture, tinyFlags } from "./helpers.ts";
 
 const unavailable = await webgpuUnavailable();
 const available = unavailable === undefined;
@@ -133,4 +142,83 @@ Deno.test("one training iteration on webgpu equals the cpu backend's", async () 
     }
     assertLess(diff / scale, 1e-3, `change of state tensor ${i}: relative error ${diff / scale}`);
   }
+});
+
+Deno.test("training on webgpu: loss terms read a step late, logged in order, NaN stops keep the checkpoint", async () => {
+  if (!available) {
+    console.log(`  SKIPPED: ${unavailable}`);
+    return;
+  }
+  const root = await makeDataset({ train: 3, test: 1, size: 28 });
+  const results = await Deno.makeTempDir();
+  const name = root.split("/").pop();
+  const quiet = { out: () => {}, warn: () => {} };
+  try {
+    const flags = { backend: "webgpu", iteration: "4", print_freq: "100", save_freq: "100" };
+    const run = await runTraining(tinyFlags(root, results, flags), quiet);
+    assertEquals([run.status, run.step], ["done", 4]);
+    const log = (await Deno.readTextFile(`${results}/${name}/log.jsonl`)).trim().split("\n")
+      .map((l) => JSON.parse(l));
+    assertEquals(log.map((r) => r.iteration), [1, 2, 3, 4]);
+    assert(log.every((r) => Number.isFinite(r.cycle_A)));
+    const ck = await readSafetensors(`${results}/${name}/model/latest.safetensors`);
+    assertEquals(ck.metadata.step, "4");
+
+    const warnings: string[] = [];
+    const bad = tinyFlags(root, results, { ...flags, iteration: "8", adv_weight: "1e39" }, [
+      "--resume",
+    ]);
+    const r = await runTraining(bad, { out: () => {}, warn: (l) => warnings.push(l) });
+    assertEquals([r.status, r.step], ["diverged", 4]);
+    const line = warnings.find((w) => w.startsWith("stopped at iteration 5"))!;
+    assert(/loss term \w+ is (NaN|Infinity|-Infinity)/.test(line), line);
+    assertEquals(
+      (await readSafetensors(`${results}/${name}/model/latest.safetensors`)).metadata.step,
+      "4",
+    );
+  } finally {
+    for (const d of [root, results]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("webgpu diagnostics say in one line what is missing, and auto leaves software adapters alone", async () => {
+  assertEquals(
+    explainNoAdapter(false, undefined),
+    "no WebGPU adapter: the Vulkan loader libvulkan.so.1 is missing " +
+      "(Debian/Ubuntu: apt-get install libvulkan1)",
+  );
+  assert(
+    explainNoAdapter(true, "/x/nvidia_icd.json").includes("VK_DRIVER_FILES=/x/nvidia_icd.json"),
+  );
+  assert(explainNoAdapter(undefined, undefined).includes("set VK_DRIVER_FILES"));
+  // Deno may report limits as BigInt; requestDevice takes numbers.
+  assertEquals(
+    requiredLimitsOf({ maxBufferSize: 2n ** 32n, maxComputeWorkgroupSizeX: 1024, other: 1 }),
+    { maxBufferSize: 2 ** 32, maxComputeWorkgroupSizeX: 1024 },
+  );
+  const nvidia = {
+    info: { vendor: "4318", device: "8989", description: "NVIDIA H200", architecture: "" },
+    requestDevice: () => Promise.resolve({}),
+  };
+  const lavapipe = {
+    info: { vendor: "65541", device: "0", description: "llvmpipe (LLVM 15.0.6, 256 bits)" },
+    requestDevice: () => Promise.resolve({}),
+  };
+  assertEquals(describeAdapter(nvidia), "NVIDIA H200 (vendor 0x10de, device 0x231d)");
+  assertEquals([isSoftwareAdapter(nvidia), isSoftwareAdapter(lavapipe)], [false, true]);
+  assertEquals(isSoftwareAdapter({ ...nvidia, isFallbackAdapter: true }), true);
+
+  if (!available) {
+    console.log(`  SKIPPED (the live part): ${unavailable}`);
+    return;
+  }
+  const adapter = await requestGpuAdapter();
+  if (!isSoftwareAdapter(adapter!)) {
+    console.log(`  SKIPPED (the software-adapter part): ${describeAdapter(adapter!)} is a GPU`);
+    return;
+  }
+  const why = await webgpuUnavailable({ allowSoftware: false });
+  assert(why?.endsWith("a software renderer, not a GPU"), why);
+  const lines: string[] = [];
+  assert((await selectBackend("auto", { log: (l) => lines.push(l) })) !== "webgpu", lines[0]);
 });

@@ -180,6 +180,14 @@ if (adapterOnly) {
   if (!gpu) console.log(`backend ${backend}: no GPU adapter in use`);
   Deno.exit(0);
 }
+// GPU dispatches per iteration: every WebGPU program run is one.
+let dispatches = 0;
+if (gpu) {
+  const b = tf.backend() as unknown as { runWebGPUProgram: (...a: unknown[]) => unknown };
+  const run = b.runWebGPUProgram.bind(b);
+  b.runWebGPUProgram = (...a: unknown[]) => (dispatches++, run(...a));
+}
+const dispatchCounts: number[] = [];
 // The GPU memory our buffer pool holds (it keeps freed buffers, so this tracks the peak).
 let gpuMb = 0;
 const noteGpuMemory = () => {
@@ -193,12 +201,14 @@ try {
   const a = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 1) as tf.Tensor4D;
   const b = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 2) as tf.Tensor4D;
   const iterate = async () => {
+    const d0 = dispatches;
     const t0 = performance.now();
     const { state: next, terms } = t.step(state, a, b);
     // One read of all loss terms: the iteration is done when it returns.
     const all = tf.stack(Object.values(terms));
     await all.data();
     const ms = performance.now() - t0;
+    dispatchCounts.push(dispatches - d0);
     tf.dispose([all, ...Object.values(terms)]);
     noteGpuMemory();
     disposeState(state);
@@ -280,7 +290,7 @@ try {
     step_ms: times.map(Math.round),
     gflops: Number((iterationFlops / median(times) / 1e6).toFixed(1)),
     peak_rss_mb: peakRssMb(),
-    ...(gpu ? { adapter: gpu.adapter, gpu_pool_mb: gpuMb } : {}),
+    ...(gpu ? { adapter: gpu.adapter, gpu_pool_mb: gpuMb, dispatches: dispatchCounts.at(-1) } : {}),
     steps,
     config,
   });

@@ -48,7 +48,7 @@ if (import.meta.main) {
         : undefined,
     }, control);
     Deno.removeSignalListener("SIGINT", onInterrupt);
-    Deno.exit(result.status === "diverged" ? 1 : 0);
+    Deno.exit(result.status === "diverged" || result.status === "device_lost" ? 1 : 0);
   } catch (e) {
     exitOnUserError(e);
   }

@@ -2,13 +2,13 @@
  * The stateful edge of training: the one place that owns tensors across iterations, the backend,
  * files and time. It draws batches, calls the pure training step, reads the loss terms back,
  * shows progress, writes the JSON-lines log, sample pictures and checkpoints, stops cleanly on
- * Ctrl-C (saving first) and on a NaN or infinite loss (naming the term, keeping the last good
- * checkpoint).
+ * Ctrl-C (saving first) and on a NaN or infinite loss or a lost GPU device (naming the cause,
+ * keeping the last good checkpoint).
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { selectBackend } from "../backends/mod.ts";
+import { selectBackend, webgpuDeviceLost } from "../backends/mod.ts";
 import { writeReport } from "../eval/report.ts";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
 import { DomainStream, loadTestImages, openDataset } from "./data.ts";
@@ -32,8 +32,11 @@ export interface RunnerIO {
 export interface RunResult {
   /** Iterations done in all (resumed ones included). */
   readonly step: number;
-  /** `done`, `interrupted` (Ctrl-C or `stop()`), or `diverged` (NaN or infinite loss). */
-  readonly status: "done" | "interrupted" | "diverged";
+  /**
+   * `done`, `interrupted` (Ctrl-C or `stop()`), `diverged` (NaN or infinite loss) or `device_lost`
+   * (the WebGPU device went away: a driver reset, the GPU removed).
+   */
+  readonly status: "done" | "interrupted" | "diverged" | "device_lost";
   /** The run folder. */
   readonly dir: string;
   /** The last loss terms read. */
@@ -203,63 +206,85 @@ export async function runTraining(
   let lastSave = t0;
   let terms: Record<string, number> = {};
   let status: RunResult["status"] = "done";
-  try {
-    while (state.step < flags.iteration) {
-      if (control.stop) {
-        status = "interrupted";
-        break;
-      }
-      const [realA, realB] = [await A.next(flags.batch_size), await B.next(flags.batch_size)];
-      const { state: next, terms: t } = model.step(state, realA, realB);
-      tf.dispose([realA, realB]);
-      const names = Object.keys(t);
-      const values = await Promise.all(names.map(async (n) => (await t[n].data())[0]));
-      tf.dispose(Object.values(t));
-      const bad = names.find((_, i) => !Number.isFinite(values[i]));
-      if (bad) {
-        disposeState(next);
-        const badValue = values[names.indexOf(bad)];
-        const kept = savedStep === undefined
-          ? "no checkpoint was written yet"
-          : `the last good checkpoint is ${latest} (iteration ${savedStep})`;
+  const kept = () =>
+    savedStep === undefined
+      ? "no checkpoint was written yet"
+      : `the last good checkpoint is ${latest} (iteration ${savedStep})`;
+
+  // Loss terms come back asynchronously, all of an iteration in one read. On a GPU they are read
+  // one iteration late, so that the next iteration is queued while the GPU finishes the last
+  // (no stall per iteration); a checkpoint or picture waits for its own iteration's check.
+  const lag = backend === "webgpu" ? 1 : 0;
+  const pending: { step: number; names: string[]; values: Promise<Float32Array> }[] = [];
+  let good = state.step; // the last iteration whose loss terms were read and finite
+  // Reads, checks and logs iterations until `keep` remain unread; false at a non-finite term.
+  const settle = async (keep: number): Promise<boolean> => {
+    while (pending.length > keep) {
+      const { step, names, values: read } = pending.shift()!;
+      const values = await read;
+      const bad = names.findIndex((_, i) => !Number.isFinite(values[i]));
+      if (bad >= 0) {
         io.warn(
-          `stopped at iteration ${state.step + 1}: loss term ${bad} is ${badValue}; ${kept}; ` +
+          `stopped at iteration ${step}: loss term ${names[bad]} is ${values[bad]}; ${kept()}; ` +
             "try a lower --lr or smaller loss weights",
         );
-        status = "diverged";
-        return { step: state.step, status, dir, terms };
+        return false;
       }
-      disposeState(state);
-      state = next;
+      good = step;
       terms = Object.fromEntries(names.map((n, i) => [n, values[i]]));
       const elapsed = (performance.now() - t0) / 1000;
-      const rate = (state.step - startStep) / elapsed;
+      const rate = (step - startStep) / elapsed;
       const record = {
-        iteration: state.step,
+        iteration: step,
         time: Number(elapsed.toFixed(3)),
-        lr: schedule(state.step),
+        lr: schedule(step),
         ...terms,
       };
       await log.write(encoder.encode(JSON.stringify(record) + "\n"));
       const summary = ["d_adv", "adv", "cycle", "identity", "cam"]
         .filter((k) => `${k}_A` in terms)
         .map((k) => `${k} ${((terms[`${k}_A`] + terms[`${k}_B`]) / 2).toFixed(3)}`).join("  ");
-      const eta = formatTime((flags.iteration - state.step) / rate);
+      const eta = formatTime((flags.iteration - step) / rate);
       if (io.progress) {
         const width = 20;
-        const done = Math.round((width * state.step) / flags.iteration);
+        const done = Math.round((width * step) / flags.iteration);
         io.progress(
-          `[${"#".repeat(done)}${".".repeat(width - done)}] ${state.step}/${flags.iteration} ` +
+          `[${"#".repeat(done)}${".".repeat(width - done)}] ${step}/${flags.iteration} ` +
             `${rate.toFixed(2)} it/s ETA ${eta}  ${summary}`,
         );
-      } else if (state.step % 10 === 0 || state.step === 1 || state.step === flags.iteration) {
+      } else if (step % 10 === 0 || step === 1 || step === flags.iteration) {
         io.out(
-          `iteration ${state.step}/${flags.iteration}  ${
-            rate.toFixed(2)
-          } it/s  ETA ${eta}  ${summary}`,
+          `iteration ${step}/${flags.iteration}  ${rate.toFixed(2)} it/s  ETA ${eta}  ${summary}`,
         );
       }
-      if (state.step % flags.print_freq === 0 || state.step === startStep + 1) {
+    }
+    return true;
+  };
+  try {
+    while (state.step < flags.iteration) {
+      if (control.stop) {
+        status = "interrupted";
+        break;
+      }
+      if (webgpuDeviceLost()) throw new Error(webgpuDeviceLost());
+      const [realA, realB] = [await A.next(flags.batch_size), await B.next(flags.batch_size)];
+      const { state: next, terms: t } = model.step(state, realA, realB);
+      tf.dispose([realA, realB]);
+      disposeState(state);
+      state = next;
+      const names = Object.keys(t);
+      const stacked = tf.stack(names.map((n) => t[n]));
+      tf.dispose(Object.values(t));
+      const values = stacked.data() as Promise<Float32Array>;
+      values.finally(() => stacked.dispose()).catch(() => {});
+      pending.push({ step: state.step, names, values });
+      const picture = state.step % flags.print_freq === 0 || state.step === startStep + 1;
+      const keep = state.step % flags.save_freq === 0 || picture ? 0 : lag;
+      if (!(await settle(keep))) {
+        status = "diverged";
+        return { step: good, status, dir, terms };
+      }
+      if (picture) {
         const tr = model.translate(state, sampleA, sampleB);
         await writeSamples(`${dir}/img`, state.step, tr, sampleA, sampleB, S);
         tf.dispose(tr as unknown as tf.Tensor[]);
@@ -270,9 +295,17 @@ export async function runTraining(
         await save(latest);
         lastSave = performance.now();
       } else if ((performance.now() - lastSave) / 1000 > CHECKPOINT_SECONDS) {
+        if (!(await settle(0))) {
+          status = "diverged";
+          return { step: good, status, dir, terms };
+        }
         await save(latest);
         lastSave = performance.now();
       }
+    }
+    if (!(await settle(0))) {
+      status = "diverged";
+      return { step: good, status, dir, terms };
     }
     if (savedStep !== state.step) await save(latest);
     await refreshReport();
@@ -283,6 +316,12 @@ export async function runTraining(
         (status === "interrupted" ? " (continue with --resume)" : ""),
     );
     return { step: state.step, status, dir, terms };
+  } catch (e) {
+    // A lost GPU device ends the run like a divergence: nothing more is saved from it.
+    const lost = webgpuDeviceLost();
+    if (!lost) throw e;
+    io.warn(`stopped at iteration ${good + 1}: ${lost}; ${kept()}; continue with --resume`);
+    return { step: good, status: "device_lost", dir, terms };
   } finally {
     log.close();
     disposeState(state);

@@ -26,14 +26,16 @@ if [ ! -x "$deno" ]; then
   chmod +x "$deno.tmp" && mv "$deno.tmp" "$deno"
 fi
 
-# The Vulkan loader: the system's where it has one, else the carried Debian package's.
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
+# The Vulkan loader: the system's where it has one, else (or with UGATIT_KIT_OWN_LOADER=1) the
+# carried Debian package's.
+if [ -n "${UGATIT_KIT_OWN_LOADER:-}" ] || ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
   if [ ! -d "$work/vulkan" ]; then
     deb=$(ls "$kit"/libvulkan1_*.deb | head -n 1)
     dpkg -x "$deb" "$work/vulkan.tmp" && mv "$work/vulkan.tmp" "$work/vulkan"
   fi
   lib=$(dirname "$(find "$work/vulkan" -name 'libvulkan.so.1' | head -n 1)")
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "vulkan loader: $lib/libvulkan.so.1 (carried)"
 fi
 # The NVIDIA driver's Vulkan ICD and the libraries it names.
 nvidia=/usr/local/nvidia
@@ -58,7 +60,7 @@ bench() {
 
 case "${1:-all}" in
 adapter)
-  "$deno" run --allow-all --no-config "$kit/bench.js" --adapter
+  "$deno" run --allow-all --no-config "$kit/bench.js" --backend webgpu --adapter
   ;;
 bench)
   shift

@@ -1,0 +1,67 @@
+/**
+ * The device kit (`tools/gpu/`): `pack` makes the folder, and its `run.sh` unpacks Deno and the
+ * Vulkan loader, prints the adapter and runs the bundled benchmark on webgpu, here on lavapipe,
+ * with no npm cache (an empty DENO_DIR) and no PyTorch with CUDA (it says it benchmarks ours
+ * alone). Says that it skipped where there is no WebGPU adapter or no xz.
+ */
+import { assert, assertEquals, assertStringIncludes } from "@std/assert";
+import { webgpuUnavailable } from "../backends/mod.ts";
+
+const unavailable = await webgpuUnavailable();
+const xz = await new Deno.Command("xz", { args: ["--version"], stdout: "null" }).output().then(
+  (r) => r.success,
+  () => false,
+);
+
+async function sh(cmd: string, args: string[], env: Record<string, string> = {}) {
+  const r = await new Deno.Command(cmd, { args, env, stdout: "piped", stderr: "piped" }).output();
+  const text = new TextDecoder().decode(r.stdout) + new TextDecoder().decode(r.stderr);
+  assert(r.success, `${cmd} ${args.join(" ")} failed:\n${text.slice(-2000)}`);
+  return text;
+}
+
+Deno.test("the device kit packs, unpacks and benchmarks on webgpu without npm or Deno installed", async () => {
+  if (unavailable || !xz) {
+    console.log(`  SKIPPED: ${unavailable ?? "xz is not installed (apt-get install xz-utils)"}`);
+    return;
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    const kit = `${dir}/kit`;
+    const packed = await sh(Deno.execPath(), [
+      "run",
+      "-A",
+      new URL("../tools/gpu/pack.ts", import.meta.url).pathname,
+      "--fast",
+      "--out",
+      kit,
+    ]);
+    assertStringIncludes(packed, "device kit in");
+    const files = [...Deno.readDirSync(kit)].map((e) => e.name).sort();
+    for (const f of ["bench.js", "deno.xz", "pytorch", "run.sh"]) assert(files.includes(f), f);
+    assert(files.some((f) => /^libvulkan1_.*\.deb$/.test(f)), `no libvulkan1 package: ${files}`);
+
+    // A machine without Deno: the kit's own binary, an empty module cache, no npm.
+    // The carried Vulkan loader, as on a machine without one.
+    const env = {
+      UGATIT_KIT_TMP: `${dir}/work`,
+      UGATIT_KIT_OWN_LOADER: "1",
+      PATH: "/usr/bin:/bin:/usr/sbin:/sbin",
+    };
+    const adapter = await sh("bash", [`${kit}/run.sh`, "adapter"], env);
+    assertStringIncludes(adapter, "(carried)");
+    assertStringIncludes(adapter, "webgpu adapter:");
+    const out = await sh("bash", [
+      `${kit}/run.sh`,
+      "bench",
+      ...["--light", "--img_size", "32", "--ch", "8", "--n_res", "2", "--n_dis", "4"],
+      ...["--warmup", "1", "--steps", "1"],
+    ], env);
+    const rows = out.split("\n").filter((l) => l.startsWith('{"impl"')).map((l) => JSON.parse(l));
+    assertEquals(rows[0]?.impl, "ugatit", out.slice(-2000));
+    assertEquals(rows[0].backend, "webgpu");
+    assert(rows[0].dispatches > 0, "dispatches counted");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
