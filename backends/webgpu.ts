@@ -92,7 +92,7 @@ export function describeAdapter(adapter: GpuAdapter): string {
 
 // Whether the Vulkan loader can be opened (Linux); undefined where that cannot be checked.
 function vulkanLoaderPresent(): boolean | undefined {
-  if (Deno.build.os !== "linux") return undefined;
+  if (typeof Deno === "undefined" || Deno.build.os !== "linux") return undefined; // a browser
   try {
     Deno.dlopen("libvulkan.so.1", {}).close();
     return true;

@@ -188,6 +188,7 @@ if (gpu) {
   b.runWebGPUProgram = (...a: unknown[]) => (dispatches++, run(...a));
 }
 const dispatchCounts: number[] = [];
+const recordTimes: number[] = [];
 // The GPU memory our buffer pool holds (it keeps freed buffers, so this tracks the peak).
 let gpuMb = 0;
 const noteGpuMemory = () => {
@@ -204,6 +205,9 @@ try {
     const d0 = dispatches;
     const t0 = performance.now();
     const { state: next, terms } = t.step(state, a, b);
+    // On an asynchronous device (webgpu) the step returns once its work is queued: the host's
+    // own share of the iteration.
+    recordTimes.push(performance.now() - t0);
     // One read of all loss terms: the iteration is done when it returns.
     const all = tf.stack(Object.values(terms));
     await all.data();
@@ -290,7 +294,14 @@ try {
     step_ms: times.map(Math.round),
     gflops: Number((iterationFlops / median(times) / 1e6).toFixed(1)),
     peak_rss_mb: peakRssMb(),
-    ...(gpu ? { adapter: gpu.adapter, gpu_pool_mb: gpuMb, dispatches: dispatchCounts.at(-1) } : {}),
+    ...(gpu
+      ? {
+        adapter: gpu.adapter,
+        gpu_pool_mb: gpuMb,
+        dispatches: dispatchCounts.at(-1),
+        record_ms_median: Math.round(median(recordTimes.slice(-steps))),
+      }
+      : {}),
     steps,
     config,
   });
@@ -319,8 +330,9 @@ console.log(
       (iterationFlops / 1e9).toFixed(1)
     } GFLOP; median of ${steps}`,
 );
-// The machine's practical peak: a large OpenBLAS multiply, where one is installed.
-const peak = (() => {
+// The machine's practical CPU peak: a large OpenBLAS multiply, where one is installed (not
+// for a GPU backend).
+const peak = gpu ? undefined : (() => {
   const blas = loadBlas();
   if (typeof blas === "string") return undefined;
   const n = 2048;
