@@ -44,8 +44,10 @@ import {
 export { registerWasmTrainingKernels } from "./wasm_kernels.ts";
 export {
   describeAdapter,
+  type GpuAdapter,
   requestGpuAdapter,
   webgpuDeviceLost,
+  type WebGpuStart,
   webgpuStarted,
   webgpuUnavailable,
 } from "./webgpu.ts";

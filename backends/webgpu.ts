@@ -16,10 +16,19 @@ import { registerWebGpuKernels, setWebGpuKernels } from "./webgpu_kernels.ts";
 
 /** What `navigator.gpu.requestAdapter()` gives, as far as we use it. */
 export interface GpuAdapter {
+  /** Whether it is a fallback (software) adapter, where the runtime says so here. */
   readonly isFallbackAdapter?: boolean;
+  /** Vendor, device, description and architecture (Deno: also `isFallbackAdapter`). */
   readonly info?: Record<string, unknown>;
+  /** Optional features, by name. */
   readonly features?: ReadonlySet<string>;
+  /** Limits, by name (numbers, or BigInt under Deno). */
   readonly limits?: Record<string, unknown>;
+  /**
+   * Requests a device.
+   * @param descriptor `requiredLimits` and `requiredFeatures`
+   * @returns the device
+   */
   requestDevice(descriptor?: Record<string, unknown>): Promise<unknown>;
 }
 

@@ -84,6 +84,7 @@ export interface CamAttention {
   /** Draws parameters (and, when spectral, the power-iteration state). */
   init(key: Key): { params: CamParams; state?: CamState };
   /**
+   * Attends to `x`: scales its channels by the two logit maps' weights and mixes them back.
    * @param params the weights
    * @param state spectral-norm vectors (spectral variant), else undefined
    * @param x `[N, H, W, C]`

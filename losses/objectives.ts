@@ -86,20 +86,20 @@ function logits(j: Judgement): tf.Tensor[] {
 const total = (xs: tf.Scalar[]): tf.Scalar => xs.reduce((a, b) => tf.add(a, b));
 
 /** Generator adversarial loss: every logit of X's discriminators on fakes, against "real". */
-export const generatorAdversarialLoss: Loss<GeneratorView> = (v) =>
+export const generatorAdversarialLoss: Loss<GeneratorView> = (v): tf.Scalar =>
   total(logits(v.judgedFake).map((x) => mse(x, 1)));
 /** Cycle-consistency loss: `l1(G_YX(G_XY(x)), x)`. */
-export const cycleLoss: Loss<GeneratorView> = (v) => l1(v.cycle.image, v.real);
+export const cycleLoss: Loss<GeneratorView> = (v): tf.Scalar => l1(v.cycle.image, v.real);
 /** Identity loss: `l1(G_YX(x), x)`. */
-export const identityLoss: Loss<GeneratorView> = (v) => l1(v.identity.image, v.real);
+export const identityLoss: Loss<GeneratorView> = (v): tf.Scalar => l1(v.identity.image, v.real);
 /**
  * CAM loss: `G_YX`'s own CAM classifier must say "from the other domain" (1) for the inputs it
  * translates and "from my output domain" (0) for those it should leave alone.
  */
-export const camLoss: Loss<GeneratorView> = (v) =>
+export const camLoss: Loss<GeneratorView> = (v): tf.Scalar =>
   tf.add(bce(v.translated.camLogit!, 1), bce(v.identity.camLogit!, 0));
 /** Discriminator loss: real as 1 and fake as 0 on every logit of X's discriminators. */
-export const discriminatorAdversarialLoss: Loss<DiscriminatorView> = (v) =>
+export const discriminatorAdversarialLoss: Loss<DiscriminatorView> = (v): tf.Scalar =>
   tf.add(
     total(logits(v.judgedReal).map((x) => mse(x, 1))),
     total(logits(v.judgedFake).map((x) => mse(x, 0))),

@@ -149,3 +149,67 @@ Deno.test("the built-in emoji task has aligned test pairs and a stable ~90/10 sp
   assertEquals(data.trainA[0].includes("/img/google/64/"), true);
   assertEquals(data.trainB[0].includes("/img/twitter/64/"), true);
 });
+
+Deno.test("every listed format decodes to the same pixels: PNG, TIFF, WebP, BMP, PPM and PGM", async () => {
+  const side = 6; // BMP rows of 18 bytes are padded to 20
+  const rgb = new Uint8Array(side * side * 3).map((_, i) => (i * 37 + 11) % 256);
+  const gray = rgb.filter((_, i) => i % 3 === 0);
+  const enc = new TextEncoder();
+  // A 24-bit BMP by hand: file and info headers, then bottom-up BGR rows padded to 4 bytes.
+  const row = Math.ceil((side * 3) / 4) * 4;
+  const bmpFile = new Uint8Array(54 + row * side);
+  const dv = new DataView(bmpFile.buffer);
+  bmpFile.set([0x42, 0x4d]);
+  dv.setUint32(2, bmpFile.length, true);
+  dv.setUint32(10, 54, true);
+  dv.setUint32(14, 40, true);
+  dv.setInt32(18, side, true);
+  dv.setInt32(22, side, true);
+  dv.setUint16(26, 1, true);
+  dv.setUint16(28, 24, true);
+  for (let y = 0; y < side; y++) {
+    for (let x = 0; x < side; x++) {
+      const src = ((side - 1 - y) * side + x) * 3;
+      bmpFile.set([rgb[src + 2], rgb[src + 1], rgb[src]], 54 + y * row + 3 * x);
+    }
+  }
+  const dir = await Deno.makeTempDir();
+  try {
+    const raw = sharp(rgb, { raw: { width: side, height: side, channels: 3 } });
+    await raw.clone().png().toFile(`${dir}/a.png`);
+    await raw.clone().tiff({ compression: "lzw" }).toFile(`${dir}/a.tif`);
+    await raw.clone().webp({ lossless: true }).toFile(`${dir}/a.webp`);
+    await Deno.writeFile(`${dir}/a.bmp`, bmpFile);
+    await Deno.writeFile(
+      `${dir}/a.ppm`,
+      new Uint8Array([...enc.encode(`P6\n# made by a test\n${side} ${side}\n255\n`), ...rgb]),
+    );
+    await Deno.writeFile(
+      `${dir}/plain.ppm`,
+      enc.encode(`P3 ${side} ${side} 255\n${Array.from(rgb).join(" ")}\n`),
+    );
+    await Deno.writeFile(
+      `${dir}/a.pgm`,
+      new Uint8Array([...enc.encode(`P5 ${side} ${side} 255\n`), ...gray]),
+    );
+    const pixels = async (f: string) => {
+      const { batch } = await loadTestImages([`${dir}/${f}`], side, () => {});
+      const v = await batch.data();
+      batch.dispose();
+      return Array.from(v, (x) => Math.round((x + 1) * 127.5));
+    };
+    const expected = Array.from(rgb);
+    for (const f of ["a.png", "a.tif", "a.webp", "a.bmp", "a.ppm", "plain.ppm"]) {
+      assertEquals(await pixels(f), expected, f);
+    }
+    assertEquals(await pixels("a.pgm"), Array.from(rgb, (_, i) => gray[Math.floor(i / 3)]));
+    // A BMP cut short is named, and skipped, when it is met.
+    await Deno.writeFile(`${dir}/cut.bmp`, bmpFile.subarray(0, 60));
+    const warnings: string[] = [];
+    await loadTestImages([`${dir}/cut.bmp`, `${dir}/a.png`], side, (l) => warnings.push(l));
+    assertEquals(warnings.length, 1);
+    assertEquals(warnings[0].startsWith(`skipping ${dir}/cut.bmp: cannot decode`), true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

@@ -1,19 +1,19 @@
 /**
  * Training and test data: the reference's folder layout `<root>/{trainA,trainB,testA,testB}`, or
  * the built-in emoji task `emoji:<from>2<to>` (styles google, twitter, apple, facebook from the
- * npm packages `emoji-datasource-<style>`, fetched by Deno on first use). Images are decoded with
- * sharp, composited on white, and augmented as the reference does: random horizontal flip, resize
+ * npm packages `emoji-datasource-<style>`, fetched by Deno on first use). Images (JPEG, PNG, TIFF,
+ * WebP, BMP, PPM, PGM: `image_files.ts`) are decoded, composited on white, and augmented as the reference does: random horizontal flip, resize
  * to about S*286/256, random crop S, scale to [-1, 1]. A and B are drawn independently, each in
  * its own order, reshuffled every pass; one seeded generator makes it all reproducible.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import sharp from "sharp";
+import { imageSize, openImage } from "./image_files.ts";
 import type { Rng } from "./random.ts";
 
-/** The extensions the reference accepts. */
-export const IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff"];
+/** The extensions the reference accepts, and WebP. */
+export const IMAGE_EXTENSIONS = ["jpg", "jpeg", "png", "ppm", "bmp", "pgm", "tif", "tiff", "webp"];
 /** Images with more pixels than this are refused by name (a decompression-bomb guard). */
 export const MAX_PIXELS = 50_000_000;
 /** The emoji styles of the built-in dataset. */
@@ -22,7 +22,10 @@ const EMOJI_VERSION = "16.0.0";
 
 /** A bad dataset (missing or empty folder, unknown style); the message names it. */
 export class DatasetError extends Error {
-  /** @param message what is wrong, naming the folder or dataset */
+  /**
+   * Makes the error.
+   * @param message what is wrong, naming the folder or dataset
+   */
   constructor(message: string) {
     super(message);
     this.name = "DatasetError";
@@ -87,7 +90,7 @@ export async function checkImages(
   const ok: string[] = [];
   for (const f of files) {
     try {
-      const { width = 0, height = 0 } = await sharp(f, { limitInputPixels: false }).metadata(); // header only
+      const { width, height } = await imageSize(await Deno.readFile(f)); // header only
       if (width * height > MAX_PIXELS) {
         warn(
           `skipping ${f}: ${width}x${height} is too large to decode safely (limit ${MAX_PIXELS} pixels)`,
@@ -223,7 +226,7 @@ export async function decodeImage(
   size: number,
   aug?: Augmentation,
 ): Promise<Uint8Array> {
-  let img = sharp(file, { limitInputPixels: MAX_PIXELS }).flatten({ background: "#ffffff" })
+  let img = openImage(await Deno.readFile(file), MAX_PIXELS).flatten({ background: "#ffffff" })
     .toColourspace("srgb");
   if (aug) {
     const m = resizeMargin(size);

@@ -104,7 +104,10 @@ export const LAPTOP_DEFAULTS: Partial<Flags> = {
 
 /** A bad command line; the message names the flag. */
 export class FlagError extends Error {
-  /** @param message what is wrong, naming the flag */
+  /**
+   * Makes the error.
+   * @param message what is wrong, naming the flag
+   */
   constructor(message: string) {
     super(message);
     this.name = "FlagError";

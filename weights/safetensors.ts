@@ -41,7 +41,10 @@ const MAX_HEADER = 100 * 1024 * 1024;
 
 /** A file that is not valid safetensors, or does not fit the model; names file and tensor. */
 export class WeightFileError extends Error {
-  /** @param message what is wrong, naming the file and tensor */
+  /**
+   * Makes the error.
+   * @param message what is wrong, naming the file and tensor
+   */
   constructor(message: string) {
     super(message);
     this.name = "WeightFileError";
