@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { exitOnUserError, FlagError, flagHelp, type Flags, parseFlags } from "../train/flags.ts";
+import { exitOnUserError, FlagError, flagHelp, type Flags, flagsOrExit } from "../train/flags.ts";
 import { type RunnerIO, runTraining } from "../train/runner.ts";
 import { type EvalResult, runEval } from "./evaluate.ts";
 
@@ -115,7 +115,7 @@ if (import.meta.main) {
   }
   try {
     const t0 = performance.now();
-    await runAblation(parseFlags(args, ABLATION_DEFAULTS), names, {
+    await runAblation(flagsOrExit(args, ABLATION_DEFAULTS), names, {
       out: console.log,
       warn: console.error,
     });

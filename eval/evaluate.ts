@@ -18,8 +18,8 @@ import {
   exitOnUserError,
   flagHelp,
   type Flags,
+  flagsOrExit,
   LAPTOP_DEFAULTS,
-  parseFlags,
 } from "../train/flags.ts";
 import type { RunnerIO } from "../train/runner.ts";
 import { disposeState, subtree } from "../train/step.ts";
@@ -204,7 +204,7 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   try {
-    await runEval(parseFlags(Deno.args, LAPTOP_DEFAULTS), {
+    await runEval(flagsOrExit(Deno.args, LAPTOP_DEFAULTS), {
       out: console.log,
       warn: console.error,
     });

@@ -10,7 +10,7 @@ import * as vega from "vega";
 import * as vl from "vega-lite";
 import { readCheckpointFlags } from "../train/checkpoint.ts";
 import { datasetName } from "../train/data.ts";
-import { exitOnUserError, flagHelp, LAPTOP_DEFAULTS, parseFlags } from "../train/flags.ts";
+import { exitOnUserError, flagHelp, flagsOrExit, LAPTOP_DEFAULTS } from "../train/flags.ts";
 import type { EvalResult } from "./evaluate.ts";
 
 const MAX_POINTS = 1500; // per curve: longer logs are averaged in buckets
@@ -178,7 +178,7 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   try {
-    const flags = parseFlags(Deno.args, LAPTOP_DEFAULTS);
+    const flags = flagsOrExit(Deno.args, LAPTOP_DEFAULTS);
     console.log(`wrote ${await writeReport(`${flags.result_dir}/${datasetName(flags.dataset)}`)}`);
   } catch (e) {
     exitOnUserError(e);

@@ -25,7 +25,7 @@ import * as tf from "@tensorflow/tfjs";
 import { selectBackend, webgpuStarted } from "../backends/mod.ts";
 import { LIN_NORM } from "../backends/norm_kernels.ts";
 import { loadBlas } from "../backends/blas.ts";
-import { configFromFlags, exitOnUserError, parseFlags } from "../train/flags.ts";
+import { configFromFlags, exitOnUserError, flagsOrExit } from "../train/flags.ts";
 import { disposeState, trainer } from "../train/step.ts";
 import { findTorchPython } from "./pytorch/find_python.ts";
 
@@ -44,7 +44,7 @@ const stepsAt = args.indexOf("--steps");
 const steps = stepsAt < 0 ? 5 : Number(args.splice(stepsAt, 2)[1]);
 const warmupAt = args.indexOf("--warmup");
 const WARMUP = warmupAt < 0 ? 3 : Math.max(1, Number(args.splice(warmupAt, 2)[1]));
-const flags = parseFlags(args, { light: true, img_size: 64, ch: 32, n_dis: 4 });
+const flags = flagsOrExit(args, { light: true, img_size: 64, ch: 32, n_dis: 4 });
 const S = flags.img_size;
 
 // Multiply-adds x 2 of one forward pass, from the architecture (SPEC.md).

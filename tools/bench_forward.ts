@@ -12,7 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, discriminator, dispose, generator, selectBackend } from "../mod.ts";
-import { parseFlags } from "../train/flags.ts";
+import { flagsOrExit } from "../train/flags.ts";
 
 const args = [...Deno.args];
 const take = (name: string, fallback: string) => {
@@ -22,7 +22,7 @@ const take = (name: string, fallback: string) => {
 const backends = take("backends", "wasm,cpu").split(",") as BackendName[];
 const runs = Number(take("runs", "3"));
 const warmup = Number(take("warmup", "1"));
-const flags = parseFlags(args, { light: true });
+const flags = flagsOrExit(args, { light: true });
 const S = flags.img_size;
 
 async function time(fn: () => tf.Tensor): Promise<number[]> {

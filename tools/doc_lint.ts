@@ -20,8 +20,9 @@ const { stdout, stderr } = await new Deno.Command(Deno.execPath(), {
   stderr: "piped",
 }).output();
 // deno-lint-ignore no-control-regex
-const text = new TextDecoder().decode(stderr).replace(/\x1b\[[0-9;]*m/g, "") +
-  new TextDecoder().decode(stdout).replace(/\x1b\[[0-9;]*m/g, "");
+const colours = /\x1b\[[0-9;]*m/g;
+const text = new TextDecoder().decode(stderr).replace(colours, "") +
+  new TextDecoder().decode(stdout).replace(colours, "");
 const blocks = text.split(/\n(?=error\[)/).filter((b) => b.startsWith("error["));
 // Every type, interface, class, function and constant name our TypeScript sources declare.
 const declared = new Set<string>();

@@ -9,9 +9,12 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { discriminatorNames, generatorNames, type NameEntry } from "../weights/reference_names.ts";
+import * as E from "fp-ts/Either";
+import { type Decoded, orThrow } from "../weights/decoded.ts";
 import {
   type HostTensor,
   readSafetensors,
+  type SafetensorsFile,
   WeightFileError,
   writeSafetensors,
 } from "../weights/safetensors.ts";
@@ -110,28 +113,47 @@ export async function saveCheckpoint(path: string, ckpt: Checkpoint): Promise<vo
 }
 
 /**
- * Reads a checkpoint and checks it against the model.
+ * Checks a decoded file against the model: a training checkpoint, holding every tensor the model
+ * and its optimisers need, each of the model's shape.
+ * @param file the decoded safetensors file
+ * @param path its name, for messages
+ * @param config the model it must fit
+ * @returns `Right` with the file, or `Left` with a {@linkcode WeightFileError} naming the file and
+ *   the first tensor that does not fit
+ */
+export function checkpointFits(
+  file: SafetensorsFile,
+  path: string,
+  config: TrainConfig,
+): Decoded<SafetensorsFile, WeightFileError> {
+  const { tensors, metadata } = file;
+  if (metadata.format !== FORMAT) {
+    return E.left(
+      new WeightFileError(
+        `${path}: not a training checkpoint (format "${metadata.format ?? "none"}")`,
+      ),
+    );
+  }
+  const misfit = checkpointTemplate(config).map(({ name, shape }) => {
+    const t = tensors[name];
+    if (!t) return `${path}: tensor "${name}" is missing`;
+    return t.shape.join() === shape.join() ? undefined : `${path}: tensor "${name}" has shape ` +
+      `[${t.shape}], the model needs [${shape}] (do the flags match the run?)`;
+  }).find((m) => m !== undefined);
+  return misfit ? E.left(new WeightFileError(misfit)) : E.right(file);
+}
+
+/**
+ * Reads a checkpoint and checks it against the model ({@linkcode checkpointFits}).
  * @param path the file
  * @param config the model it must fit
  * @returns the checkpoint (tensors owned by the caller)
  * @throws {WeightFileError} naming the file and the first tensor that does not fit
  */
 export async function loadCheckpoint(path: string, config: TrainConfig): Promise<Checkpoint> {
-  const { tensors: host, metadata } = await readSafetensors(path);
-  if (metadata.format !== FORMAT) {
-    throw new WeightFileError(
-      `${path}: not a training checkpoint (format "${metadata.format ?? "none"}")`,
-    );
-  }
-  for (const { name, shape } of checkpointTemplate(config)) {
-    const t = host[name];
-    if (!t) throw new WeightFileError(`${path}: tensor "${name}" is missing`);
-    if (t.shape.join() !== shape.join()) {
-      throw new WeightFileError(
-        `${path}: tensor "${name}" has shape [${t.shape}], the model needs [${shape}] (do the flags match the run?)`,
-      );
-    }
-  }
+  const { tensors: host, metadata } = orThrow(
+    checkpointFits(await readSafetensors(path), path, config),
+  );
   const tensors: Record<string, tf.Tensor> = {};
   for (const [k, t] of Object.entries(host)) {
     tensors[k] = tf.tensor(t.data as Float32Array, [...t.shape]);

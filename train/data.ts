@@ -9,6 +9,9 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import * as E from "fp-ts/Either";
+import { flow, pipe } from "fp-ts/function";
+import { type Decoded, orThrow } from "../weights/decoded.ts";
 import { imageSize, openImage } from "./image_files.ts";
 import type { Rng } from "./random.ts";
 
@@ -52,28 +55,49 @@ export interface DatasetFiles {
 export type Warn = (line: string) => void;
 
 /**
- * The image files of a folder (by the reference's extensions), sorted.
+ * The image files of a folder (by their extensions), sorted.
+ * @param dir the folder
+ * @returns `Right` with their paths, or `Left` with a {@linkcode DatasetError} naming the folder
+ *   when it is missing or holds no images
+ */
+export function imagesIn(dir: string): Decoded<string[], DatasetError> {
+  return pipe(
+    E.tryCatch(
+      () => [...Deno.readDirSync(dir)],
+      () => new DatasetError(`dataset folder ${dir} does not exist or cannot be read`),
+    ),
+    E.map((entries) =>
+      entries
+        .filter((e) =>
+          e.isFile && IMAGE_EXTENSIONS.includes(e.name.split(".").pop()!.toLowerCase())
+        )
+        .map((e) => `${dir}/${e.name}`)
+        .sort()
+    ),
+    E.filterOrElse(
+      (files) => files.length > 0,
+      () =>
+        new DatasetError(`dataset folder ${dir} holds no images (${IMAGE_EXTENSIONS.join(", ")})`),
+    ),
+  );
+}
+
+/**
+ * The image files of a folder; {@linkcode imagesIn}, throwing.
  * @param dir the folder
  * @returns their paths
  * @throws {DatasetError} naming the folder when it is missing or holds no images
  */
 export function listImages(dir: string): string[] {
-  let entries: Deno.DirEntry[];
-  try {
-    entries = [...Deno.readDirSync(dir)];
-  } catch {
-    throw new DatasetError(`dataset folder ${dir} does not exist or cannot be read`);
-  }
-  const files = entries
-    .filter((e) => e.isFile && IMAGE_EXTENSIONS.includes(e.name.split(".").pop()!.toLowerCase()))
-    .map((e) => `${dir}/${e.name}`)
-    .sort();
-  if (!files.length) {
-    throw new DatasetError(
-      `dataset folder ${dir} holds no images (${IMAGE_EXTENSIONS.join(", ")})`,
-    );
-  }
-  return files;
+  return orThrow(imagesIn(dir));
+}
+
+/** A file left out of a dataset, and why. */
+export interface SkippedFile {
+  /** The file. */
+  readonly file: string;
+  /** Why, in a few words. */
+  readonly reason: string;
 }
 
 /**
@@ -81,46 +105,52 @@ export function listImages(dir: string): string[] {
  * or far too large to decode safely, are skipped with a warning naming them.
  * @param files the candidates
  * @param warn where warnings go
- * @returns the usable files and how many were skipped
+ * @returns the usable files and the skipped ones
  */
 export async function checkImages(
   files: readonly string[],
   warn: Warn,
-): Promise<{ ok: string[]; skipped: number }> {
+): Promise<{ ok: string[]; skipped: SkippedFile[] }> {
   const ok: string[] = [];
+  const skipped: SkippedFile[] = [];
   for (const f of files) {
+    let reason: string | undefined;
     try {
       const { width, height } = await imageSize(await Deno.readFile(f)); // header only
       if (width * height > MAX_PIXELS) {
-        warn(
-          `skipping ${f}: ${width}x${height} is too large to decode safely (limit ${MAX_PIXELS} pixels)`,
-        );
-      } else if (!width || !height) warn(`skipping ${f}: not an image`);
-      else ok.push(f);
+        reason = `${width}x${height} is too large to decode safely (limit ${MAX_PIXELS} pixels)`;
+      } else if (!width || !height) reason = "not an image";
     } catch (e) {
-      warn(`skipping ${f}: not a readable image (${(e as Error).message})`);
+      reason = `not a readable image (${(e as Error).message})`;
+    }
+    if (reason === undefined) ok.push(f);
+    else {
+      warn(`skipping ${f}: ${reason}`);
+      skipped.push({ file: f, reason });
     }
   }
-  return { ok, skipped: files.length - ok.length };
+  return { ok, skipped };
 }
 
 // The emoji package's folder, fetched through Deno's npm support on first use.
 async function emojiFolder(
   style: string,
-): Promise<{ dir: string; entries: { image: string; [k: string]: unknown }[] }> {
+): Promise<
+  Decoded<{ dir: string; entries: { image: string; [k: string]: unknown }[] }, DatasetError>
+> {
   const spec = `npm:emoji-datasource-${style}@${EMOJI_VERSION}/emoji.json`;
-  let entries;
   try {
-    entries = (await import(spec, { with: { type: "json" } })).default;
+    const entries = (await import(spec, { with: { type: "json" } })).default;
+    return E.right({ dir: new URL(".", import.meta.resolve(spec)).pathname, entries });
   } catch (e) {
-    throw new DatasetError(
-      `emoji:${style}: cannot load the npm package emoji-datasource-${style} (${
-        (e as Error).message
-      })`,
+    return E.left(
+      new DatasetError(
+        `emoji:${style}: cannot load the npm package emoji-datasource-${style} (${
+          (e as Error).message
+        })`,
+      ),
     );
   }
-  const dir = new URL(".", import.meta.resolve(spec)).pathname;
-  return { dir, entries };
 }
 
 /**
@@ -134,26 +164,41 @@ export function datasetName(spec: string): string {
   return root.split("/").pop() || root;
 }
 
+/** A dataset's files, and those left out of it. */
+export interface OpenedDataset extends DatasetFiles {
+  /** Files skipped when the dataset was opened (their headers are not readable images). */
+  readonly skipped: readonly SkippedFile[];
+}
+
 /**
- * Resolves `--dataset`: `emoji:<from>2<to>` or a folder with trainA, trainB, testA, testB.
+ * Resolves `--dataset`: `emoji:<from>2<to>`, or a folder with trainA, trainB, testA, testB whose
+ * every file's header is checked (skipped files are reported to `warn` and listed).
  * @param spec the flag's value
  * @param warn where skipped files are reported
- * @returns the file lists
- * @throws {DatasetError} naming the folder or dataset that is missing or empty
+ * @returns `Right` with the file lists, or `Left` with a {@linkcode DatasetError} naming the folder
+ *   or dataset that is missing or empty
  */
-export async function openDataset(spec: string, warn: Warn = console.warn): Promise<DatasetFiles> {
+export async function decodeDataset(
+  spec: string,
+  warn: Warn = console.warn,
+): Promise<Decoded<OpenedDataset, DatasetError>> {
   if (spec.startsWith("emoji:")) {
     const m = /^emoji:([a-z]+)2([a-z]+)$/.exec(spec);
     const styles = EMOJI_STYLES as readonly string[];
     if (!m || !styles.includes(m[1]) || !styles.includes(m[2]) || m[1] === m[2]) {
-      throw new DatasetError(
-        `--dataset ${spec}: expected emoji:<from>2<to> with two of ${EMOJI_STYLES.join(", ")}`,
+      return E.left(
+        new DatasetError(
+          `--dataset ${spec}: expected emoji:<from>2<to> with two of ${EMOJI_STYLES.join(", ")}`,
+        ),
       );
     }
-    const [from, to] = [await emojiFolder(m[1]), await emojiFolder(m[2])];
+    const from = await emojiFolder(m[1]);
+    if (E.isLeft(from)) return from;
+    const to = await emojiFolder(m[2]);
+    if (E.isLeft(to)) return to;
     // Code points drawn in both styles, split by a hash of the code point: about 10% held out,
     // the same in every run and for every pair of styles.
-    const both = from.entries
+    const both = from.right.entries
       .filter((e) => e[`has_img_${m[1]}`] && e[`has_img_${m[2]}`])
       .map((e) => e.image)
       .sort();
@@ -163,35 +208,50 @@ export async function openDataset(spec: string, warn: Warn = console.warn): Prom
     const train = both.filter((n) => held(n) % 10 !== 0);
     const path = (f: { dir: string }, style: string) => (n: string) =>
       `${f.dir}img/${style}/64/${n}`;
-    return {
+    return E.right({
       name: datasetName(spec),
-      trainA: train.map(path(from, m[1])),
-      trainB: train.map(path(to, m[2])),
-      testA: test.map(path(from, m[1])),
-      testB: test.map(path(to, m[2])),
+      trainA: train.map(path(from.right, m[1])),
+      trainB: train.map(path(to.right, m[2])),
+      testA: test.map(path(from.right, m[1])),
+      testB: test.map(path(to.right, m[2])),
       alignedTest: true,
-    };
+      skipped: [],
+    });
   }
   const root = spec.replace(/\/+$/, "");
   const lists: Record<string, string[]> = {};
-  let skipped = 0;
+  const skipped: SkippedFile[] = [];
   for (const part of ["trainA", "trainB", "testA", "testB"]) {
-    const checked = await checkImages(listImages(`${root}/${part}`), warn);
+    const files = imagesIn(`${root}/${part}`);
+    if (E.isLeft(files)) return files;
+    const checked = await checkImages(files.right, warn);
     if (!checked.ok.length) {
-      throw new DatasetError(`dataset folder ${root}/${part} holds no readable images`);
+      return E.left(new DatasetError(`dataset folder ${root}/${part} holds no readable images`));
     }
     lists[part] = checked.ok;
-    skipped += checked.skipped;
+    skipped.push(...checked.skipped);
   }
-  if (skipped) warn(`${skipped} file(s) skipped in ${root}`);
-  return {
+  if (skipped.length) warn(`${skipped.length} file(s) skipped in ${root}`);
+  return E.right({
     name: datasetName(spec),
     trainA: lists.trainA,
     trainB: lists.trainB,
     testA: lists.testA,
     testB: lists.testB,
     alignedTest: false,
-  };
+    skipped,
+  });
+}
+
+/**
+ * Resolves `--dataset`; {@linkcode decodeDataset}, throwing.
+ * @param spec the flag's value
+ * @param warn where skipped files are reported
+ * @returns the file lists
+ * @throws {DatasetError} naming the folder or dataset that is missing or empty
+ */
+export async function openDataset(spec: string, warn: Warn = console.warn): Promise<OpenedDataset> {
+  return orThrow(await decodeDataset(spec, warn));
 }
 
 /** How one training image is augmented; drawn from the generator so that runs replay exactly. */
@@ -213,6 +273,16 @@ export function resizeMargin(size: number): number {
   return Math.round((size * 286) / 256);
 }
 
+// The steps of decodeImage's transform, each a function of a sharp pipeline (sharp crops after
+// resizing when extract() follows resize()).
+type Pipeline = ReturnType<typeof openImage>;
+const onWhite = (img: Pipeline) =>
+  img.flatten({ background: "#ffffff" }).toColourspace("srgb") as Pipeline;
+const resizeTo = (side: number) => (img: Pipeline) => img.resize(side, side, { fit: "fill" });
+const cropAt = (left: number, top: number, side: number) => (img: Pipeline) =>
+  img.extract({ left, top, width: side, height: side });
+const mirror = (on: boolean) => (img: Pipeline) => (on ? img.flop() : img);
+
 /**
  * Decodes one image as RGB bytes, composited on white, resized (and for training cropped and
  * flipped).
@@ -226,19 +296,14 @@ export async function decodeImage(
   size: number,
   aug?: Augmentation,
 ): Promise<Uint8Array> {
-  let img = openImage(await Deno.readFile(file), MAX_PIXELS).flatten({ background: "#ffffff" })
-    .toColourspace("srgb");
-  if (aug) {
-    const m = resizeMargin(size);
-    // sharp crops after resizing when extract() follows resize()
-    img = img.resize(m, m, { fit: "fill" }).extract({
-      left: aug.left,
-      top: aug.top,
-      width: size,
-      height: size,
-    });
-    if (aug.flip) img = img.flop();
-  } else img = img.resize(size, size, { fit: "fill" });
+  const m = resizeMargin(size);
+  // The reference's transforms as one flow: on white, then (training) resize to the margin, crop
+  // and maybe mirror, or (test) resize to S.
+  const transform = flow(
+    onWhite,
+    aug ? flow(resizeTo(m), cropAt(aug.left, aug.top, size), mirror(aug.flip)) : resizeTo(size),
+  );
+  const img = transform(openImage(await Deno.readFile(file), MAX_PIXELS));
   const data = await img.removeAlpha().raw().toBuffer();
   if (data.length !== size * size * 3) {
     throw new Error(`decoded ${data.length} bytes, expected ${size * size * 3}`);

@@ -6,6 +6,9 @@
  * @module
  */
 import { parseArgs } from "@std/cli";
+import * as E from "fp-ts/Either";
+import { pipe } from "fp-ts/function";
+import { type Decoded, orThrow } from "../weights/decoded.ts";
 import { type BackendName, BACKENDS } from "../backends/mod.ts";
 import type { DecoderNorm } from "../layers/norm.ts";
 import type { TrainConfig } from "./step.ts";
@@ -114,16 +117,140 @@ export class FlagError extends Error {
   }
 }
 
-function parseBool(name: string, v: unknown): boolean {
-  if (typeof v === "boolean") return v;
+type Checked<A> = Decoded<A, FlagError>;
+
+function parseBool(name: string, v: unknown): Checked<boolean> {
+  if (typeof v === "boolean") return E.right(v);
   const s = String(v).toLowerCase();
-  if (["true", "yes", "1", "on"].includes(s)) return true;
-  if (["false", "no", "0", "off"].includes(s)) return false;
-  throw new FlagError(`--${name}: expected true or false, got "${v}"`);
+  if (["true", "yes", "1", "on"].includes(s)) return E.right(true);
+  if (["false", "no", "0", "off"].includes(s)) return E.right(false);
+  return E.left(new FlagError(`--${name}: expected true or false, got "${v}"`));
+}
+
+const SPECS = FLAGS as Record<string, FlagSpec>;
+const BOOLS = Object.keys(SPECS).filter((k) => SPECS[k].kind === "bool");
+
+// Booleans are read here: bare (`--light`), or with a value (`--light false`, as the reference
+// takes them, or `--light=false`); the general parser sees only the other arguments.
+function splitBooleans(
+  args: string[],
+): Checked<{ bools: Record<string, boolean>; rest: string[] }> {
+  const words = /^(true|false|yes|no|1|0|on|off)$/i;
+  const bools: Record<string, boolean> = {};
+  const rest: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const [flag, value] = args[i].split(/=(.*)/s, 2);
+    const name = flag.replace(/^--/, "");
+    if (!flag.startsWith("--") || !BOOLS.includes(name)) {
+      rest.push(args[i]);
+      continue;
+    }
+    if (name in bools) return E.left(new FlagError(`--${name}: given more than once`));
+    const given = value !== undefined
+      ? parseBool(name, value)
+      : words.test(args[i + 1] ?? "")
+      ? parseBool(name, args[++i])
+      : E.right(true);
+    if (E.isLeft(given)) return given;
+    bools[name] = given.right;
+  }
+  return E.right({ bools, rest });
+}
+
+// The other flags as the parser reads them (strings), an unknown one refused by name.
+function parseRest(rest: string[]): Checked<Record<string, unknown>> {
+  return E.tryCatch(
+    () =>
+      parseArgs(rest, {
+        string: Object.keys(SPECS).filter((k) => !BOOLS.includes(k)),
+        unknown: (arg: string) => {
+          if (arg.startsWith("-")) {
+            throw new FlagError(`unknown flag ${arg.split("=")[0]} (see --help)`);
+          }
+          return true;
+        },
+      }) as Record<string, unknown>,
+    (e) => e as FlagError,
+  );
+}
+
+// One flag's value of its kind: given (once), or the default in force.
+function valueOf(name: string, given: unknown, fallback: unknown): Checked<unknown> {
+  const spec = SPECS[name];
+  if (given === undefined) return E.right(fallback);
+  if (Array.isArray(given)) return E.left(new FlagError(`--${name}: given more than once`));
+  if (spec.kind === "bool") return parseBool(name, given);
+  if (spec.kind === "string") return E.right(String(given));
+  const n = Number(given);
+  if (given === "" || !Number.isFinite(n)) {
+    return E.left(new FlagError(`--${name}: expected a number, got "${given}"`));
+  }
+  if (spec.kind === "int" && !Number.isInteger(n)) {
+    return E.left(new FlagError(`--${name}: expected a whole number, got "${given}"`));
+  }
+  return E.right(n);
+}
+
+// Checks across values; each gives the message of what it refuses, or undefined.
+const CHECKS: ((f: Flags) => string | undefined)[] = [
+  ...(["iteration", "batch_size", "print_freq", "save_freq", "ch", "img_size", "img_ch"] as const)
+    .map((name) => (f: Flags) =>
+      f[name] < 1 ? `--${name}: must be at least 1, got ${f[name]}` : undefined
+    ),
+  (f) => (f.n_res < 0 ? `--n_res: must not be negative, got ${f.n_res}` : undefined),
+  (f) =>
+    f.n_dis < 4
+      ? `--n_dis: must be at least 4 (local D has n_dis-1 >= 3 layers), got ${f.n_dis}`
+      : undefined,
+  (f) =>
+    ["adalin", "in", "ln", "adain", "gn"].includes(f.decoder_norm)
+      ? undefined
+      : `--decoder_norm: expected adalin, in, ln, adain or gn, got "${f.decoder_norm}"`,
+  (f) =>
+    (BACKENDS as readonly string[]).includes(f.backend)
+      ? undefined
+      : `--backend: unknown backend "${f.backend}"; choose one of ${BACKENDS.join(", ")}`,
+];
+
+/**
+ * Decodes a command line: booleans, then the other flags, each value of its kind, then the checks
+ * across values.
+ * @param args e.g. `Deno.args`
+ * @param defaults overrides of the reference's defaults (e.g. a laptop-sized configuration)
+ * @returns `Right` with the flags, or `Left` with a {@linkcode FlagError} naming the flag that is
+ *   unknown or malformed
+ */
+export function decodeFlags(
+  args: string[],
+  defaults: Partial<Flags> = {},
+): Decoded<Flags, FlagError> {
+  const fallback = (name: string) =>
+    (defaults as Record<string, unknown>)[name] ?? SPECS[name].default;
+  return pipe(
+    splitBooleans(args),
+    E.chain(({ bools, rest }) =>
+      pipe(parseRest(rest), E.map((raw) => ({ ...raw, ...bools } as Record<string, unknown>)))
+    ),
+    E.chain((raw) =>
+      pipe(
+        Object.keys(SPECS),
+        E.traverseArray((name) =>
+          pipe(valueOf(name, raw[name], fallback(name)), E.map((v) => [name, v] as const))
+        ),
+        E.map((pairs) =>
+          ({ _: (raw._ as unknown[]).map(String), ...Object.fromEntries(pairs) }) as Flags
+        ),
+      )
+    ),
+    E.chain((flags) => {
+      const refused = CHECKS.map((check) => check(flags)).find((m) => m !== undefined);
+      return refused ? E.left(new FlagError(refused)) : E.right(flags);
+    }),
+  );
 }
 
 /**
- * Parses a command line.
+ * Parses a command line; {@linkcode decodeFlags}, throwing.
  * @param args e.g. `Deno.args`
  * @param defaults overrides of the reference's defaults (e.g. a laptop-sized configuration)
  * @returns the flags
@@ -136,89 +263,7 @@ function parseBool(name: string, v: unknown): boolean {
  * ```
  */
 export function parseFlags(args: string[], defaults: Partial<Flags> = {}): Flags {
-  const specs = FLAGS as Record<string, FlagSpec>;
-  const bools = Object.keys(specs).filter((k) => specs[k].kind === "bool");
-  // Booleans are read here: bare (`--light`), or with a value (`--light false`, as the reference
-  // takes them, or `--light=false`); the parser sees only the other flags.
-  const words = /^(true|false|yes|no|1|0|on|off)$/i;
-  const boolGiven: Record<string, boolean> = {};
-  const rest: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const [flag, value] = args[i].split(/=(.*)/s, 2);
-    const name = flag.replace(/^--/, "");
-    if (!flag.startsWith("--") || !bools.includes(name)) {
-      rest.push(args[i]);
-      continue;
-    }
-    if (name in boolGiven) throw new FlagError(`--${name}: given more than once`);
-    if (value !== undefined) boolGiven[name] = parseBool(name, value);
-    else if (words.test(args[i + 1] ?? "")) boolGiven[name] = parseBool(name, args[++i]);
-    else boolGiven[name] = true;
-  }
-  const fallback = (name: string) =>
-    (defaults as Record<string, unknown>)[name] ?? specs[name].default;
-  const raw = parseArgs(rest, {
-    string: Object.keys(specs).filter((k) => !bools.includes(k)),
-    unknown: (arg: string) => {
-      if (arg.startsWith("-")) {
-        throw new FlagError(`unknown flag ${arg.split("=")[0]} (see --help)`);
-      }
-      return true;
-    },
-  });
-  Object.assign(raw, boolGiven);
-  const out: Record<string, unknown> = { _: raw._.map(String) };
-  for (const [name, spec] of Object.entries(specs)) {
-    const given = raw[name];
-    if (given === undefined) {
-      out[name] = fallback(name);
-      continue;
-    }
-    if (Array.isArray(given)) throw new FlagError(`--${name}: given more than once`);
-    if (spec.kind === "bool") out[name] = parseBool(name, given);
-    else if (spec.kind === "string") out[name] = String(given);
-    else {
-      const n = Number(given);
-      if (given === "" || !Number.isFinite(n)) {
-        throw new FlagError(`--${name}: expected a number, got "${given}"`);
-      }
-      if (spec.kind === "int" && !Number.isInteger(n)) {
-        throw new FlagError(`--${name}: expected a whole number, got "${given}"`);
-      }
-      out[name] = n;
-    }
-  }
-  const flags = out as Flags;
-  for (
-    const name of [
-      "iteration",
-      "batch_size",
-      "print_freq",
-      "save_freq",
-      "ch",
-      "img_size",
-      "img_ch",
-    ] as const
-  ) {
-    if (flags[name] < 1) throw new FlagError(`--${name}: must be at least 1, got ${flags[name]}`);
-  }
-  if (flags.n_res < 0) throw new FlagError(`--n_res: must not be negative, got ${flags.n_res}`);
-  if (flags.n_dis < 4) {
-    throw new FlagError(
-      `--n_dis: must be at least 4 (local D has n_dis-1 >= 3 layers), got ${flags.n_dis}`,
-    );
-  }
-  if (!["adalin", "in", "ln", "adain", "gn"].includes(flags.decoder_norm)) {
-    throw new FlagError(
-      `--decoder_norm: expected adalin, in, ln, adain or gn, got "${flags.decoder_norm}"`,
-    );
-  }
-  if (!(BACKENDS as readonly string[]).includes(flags.backend)) {
-    throw new FlagError(
-      `--backend: unknown backend "${flags.backend}"; choose one of ${BACKENDS.join(", ")}`,
-    );
-  }
-  return flags;
+  return orThrow(decodeFlags(args, defaults));
 }
 
 /**
@@ -234,6 +279,26 @@ export function flagHelp(defaults: Partial<Flags> = {}): string {
 }
 
 /**
+ * A mistake in the user's input, as every command reports it: `error: <message>` on one line,
+ * exit status 2.
+ * @param e the error (its message names the flag, file or folder)
+ */
+export function userError(e: Error): never {
+  console.error(`error: ${e.message}`);
+  Deno.exit(2);
+}
+
+/**
+ * For commands: the flags, or (a `Left`) the one-line error and exit status 2.
+ * @param args e.g. `Deno.args`
+ * @param defaults the command's defaults
+ * @returns the flags
+ */
+export function flagsOrExit(args: string[], defaults: Partial<Flags> = {}): Flags {
+  return pipe(decodeFlags(args, defaults), E.getOrElse((e): Flags => userError(e)));
+}
+
+/**
  * The end of every command's `catch`: a mistake in the user's input (a flag, a dataset, a weight
  * file; matched by error name, so this module needs none of their modules) prints one line and
  * exits with status 2; the wasm heap running out prints which backend to use instead and exits
@@ -242,8 +307,7 @@ export function flagHelp(defaults: Partial<Flags> = {}): string {
  */
 export function exitOnUserError(e: unknown): never {
   if (e instanceof Error && ["FlagError", "DatasetError", "WeightFileError"].includes(e.name)) {
-    console.error(`error: ${e.message}`);
-    Deno.exit(2);
+    userError(e);
   }
   // The wasm heap (native and wasm backends) ends at 4 GiB; its allocator aborts past that.
   if (e instanceof WebAssembly.RuntimeError && /Aborted/.test(e.message)) {

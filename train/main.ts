@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { exitOnUserError, FlagError, flagHelp, LAPTOP_DEFAULTS, parseFlags } from "./flags.ts";
+import { exitOnUserError, FlagError, flagHelp, flagsOrExit, LAPTOP_DEFAULTS } from "./flags.ts";
 import { runTraining } from "./runner.ts";
 import { runTranslate } from "./translate.ts";
 
@@ -21,7 +21,7 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   try {
-    const flags = parseFlags(Deno.args, LAPTOP_DEFAULTS);
+    const flags = flagsOrExit(Deno.args, LAPTOP_DEFAULTS);
     if (flags.phase === "test") {
       await runTranslate(flags, { out: console.log, warn: console.warn });
       Deno.exit(0);

@@ -8,6 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { flow } from "fp-ts/function";
 import { tidy } from "../layers/tree.ts";
 import { ADAM_UPDATE } from "../backends/js_kernels.ts";
 
@@ -137,24 +138,26 @@ export function scaleByLearningRate(
 }
 
 /**
- * Composes transformations left to right; the state is the list of their states.
+ * Composes transformations left to right; the state is the list of their states. Each
+ * transformation is a step from (updates, states so far) to the next; the chain is their `flow`.
  * @param ts the transformations
  * @returns their composition
  */
 // deno-lint-ignore no-explicit-any
 export function chain(...ts: GradientTransformation<any>[]): GradientTransformation<unknown[]> {
+  type Acc = { readonly updates: Flat; readonly states: readonly unknown[] };
   return {
     init: (params) => ts.map((t) => t.init(params)),
     update(grads, state, params) {
-      let updates = grads;
-      const next: unknown[] = [];
-      ts.forEach((t, i) => {
-        const [u, s] = t.update(updates, state[i], params);
-        if (updates !== grads) tf.dispose(Object.values(updates));
-        updates = u;
-        next.push(s);
-      });
-      return [updates, next];
+      // deno-lint-ignore no-explicit-any
+      const step = (t: GradientTransformation<any>, i: number) => (acc: Acc): Acc => {
+        const [updates, s] = t.update(acc.updates, state[i], params);
+        if (acc.updates !== grads) tf.dispose(Object.values(acc.updates)); // an earlier step's
+        return { updates, states: [...acc.states, s] };
+      };
+      const all = ts.map(step).reduce((f, g) => flow(f, g), (acc: Acc) => acc);
+      const { updates, states } = all({ updates: grads, states: [] });
+      return [updates, [...states]];
     },
   };
 }

@@ -18,8 +18,8 @@ import {
   FlagError,
   flagHelp,
   type Flags,
+  flagsOrExit,
   LAPTOP_DEFAULTS,
-  parseFlags,
 } from "./flags.ts";
 import type { RunnerIO } from "./runner.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
@@ -169,7 +169,7 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   try {
-    await runTranslate(parseFlags(Deno.args, LAPTOP_DEFAULTS), {
+    await runTranslate(flagsOrExit(Deno.args, LAPTOP_DEFAULTS), {
       out: console.log,
       warn: console.error,
     });

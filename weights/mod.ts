@@ -11,6 +11,7 @@
  *
  * @module
  */
+export * from "./decoded.ts";
 export * from "./safetensors.ts";
 export * from "./reference_names.ts";
 export * from "./params_io.ts";

@@ -15,6 +15,10 @@
  * @module
  */
 
+import * as E from "fp-ts/Either";
+import { pipe } from "fp-ts/function";
+import { type Decoded, orThrow } from "./decoded.ts";
+
 /** Data types this toolkit reads and writes. */
 export type SafetensorsDtype = "F32" | "F64" | "I32" | "I64";
 
@@ -96,8 +100,157 @@ export function encodeSafetensors(
   return out;
 }
 
+type Header = Record<string, unknown>;
+type Checked<A> = Decoded<A, WeightFileError>;
+
+// The header: its length in bounds, then a JSON object; and where the data begins.
+function headerOf(bytes: Uint8Array, fail: (msg: string) => WeightFileError): Checked<{
+  header: Header;
+  dataStart: number;
+}> {
+  if (bytes.length < 8) {
+    return E.left(fail(`too short for a safetensors file (${bytes.length} bytes)`));
+  }
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLen = view.getBigUint64(0, true);
+  if (headerLen > BigInt(Math.min(MAX_HEADER, bytes.length - 8))) {
+    return E.left(fail(`header length ${headerLen} exceeds the file (${bytes.length} bytes)`));
+  }
+  const dataStart = 8 + Number(headerLen);
+  return pipe(
+    E.tryCatch(
+      () =>
+        JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, dataStart))),
+      (e) => fail(`header is not valid JSON (${(e as Error).message})`),
+    ),
+    E.filterOrElse(
+      (h): h is Header => h !== null && typeof h === "object" && !Array.isArray(h),
+      () => fail("header is not a JSON object"),
+    ),
+    E.map((header) => ({ header, dataStart })),
+  );
+}
+
+// The `__metadata__` entry: strings only.
+function metadataOf(header: Header, fail: (msg: string) => WeightFileError): Checked<
+  Record<string, string>
+> {
+  const entries = Object.entries((header.__metadata__ ?? {}) as Record<string, unknown>);
+  const bad = entries.find(([, v]) => typeof v !== "string");
+  return bad ? E.left(fail(`metadata "${bad[0]}" is not a string`)) : E.right(
+    Object.fromEntries(entries) as Record<string, string>,
+  );
+}
+
+// One tensor's entry: dtype, shape and byte range checked against the data, then its values.
+function tensorOf(
+  name: string,
+  entry: unknown,
+  data: Uint8Array,
+  allowNonFinite: boolean,
+  fail: (msg: string) => WeightFileError,
+): Checked<{ name: string; begin: number; end: number; tensor: HostTensor }> {
+  const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+  const dtype = e?.dtype as SafetensorsDtype;
+  if (!(typeof dtype === "string" && dtype in BYTES)) {
+    return E.left(
+      fail(`tensor "${name}": unsupported dtype ${JSON.stringify(e?.dtype)} (F32, F64, I32, I64)`),
+    );
+  }
+  const shape = e.shape;
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    return E.left(fail(`tensor "${name}": shape ${JSON.stringify(shape)} is not a list of sizes`));
+  }
+  const offsets = e.data_offsets;
+  if (
+    !Array.isArray(offsets) || offsets.length !== 2 ||
+    !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]
+  ) {
+    return E.left(
+      fail(`tensor "${name}": data_offsets ${JSON.stringify(offsets)} are not a [begin, end] pair`),
+    );
+  }
+  const [begin, end] = offsets as [number, number];
+  if (end > data.length) {
+    return E.left(
+      fail(`tensor "${name}": data ends at ${end}, past the data (${data.length} bytes)`),
+    );
+  }
+  const size = (shape as number[]).reduce((a, b) => a * b, 1);
+  if (end - begin !== size * BYTES[dtype]) {
+    return E.left(
+      fail(
+        `tensor "${name}": shape [${shape}] needs ${size * BYTES[dtype]} bytes, data has ${
+          end - begin
+        }`,
+      ),
+    );
+  }
+  const raw = data.slice(begin, end); // a copy, aligned
+  const values = dtype === "F32"
+    ? new Float32Array(raw.buffer)
+    : dtype === "F64"
+    ? new Float64Array(raw.buffer)
+    : dtype === "I32"
+    ? new Int32Array(raw.buffer)
+    : new BigInt64Array(raw.buffer);
+  if (!allowNonFinite && (dtype === "F32" || dtype === "F64")) {
+    const bad = (values as Float32Array).findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      return E.left(fail(`tensor "${name}": value ${values[bad]} at index ${bad} is not finite`));
+    }
+  }
+  return E.right({ name, begin, end, tensor: { dtype, shape: shape as number[], data: values } });
+}
+
 /**
- * Decodes and validates safetensors bytes.
+ * Decodes and validates safetensors bytes: the header, then every tensor, then that no two
+ * tensors' bytes overlap.
+ * @param bytes the file's bytes
+ * @param source a name for error messages (the file path)
+ * @param options `allowNonFinite` to accept NaN and infinities
+ * @returns `Right` with tensors and metadata, or `Left` with a {@linkcode WeightFileError}
+ *   naming the source and tensor
+ */
+export function safetensorsFromBytes(
+  bytes: Uint8Array,
+  source = "<bytes>",
+  { allowNonFinite = false }: { allowNonFinite?: boolean } = {},
+): Decoded<SafetensorsFile, WeightFileError> {
+  const fail = (msg: string) => new WeightFileError(`${source}: ${msg}`);
+  type Entry = { name: string; begin: number; end: number; tensor: HostTensor };
+  const noOverlap = (entries: readonly Entry[]): Checked<readonly Entry[]> => {
+    const ranges = [...entries].sort((a, b) => a.begin - b.begin);
+    const i = ranges.findIndex((r, k) => k > 0 && r.begin < ranges[k - 1].end);
+    return i < 0
+      ? E.right(entries)
+      : E.left(fail(`tensors "${ranges[i - 1].name}" and "${ranges[i].name}" overlap`));
+  };
+  return pipe(
+    headerOf(bytes, fail),
+    E.chain(({ header, dataStart }) =>
+      pipe(
+        metadataOf(header, fail),
+        E.chain((metadata) =>
+          pipe(
+            Object.entries(header).filter(([name]) => name !== "__metadata__"),
+            E.traverseArray(([name, entry]) =>
+              tensorOf(name, entry, bytes.subarray(dataStart), allowNonFinite, fail)
+            ),
+            E.chain(noOverlap),
+            E.map((entries): SafetensorsFile => ({
+              metadata,
+              tensors: Object.fromEntries(entries.map((e) => [e.name, e.tensor])),
+            })),
+          )
+        ),
+      )
+    ),
+  );
+}
+
+/**
+ * Decodes and validates safetensors bytes; {@linkcode safetensorsFromBytes}, throwing.
  * @param bytes the file's bytes
  * @param source a name for error messages (the file path)
  * @param options `allowNonFinite` to accept NaN and infinities
@@ -107,91 +260,9 @@ export function encodeSafetensors(
 export function decodeSafetensors(
   bytes: Uint8Array,
   source = "<bytes>",
-  { allowNonFinite = false } = {},
+  options: { allowNonFinite?: boolean } = {},
 ): SafetensorsFile {
-  const fail = (msg: string): never => {
-    throw new WeightFileError(`${source}: ${msg}`);
-  };
-  if (bytes.length < 8) fail(`too short for a safetensors file (${bytes.length} bytes)`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLen = view.getBigUint64(0, true);
-  if (headerLen > BigInt(Math.min(MAX_HEADER, bytes.length - 8))) {
-    fail(`header length ${headerLen} exceeds the file (${bytes.length} bytes)`);
-  }
-  const dataStart = 8 + Number(headerLen);
-  let header: Record<string, unknown> = {};
-  try {
-    header = JSON.parse(
-      new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, dataStart)),
-    );
-  } catch (e) {
-    fail(`header is not valid JSON (${(e as Error).message})`);
-  }
-  if (header === null || typeof header !== "object" || Array.isArray(header)) {
-    fail("header is not a JSON object");
-  }
-  const dataLen = bytes.length - dataStart;
-  const metadata: Record<string, string> = {};
-  const tensors: Record<string, HostTensor> = {};
-  const ranges: [number, number, string][] = [];
-  for (const [name, entry] of Object.entries(header)) {
-    if (name === "__metadata__") {
-      for (const [k, v] of Object.entries((entry ?? {}) as Record<string, unknown>)) {
-        if (typeof v !== "string") fail(`metadata "${k}" is not a string`);
-        metadata[k] = v as string;
-      }
-      continue;
-    }
-    const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-    const dtype = e?.dtype as SafetensorsDtype;
-    if (!(typeof dtype === "string" && dtype in BYTES)) {
-      fail(`tensor "${name}": unsupported dtype ${JSON.stringify(e?.dtype)} (F32, F64, I32, I64)`);
-    }
-    const shape = e.shape;
-    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
-      fail(`tensor "${name}": shape ${JSON.stringify(shape)} is not a list of sizes`);
-    }
-    const offsets = e.data_offsets;
-    if (
-      !Array.isArray(offsets) || offsets.length !== 2 ||
-      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]
-    ) {
-      fail(`tensor "${name}": data_offsets ${JSON.stringify(offsets)} are not a [begin, end] pair`);
-    }
-    const [begin, end] = offsets as [number, number];
-    if (end > dataLen) {
-      fail(`tensor "${name}": data ends at ${end}, past the data (${dataLen} bytes)`);
-    }
-    const size = (shape as number[]).reduce((a, b) => a * b, 1);
-    if (end - begin !== size * BYTES[dtype]) {
-      fail(
-        `tensor "${name}": shape [${shape}] needs ${size * BYTES[dtype]} bytes, data has ${
-          end - begin
-        }`,
-      );
-    }
-    ranges.push([begin, end, name]);
-    const raw = bytes.slice(dataStart + begin, dataStart + end); // a copy, aligned
-    const data = dtype === "F32"
-      ? new Float32Array(raw.buffer)
-      : dtype === "F64"
-      ? new Float64Array(raw.buffer)
-      : dtype === "I32"
-      ? new Int32Array(raw.buffer)
-      : new BigInt64Array(raw.buffer);
-    if (!allowNonFinite && (dtype === "F32" || dtype === "F64")) {
-      const bad = (data as Float32Array).findIndex((v) => !Number.isFinite(v));
-      if (bad >= 0) fail(`tensor "${name}": value ${data[bad]} at index ${bad} is not finite`);
-    }
-    tensors[name] = { dtype, shape: shape as number[], data };
-  }
-  ranges.sort((a, b) => a[0] - b[0]);
-  for (let i = 1; i < ranges.length; i++) {
-    if (ranges[i][0] < ranges[i - 1][1]) {
-      fail(`tensors "${ranges[i - 1][2]}" and "${ranges[i][2]}" overlap`);
-    }
-  }
-  return { tensors, metadata };
+  return orThrow(safetensorsFromBytes(bytes, source, options));
 }
 
 /**
