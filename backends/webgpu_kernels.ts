@@ -534,6 +534,13 @@ function spectralSigmaGradKernel({ inputs, backend, attrs }: Args): Info {
 
 // ---- reflection padding and upsampling ----------------------------------------------------
 
+// The NHWC coordinates (s, i, j, q) of output element `index` in an [N, h, w, C] tensor.
+const nhwcOf = (h: string, w: string) => `
+        let q = index % uniforms.c;
+        let j = (index / uniforms.c) % ${w};
+        let i = (index / (uniforms.c * ${w})) % ${h};
+        let s = index / (uniforms.c * ${w} * ${h});`;
+
 // PyTorch's reflection of padded index k (already shifted by -pad) into [0, n).
 const REFLECT = `
         fn reflectIndex(k : i32, n : i32) -> i32 {
@@ -555,10 +562,7 @@ function reflectPadKernel({ inputs, backend, attrs }: Args): Info {
     n * hp * wp * c,
     { h, w, c, hp, wp, padH, padW },
     `
-        let q = index % uniforms.c;
-        let j = (index / uniforms.c) % uniforms.wp;
-        let i = (index / (uniforms.c * uniforms.wp)) % uniforms.hp;
-        let s = index / (uniforms.c * uniforms.wp * uniforms.hp);
+        ${nhwcOf("uniforms.hp", "uniforms.wp")}
         let si = reflectIndex(i - uniforms.padH, uniforms.h);
         let sj = reflectIndex(j - uniforms.padW, uniforms.w);
         result[index] = x[((s * uniforms.h + si) * uniforms.w + sj) * uniforms.c + q];`,
@@ -589,10 +593,7 @@ function reflectPadGradKernel({ inputs, backend, attrs }: Args): Info {
     n * h * w * c,
     { h, w, c, hp, wp, padH, padW },
     `
-        let q = index % uniforms.c;
-        let j = (index / uniforms.c) % uniforms.w;
-        let i = (index / (uniforms.c * uniforms.w)) % uniforms.h;
-        let s = index / (uniforms.c * uniforms.w * uniforms.h);
+        ${nhwcOf("uniforms.h", "uniforms.w")}
         let rows = sources(i, uniforms.h, uniforms.padH);
         let cols = sources(j, uniforms.w, uniforms.padW);
         var acc = 0.0;
@@ -619,10 +620,7 @@ function upsampleKernel({ inputs, backend }: Args): Info {
     n * 4 * h * w * c,
     { h, w, c },
     `
-        let q = index % uniforms.c;
-        let j = (index / uniforms.c) % (2 * uniforms.w);
-        let i = (index / (uniforms.c * 2 * uniforms.w)) % (2 * uniforms.h);
-        let s = index / (uniforms.c * 4 * uniforms.w * uniforms.h);
+        ${nhwcOf("(2 * uniforms.h)", "(2 * uniforms.w)")}
         result[index] = x[((s * uniforms.h + i / 2) * uniforms.w + j / 2) * uniforms.c + q];`,
   );
 }
@@ -639,10 +637,7 @@ function upsampleGradKernel({ inputs, backend }: Args): Info {
     n * h * w * c,
     { h, w, c },
     `
-        let q = index % uniforms.c;
-        let j = (index / uniforms.c) % uniforms.w;
-        let i = (index / (uniforms.c * uniforms.w)) % uniforms.h;
-        let s = index / (uniforms.c * uniforms.w * uniforms.h);
+        ${nhwcOf("uniforms.h", "uniforms.w")}
         let row = 2 * uniforms.w * uniforms.c;
         let top = ((s * 2 * uniforms.h + 2 * i) * 2 * uniforms.w + 2 * j) * uniforms.c + q;
         result[index] = dy[top] + dy[top + uniforms.c] + dy[top + row] + dy[top + row + uniforms.c];`,
