@@ -158,9 +158,12 @@ export async function selectBackend(
       return name;
     }
     case "webgpu": {
-      const why = await webgpuUnavailable();
-      if (why) throw new Error(`--backend webgpu: ${why}`);
-      await registerWebGpuBackend();
+      // Started once per process: a second start would make a new device, losing every tensor.
+      if (!tf.findBackend("webgpu")) {
+        const why = await webgpuUnavailable();
+        if (why) throw new Error(`--backend webgpu: ${why}`);
+        await registerWebGpuBackend();
+      }
       try {
         await activate("webgpu");
       } catch (e) {
