@@ -1,11 +1,12 @@
 import * as tf from "@tensorflow/tfjs";
-import { assertEquals, assertRejects, assertThrows } from "@std/assert";
+import { assert, assertEquals, assertRejects, assertThrows } from "@std/assert";
 import {
   decodeSafetensors,
   discriminatorNames,
   dispose,
   encodeSafetensors,
   flatten,
+  fromHalf,
   fromReference,
   generator,
   generatorNames,
@@ -13,12 +14,13 @@ import {
   loadRecord,
   saveRecord,
   selectBackend,
+  toHalf,
   toHost,
   toReference,
   underPrefix,
   WeightFileError,
 } from "../mod.ts";
-import { readFixture } from "./helpers.ts";
+import { findTorchPython, readFixture } from "./helpers.ts";
 
 await selectBackend("cpu");
 
@@ -187,4 +189,50 @@ Deno.test("toHost() reads tensors back by path", async () => {
   assertEquals(host["a.w"].shape, [1, 2]);
   assertEquals(Array.from(host["a.w"].data as Float32Array), [1, 2]);
   dispose(t);
+});
+
+Deno.test("toHalf() rounds as IEEE float16 does (ties to even, overflow, subnormals); fromHalf() is exact", async () => {
+  const x = new Float32Array([
+    0,
+    -0,
+    1,
+    -2.5,
+    65504,
+    65520,
+    2049,
+    2051,
+    6e-8,
+    1e-8,
+    3e-5,
+    Infinity,
+  ]);
+  assertEquals(
+    Array.from(fromHalf(toHalf(x))),
+    [0, -0, 1, -2.5, 65504, Infinity, 2048, 2052, 2 ** -24, 0, 0.000029981136322021484, Infinity],
+  );
+  assert(Number.isNaN(fromHalf(toHalf(new Float32Array([NaN])))[0]));
+  // and bit for bit as numpy converts, on random values of every magnitude
+  const python = await findTorchPython();
+  if (!python) {
+    console.log("  SKIPPED (the numpy part): no Python with numpy and torch");
+    return;
+  }
+  const values = Float32Array.from(
+    { length: 2000 },
+    (_, i) => Math.sin(i * 12.9898) * 10 ** ((i % 14) - 9),
+  );
+  const r = await new Deno.Command(python, {
+    args: [
+      "-c",
+      "import sys, numpy as np; a = np.frombuffer(sys.stdin.buffer.read(), '<f4'); " +
+      "sys.stdout.buffer.write(a.astype('<f2').tobytes())",
+    ],
+    stdin: "piped",
+    stdout: "piped",
+  }).spawn();
+  const w = r.stdin.getWriter();
+  await w.write(new Uint8Array(values.buffer));
+  await w.close();
+  const out = await r.output();
+  assertEquals(Array.from(toHalf(values)), Array.from(new Uint16Array(out.stdout.buffer)));
 });

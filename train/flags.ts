@@ -73,9 +73,20 @@ export const FLAGS = {
   checkpoint: {
     kind: "string",
     default: "",
-    help: "translate: checkpoint (default: the run's latest)",
+    help: "translate, export: checkpoint or generator file (default: the run's latest checkpoint)",
   },
-  direction: { kind: "string", default: "both", help: "translate: A2B, B2A or both" },
+  direction: { kind: "string", default: "both", help: "translate, export: A2B, B2A or both" },
+  half: { kind: "bool", default: false, help: "export: store float16 (half the size)" },
+  reference_names: {
+    kind: "bool",
+    default: false,
+    help: "export: the reference's PyTorch names and layouts (genA2B.<state_dict name>)",
+  },
+  out: {
+    kind: "string",
+    default: "",
+    help: "export: the file to write (default: beside the checkpoint)",
+  },
 } as const satisfies Record<string, FlagSpec>;
 
 type FlagValue<S extends FlagSpec> = S["kind"] extends "bool" ? boolean

@@ -9,8 +9,13 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
-import { generator } from "../layers/generator.ts";
-import { loadCheckpoint, readCheckpointFlags } from "./checkpoint.ts";
+import { generator, type GeneratorConfig } from "../layers/generator.ts";
+import { dispose, underPrefix } from "../layers/tree.ts";
+import { orThrow } from "../weights/decoded.ts";
+import { type Direction, GENERATOR_FORMAT, generatorFileFrom } from "../weights/generator_file.ts";
+import { fromHost } from "../weights/params_io.ts";
+import { type HostTensor, readSafetensors } from "../weights/safetensors.ts";
+import { checkpointFits } from "./checkpoint.ts";
 import { DatasetError, datasetName, listImages, loadTestImages, openDataset } from "./data.ts";
 import {
   configFromFlags,
@@ -23,10 +28,42 @@ import {
 } from "./flags.ts";
 import type { RunnerIO } from "./runner.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
-import { disposeState, subtree } from "./step.ts";
 import type { GeneratorParams } from "../layers/generator.ts";
 
 const COLUMNS = 8; // images per grid picture
+
+/**
+ * The generators in a training checkpoint or a generator file (`deno task export`), with the
+ * configuration they need: from the checkpoint's flags, or the file's own metadata.
+ * @param path the file
+ * @param flags the command's flags (the model flags a checkpoint lacks)
+ * @returns the configuration, the generators' host tensors by direction and the iteration
+ */
+export async function loadGenerators(
+  path: string,
+  flags: Flags,
+): Promise<{
+  config: GeneratorConfig;
+  generators: Partial<Record<Direction, Record<string, HostTensor>>>;
+  step: string;
+}> {
+  const file = await readSafetensors(path);
+  if (file.metadata.format === GENERATOR_FORMAT) {
+    const g = orThrow(generatorFileFrom(file, path));
+    return { config: g.config, generators: g.generators, step: g.metadata.step ?? "?" };
+  }
+  const trained = { ...flags, ...JSON.parse(file.metadata.flags ?? "{}") } as Flags;
+  const config = configFromFlags(trained);
+  const { tensors, metadata } = orThrow(checkpointFits(file, path, config));
+  return {
+    config: config.generator,
+    generators: {
+      A2B: underPrefix(tensors, "gen.genA2B"),
+      B2A: underPrefix(tensors, "gen.genB2A"),
+    },
+    step: metadata.step,
+  };
+}
 
 function expandInputs(paths: readonly string[]): string[] {
   return paths.flatMap((p) => {
@@ -58,21 +95,30 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
   const data = flags._.length ? undefined : await openDataset(flags.dataset, io.warn);
   const path = flags.checkpoint ||
     `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
-  const trained = { ...flags, ...(await readCheckpointFlags(path)) } as Flags;
+  const model = await loadGenerators(path, flags);
+  const missing = directions.find((d) => !model.generators[d as Direction]);
+  if (missing) {
+    throw new FlagError(
+      `--direction: ${path} holds only ${
+        Object.keys(model.generators).join(" and ")
+      }, not ${missing}`,
+    );
+  }
   const backend = await selectBackend(flags.backend, { log: io.warn });
-  const config = configFromFlags(trained);
-  const ck = await loadCheckpoint(path, config);
-  const G = generator(config.generator);
-  const S = config.generator.imgSize!;
+  const generators = Object.fromEntries(
+    Object.entries(model.generators).map(([d, host]) => [d, fromHost<GeneratorParams>(host!)]),
+  ) as Partial<Record<Direction, GeneratorParams>>;
+  const G = generator(model.config);
+  const S = model.config.imgSize!;
   const out = `${
     path.replace(/\/model\/[^/]*$/, "").replace(/\/[^/]*\.safetensors$/, "")
   }/translate`;
   await Deno.mkdir(out, { recursive: true });
-  io.out(`translating with ${path} (iteration ${ck.state.step}) on ${backend} into ${out}`);
+  io.out(`translating with ${path} (iteration ${model.step}) on ${backend} into ${out}`);
 
   const sections: string[] = [];
   for (const dir of directions) {
-    const [net, inverse] = dir === "A2B" ? ["genA2B", "genB2A"] : ["genB2A", "genA2B"];
+    const inverse = dir === "A2B" ? "B2A" : "A2B";
     const files = flags._.length
       ? expandInputs(flags._)
       : dir === "A2B"
@@ -83,13 +129,13 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
       : undefined;
     const { batch, files: used } = await loadTestImages(files, S, io.warn);
     await Deno.mkdir(`${out}/${dir}`, { recursive: true });
-    const params = subtree<GeneratorParams>(ck.state.gen, net);
-    const back = subtree<GeneratorParams>(ck.state.gen, inverse);
+    const params = generators[dir as Direction]!;
+    const back = generators[inverse]; // the cycle, where the file holds both directions
     const rows: string[] = [];
     for (let i = 0; i < used.length; i += COLUMNS) {
       const x = batch.slice(i, Math.min(COLUMNS, used.length - i));
       const fwd = G.apply(params, x);
-      const cyc = G.apply(back, fwd.image);
+      const cyc = back && G.apply(back, fwd.image);
       const shown = toDisplay(fwd.image);
       for (let j = 0; j < x.shape[0]; j++) {
         const name = `${String(i + j).padStart(4, "0")}_${stem(used[i + j])}`;
@@ -119,8 +165,7 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
           toDisplay(x),
           jetHeatmap(fwd.heatmap, S),
           shown,
-          jetHeatmap(cyc.heatmap, S),
-          toDisplay(cyc.image),
+          ...(cyc ? [jetHeatmap(cyc.heatmap, S), toDisplay(cyc.image)] : []),
         ])
       );
       await writePng(`${out}/${dir}_grid_${String(i / COLUMNS).padStart(3, "0")}.png`, grid);
@@ -129,9 +174,7 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
         fwd.image,
         fwd.camLogit,
         fwd.heatmap,
-        cyc.image,
-        cyc.camLogit,
-        cyc.heatmap,
+        ...(cyc ? [cyc.image, cyc.camLogit, cyc.heatmap] : []),
         shown,
         grid,
       ]);
@@ -151,11 +194,11 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
       `<style>body{font-family:sans-serif}img{width:${
         Math.max(S, 96)
       }px;image-rendering:pixelated}` +
-      `td{padding:2px 6px}</style><h1>${escape(path)} (iteration ${ck.state.step})</h1>${
+      `td{padding:2px 6px}</style><h1>${escape(path)} (iteration ${model.step})</h1>${
         sections.join("\n")
       }`,
   );
-  disposeState(ck.state);
+  Object.values(generators).forEach((g) => dispose(g!));
   io.out(`wrote ${out}/index.html`);
   return out;
 }

@@ -12,6 +12,8 @@
  * @module
  */
 export * from "./decoded.ts";
+export * from "./half.ts";
+export * from "./generator_file.ts";
 export * from "./safetensors.ts";
 export * from "./reference_names.ts";
 export * from "./params_io.ts";

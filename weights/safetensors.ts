@@ -20,16 +20,19 @@ import { pipe } from "fp-ts/function";
 import { type Decoded, orThrow } from "./decoded.ts";
 
 /** Data types this toolkit reads and writes. */
-export type SafetensorsDtype = "F32" | "F64" | "I32" | "I64";
+export type SafetensorsDtype = "F16" | "F32" | "F64" | "I32" | "I64";
 
-/** One tensor on the host: dtype, shape and data (F32 and F64 as floats, I32 and I64 as ints). */
+/**
+ * One tensor on the host: dtype, shape and data (F32 and F64 as floats, F16 as its raw 16-bit
+ * patterns, see `half.ts`, I32 and I64 as ints).
+ */
 export interface HostTensor {
   /** Stored data type. */
   readonly dtype: SafetensorsDtype;
   /** Shape. */
   readonly shape: readonly number[];
   /** Values in row-major order. */
-  readonly data: Float32Array | Float64Array | Int32Array | BigInt64Array;
+  readonly data: Float32Array | Float64Array | Uint16Array | Int32Array | BigInt64Array;
 }
 
 /** A decoded file: tensors by name, and the free-form string metadata. */
@@ -40,7 +43,7 @@ export interface SafetensorsFile {
   readonly metadata: Record<string, string>;
 }
 
-const BYTES: Record<SafetensorsDtype, number> = { F32: 4, F64: 8, I32: 4, I64: 8 };
+const BYTES: Record<SafetensorsDtype, number> = { F16: 2, F32: 4, F64: 8, I32: 4, I64: 8 };
 const MAX_HEADER = 100 * 1024 * 1024;
 
 /** A file that is not valid safetensors, or does not fit the model; names file and tensor. */
@@ -154,7 +157,9 @@ function tensorOf(
   const dtype = e?.dtype as SafetensorsDtype;
   if (!(typeof dtype === "string" && dtype in BYTES)) {
     return E.left(
-      fail(`tensor "${name}": unsupported dtype ${JSON.stringify(e?.dtype)} (F32, F64, I32, I64)`),
+      fail(
+        `tensor "${name}": unsupported dtype ${JSON.stringify(e?.dtype)} (F16, F32, F64, I32, I64)`,
+      ),
     );
   }
   const shape = e.shape;
@@ -191,13 +196,19 @@ function tensorOf(
     ? new Float32Array(raw.buffer)
     : dtype === "F64"
     ? new Float64Array(raw.buffer)
+    : dtype === "F16"
+    ? new Uint16Array(raw.buffer)
     : dtype === "I32"
     ? new Int32Array(raw.buffer)
     : new BigInt64Array(raw.buffer);
-  if (!allowNonFinite && (dtype === "F32" || dtype === "F64")) {
-    const bad = (values as Float32Array).findIndex((v) => !Number.isFinite(v));
+  if (!allowNonFinite && dtype !== "I32" && dtype !== "I64") {
+    // F16: all exponent bits set is an infinity or a NaN
+    const bad = dtype === "F16"
+      ? (values as Uint16Array).findIndex((h) => (h & 0x7c00) === 0x7c00)
+      : (values as Float32Array).findIndex((v) => !Number.isFinite(v));
     if (bad >= 0) {
-      return E.left(fail(`tensor "${name}": value ${values[bad]} at index ${bad} is not finite`));
+      const v = dtype === "F16" ? `0x${(values[bad] as number).toString(16)} (F16)` : values[bad];
+      return E.left(fail(`tensor "${name}": value ${v} at index ${bad} is not finite`));
     }
   }
   return E.right({ name, begin, end, tensor: { dtype, shape: shape as number[], data: values } });
@@ -293,8 +304,17 @@ export async function writeSafetensors(
   tensors: Record<string, HostTensor>,
   metadata: Record<string, string> = {},
 ): Promise<void> {
+  await writeAtomically(path, encodeSafetensors(tensors, metadata));
+}
+
+/**
+ * Writes bytes to a file atomically: to a temporary file beside it (synced), then renamed over
+ * it, so that a crash mid-write leaves the previous file intact.
+ * @param path the file
+ * @param bytes its new contents
+ */
+export async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.${Deno.pid}.tmp`;
-  const bytes = encodeSafetensors(tensors, metadata);
   const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
   try {
     for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));

@@ -1,4 +1,4 @@
-"""Minimal safetensors reading and writing for float32 tensors (the format is a little-endian
+"""Minimal safetensors reading and writing for float32 tensors (float16 read too) (the format is a little-endian
 u64 header length, a JSON header, then raw data), so that no extra Python package is needed."""
 import json
 import os
@@ -27,8 +27,15 @@ def write_safetensors(path, tensors):
     os.replace(tmp, path)
 
 
+def read_metadata(path):
+    """The file's __metadata__ entry (strings)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        return json.loads(f.read(n)).get("__metadata__", {})
+
+
 def read_safetensors(path):
-    """Reads a file of F32 tensors as {name: tensor}."""
+    """Reads a file of F32 (or F16, converted) tensors as {name: float32 tensor}."""
     import numpy as np
     with open(path, "rb") as f:
         data = f.read()
@@ -38,9 +45,10 @@ def read_safetensors(path):
     for name, e in header.items():
         if name == "__metadata__":
             continue
-        if e["dtype"] != "F32":
-            raise ValueError(f"{path}: tensor {name} is {e['dtype']}, expected F32")
+        kind = {"F32": "<f4", "F16": "<f2"}.get(e["dtype"])
+        if kind is None:
+            raise ValueError(f"{path}: tensor {name} is {e['dtype']}, expected F32 or F16")
         b, end = e["data_offsets"]
-        arr = np.frombuffer(data[8 + n + b:8 + n + end], dtype="<f4").reshape(e["shape"])
-        out[name] = torch.from_numpy(arr.copy())
+        arr = np.frombuffer(data[8 + n + b:8 + n + end], dtype=kind).reshape(e["shape"])
+        out[name] = torch.from_numpy(arr.astype("<f4"))
     return out

@@ -1,0 +1,94 @@
+/**
+ * `deno task export`: a run's generators alone, in float32 or float16 and in our or the
+ * reference's names; `translate` and `readGeneratorFile` load them, and (where PyTorch is
+ * installed) the reference's own generator loads the reference-named file and translates as ours.
+ */
+import * as tf from "@tensorflow/tfjs";
+import { assert, assertEquals, assertLess, assertRejects } from "@std/assert";
+import { selectBackend } from "../backends/mod.ts";
+import { generator, type GeneratorParams } from "../layers/generator.ts";
+import { runExport } from "../train/export.ts";
+import { FlagError } from "../train/flags.ts";
+import { runTraining } from "../train/runner.ts";
+import { runTranslate } from "../train/translate.ts";
+import { fromHost, readGeneratorFile, readSafetensors, writeSafetensors } from "../mod.ts";
+import { assertClose, findTorchPython, makeDataset, tinyFlags } from "./helpers.ts";
+
+const quiet = { out: () => {}, warn: () => {} };
+
+Deno.test("export writes generator files that translate, in float32, float16 and PyTorch's names", async () => {
+  const root = await makeDataset({ train: 3, test: 2, size: 28 });
+  const results = await Deno.makeTempDir();
+  const name = root.split("/").pop();
+  try {
+    const flags = (extra: string[] = [], o: Record<string, string> = {}) =>
+      tinyFlags(root, results, { iteration: "2", ...o }, extra);
+    await runTraining(flags(), quiet);
+    const ckpt = `${results}/${name}/model/latest.safetensors`;
+    const f32 = await runExport(flags([], { out: `${results}/g32.safetensors` }), quiet);
+    const f16 = await runExport(flags(["--half"], { out: `${results}/g16.safetensors` }), quiet);
+    const ref = await runExport(
+      flags(["--reference_names"], { out: `${results}/ref.safetensors`, direction: "A2B" }),
+      quiet,
+    );
+    // float16 is half the size, and within its precision of the float32 file
+    assertLess(Deno.statSync(f16).size, 0.6 * Deno.statSync(f32).size);
+    const [a, b] = [await readGeneratorFile(f32), await readGeneratorFile(f16)];
+    assertEquals(a.config.ch, 2);
+    for (const [k, t] of Object.entries(a.generators.A2B!)) {
+      await assertClose(b.generators.A2B![k].data as Float32Array, t.data as Float32Array, 1e-3, k);
+    }
+    // the reference-named file maps back to the same tensors; it holds A2B only
+    const r = await readGeneratorFile(ref);
+    assertEquals(Object.keys(r.generators), ["A2B"]);
+    for (const [k, t] of Object.entries(a.generators.A2B!)) {
+      assertEquals(
+        Array.from(r.generators.A2B![k].data as Float32Array),
+        Array.from(t.data as Float32Array),
+        k,
+      );
+    }
+    // translate reads a generator file as it reads a checkpoint: the same pictures
+    const fromCkpt = await runTranslate(flags([], { backend: "cpu" }), quiet);
+    const picture = (dir: string) =>
+      Deno.readFileSync(
+        `${dir}/A2B/${[...Deno.readDirSync(`${dir}/A2B`)].map((e) => e.name).sort()[0]}`,
+      );
+    const first = picture(fromCkpt);
+    await Deno.rename(fromCkpt, `${results}/from_checkpoint`);
+    const fromFile = await runTranslate(flags([], { backend: "cpu", checkpoint: f32 }), quiet);
+    assertEquals(picture(fromFile), first);
+    await assertRejects(
+      () => runTranslate(flags([], { checkpoint: ref, direction: "B2A" }), quiet),
+      FlagError,
+      "holds only A2B, not B2A",
+    );
+
+    const python = await findTorchPython();
+    if (!python) {
+      console.log("  SKIPPED (the PyTorch part): PyTorch is not installed");
+      return;
+    }
+    await selectBackend("cpu");
+    const x = tf.randomUniform([1, 24, 24, 3], -1, 1, "float32", 3) as tf.Tensor4D;
+    const params = fromHost<GeneratorParams>(a.generators.A2B!);
+    const ours = generator(a.config).apply(params, x);
+    const nchw = tf.transpose(x, [0, 3, 1, 2]);
+    await writeSafetensors(`${results}/in.safetensors`, {
+      input: { dtype: "F32", shape: nchw.shape, data: (await nchw.data()) as Float32Array },
+    });
+    const script = new URL("../tools/pytorch/run_generator.py", import.meta.url).pathname;
+    const run = await new Deno.Command(python, {
+      args: [script, ref, "A2B", `${results}/in.safetensors`, `${results}/out.safetensors`],
+      stderr: "piped",
+    }).output();
+    assert(run.success, new TextDecoder().decode(run.stderr));
+    const theirs = (await readSafetensors(`${results}/out.safetensors`)).tensors;
+    const oursNchw = tf.transpose(ours.image, [0, 3, 1, 2]);
+    await assertClose(oursNchw, theirs.image.data as Float32Array, 1e-4, "image");
+    await assertClose(ours.camLogit!, theirs.cam_logit.data as Float32Array, 1e-4, "cam_logit");
+    tf.dispose([x, nchw, oursNchw, ours.image, ours.camLogit!, ours.heatmap]);
+  } finally {
+    for (const d of [root, results]) await Deno.remove(d, { recursive: true });
+  }
+});

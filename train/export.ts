@@ -1,0 +1,82 @@
+/**
+ * `deno task export`: writes a run's generators alone (one direction or both) as a generator file
+ * (`weights/generator_file.ts`): the model configuration in its metadata, optionally in float16
+ * and in the reference's PyTorch names. `translate --checkpoint` and the library's
+ * `readGeneratorFile` load it.
+ *
+ *     deno task export --half                       # the run's latest checkpoint, both directions
+ *     deno task export --checkpoint ck.safetensors --direction A2B --reference_names --out g.safetensors
+ *
+ * @module
+ */
+import { underPrefix } from "../layers/tree.ts";
+import { writeGeneratorFile } from "../weights/generator_file.ts";
+import { readSafetensors } from "../weights/safetensors.ts";
+import { orThrow } from "../weights/decoded.ts";
+import { checkpointFits } from "./checkpoint.ts";
+import { datasetName } from "./data.ts";
+import {
+  configFromFlags,
+  exitOnUserError,
+  FlagError,
+  flagHelp,
+  type Flags,
+  flagsOrExit,
+  LAPTOP_DEFAULTS,
+} from "./flags.ts";
+import type { RunnerIO } from "./runner.ts";
+
+/**
+ * Exports a checkpoint's generators.
+ * @param flags `--checkpoint` (default: the run's latest), `--direction`, `--half`,
+ *   `--reference_names`, `--out`
+ * @param io where lines go
+ * @returns the file written
+ */
+export async function runExport(flags: Flags, io: RunnerIO): Promise<string> {
+  const directions = flags.direction === "both" ? ["A2B", "B2A"] as const : [flags.direction];
+  if (!directions.every((d) => d === "A2B" || d === "B2A")) {
+    throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
+  }
+  const path = flags.checkpoint ||
+    `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
+  const file = await readSafetensors(path);
+  const trained = JSON.parse(file.metadata.flags ?? "{}");
+  const config = configFromFlags({ ...flags, ...trained } as Flags);
+  const { tensors, metadata } = orThrow(checkpointFits(file, path, config));
+  const generators = Object.fromEntries(
+    directions.map((d) => [d, underPrefix(tensors, `gen.gen${d}`)]),
+  );
+  const tag = `${flags.direction === "both" ? "A2B_B2A" : flags.direction}` +
+    `${flags.reference_names ? "_reference" : ""}${flags.half ? "_f16" : ""}`;
+  const out = flags.out || path.replace(/[^/]*$/, `generator_${tag}.safetensors`);
+  await writeGeneratorFile(out, generators, config.generator, {
+    half: flags.half,
+    reference: flags.reference_names,
+  }, { step: metadata.step ?? "", exported_from: path });
+  const mb = (Deno.statSync(out).size / 2 ** 20).toFixed(1);
+  io.out(
+    `wrote ${out} (${mb} MiB): ${directions.join(" and ")} at iteration ${metadata.step}, ` +
+      `${flags.half ? "float16" : "float32"}, ${flags.reference_names ? "reference" : "our"} names`,
+  );
+  return out;
+}
+
+if (import.meta.main) {
+  if (Deno.args.includes("--help")) {
+    console.log(
+      `usage: deno task export [flags]\n\nWrites a run's generators alone, with their configuration.\n\n${
+        flagHelp(LAPTOP_DEFAULTS)
+      }`,
+    );
+    Deno.exit(0);
+  }
+  try {
+    await runExport(flagsOrExit(Deno.args, LAPTOP_DEFAULTS), {
+      out: console.log,
+      warn: console.error,
+    });
+  } catch (e) {
+    exitOnUserError(e);
+  }
+}
