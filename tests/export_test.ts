@@ -19,12 +19,10 @@ const quiet = { out: () => {}, warn: () => {} };
 Deno.test("export writes generator files that translate, in float32, float16 and PyTorch's names", async () => {
   const root = await makeDataset({ train: 3, test: 2, size: 28 });
   const results = await Deno.makeTempDir();
-  const name = root.split("/").pop();
   try {
     const flags = (extra: string[] = [], o: Record<string, string> = {}) =>
       tinyFlags(root, results, { iteration: "2", ...o }, extra);
     await runTraining(flags(), quiet);
-    const ckpt = `${results}/${name}/model/latest.safetensors`;
     const f32 = await runExport(flags([], { out: `${results}/g32.safetensors` }), quiet);
     const f16 = await runExport(flags(["--half"], { out: `${results}/g16.safetensors` }), quiet);
     const ref = await runExport(
