@@ -23,3 +23,4 @@ export * from "./cam_attention.ts";
 export * from "./blocks.ts";
 export * from "./generator.ts";
 export * from "./discriminator.ts";
+export * from "./display.ts";
