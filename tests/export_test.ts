@@ -9,6 +9,8 @@ import { selectBackend } from "../backends/mod.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
 import { runExport } from "../train/export.ts";
 import { FlagError } from "../train/flags.ts";
+import { DatasetError } from "../train/data.ts";
+import sharp from "sharp";
 import { runTraining } from "../train/runner.ts";
 import { runTranslate } from "../train/translate.ts";
 import { fromHost, readGeneratorFile, readSafetensors, writeSafetensors } from "../mod.ts";
@@ -60,6 +62,26 @@ Deno.test("export writes generator files that translate, in float32, float16 and
       () => runTranslate(flags([], { checkpoint: ref, direction: "B2A" }), quiet),
       FlagError,
       "holds only A2B, not B2A",
+    );
+    // a named file that is not an image is an error naming it; --size resizes (light models)
+    await Deno.writeTextFile(`${results}/notes.png`, "not a picture");
+    await assertRejects(
+      () => runTranslate(flags([`${results}/notes.png`], { checkpoint: f32 }), quiet),
+      DatasetError,
+      `${results}/notes.png: not a readable image`,
+    );
+    const probe = `${root}/testA/${[...Deno.readDirSync(`${root}/testA`)][0].name}`;
+    const sized = await runTranslate(
+      flags([probe], { checkpoint: f32, size: "32", direction: "A2B" }),
+      quiet,
+    );
+    const stem = probe.split("/").pop()!.replace(/\.[^.]+$/, "");
+    const meta = await sharp(`${sized}/A2B/0000_${stem}.png`).metadata();
+    assertEquals([meta.width, meta.height], [32, 32]);
+    await assertRejects(
+      () => runTranslate(flags([probe], { model: "no-such-model" }), quiet),
+      FlagError,
+      '--model: no model "no-such-model"',
     );
 
     const python = await findTorchPython();

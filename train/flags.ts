@@ -76,6 +76,17 @@ export const FLAGS = {
     help: "translate, export: checkpoint or generator file (default: the run's latest checkpoint)",
   },
   direction: { kind: "string", default: "both", help: "translate, export: A2B, B2A or both" },
+  model: {
+    kind: "string",
+    default: "",
+    help:
+      "translate: a model shipped in models/ (e.g. emoji-google2twitter), instead of a checkpoint",
+  },
+  size: {
+    kind: "int",
+    default: 0,
+    help: "translate: resize inputs to this side (default: the model's; light models only)",
+  },
   half: { kind: "bool", default: false, help: "export: store float16 (half the size)" },
   reference_names: {
     kind: "bool",
@@ -209,6 +220,10 @@ const CHECKS: ((f: Flags) => string | undefined)[] = [
       f[name] < 1 ? `--${name}: must be at least 1, got ${f[name]}` : undefined
     ),
   (f) => (f.n_res < 0 ? `--n_res: must not be negative, got ${f.n_res}` : undefined),
+  (f) =>
+    f.size < 0 || f.size % 4
+      ? `--size: must be a positive multiple of 4 (or 0: the model's), got ${f.size}`
+      : undefined,
   (f) =>
     f.n_dis < 4
       ? `--n_dis: must be at least 4 (local D has n_dis-1 >= 3 layers), got ${f.n_dis}`

@@ -16,7 +16,14 @@ import { type Direction, GENERATOR_FORMAT, generatorFileFrom } from "../weights/
 import { fromHost } from "../weights/params_io.ts";
 import { type HostTensor, readSafetensors } from "../weights/safetensors.ts";
 import { checkpointFits } from "./checkpoint.ts";
-import { DatasetError, datasetName, listImages, loadTestImages, openDataset } from "./data.ts";
+import {
+  checkImages,
+  DatasetError,
+  datasetName,
+  listImages,
+  loadTestImages,
+  openDataset,
+} from "./data.ts";
 import {
   configFromFlags,
   exitOnUserError,
@@ -65,16 +72,56 @@ export async function loadGenerators(
   };
 }
 
-function expandInputs(paths: readonly string[]): string[] {
-  return paths.flatMap((p) => {
+/** The models shipped in this repository's `models/` folder, by name. */
+export const MODELS_DIR = new URL("../models/", import.meta.url).pathname;
+
+/**
+ * The generator file of a shipped model.
+ * @param name e.g. `emoji-google2twitter`
+ * @returns its path
+ * @throws {FlagError} naming the models there are, for an unknown name
+ */
+export function shippedModel(name: string): string {
+  const path = `${MODELS_DIR}${name}/generator.safetensors`;
+  try {
+    Deno.statSync(path);
+    return path;
+  } catch {
+    let names: string[] = [];
+    try {
+      names = [...Deno.readDirSync(MODELS_DIR)].filter((e) => e.isDirectory).map((e) => e.name);
+    } catch {
+      // no models folder
+    }
+    throw new FlagError(
+      `--model: no model "${name}" in ${MODELS_DIR} (there: ${names.join(", ") || "none"})`,
+    );
+  }
+}
+
+// Files and folders named on the command line: a named file must be an image (an error names it
+// otherwise); a folder's files that are not are skipped by name.
+async function expandInputs(
+  paths: readonly string[],
+  warn: (l: string) => void,
+): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths) {
     let info: Deno.FileInfo;
     try {
       info = Deno.statSync(p);
     } catch {
       throw new DatasetError(`${p}: no such file or folder`);
     }
-    return info.isDirectory ? listImages(p) : [p];
-  });
+    if (info.isDirectory) {
+      out.push(...(await checkImages(listImages(p), warn)).ok);
+      continue;
+    }
+    const { skipped } = await checkImages([p], () => {});
+    if (skipped.length) throw new DatasetError(`${p}: ${skipped[0].reason}`);
+    out.push(p);
+  }
+  return out;
 }
 
 const stem = (path: string) => path.split("/").pop()!.replace(/\.[^.]+$/, "");
@@ -93,9 +140,18 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
     throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
   }
   const data = flags._.length ? undefined : await openDataset(flags.dataset, io.warn);
-  const path = flags.checkpoint ||
+  if (flags.model && flags.checkpoint) {
+    throw new FlagError("--model and --checkpoint: give one of them");
+  }
+  const path = flags.model ? shippedModel(flags.model) : flags.checkpoint ||
     `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
   const model = await loadGenerators(path, flags);
+  const S = flags.size || model.config.imgSize!;
+  if (S !== model.config.imgSize && !model.config.light) {
+    throw new FlagError(
+      `--size: a full (not light) model translates only at its own size, ${model.config.imgSize}`,
+    );
+  }
   const missing = directions.find((d) => !model.generators[d as Direction]);
   if (missing) {
     throw new FlagError(
@@ -108,11 +164,10 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
   const generators = Object.fromEntries(
     Object.entries(model.generators).map(([d, host]) => [d, fromHost<GeneratorParams>(host!)]),
   ) as Partial<Record<Direction, GeneratorParams>>;
-  const G = generator(model.config);
-  const S = model.config.imgSize!;
-  const out = `${
-    path.replace(/\/model\/[^/]*$/, "").replace(/\/[^/]*\.safetensors$/, "")
-  }/translate`;
+  const G = generator({ ...model.config, imgSize: S });
+  const out = flags.model
+    ? `${flags.result_dir}/translate_${flags.model}`
+    : `${path.replace(/\/model\/[^/]*$/, "").replace(/\/[^/]*\.safetensors$/, "")}/translate`;
   await Deno.mkdir(out, { recursive: true });
   io.out(`translating with ${path} (iteration ${model.step}) on ${backend} into ${out}`);
 
@@ -120,7 +175,7 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
   for (const dir of directions) {
     const inverse = dir === "A2B" ? "B2A" : "A2B";
     const files = flags._.length
-      ? expandInputs(flags._)
+      ? await expandInputs(flags._, io.warn)
       : dir === "A2B"
       ? data!.testA
       : data!.testB;
