@@ -8,8 +8,8 @@ import { assert, assertEquals, assertLess, assertRejects } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
 import { runExport } from "../train/export.ts";
-import { FlagError } from "../train/flags.ts";
-import { DatasetError } from "../train/data.ts";
+import { FlagError, parseFlags } from "../train/flags.ts";
+import { DatasetError, openDataset } from "../train/data.ts";
 import sharp from "sharp";
 import { runTraining } from "../train/runner.ts";
 import { runTranslate } from "../train/translate.ts";
@@ -110,5 +110,38 @@ Deno.test("export writes generator files that translate, in float32, float16 and
     tf.dispose([x, nchw, oursNchw, ours.image, ours.camLogit!, ours.heatmap]);
   } finally {
     for (const d of [root, results]) await Deno.remove(d, { recursive: true });
+  }
+});
+
+Deno.test("the shipped model translates a held-out emoji right after a clone (--model)", async () => {
+  const results = await Deno.makeTempDir();
+  try {
+    const file = await readGeneratorFile("models/emoji-google2twitter/generator.safetensors");
+    assertEquals([file.config.imgSize, file.config.ch, file.config.light, file.half], [
+      64,
+      32,
+      true,
+      true,
+    ]);
+    assertEquals(Object.keys(file.generators).sort(), ["A2B", "B2A"]);
+    const data = await openDataset("emoji:google2twitter", () => {});
+    const flags = parseFlags([
+      "--model",
+      "emoji-google2twitter",
+      "--backend",
+      "wasm",
+      "--result_dir",
+      results,
+      "--direction",
+      "A2B",
+      data.testA[0],
+    ]);
+    const out = await runTranslate(flags, quiet);
+    assertEquals(out, `${results}/translate_emoji-google2twitter`);
+    const written = [...Deno.readDirSync(`${out}/A2B`)].map((e) => e.name).sort();
+    assertEquals(written.length, 3); // translation, CAM heatmap, input
+    assert((await Deno.readTextFile(`${out}/index.html`)).includes("A2B: 1 image(s)"));
+  } finally {
+    await Deno.remove(results, { recursive: true });
   }
 });
