@@ -5,7 +5,7 @@
  * and a screenshot is written (`results/web/demo.png`). Says that it skipped without Chromium.
  */
 import * as tf from "@tensorflow/tfjs";
-import { assert, assertEquals } from "@std/assert";
+import { assertEquals } from "@std/assert";
 import sharp from "sharp";
 import { selectBackend } from "../backends/mod.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
@@ -75,7 +75,6 @@ Deno.test("the demo page translates in headless Chromium as Deno does, with no c
     } finally {
       await server.shutdown();
     }
-    assert(true);
   } finally {
     for (const d of [root, results]) await Deno.remove(d, { recursive: true });
   }
