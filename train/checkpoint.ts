@@ -11,6 +11,9 @@ import * as tf from "@tensorflow/tfjs";
 import { discriminatorNames, generatorNames, type NameEntry } from "../weights/reference_names.ts";
 import * as E from "fp-ts/Either";
 import { type Decoded, orThrow } from "../weights/decoded.ts";
+import type { GeneratorConfig } from "../layers/generator.ts";
+import { type Direction, GENERATOR_FORMAT, generatorFileFrom } from "../weights/generator_file.ts";
+import { configFromFlags, type Flags } from "./flags.ts";
 import {
   type HostTensor,
   readSafetensors,
@@ -171,6 +174,39 @@ export async function loadCheckpoint(path: string, config: TrainConfig): Promise
     rng: Number(metadata.rng),
     streams: JSON.parse(metadata.streams),
     flags: JSON.parse(metadata.flags),
+  };
+}
+
+/**
+ * The generators in a training checkpoint or a generator file (`deno task export`), with the
+ * configuration they need: from the checkpoint's flags, or the file's own metadata.
+ * @param path the file
+ * @param flags the command's flags (the model flags a checkpoint lacks)
+ * @returns the configuration, the generators' host tensors by direction and the iteration
+ */
+export async function loadGenerators(
+  path: string,
+  flags: Flags,
+): Promise<{
+  config: GeneratorConfig;
+  generators: Partial<Record<Direction, Record<string, HostTensor>>>;
+  step: string;
+}> {
+  const file = await readSafetensors(path);
+  if (file.metadata.format === GENERATOR_FORMAT) {
+    const g = orThrow(generatorFileFrom(file, path));
+    return { config: g.config, generators: g.generators, step: g.metadata.step ?? "?" };
+  }
+  const trained = { ...flags, ...JSON.parse(file.metadata.flags ?? "{}") } as Flags;
+  const config = configFromFlags(trained);
+  const { tensors, metadata } = orThrow(checkpointFits(file, path, config));
+  return {
+    config: config.generator,
+    generators: {
+      A2B: underPrefix(tensors, "gen.genA2B"),
+      B2A: underPrefix(tensors, "gen.genB2A"),
+    },
+    step: metadata.step,
   };
 }
 

@@ -9,14 +9,10 @@
  *
  * @module
  */
-import { underPrefix } from "../layers/tree.ts";
-import { writeGeneratorFile } from "../weights/generator_file.ts";
-import { readSafetensors } from "../weights/safetensors.ts";
-import { orThrow } from "../weights/decoded.ts";
-import { checkpointFits } from "./checkpoint.ts";
+import { type Direction, writeGeneratorFile } from "../weights/generator_file.ts";
+import { loadGenerators } from "./checkpoint.ts";
 import { datasetName } from "./data.ts";
 import {
-  configFromFlags,
   exitOnUserError,
   FlagError,
   flagHelp,
@@ -27,8 +23,8 @@ import {
 import type { RunnerIO } from "./runner.ts";
 
 /**
- * Exports a checkpoint's generators.
- * @param flags `--checkpoint` (default: the run's latest), `--direction`, `--half`,
+ * Exports a checkpoint's (or a generator file's) generators.
+ * @param flags `--checkpoint` (default: the run's latest; a generator file too, e.g. to halve it), `--direction`, `--half`,
  *   `--reference_names`, `--out`
  * @param io where lines go
  * @returns the file written
@@ -40,23 +36,22 @@ export async function runExport(flags: Flags, io: RunnerIO): Promise<string> {
   }
   const path = flags.checkpoint ||
     `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
-  const file = await readSafetensors(path);
-  const trained = JSON.parse(file.metadata.flags ?? "{}");
-  const config = configFromFlags({ ...flags, ...trained } as Flags);
-  const { tensors, metadata } = orThrow(checkpointFits(file, path, config));
+  const model = await loadGenerators(path, flags);
+  const missing = directions.find((d) => !model.generators[d as Direction]);
+  if (missing) throw new FlagError(`--direction: ${path} holds no ${missing} generator`);
   const generators = Object.fromEntries(
-    directions.map((d) => [d, underPrefix(tensors, `gen.gen${d}`)]),
+    directions.map((d) => [d, model.generators[d as Direction]!]),
   );
   const tag = `${flags.direction === "both" ? "A2B_B2A" : flags.direction}` +
     `${flags.reference_names ? "_reference" : ""}${flags.half ? "_f16" : ""}`;
   const out = flags.out || path.replace(/[^/]*$/, `generator_${tag}.safetensors`);
-  await writeGeneratorFile(out, generators, config.generator, {
+  await writeGeneratorFile(out, generators, model.config, {
     half: flags.half,
     reference: flags.reference_names,
-  }, { step: metadata.step ?? "", exported_from: path });
+  }, { step: model.step, exported_from: path });
   const mb = (Deno.statSync(out).size / 2 ** 20).toFixed(1);
   io.out(
-    `wrote ${out} (${mb} MiB): ${directions.join(" and ")} at iteration ${metadata.step}, ` +
+    `wrote ${out} (${mb} MiB): ${directions.join(" and ")} at iteration ${model.step}, ` +
       `${flags.half ? "float16" : "float32"}, ${flags.reference_names ? "reference" : "our"} names`,
   );
   return out;

@@ -9,13 +9,11 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/mod.ts";
-import { generator, type GeneratorConfig } from "../layers/generator.ts";
-import { dispose, underPrefix } from "../layers/tree.ts";
-import { orThrow } from "../weights/decoded.ts";
-import { type Direction, GENERATOR_FORMAT, generatorFileFrom } from "../weights/generator_file.ts";
+import { generator } from "../layers/generator.ts";
+import { dispose } from "../layers/tree.ts";
+import type { Direction } from "../weights/generator_file.ts";
 import { fromHost } from "../weights/params_io.ts";
-import { type HostTensor, readSafetensors } from "../weights/safetensors.ts";
-import { checkpointFits } from "./checkpoint.ts";
+import { loadGenerators } from "./checkpoint.ts";
 import {
   checkImages,
   DatasetError,
@@ -25,7 +23,6 @@ import {
   openDataset,
 } from "./data.ts";
 import {
-  configFromFlags,
   exitOnUserError,
   FlagError,
   flagHelp,
@@ -38,39 +35,6 @@ import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
 import type { GeneratorParams } from "../layers/generator.ts";
 
 const COLUMNS = 8; // images per grid picture
-
-/**
- * The generators in a training checkpoint or a generator file (`deno task export`), with the
- * configuration they need: from the checkpoint's flags, or the file's own metadata.
- * @param path the file
- * @param flags the command's flags (the model flags a checkpoint lacks)
- * @returns the configuration, the generators' host tensors by direction and the iteration
- */
-export async function loadGenerators(
-  path: string,
-  flags: Flags,
-): Promise<{
-  config: GeneratorConfig;
-  generators: Partial<Record<Direction, Record<string, HostTensor>>>;
-  step: string;
-}> {
-  const file = await readSafetensors(path);
-  if (file.metadata.format === GENERATOR_FORMAT) {
-    const g = orThrow(generatorFileFrom(file, path));
-    return { config: g.config, generators: g.generators, step: g.metadata.step ?? "?" };
-  }
-  const trained = { ...flags, ...JSON.parse(file.metadata.flags ?? "{}") } as Flags;
-  const config = configFromFlags(trained);
-  const { tensors, metadata } = orThrow(checkpointFits(file, path, config));
-  return {
-    config: config.generator,
-    generators: {
-      A2B: underPrefix(tensors, "gen.genA2B"),
-      B2A: underPrefix(tensors, "gen.genB2A"),
-    },
-    step: metadata.step,
-  };
-}
 
 /** The models shipped in this repository's `models/` folder, by name. */
 export const MODELS_DIR = new URL("../models/", import.meta.url).pathname;
@@ -139,10 +103,11 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
   if (!directions.every((d) => d === "A2B" || d === "B2A")) {
     throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
   }
-  const data = flags._.length ? undefined : await openDataset(flags.dataset, io.warn);
   if (flags.model && flags.checkpoint) {
     throw new FlagError("--model and --checkpoint: give one of them");
   }
+  const inputs = flags._.length ? await expandInputs(flags._, io.warn) : undefined;
+  const data = inputs ? undefined : await openDataset(flags.dataset, io.warn);
   const path = flags.model ? shippedModel(flags.model) : flags.checkpoint ||
     `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
   const model = await loadGenerators(path, flags);
@@ -174,11 +139,7 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
   const sections: string[] = [];
   for (const dir of directions) {
     const inverse = dir === "A2B" ? "B2A" : "A2B";
-    const files = flags._.length
-      ? await expandInputs(flags._, io.warn)
-      : dir === "A2B"
-      ? data!.testA
-      : data!.testB;
+    const files = inputs ?? (dir === "A2B" ? data!.testA : data!.testB);
     const targets = !flags._.length && data!.alignedTest
       ? (dir === "A2B" ? data!.testB : data!.testA)
       : undefined;
