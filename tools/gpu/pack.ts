@@ -5,7 +5,8 @@
  * - `deno.xz`: this Deno binary, xz-compressed (`--fast`: lightly, for tests);
  * - `bench.js`: `tools/bench.ts` bundled with TensorFlow.js and its WebGPU backend (no npm
  *   download at run time, no sharp), with `pytorch/` beside it for the PyTorch peer;
- * - `libvulkan1_*.deb`: Debian's Vulkan loader (`apt-get download`), for machines without one;
+ * - `libvulkan1_*.deb`: Debian's Vulkan loader, and the libglvnd packages NVIDIA's Vulkan driver
+ *   needs (`apt-get download`), for machines without them;
  * - `run.sh`: unpacks, points Vulkan at the NVIDIA driver, prints the adapter and benchmarks
  *   (`tools/gpu/run.sh`).
  *
@@ -61,9 +62,21 @@ try {
   }
   await Deno.copyFile(`${root}tools/gpu/run.sh`, `${out}/run.sh`);
 
-  // Debian's Vulkan loader, for machines that have the driver's ICD but no loader.
-  const debs = [...Deno.readDirSync(out)].filter((e) => /^libvulkan1_.*\.deb$/.test(e.name));
-  if (!debs.length) {
+  // Debian's Vulkan loader, and the GL dispatch libraries (libglvnd) that NVIDIA's Vulkan driver,
+  // libGLX_nvidia.so.0, needs: without them the loader finds no driver ("Could not get
+  // 'vkCreateInstance'"), as seen on a lent H200.
+  const DEBS = [
+    "libvulkan1",
+    "libglvnd0",
+    "libglx0",
+    "libegl1",
+    "libgl1",
+    "libopengl0",
+    "libgles2",
+  ];
+  const have = [...Deno.readDirSync(out)].map((e) => e.name);
+  const wanted = DEBS.filter((d) => !have.some((n) => n.startsWith(`${d}_`) && n.endsWith(".deb")));
+  if (wanted.length) {
     const lists = await Deno.makeTempDir();
     const apt = [
       "-oAPT::Architecture=amd64",
@@ -72,11 +85,15 @@ try {
       "-oDir::Cache=" + lists,
     ];
     await Deno.mkdir(`${lists}/partial`, { recursive: true });
-    await run("apt-get", [...apt, "update", "-q"], "apt-get update (for libvulkan1)");
+    await run(
+      "apt-get",
+      [...apt, "update", "-q"],
+      "apt-get update (for the Vulkan and GL loaders)",
+    );
     const here = Deno.cwd();
     Deno.chdir(out);
     try {
-      await run("apt-get", [...apt, "download", "libvulkan1"], "apt-get download libvulkan1");
+      await run("apt-get", [...apt, "download", ...wanted], `apt-get download ${wanted.join(" ")}`);
     } finally {
       Deno.chdir(here);
     }

@@ -37,6 +37,17 @@ if [ -n "${UGATIT_KIT_OWN_LOADER:-}" ] || ! ldconfig -p 2>/dev/null | grep -q 'l
   export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   echo "vulkan loader: $lib/libvulkan.so.1 (carried)"
 fi
+# NVIDIA's Vulkan driver (libGLX_nvidia.so.0) needs libglvnd's dispatch libraries: the carried
+# ones where the system has none.
+if ! ldconfig -p 2>/dev/null | grep -q 'libGLdispatch\.so\.0 '; then
+  if [ ! -d "$work/gl" ]; then
+    for deb in "$kit"/lib{glvnd0,glx0,egl1,gl1,opengl0,gles2}_*.deb; do
+      [ -f "$deb" ] && dpkg -x "$deb" "$work/gl.tmp"
+    done
+    mv "$work/gl.tmp" "$work/gl"
+  fi
+  export LD_LIBRARY_PATH="$work/gl/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
 # The NVIDIA driver's Vulkan ICD and the libraries it names.
 nvidia=/usr/local/nvidia
 if [ -z "${VK_DRIVER_FILES:-}" ] && [ -f "$nvidia/share/vulkan/icd.d/nvidia_icd.json" ]; then
