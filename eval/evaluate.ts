@@ -16,6 +16,7 @@ import { datasetName, loadTestImages, openDataset } from "../train/data.ts";
 import {
   configFromFlags,
   exitOnUserError,
+  FlagError,
   flagHelp,
   type Flags,
   flagsOrExit,
@@ -26,7 +27,7 @@ import { disposeState, subtree } from "../train/step.ts";
 import { graphModelFeatures, randomConvFeatures } from "./features.ts";
 import { writeReport } from "./report.ts";
 import { fid, kid, l1Distance, psnr, ssim } from "./metrics.ts";
-import { trainDomainClassifier } from "./domain_classifier.ts";
+import { JUDGE, JUDGE_STEPS, trainDomainClassifier } from "./domain_classifier.ts";
 
 const BATCH = 16;
 
@@ -59,6 +60,8 @@ export interface EvalResult {
   readonly features: string;
   /** The domain classifier's accuracy on the real test images of both domains. */
   readonly classifierAccuracy: number;
+  /** Its accuracy on each domain's real test images. */
+  readonly classifierRight: { readonly A: number; readonly B: number };
   /** By direction. */
   readonly A2B: DirectionResult;
   /** By direction. */
@@ -66,101 +69,150 @@ export interface EvalResult {
 }
 
 /**
- * Evaluates a checkpoint (default: the run's latest) and writes `eval.json` beside its model
- * folder.
- * @param flags `--dataset`, `--result_dir`, `--checkpoint`, `--backend`
+ * Evaluates a checkpoint (default: the run's latest), or with `--checkpoint all` every kept one
+ * (`ckpt_*`) in order with one judge, the points of the curve in the run report. Each evaluation
+ * writes `eval_<iteration>.json` in the run folder, and the last one also `eval.json`.
+ * @param flags `--dataset`, `--result_dir`, `--checkpoint`, `--backend`, `--features`, `--seed`
  * @param io where lines go
- * @returns the figures
+ * @returns the figures of the last checkpoint evaluated
  */
 export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
-  const path = flags.checkpoint ||
-    `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
-  const trained = { ...flags, ...(await readCheckpointFlags(path)) } as Flags;
+  const modelDir = `${flags.result_dir}/${datasetName(flags.dataset)}/model`;
+  const paths = flags.checkpoint === "all"
+    ? await keptCheckpoints(modelDir)
+    : [flags.checkpoint || `${modelDir}/latest.safetensors`];
+  const trained = { ...flags, ...(await readCheckpointFlags(paths[0])) } as Flags;
   const backend = await selectBackend(flags.backend, { log: io.warn });
   const data = await openDataset(flags.dataset, io.warn);
   const config = configFromFlags(trained);
-  const ck = await loadCheckpoint(path, config);
-  const G = generator(config.generator);
   const S = config.generator.imgSize!;
   const features = flags.features === "builtin"
     ? randomConvFeatures()
     : await graphModelFeatures(flags.features);
-  io.out(`evaluating ${path} (iteration ${ck.state.step}) on ${backend}`);
 
-  // The judge: a domain classifier trained on (up to 512 of) each domain's real training images.
-  const trainA = (await loadTestImages(data.trainA.slice(0, 512), S, io.warn)).batch;
-  const trainB = (await loadTestImages(data.trainB.slice(0, 512), S, io.warn)).batch;
-  const judge = trainDomainClassifier(trainA, trainB, { seed: flags.seed, steps: 500 });
+  // The judge: a domain classifier trained on each domain's real training images, loaded at the
+  // side it judges at (whatever the model's size).
+  const trainA = (await loadTestImages(data.trainA, JUDGE.side, io.warn)).batch;
+  const trainB = (await loadTestImages(data.trainB, JUDGE.side, io.warn)).batch;
+  // At most JUDGE_STEPS steps of 32 images, and 20 passes over the images (a small set).
+  const steps = Math.min(JUDGE_STEPS, Math.ceil(20 * (trainA.shape[0] + trainB.shape[0]) / 32));
+  const judge = trainDomainClassifier(trainA, trainB, { seed: flags.seed, steps });
   tf.dispose([trainA, trainB]);
   const fractionB = async (images: tf.Tensor4D) => {
     const p = await judge.probabilityB(images);
     return p.filter((v) => v > 0.5).length / p.length;
   };
-  const accuracies: number[] = [];
-
+  const testA = await loadTestImages(data.testA, S, io.warn);
+  const testB = await loadTestImages(data.testB, S, io.warn);
+  const judgeRight = { A: 1 - await fractionB(testA.batch), B: await fractionB(testB.batch) };
   const toUnit = (t: tf.Tensor4D) => tf.tidy(() => tf.div(tf.add(t, 1), 2) as tf.Tensor4D);
-  const direction = async (net: string, from: readonly string[], to: readonly string[]) => {
-    const source = (await loadTestImages(from, S, io.warn)).batch;
-    const target = (await loadTestImages(to, S, io.warn)).batch;
-    const params = subtree<GeneratorParams>(ck.state.gen, net);
-    const parts: tf.Tensor4D[] = [];
-    for (let i = 0; i < source.shape[0]; i += BATCH) {
-      const x = source.slice(i, Math.min(BATCH, source.shape[0] - i));
-      parts.push(tf.tidy(() => G.apply(params, x).image));
-      x.dispose();
-    }
-    const fake = tf.concat(parts) as tf.Tensor4D;
-    tf.dispose(parts);
-    const [ff, tfe, sf] = [
-      features.extract(fake),
-      features.extract(target),
-      features.extract(source),
-    ];
-    // The share of images the judge takes for this direction's target domain.
-    const asTarget = async (images: tf.Tensor4D) =>
-      net === "genA2B" ? await fractionB(images) : 1 - await fractionB(images);
-    const paired = async () => {
-      const [f, t, s] = [toUnit(fake), toUnit(target), toUnit(source)];
-      const scores = async (a: tf.Tensor4D) => ({
-        l1: await l1Distance(a, t),
-        psnr: await psnr(a, t),
-        ssim: await ssim(a, t),
-      });
-      const out = { translation: await scores(f), identity: await scores(s) };
-      tf.dispose([f, t, s]);
-      return out;
+  // Figures of the untranslated sources, the baseline: the same for every checkpoint.
+  const baselines = new Map<
+    string,
+    DirectionResult["source"] & { readonly classifier: number }
+  >();
+
+  const evaluate = async (path: string): Promise<EvalResult> => {
+    const ck = await loadCheckpoint(path, config);
+    const G = generator(config.generator);
+    io.out(`evaluating ${path} (iteration ${ck.state.step}) on ${backend}`);
+    const direction = async (net: "genA2B" | "genB2A"): Promise<DirectionResult> => {
+      const [source, target] = net === "genA2B"
+        ? [testA.batch, testB.batch]
+        : [testB.batch, testA.batch];
+      const params = subtree<GeneratorParams>(ck.state.gen, net);
+      const parts: tf.Tensor4D[] = [];
+      for (let i = 0; i < source.shape[0]; i += BATCH) {
+        const x = source.slice(i, Math.min(BATCH, source.shape[0] - i));
+        parts.push(tf.tidy(() => G.apply(params, x).image));
+        x.dispose();
+      }
+      const fake = tf.concat(parts) as tf.Tensor4D;
+      tf.dispose(parts);
+      // The share of images the judge takes for this direction's target domain.
+      const asTarget = async (images: tf.Tensor4D) =>
+        net === "genA2B" ? await fractionB(images) : 1 - await fractionB(images);
+      const [ff, tfe] = [features.extract(fake), features.extract(target)];
+      if (!baselines.has(net)) {
+        const sf = features.extract(source);
+        baselines.set(net, {
+          kid: await kid(sf, tfe, { subsets: 100 }),
+          fid: await fid(sf, tfe),
+          classifier: await asTarget(source),
+        });
+        sf.dispose();
+      }
+      const base = baselines.get(net)!;
+      const paired = async () => {
+        const [f, t, s] = [toUnit(fake), toUnit(target), toUnit(source)];
+        const scores = async (a: tf.Tensor4D) => ({
+          l1: await l1Distance(a, t),
+          psnr: await psnr(a, t),
+          ssim: await ssim(a, t),
+        });
+        const out = { translation: await scores(f), identity: await scores(s) };
+        tf.dispose([f, t, s]);
+        return out;
+      };
+      const result: DirectionResult = {
+        images: fake.shape[0],
+        kid: await kid(ff, tfe, { subsets: 100 }),
+        fid: await fid(ff, tfe),
+        source: { kid: base.kid, fid: base.fid },
+        classifier: { translated: await asTarget(fake), source: base.classifier },
+        ...(data.alignedTest && source.shape[0] === target.shape[0]
+          ? { paired: await paired() }
+          : {}),
+      };
+      tf.dispose([fake, ff, tfe]);
+      return result;
     };
-    const result: DirectionResult = {
-      images: fake.shape[0],
-      kid: await kid(ff, tfe, { subsets: 100 }),
-      fid: await fid(ff, tfe),
-      source: { kid: await kid(sf, tfe, { subsets: 100 }), fid: await fid(sf, tfe) },
-      classifier: { translated: await asTarget(fake), source: await asTarget(source) },
-      ...(data.alignedTest && source.shape[0] === target.shape[0]
-        ? { paired: await paired() }
-        : {}),
+    const result: EvalResult = {
+      checkpoint: path,
+      iteration: ck.state.step,
+      features: features.name,
+      classifierAccuracy: (judgeRight.A + judgeRight.B) / 2,
+      classifierRight: judgeRight,
+      A2B: await direction("genA2B"),
+      B2A: await direction("genB2A"),
     };
-    accuracies.push(await asTarget(target));
-    tf.dispose([source, target, fake, ff, tfe, sf]);
+    disposeState(ck.state);
     return result;
   };
-  const A2B = await direction("genA2B", data.testA, data.testB);
-  const B2A = await direction("genB2A", data.testB, data.testA);
-  const result: EvalResult = {
-    checkpoint: path,
-    iteration: ck.state.step,
-    features: features.name,
-    classifierAccuracy: (accuracies[0] + accuracies[1]) / 2,
-    A2B,
-    B2A,
-  };
 
-  disposeState(ck.state);
-  judge.dispose();
+  const run = paths[0].replace(/\/model\/[^/]*$/, "");
+  let last: EvalResult | undefined;
+  try {
+    for (const path of paths) {
+      last = await evaluate(path);
+      const text = JSON.stringify(last, null, 2) + "\n";
+      const numbered = `${run}/eval_${String(last.iteration).padStart(7, "0")}.json`;
+      for (const file of [numbered, ...(path === paths.at(-1) ? [`${run}/eval.json`] : [])]) {
+        await Deno.writeTextFile(`${file}.tmp`, text);
+        await Deno.rename(`${file}.tmp`, file);
+      }
+      printTable(last, io);
+      io.out(`wrote ${numbered}`);
+    }
+  } finally {
+    judge.dispose();
+    tf.dispose([testA.batch, testB.batch]);
+  }
+  await writeReport(run);
+  return last!;
+}
 
-  const run = path.replace(/\/model\/[^/]*$/, "");
-  await Deno.writeTextFile(`${run}/eval.json.tmp`, JSON.stringify(result, null, 2) + "\n");
-  await Deno.rename(`${run}/eval.json.tmp`, `${run}/eval.json`);
+/** The kept checkpoints (`ckpt_<iteration>`) of a model folder, in order. */
+async function keptCheckpoints(modelDir: string): Promise<string[]> {
+  const names = await Array.fromAsync(Deno.readDir(modelDir)).catch(() => {
+    throw new FlagError(`--checkpoint all: no model folder ${modelDir} (check --result_dir)`);
+  });
+  const kept = names.map((e) => e.name).filter((n) => /^ckpt_\d+\.safetensors$/.test(n)).sort();
+  if (!kept.length) throw new FlagError(`--checkpoint all: no ckpt_*.safetensors in ${modelDir}`);
+  return kept.map((n) => `${modelDir}/${n}`);
+}
+
+function printTable(result: EvalResult, io: RunnerIO) {
   // Each cell: the translations' figure, then the untranslated sources' (the baseline).
   const cell = (a: number, b: number, digits: number) =>
     `${a.toFixed(digits)} (${b.toFixed(digits)})`;
@@ -183,22 +235,21 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
         : ["-", "-", "-"]),
     ]);
   }
+  const right = result.classifierRight;
   io.out(
-    `features: ${features.name}; "as target": the domain classifier's verdict ` +
-      `(${
-        (100 * result.classifierAccuracy).toFixed(1)
-      }% right on real test images); in brackets: the untranslated sources`,
+    `features: ${result.features}; "as target": the domain classifier's verdict ` +
+      `(right on ${(100 * right.A).toFixed(1)}% of real test A and ${
+        (100 * right.B).toFixed(1)
+      }% of real test B); in brackets: the untranslated sources`,
   );
   for (const row of rows) io.out(row.map((c, i) => c.padEnd(i < 2 ? 10 : 18)).join("").trimEnd());
-  io.out(`wrote ${run}/eval.json`);
-  await writeReport(run);
-  return result;
 }
 
 if (import.meta.main) {
   if (Deno.args.includes("--help")) {
     console.log(
-      `usage: deno task eval [flags]\n\nEvaluates a run's checkpoint (default: its latest) on the test split.\n\n` +
+      `usage: deno task eval [flags]\n\nEvaluates a run's checkpoint (default: its latest; --checkpoint all: every kept one,\n` +
+        `the points of the report's evaluation curve) on the test split.\n\n` +
         flagHelp(LAPTOP_DEFAULTS),
     );
     Deno.exit(0);

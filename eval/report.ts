@@ -84,13 +84,55 @@ function evalTables(e: EvalResult): string {
     return `<tr>${cells.map((c) => `<td>${c}</td>`).join("")}</tr>`;
   });
   const head = ["direction", "images", "KID x100", "FID", "as target %", "L1", "PSNR", "SSIM"];
+  const right = e.classifierRight
+    ? `${(100 * e.classifierRight.A).toFixed(1)}% of real test A and ${
+      (100 * e.classifierRight.B).toFixed(1)
+    }% of real test B`
+    : `${(100 * e.classifierAccuracy).toFixed(1)}% of real test images`;
   return [
     `<p>Checkpoint at iteration ${e.iteration}; features: ${escape(e.features)}.`,
     "In brackets: the untranslated sources, the baseline.",
-    `"As target": the share the domain classifier (${(100 * e.classifierAccuracy).toFixed(1)}%`,
-    "right on real test images) takes for the target domain.</p>",
+    `"As target": the share the domain classifier (right on ${right}) takes for the target`,
+    "domain.</p>",
     `<table><tr>${head.map((h) => `<th>${h}</th>`).join("")}</tr>${rows.join("")}</table>`,
   ].join("\n");
+}
+
+// The evaluation figures against iterations, from every `eval_<iteration>.json` of the run: one
+// chart per figure, each direction next to its untranslated sources (the baseline).
+async function evalCurves(dir: string): Promise<string[]> {
+  const names = (await Array.fromAsync(Deno.readDir(dir)).catch(() => []))
+    .map((e) => e.name).filter((n) => /^eval_\d+\.json$/.test(n)).sort();
+  const evals: EvalResult[] = [];
+  for (const n of names) {
+    try {
+      evals.push(JSON.parse(await Deno.readTextFile(`${dir}/${n}`)));
+    } catch {
+      // one being written
+    }
+  }
+  if (evals.length < 2) return [];
+  const figures: [
+    string,
+    (e: EvalResult, d: "A2B" | "B2A", source: boolean) => number | undefined,
+  ][] = [
+    ["as target %", (e, d, src) => 100 * e[d].classifier[src ? "source" : "translated"]],
+    ["KID x100", (e, d, src) => 100 * (src ? e[d].source.kid.mean : e[d].kid.mean)],
+    ["paired L1", (e, d, src) => e[d].paired?.[src ? "identity" : "translation"].l1],
+    ["paired SSIM", (e, d, src) => e[d].paired?.[src ? "identity" : "translation"].ssim],
+  ];
+  const keys = ["A2B", "B2A", "A2B source", "B2A source"];
+  return await Promise.all(figures.map(([title, get]) => {
+    const rows = evals.map((e) => {
+      const row: Record<string, number> = { iteration: e.iteration };
+      for (const key of keys) {
+        const v = get(e, key.slice(0, 3) as "A2B" | "B2A", key.endsWith("source"));
+        if (v !== undefined) row[key] = v;
+      }
+      return row;
+    });
+    return lossChart(title, rows, keys);
+  }));
 }
 
 /**
@@ -121,6 +163,7 @@ export async function writeReport(dir: string): Promise<string> {
   const charts = await Promise.all(
     groups.map((g) => lossChart(g, log, terms.filter((t) => t.replace(/_[AB]$/, "") === g))),
   );
+  const curves = await evalCurves(dir);
   const config = flags
     ? `<table>${
       Object.entries(flags).filter(([k]) => k !== "_").map(([k, v]) =>
@@ -150,6 +193,12 @@ figure{display:inline-block;margin:0 1em 1em 0}img{image-rendering:pixelated;mar
 Rows of each picture: real, identity CAM heatmap, identity, translation heatmap, translation, cycle heatmap, cycle.</p>
 <h2>Evaluation</h2>${
     evaluation ? evalTables(evaluation) : "<p>Not evaluated yet (<code>deno task eval</code>).</p>"
+  }${
+    curves.length
+      ? `<h3>Over iterations</h3><p>Each evaluated checkpoint (<code>deno task eval --checkpoint all</code>); "source": the untranslated sources.</p><div class="charts">${
+        curves.join("\n")
+      }</div>`
+      : ""
   }
 <h2>Losses</h2><div class="charts">${charts.join("\n")}</div>
 <h2>Samples over time</h2>${samples.join("\n") || "<p>No pictures yet.</p>"}

@@ -22,18 +22,40 @@ async function chromium(): Promise<string | undefined> {
   return undefined;
 }
 
-Deno.test("report.html shows losses, pictures and evaluation, and loads cleanly in Chromium", async () => {
+Deno.test("report.html shows losses, pictures, evaluation and its curve, and loads cleanly in Chromium", async () => {
   const root = await makeDataset({ train: 2, test: 2, size: 28 });
   const results = await Deno.makeTempDir();
   try {
-    const flags = tinyFlags(root, results, { backend: "wasm", print_freq: "2" });
+    const flags = tinyFlags(root, results, { backend: "wasm", print_freq: "2", save_freq: "1" });
     const run = await runTraining(flags, { out: () => {}, warn: () => {} });
-    await runEval(flags, { out: () => {}, warn: () => {} });
-    const html = await Deno.readTextFile(`${run.dir}/report.html`);
+    const quiet = { out: () => {}, warn: () => {} };
+    assertEquals((await runEval(flags, quiet)).iteration, 3);
+    let html = await Deno.readTextFile(`${run.dir}/report.html`);
+    assertEquals(html.match(/<svg/g)?.length, 5); // one evaluation: no curve yet
+    // Every kept checkpoint, in order: the points of the evaluation curve.
+    const lines: string[] = [];
+    const last = await runEval({ ...flags, checkpoint: "all" }, {
+      ...quiet,
+      out: (l) => lines.push(l),
+    });
+    assertEquals(last.iteration, 3);
+    assertEquals(
+      lines.filter((l) => l.startsWith("evaluating")).map((l) => /ckpt_(\d+)/.exec(l)?.[1]),
+      ["0000001", "0000002", "0000003"],
+    );
+    for (const it of [1, 2, 3]) {
+      const e = JSON.parse(await Deno.readTextFile(`${run.dir}/eval_000000${it}.json`));
+      assertEquals(e.iteration, it);
+    }
+    html = await Deno.readTextFile(`${run.dir}/report.html`);
     for (const term of ["d_adv", "adv", "cycle", "identity", "cam"]) {
       assert(html.includes(`>${term}</text>`), term);
     }
-    assertEquals(html.match(/<svg/g)?.length, 5);
+    // the five loss charts and four evaluation curves
+    assertEquals(html.match(/<svg/g)?.length, 9);
+    for (const title of ["as target %", "KID x100", "paired L1", "paired SSIM"]) {
+      assert(html.includes(`>${title}</text>`), title);
+    }
     assertEquals(html.match(/<img /g)?.length, 4); // A2B and B2A at iterations 1 and 2
     assert(html.includes("KID x100") && html.includes("--n_dis"));
 

@@ -27,7 +27,7 @@ import { LIN_NORM } from "../backends/norm_kernels.ts";
 import { loadBlas } from "../backends/blas.ts";
 import { configFromFlags, exitOnUserError, flagsOrExit } from "../train/flags.ts";
 import { disposeState, trainer } from "../train/step.ts";
-import { findTorchPython } from "./pytorch/find_python.ts";
+import { type PeerRound, startTorchPeer } from "./pytorch/peer.ts";
 
 const args = [...Deno.args];
 const take = (flag: string) => args.includes(flag) && args.splice(args.indexOf(flag), 1).length > 0;
@@ -100,74 +100,6 @@ const config = {
 };
 const rows: Record<string, unknown>[] = [];
 
-/** What the peer answers for a round of iterations. */
-interface PeerRound {
-  readonly times_ms: number[];
-  readonly peak_rss_mb: number;
-  readonly backend: string;
-  /** PyTorch's peak allocated CUDA memory. */
-  readonly peak_gpu_mb?: number;
-}
-
-/** The PyTorch peer, kept running and asked for iterations one round at a time. */
-interface Peer {
-  /** Runs `n` iterations; their times (ms) and the peer's peak RSS. */
-  run(n: number): Promise<PeerRound>;
-  close(): Promise<void>;
-}
-
-async function startPeer(): Promise<Peer | undefined> {
-  const python = await findTorchPython(torchDevice);
-  if (!python) {
-    console.log(
-      torchDevice === "cuda"
-        ? "no PyTorch with CUDA here: benchmarking ours alone"
-        : "PyTorch is not installed here (apt-get install python3-torch): benchmarking ours alone",
-    );
-    return undefined;
-  }
-  const script = new URL("./pytorch/bench_step.py", import.meta.url).pathname;
-  const child = new Deno.Command(python, {
-    args: [
-      script,
-      "--serve",
-      ...(flags.light ? ["--light"] : []),
-      ...["--img_size", S, "--ch", flags.ch, "--n_res", flags.n_res, "--n_dis", flags.n_dis].map(
-        String,
-      ),
-      ...["--batch_size", flags.batch_size].map(String),
-      ...["--device", torchDevice],
-    ],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "inherit",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  const reader = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
-  let buffered = "";
-  const nextLine = async (): Promise<string> => {
-    while (!buffered.includes("\n")) {
-      const { value, done } = await reader.read();
-      if (done) throw new Error("PyTorch peer stopped (its error is above)");
-      buffered += value;
-    }
-    const at = buffered.indexOf("\n");
-    const line = buffered.slice(0, at);
-    buffered = buffered.slice(at + 1);
-    return line;
-  };
-  return {
-    async run(n) {
-      await writer.write(new TextEncoder().encode(`${n}\n`));
-      return JSON.parse(await nextLine());
-    },
-    async close() {
-      await writer.close();
-      await child.status;
-    },
-  };
-}
-
 const backend = await selectBackend(flags.backend);
 const gpu = backend === "webgpu" ? webgpuStarted() : undefined;
 if (gpu) {
@@ -195,7 +127,15 @@ const noteGpuMemory = () => {
   const bytes = (tf.memory() as { numBytesAllocatedInGPU?: number }).numBytesAllocatedInGPU;
   if (bytes !== undefined) gpuMb = Math.max(gpuMb, Math.round(bytes / 2 ** 20));
 };
-const peer = vsTorch ? await startPeer() : undefined;
+const peer = vsTorch
+  ? await startTorchPeer([
+    ...(flags.light ? ["--light"] : []),
+    ...["--img_size", S, "--ch", flags.ch, "--n_res", flags.n_res, "--n_dis", flags.n_dis].map(
+      String,
+    ),
+    ...["--batch_size", flags.batch_size].map(String),
+  ], torchDevice)
+  : undefined;
 try {
   const t = trainer(configFromFlags(flags));
   let state = t.init(flags.seed);

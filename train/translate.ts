@@ -148,9 +148,14 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
     const params = generators[dir as Direction]!;
     const back = generators[inverse]; // the cycle, where the file holds both directions
     const rows: string[] = [];
+    const started = performance.now();
+    let forwardMs = 0; // the generator's passes alone, without the cycle, heatmaps and files
     for (let i = 0; i < used.length; i += COLUMNS) {
       const x = batch.slice(i, Math.min(COLUMNS, used.length - i));
+      const t0 = performance.now();
       const fwd = G.apply(params, x);
+      await fwd.image.data(); // done when its pixels are
+      forwardMs += performance.now() - t0;
       const cyc = back && G.apply(back, fwd.image);
       const shown = toDisplay(fwd.image);
       for (let j = 0; j < x.shape[0]; j++) {
@@ -202,7 +207,12 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
           rows.join("\n")
         }</table>`,
     );
-    io.out(`${dir}: ${used.length} image(s) in ${out}/${dir}`);
+    const perImage = (ms: number) => `${(ms / used.length).toFixed(0)} ms`;
+    io.out(
+      `${dir}: ${used.length} image(s) in ${out}/${dir}; ${
+        perImage(performance.now() - started)
+      } per image, of which the ${S}-px forward pass ${perImage(forwardMs)}`,
+    );
   }
   await Deno.writeTextFile(
     `${out}/index.html`,

@@ -1,6 +1,7 @@
 """The PyTorch peer for `deno task bench --vs-torch`: one U-GAT-IT training iteration of the model
 in ugatit_torch.py (built from SPEC.md) with the reference's losses, Adam and order (D step on
-detached fakes, G step, rho clipping), timed over N iterations; prints one JSON line.
+detached fakes, G step, rho clipping), timed over N iterations; prints one JSON line. With --forward: the A2B generator's forward pass
+alone (a translation, no gradients), for `deno task bench:forward --vs-torch`.
 
     /usr/bin/python3 tools/pytorch/bench_step.py --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --steps 5
     python3 tools/pytorch/bench_step.py --device cuda --light --img_size 256 --ch 64 --n_dis 6"""
@@ -31,12 +32,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (eager, PyTorch's defaults)")
     ap.add_argument("--serve", action="store_true", help="run iterations on request (stdin)")
+    ap.add_argument("--forward", action="store_true", help="time the A2B generator's forward pass")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     dev = torch.device(a.device)
-    cuda = dev.type == "cuda"
     S = a.img_size
+    if a.forward:
+        serve(a, dev, *translation(a, dev))
+        return
     gA2B, gB2A = (Generator(a.ch, a.n_res, S, a.light).to(dev) for _ in range(2))
     dGA, dGB = (Discriminator(a.ch, a.n_dis + 1).to(dev) for _ in range(2))
     dLA, dLB = (Discriminator(a.ch, a.n_dis - 1).to(dev) for _ in range(2))
@@ -84,6 +88,24 @@ def main():
                     if name.endswith("rho"):
                         p.clamp_(0, 1)
 
+    serve(a, dev, step, "step_ms_median")
+
+
+def translation(a, dev):
+    """The A2B generator alone (eval mode, no autograd) and one forward pass of it."""
+    g = Generator(a.ch, a.n_res, a.img_size, a.light).to(dev).eval()
+    x = (torch.rand(a.batch_size, 3, a.img_size, a.img_size) * 2 - 1).to(dev)
+
+    def forward():
+        with torch.inference_mode():
+            g(x)
+    return forward, "g_forward_ms_median"
+
+
+def serve(a, dev, step, key):
+    """Times `step`: on request from stdin (--serve) or --steps times, printing JSON lines."""
+    cuda = dev.type == "cuda"
+
     def timed():
         # CUDA runs asynchronously: an iteration is done when the device has finished it.
         t0 = time.perf_counter()
@@ -117,7 +139,7 @@ def main():
     times = [timed() for _ in range(a.steps)]
     print(json.dumps({
         "impl": "pytorch",
-        "step_ms_median": round(statistics.median(times), 1),
+        key: round(statistics.median(times), 1),
         "steps": a.steps,
         **info(),
     }))

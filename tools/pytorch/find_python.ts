@@ -22,8 +22,9 @@ export async function findTorchPython(device = "cpu"): Promise<string | undefine
       })
         .output();
       if (code === 0) return python;
-    } catch {
-      // not installed
+    } catch (e) {
+      // Not installed; but a run without --allow-run must not read as "no PyTorch".
+      if (e instanceof Deno.errors.NotCapable) throw e;
     }
   }
   return undefined;
