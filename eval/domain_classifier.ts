@@ -82,8 +82,8 @@ export interface DomainClassifier {
  * Trains a classifier of A (label 0) against B (label 1).
  * @param a real images of A `[Na, S, S, 3]` in [-1, 1]
  * @param b real images of B
- * @param options steps (default {@linkcode JUDGE_STEPS}), batch size (default 32), learning rate, seed, shape
- *   (default {@linkcode JUDGE})
+ * @param options steps (default {@linkcode JUDGE_STEPS}), batch size (default 32), learning
+ *   rate (falling linearly to zero), seed, shape (default {@linkcode JUDGE})
  * @returns the classifier
  */
 export function trainDomainClassifier(

@@ -28,6 +28,7 @@ import { loadBlas } from "../backends/blas.ts";
 import { configFromFlags, exitOnUserError, flagsOrExit } from "../train/flags.ts";
 import { disposeState, trainer } from "../train/step.ts";
 import { type PeerRound, startTorchPeer } from "./pytorch/peer.ts";
+import { peakRssMb } from "./peak_rss.ts";
 
 const args = [...Deno.args];
 const take = (flag: string) => args.includes(flag) && args.splice(args.indexOf(flag), 1).length > 0;
@@ -78,17 +79,6 @@ const d = discriminatorFlops(flags.n_dis + 1) + discriminatorFlops(flags.n_dis -
 // D step: 2 G forwards without gradients, 8 D forwards and their full backward passes;
 // G step: 6 G forwards with backward, 4 D forwards with input-gradient backward.
 const iterationFlops = flags.batch_size * (2 * g + 6 * 3 * g + 4 * d * 3 + 2 * d * 2);
-
-// The process's peak resident set (Linux: VmHWM); elsewhere the current one.
-function peakRssMb(): number {
-  try {
-    const kb = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"))?.[1];
-    if (kb) return Math.round(Number(kb) / 1024);
-  } catch {
-    // not Linux
-  }
-  return Math.round(Deno.memoryUsage().rss / 2 ** 20);
-}
 
 const config = {
   light: flags.light,

@@ -19,6 +19,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type BackendName, discriminator, dispose, generator, selectBackend } from "../mod.ts";
 import { flagsOrExit } from "../train/flags.ts";
 import { type PeerRound, startTorchPeer } from "./pytorch/peer.ts";
+import { peakRssMb } from "./peak_rss.ts";
 
 const args = [...Deno.args];
 const take = (name: string, fallback: string) => {
@@ -49,16 +50,6 @@ async function time(fn: () => tf.Tensor, between?: () => Promise<void>): Promise
   return out;
 }
 
-// The process's peak resident set (Linux: VmHWM); elsewhere the current one.
-function peakRssMb(): number {
-  try {
-    const kb = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"))?.[1];
-    if (kb) return Math.round(Number(kb) / 1024);
-  } catch {
-    // not Linux
-  }
-  return Math.round(Deno.memoryUsage().rss / 2 ** 20);
-}
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
 console.log(
