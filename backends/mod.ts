@@ -31,6 +31,7 @@ import { loadNativeLibraries, registerNativeKernels, setNativeKernels } from "./
 import { registerNormKernels } from "./norm_kernels.ts";
 import { registerJsKernels } from "./js_kernels.ts";
 import { registerNativeCpuBackend } from "./cpu_kernels.ts";
+import { setFreeingBackprop } from "./backprop.ts";
 import {
   describeAdapter,
   type GpuAdapter,
@@ -128,6 +129,7 @@ export async function selectBackend(
     throw new Error(`--backend: unknown backend "${name}"; choose one of ${BACKENDS.join(", ")}`);
   }
   registerNormKernels();
+  setFreeingBackprop(true);
   const missingTf = "TensorFlow (tfjs-node) is not installed here: @tensorflow/tfjs-node(-gpu) " +
     "needs libtensorflow, fetched by its install script";
   switch (name) {

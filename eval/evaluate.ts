@@ -56,6 +56,8 @@ export interface EvalResult {
   readonly checkpoint: string;
   /** Its iteration. */
   readonly iteration: number;
+  /** The generators' weights judged: as trained, or their moving average (`--ema`); absent: trained. */
+  readonly weights?: "trained" | "ema";
   /** The feature extractor behind KID and FID. */
   readonly features: string;
   /** The domain classifier's accuracy on the real test images of both domains. */
@@ -85,6 +87,10 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
   const backend = await selectBackend(flags.backend, { log: io.warn });
   const data = await openDataset(flags.dataset, io.warn);
   const config = configFromFlags(trained);
+  // A run with a moving average of its generators is judged by it, unless --use_ema false
+  // (then by the trained weights, into eval_raw_*.json: both curves side by side).
+  const averaged = config.ema! > 0 && flags.use_ema;
+  const raw = config.ema! > 0 && !flags.use_ema ? "raw_" : "";
   const S = config.generator.imgSize!;
   const features = flags.features === "builtin"
     ? randomConvFeatures()
@@ -115,12 +121,17 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
   const evaluate = async (path: string): Promise<EvalResult> => {
     const ck = await loadCheckpoint(path, config);
     const G = generator(config.generator);
-    io.out(`evaluating ${path} (iteration ${ck.state.step}) on ${backend}`);
+    const weights = averaged ? ck.state.ema! : ck.state.gen;
+    io.out(
+      `evaluating ${path} (iteration ${ck.state.step}${
+        averaged ? ", moving average" : ""
+      }) on ${backend}`,
+    );
     const direction = async (net: "genA2B" | "genB2A"): Promise<DirectionResult> => {
       const [source, target] = net === "genA2B"
         ? [testA.batch, testB.batch]
         : [testB.batch, testA.batch];
-      const params = subtree<GeneratorParams>(ck.state.gen, net);
+      const params = subtree<GeneratorParams>(weights, net);
       const parts: tf.Tensor4D[] = [];
       for (let i = 0; i < source.shape[0]; i += BATCH) {
         const x = source.slice(i, Math.min(BATCH, source.shape[0] - i));
@@ -170,6 +181,7 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
     const result: EvalResult = {
       checkpoint: path,
       iteration: ck.state.step,
+      weights: averaged ? "ema" : "trained",
       features: features.name,
       classifierAccuracy: (judgeRight.A + judgeRight.B) / 2,
       classifierRight: judgeRight,
@@ -186,8 +198,9 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
     for (const path of paths) {
       last = await evaluate(path);
       const text = JSON.stringify(last, null, 2) + "\n";
-      const numbered = `${run}/eval_${String(last.iteration).padStart(7, "0")}.json`;
-      for (const file of [numbered, ...(path === paths.at(-1) ? [`${run}/eval.json`] : [])]) {
+      const numbered = `${run}/eval_${raw}${String(last.iteration).padStart(7, "0")}.json`;
+      const final = `${run}/eval${raw ? "_raw" : ""}.json`;
+      for (const file of [numbered, ...(path === paths.at(-1) ? [final] : [])]) {
         await Deno.writeTextFile(`${file}.tmp`, text);
         await Deno.rename(`${file}.tmp`, file);
       }

@@ -98,11 +98,11 @@ function evalTables(e: EvalResult): string {
   ].join("\n");
 }
 
-// The evaluation figures against iterations, from every `eval_<iteration>.json` of the run: one
-// chart per figure, each direction next to its untranslated sources (the baseline).
-async function evalCurves(dir: string): Promise<string[]> {
+// Every `eval_<prefix><iteration>.json` of a run folder, by iteration order.
+async function evalFiles(dir: string, prefix: string): Promise<EvalResult[]> {
+  const pattern = new RegExp(`^eval_${prefix}\\d+\\.json$`);
   const names = (await Array.fromAsync(Deno.readDir(dir)).catch(() => []))
-    .map((e) => e.name).filter((n) => /^eval_\d+\.json$/.test(n)).sort();
+    .map((e) => e.name).filter((n) => pattern.test(n)).sort();
   const evals: EvalResult[] = [];
   for (const n of names) {
     try {
@@ -111,7 +111,16 @@ async function evalCurves(dir: string): Promise<string[]> {
       // one being written
     }
   }
+  return evals;
+}
+
+// The evaluation figures against iterations, from every `eval_<iteration>.json` of the run: one
+// chart per figure, each direction next to its untranslated sources (the baseline) and, for a run
+// with a moving average (`--ema`) also evaluated with `--use_ema false`, the weights as trained.
+async function evalCurves(dir: string): Promise<string[]> {
+  const evals = await evalFiles(dir, "");
   if (evals.length < 2) return [];
+  const trained = new Map((await evalFiles(dir, "raw_")).map((e) => [e.iteration, e]));
   const figures: [
     string,
     (e: EvalResult, d: "A2B" | "B2A", source: boolean) => number | undefined,
@@ -121,12 +130,19 @@ async function evalCurves(dir: string): Promise<string[]> {
     ["paired L1", (e, d, src) => e[d].paired?.[src ? "identity" : "translation"].l1],
     ["paired SSIM", (e, d, src) => e[d].paired?.[src ? "identity" : "translation"].ssim],
   ];
-  const keys = ["A2B", "B2A", "A2B source", "B2A source"];
+  const keys = [
+    "A2B",
+    "B2A",
+    ...(trained.size ? ["A2B as trained", "B2A as trained"] : []),
+    "A2B source",
+    "B2A source",
+  ];
   return await Promise.all(figures.map(([title, get]) => {
     const rows = evals.map((e) => {
       const row: Record<string, number> = { iteration: e.iteration };
       for (const key of keys) {
-        const v = get(e, key.slice(0, 3) as "A2B" | "B2A", key.endsWith("source"));
+        const of = key.endsWith("as trained") ? trained.get(e.iteration) : e;
+        const v = of && get(of, key.slice(0, 3) as "A2B" | "B2A", key.endsWith("source"));
         if (v !== undefined) row[key] = v;
       }
       return row;

@@ -4,9 +4,11 @@ import { selectBackend } from "../backends/mod.ts";
 import type { GeneratorConfig } from "../layers/generator.ts";
 import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
 import { runTraining } from "../train/runner.ts";
-import { disposeState, trainer } from "../train/step.ts";
+import { disposeState, emaDecay, trainer } from "../train/step.ts";
+import { loadGenerators } from "../train/checkpoint.ts";
 import { runTranslate } from "../train/translate.ts";
 import { runEval } from "../eval/evaluate.ts";
+import { runExport } from "../train/export.ts";
 import { readSafetensors } from "../weights/safetensors.ts";
 import { makeDataset, tinyFlags } from "./helpers.ts";
 
@@ -61,6 +63,95 @@ Deno.test("training steps keep the tensor count flat and lower the reconstructio
 });
 
 const quiet = { out: () => {}, warn: () => {} };
+
+Deno.test("the generators' moving average (--ema) follows the weights, warm-up first", async () => {
+  await selectBackend("wasm");
+  assertEquals([emaDecay(0.999, 0), emaDecay(0.999, 8), emaDecay(0.999, 1e6)], [0.1, 0.5, 0.999]);
+  const t = trainer({
+    ...TINY,
+    weights: DEFAULT_WEIGHTS,
+    lr: 1e-2,
+    weightDecay: 1e-4,
+    iterations: 10,
+    decay: false,
+    ema: 0.5,
+  });
+  const s0 = t.init(0);
+  const key = Object.keys(s0.gen).find((k) => k.endsWith("conv.weight")) ?? Object.keys(s0.gen)[0];
+  assertEquals(Object.keys(s0.ema!).sort(), Object.keys(s0.gen).sort());
+  assertEquals(Array.from(s0.ema![key].dataSync()), Array.from(s0.gen[key].dataSync()));
+  const a = tf.randomUniform([1, 24, 24, 3], -1, 1, "float32", 1) as tf.Tensor4D;
+  const b = tf.randomUniform([1, 24, 24, 3], -1, 1, "float32", 2) as tf.Tensor4D;
+  let state = s0;
+  const before: Float32Array[] = [];
+  for (let i = 0; i < 2; i++) {
+    before.push(state.ema![key].dataSync() as Float32Array);
+    const { state: next, terms } = t.step(state, a, b);
+    tf.dispose(Object.values(terms));
+    const d = emaDecay(0.5, i);
+    const [e, g] = [next.ema![key].dataSync(), next.gen[key].dataSync()];
+    for (let j = 0; j < e.length; j++) {
+      const want = d * before[i][j] + (1 - d) * g[j];
+      assert(Math.abs(e[j] - want) < 1e-6, `${key}[${j}] at step ${i + 1}: ${e[j]} vs ${want}`);
+    }
+    assert(e.some((v, j) => v !== g[j]), "the average differs from the weights");
+    disposeState(state);
+    state = next;
+  }
+  disposeState(state);
+  tf.dispose([a, b]);
+});
+
+Deno.test("a run with --ema saves the average; translate, export and eval use it unless --use_ema false", async () => {
+  const root = await makeDataset({ train: 3, test: 2, size: 28 });
+  const results = await Deno.makeTempDir();
+  try {
+    const run = await runTraining(tinyFlags(root, results, { ema: "0.9", save_freq: "1" }), quiet);
+    assertEquals(run.status, "done");
+    const path = `${run.dir}/model/latest.safetensors`;
+    const { tensors } = await tensorsOf(path);
+    const ema = Object.keys(tensors).filter((k) => k.startsWith("ema.")).sort();
+    const gen = Object.keys(tensors).filter((k) => k.startsWith("gen.")).sort();
+    assertEquals(ema, gen.map((k) => k.replace(/^gen\./, "ema.")));
+    const flags = tinyFlags(root, results, { checkpoint: path });
+    const averaged = await loadGenerators(path, flags);
+    const trained = await loadGenerators(path, { ...flags, use_ema: false });
+    assertEquals([averaged.averaged, trained.averaged], [true, false]);
+    const k = Object.keys(averaged.generators.A2B!)[0];
+    assertEquals(
+      Array.from(averaged.generators.A2B![k].data as Float32Array),
+      tensors[`ema.genA2B.${k}`],
+    );
+    assertEquals(
+      Array.from(trained.generators.A2B![k].data as Float32Array),
+      tensors[`gen.genA2B.${k}`],
+    );
+    const exported = await runExport(flags, quiet);
+    assertEquals((await readSafetensors(exported)).metadata.weights, "ema");
+
+    // Every kept checkpoint both ways: two curves side by side in the report.
+    const all = { backend: "wasm", checkpoint: "all" };
+    const byEma = await runEval(tinyFlags(root, results, all), quiet);
+    const byRaw = await runEval(tinyFlags(root, results, all, ["--use_ema", "false"]), quiet);
+    assertEquals([byEma.weights, byRaw.weights], ["ema", "trained"]);
+    assert(byEma.A2B.kid.mean !== byRaw.A2B.kid.mean);
+    const files = [...Deno.readDirSync(run.dir)].map((e) => e.name).filter((n) =>
+      n.startsWith("eval")
+    );
+    assertEquals(files.sort(), [
+      "eval.json",
+      ...[1, 2, 3].map((i) => `eval_000000${i}.json`),
+      "eval_raw.json",
+      ...[1, 2, 3].map((i) => `eval_raw_000000${i}.json`),
+    ]);
+    const html = await Deno.readTextFile(`${run.dir}/report.html`);
+    for (const series of ["A2B", "A2B as trained", "B2A as trained", "A2B source"]) {
+      assert(html.includes(`>${series}</text>`), series);
+    }
+  } finally {
+    for (const d of [root, results]) await Deno.remove(d, { recursive: true });
+  }
+});
 
 async function tensorsOf(path: string) {
   const { tensors, metadata } = await readSafetensors(path);

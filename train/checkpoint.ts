@@ -24,6 +24,7 @@ import {
 import type { StreamState } from "./data.ts";
 import { underPrefix } from "../layers/tree.ts";
 import type { TrainConfig, TrainState } from "./step.ts";
+import { mapFlat } from "./optim.ts";
 
 const FORMAT = "ugatit-checkpoint/1";
 
@@ -90,14 +91,15 @@ export function checkpointTemplate(
 }
 
 /**
- * Writes a checkpoint atomically.
+ * Writes a checkpoint atomically (the generators' moving average, where the state has one, as
+ * `ema.genA2B.<path>`, ...).
  * @param path the file
  * @param ckpt what to save
  */
 export async function saveCheckpoint(path: string, ckpt: Checkpoint): Promise<void> {
   const tensors: Record<string, tf.Tensor> = {};
-  for (const group of ["gen", "dis", "sn"] as const) {
-    for (const [k, t] of Object.entries(ckpt.state[group])) tensors[`${group}.${k}`] = t;
+  for (const group of ["gen", "ema", "dis", "sn"] as const) {
+    for (const [k, t] of Object.entries(ckpt.state[group] ?? {})) tensors[`${group}.${k}`] = t;
   }
   const optG = split(ckpt.state.optG, "optG", tensors);
   const optD = split(ckpt.state.optD, "optD", tensors);
@@ -162,10 +164,18 @@ export async function loadCheckpoint(path: string, config: TrainConfig): Promise
     tensors[k] = tf.tensor(t.data as Float32Array, [...t.shape]);
   }
   const { optG, optD } = JSON.parse(metadata.optimisers);
+  const gen = underPrefix(tensors, "gen");
+  // The moving average: kept where the configuration asks for one (begun from the weights when
+  // the file has none: a run resumed with --ema), dropped where it does not.
+  const saved = underPrefix(tensors, "ema");
+  const hasEma = Object.keys(saved).length > 0;
+  if (hasEma && !config.ema) tf.dispose(Object.values(saved));
+  const ema = config.ema ? (hasEma ? saved : mapFlat(gen, (p) => p.clone())) : undefined;
   return {
     state: {
       step: Number(metadata.step),
-      gen: underPrefix(tensors, "gen"),
+      gen,
+      ...(ema ? { ema } : {}),
       dis: underPrefix(tensors, "dis"),
       sn: underPrefix(tensors, "sn"),
       optG: join(optG, tensors, path) as unknown[],
@@ -179,10 +189,13 @@ export async function loadCheckpoint(path: string, config: TrainConfig): Promise
 
 /**
  * The generators in a training checkpoint or a generator file (`deno task export`), with the
- * configuration they need: from the checkpoint's flags, or the file's own metadata.
+ * configuration they need: from the checkpoint's flags, or the file's own metadata. Of a
+ * checkpoint with a moving average of the generators (`--ema`), the average unless
+ * `--use_ema false`.
  * @param path the file
  * @param flags the command's flags (the model flags a checkpoint lacks)
- * @returns the configuration, the generators' host tensors by direction and the iteration
+ * @returns the configuration, the generators' host tensors by direction, the iteration, and
+ *   whether they are the moving average
  */
 export async function loadGenerators(
   path: string,
@@ -191,22 +204,27 @@ export async function loadGenerators(
   config: GeneratorConfig;
   generators: Partial<Record<Direction, Record<string, HostTensor>>>;
   step: string;
+  averaged: boolean;
 }> {
   const file = await readSafetensors(path);
   if (file.metadata.format === GENERATOR_FORMAT) {
     const g = orThrow(generatorFileFrom(file, path));
-    return { config: g.config, generators: g.generators, step: g.metadata.step ?? "?" };
+    const averaged = g.metadata.weights === "ema";
+    return { config: g.config, generators: g.generators, step: g.metadata.step ?? "?", averaged };
   }
   const trained = { ...flags, ...JSON.parse(file.metadata.flags ?? "{}") } as Flags;
   const config = configFromFlags(trained);
   const { tensors, metadata } = orThrow(checkpointFits(file, path, config));
+  const averaged = flags.use_ema && Object.keys(tensors).some((k) => k.startsWith("ema."));
+  const group = averaged ? "ema" : "gen";
   return {
     config: config.generator,
     generators: {
-      A2B: underPrefix(tensors, "gen.genA2B"),
-      B2A: underPrefix(tensors, "gen.genB2A"),
+      A2B: underPrefix(tensors, `${group}.genA2B`),
+      B2A: underPrefix(tensors, `${group}.genB2A`),
     },
     step: metadata.step,
+    averaged,
   };
 }
 

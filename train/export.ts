@@ -48,10 +48,11 @@ export async function runExport(flags: Flags, io: RunnerIO): Promise<string> {
   await writeGeneratorFile(out, generators, model.config, {
     half: flags.half,
     reference: flags.reference_names,
-  }, { step: model.step, exported_from: path });
+  }, { step: model.step, exported_from: path, ...(model.averaged ? { weights: "ema" } : {}) });
   const mb = (Deno.statSync(out).size / 2 ** 20).toFixed(1);
   io.out(
-    `wrote ${out} (${mb} MiB): ${directions.join(" and ")} at iteration ${model.step}, ` +
+    `wrote ${out} (${mb} MiB): ${directions.join(" and ")} at iteration ${model.step}` +
+      `${model.averaged ? " (moving average)" : ""}, ` +
       `${flags.half ? "float16" : "float32"}, ${flags.reference_names ? "reference" : "our"} names`,
   );
   return out;

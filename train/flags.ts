@@ -44,6 +44,17 @@ export const FLAGS = {
   cycle_weight: { kind: "float", default: 10, help: "weight of the cycle loss" },
   identity_weight: { kind: "float", default: 10, help: "weight of the identity loss" },
   cam_weight: { kind: "float", default: 1000, help: "weight of the CAM loss" },
+  ema: {
+    kind: "float",
+    default: 0,
+    help: "keep a moving average of the generators' weights, this decay per iteration " +
+      "(e.g. 0.999; 0: none, as the reference)",
+  },
+  use_ema: {
+    kind: "bool",
+    default: true,
+    help: "translate, export, eval: the generators' moving average where the checkpoint has one",
+  },
   ch: { kind: "int", default: 64, help: "base channel width" },
   n_res: { kind: "int", default: 4, help: "residual blocks" },
   n_dis: {
@@ -223,6 +234,7 @@ const CHECKS: ((f: Flags) => string | undefined)[] = [
     .map((name) => (f: Flags) =>
       f[name] < 1 ? `--${name}: must be at least 1, got ${f[name]}` : undefined
     ),
+  (f) => (f.ema < 0 || f.ema >= 1 ? `--ema: must be in [0, 1), got ${f.ema}` : undefined),
   (f) => (f.n_res < 0 ? `--n_res: must not be negative, got ${f.n_res}` : undefined),
   (f) =>
     f.size < 0 || f.size % 4
@@ -380,5 +392,6 @@ export function configFromFlags(flags: Flags): TrainConfig {
     weightDecay: flags.weight_decay,
     iterations: flags.iteration,
     decay: flags.decay_flag,
+    ema: flags.ema,
   };
 }

@@ -56,7 +56,8 @@ export function referenceSchedule(lr: number, iterations: number, decay: boolean
   ) => (decay && half > 0 && step > half ? lr * Math.max(0, 1 - (step - half) / half) : lr);
 }
 
-const mapFlat = (a: Flat, fn: (t: tf.Tensor, k: string) => tf.Tensor): Flat =>
+/** Applies `fn` to every tensor of a flat record, keeping the keys. */
+export const mapFlat = (a: Flat, fn: (t: tf.Tensor, k: string) => tf.Tensor): Flat =>
   Object.fromEntries(Object.entries(a).map(([k, t]) => [k, fn(t, k)]));
 
 /**

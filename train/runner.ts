@@ -198,7 +198,8 @@ export async function runTraining(
     `training ${data.name} on ${backend}: ${
       flags.light ? "light" : "full"
     } S=${S} ch=${flags.ch} n_res=${flags.n_res} ` +
-      `n_dis=${flags.n_dis}, ${data.trainA.length}+${data.trainB.length} training images; run folder ${dir}`,
+      `n_dis=${flags.n_dis}${flags.ema ? `, generators' moving average ${flags.ema}` : ""}, ` +
+      `${data.trainA.length}+${data.trainB.length} training images; run folder ${dir}`,
   );
   const schedule = referenceSchedule(flags.lr, flags.iteration, flags.decay_flag);
   const startStep = state.step;

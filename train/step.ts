@@ -25,6 +25,7 @@ import {
   clipRho,
   type Flat,
   type GradientTransformation,
+  mapFlat,
   referenceAdam,
 } from "./optim.ts";
 
@@ -46,6 +47,23 @@ export interface TrainConfig {
   readonly iterations: number;
   /** Decay the learning rate over the second half. */
   readonly decay: boolean;
+  /**
+   * Decay of a moving average of the generators' weights (0 or absent: none, as the reference);
+   * see {@linkcode emaDecay}.
+   */
+  readonly ema?: number;
+}
+
+/**
+ * The moving average's decay at an iteration: `min(ema, (1 + step) / (10 + step))`, so that the
+ * average follows the fast-changing weights of the first iterations closely and settles to
+ * `ema` later (the warm-up of TensorFlow's `ExponentialMovingAverage` with `num_updates`).
+ * @param ema the decay asked for
+ * @param step iterations done before this update
+ * @returns the decay of this update
+ */
+export function emaDecay(ema: number, step: number): number {
+  return Math.min(ema, (1 + step) / (10 + step));
 }
 
 /**
@@ -80,6 +98,11 @@ export interface TrainState {
   readonly dis: Flat;
   /** Spectral-norm vectors, flat, keys `disGA.<path>.u`, ... */
   readonly sn: Flat;
+  /**
+   * The generators' moving average (keys as `gen`), when `TrainConfig.ema` asks for one: what
+   * sample pictures, translation, export and evaluation use by default.
+   */
+  readonly ema?: Flat;
   /** Generator optimiser state. */
   readonly optG: unknown[];
   /** Discriminator optimiser state. */
@@ -104,7 +127,10 @@ export interface Trainer {
     realA: tf.Tensor4D,
     realB: tf.Tensor4D,
   ): { state: TrainState; terms: Terms };
-  /** A->B and B->A with their identity and cycle passes, without gradients, for pictures. */
+  /**
+   * A->B and B->A with their identity and cycle passes, without gradients, for pictures (by the
+   * moving average of the generators where the state has one).
+   */
   translate(state: TrainState, realA: tf.Tensor4D, realB: tf.Tensor4D): Translations;
 }
 
@@ -205,7 +231,16 @@ export function trainer(config: TrainConfig): Trainer {
         Object.assign(dis, prefixed(name, params));
         Object.assign(sn, prefixed(name, state));
       });
-      return { step: 0, gen, dis, sn, optG: optG.init(gen), optD: optD.init(dis) };
+      const ema = config.ema ? mapFlat(gen, (p) => p.clone()) : undefined;
+      return {
+        step: 0,
+        gen,
+        dis,
+        sn,
+        ...(ema ? { ema } : {}),
+        optG: optG.init(gen),
+        optD: optD.init(dis),
+      };
     },
 
     step(state, realA, realB) {
@@ -287,16 +322,29 @@ export function trainer(config: TrainConfig): Trainer {
       tf.dispose(Object.values(g.grads));
       const gen = clipRho(genUpdated);
       tf.dispose(Object.values(genUpdated));
+      // ema + (1 - d) (gen - ema): a convex combination, so rho stays within [0, 1].
+      const decay = emaDecay(config.ema ?? 0, state.step);
+      const ema = state.ema &&
+        tidy(() => mapFlat(state.ema!, (e, k) => tf.add(e, tf.mul(tf.sub(gen[k], e), 1 - decay))));
       return {
-        state: { step: state.step + 1, gen, dis, sn: snAfterG, optG: optGState, optD: optDState },
+        state: {
+          step: state.step + 1,
+          gen,
+          dis,
+          sn: snAfterG,
+          ...(ema ? { ema } : {}),
+          optG: optGState,
+          optD: optDState,
+        },
         terms: { ...dTerms, ...gTerms },
       };
     },
 
     translate(state, realA, realB) {
+      const weights = state.ema ?? state.gen;
       return tidy(() => {
         // deno-lint-ignore no-explicit-any
-        const [ab, ba] = [subtree(state.gen, "genA2B") as any, subtree(state.gen, "genB2A") as any];
+        const [ab, ba] = [subtree(weights, "genA2B") as any, subtree(weights, "genB2A") as any];
         const A2B = G.apply(ab, realA);
         const B2A = G.apply(ba, realB);
         return {
@@ -315,6 +363,7 @@ export function trainer(config: TrainConfig): Trainer {
 export function disposeState(state: TrainState): void {
   tf.dispose([
     ...Object.values(state.gen),
+    ...Object.values(state.ema ?? {}),
     ...Object.values(state.dis),
     ...Object.values(state.sn),
     ...collectTensors(state.optG),
