@@ -56,7 +56,10 @@ export interface EvalResult {
   readonly checkpoint: string;
   /** Its iteration. */
   readonly iteration: number;
-  /** The generators' weights judged: as trained, or their moving average (`--ema`); absent: trained. */
+  /**
+   * The generators' weights judged: as trained, or their moving average (`--ema`); absent (files
+   * from before `--ema`): as trained.
+   */
   readonly weights?: "trained" | "ema";
   /** The feature extractor behind KID and FID. */
   readonly features: string;
