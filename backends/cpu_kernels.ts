@@ -4,8 +4,11 @@
  * more) under its own name, so that `cpu` stays the untouched reference the tests compare with.
  * The stock cpu kernels are written for clarity: a broadcasting add computes a multi-index per
  * element (about 1 us each), slices and splits copy element by element, unary ops call a
- * closure per element. Ours do the same work in typed loops and block copies, and hand anything
- * they do not cover (other dtypes, unusual attributes) to the stock kernel.
+ * closure per element. Ours do the same work in typed loops and block copies (sign tests on the
+ * float bits, without branches), and hand anything they do not cover (other dtypes, unusual
+ * attributes) to the stock kernel. The ReLU and leaky-ReLU gradients are one kernel of ours here
+ * (`UgatitActivationGrad`) where the stock gradients take two or three passes (step and multiply;
+ * greater, multiply and select); every result is the stock one bit for bit.
  *
  * @module
  */
@@ -66,18 +69,19 @@ const INNER: Record<string, Inner> = {
     }
   },
   Greater: (o, k, a, ia, sa, b, ib, sb, n) => {
-    for (let j = 0; j < n; j++, ia += sa, ib += sb) o[k + j] = a[ia] > b[ib] ? 1 : 0;
+    for (let j = 0; j < n; j++, ia += sa, ib += sb) o[k + j] = +(a[ia] > b[ib]);
   },
   GreaterEqual: (o, k, a, ia, sa, b, ib, sb, n) => {
-    for (let j = 0; j < n; j++, ia += sa, ib += sb) o[k + j] = a[ia] >= b[ib] ? 1 : 0;
+    for (let j = 0; j < n; j++, ia += sa, ib += sb) o[k + j] = +(a[ia] >= b[ib]);
   },
   Less: (o, k, a, ia, sa, b, ib, sb, n) => {
-    for (let j = 0; j < n; j++, ia += sa, ib += sb) o[k + j] = a[ia] < b[ib] ? 1 : 0;
+    for (let j = 0; j < n; j++, ia += sa, ib += sb) o[k + j] = +(a[ia] < b[ib]);
   },
   Equal: (o, k, a, ia, sa, b, ib, sb, n) => {
-    for (let j = 0; j < n; j++, ia += sa, ib += sb) o[k + j] = a[ia] === b[ib] ? 1 : 0;
+    for (let j = 0; j < n; j++, ia += sa, ib += sb) o[k + j] = +(a[ia] === b[ib]);
   },
 };
+// (Comparisons as +(a > b): a 0/1 without a branch, which random signs mispredict half the time.)
 const COMPARISONS = new Set(["Greater", "GreaterEqual", "Less", "Equal"]);
 
 /**
@@ -157,16 +161,41 @@ function binaryKernel(op: string) {
 // ---- unary ops ----
 
 type Unary = (x: Float32Array, y: Float32Array, attrs: Record<string, number>) => void;
+// Sign tests on a float32's bits (an Int32Array view of the same memory), as integer arithmetic
+// with no branch, which random signs would mispredict half the time:
+// - positive(v): -1 (all bits set) where the float is > 0 (NaN excluded by the caller), else 0;
+// - negative(v): 1 where the float is < 0 (not -0; a negative NaN too, 0 for a positive one);
+// - isNaN(v): the exponent all ones and a mantissa (rare: a branch that is always predicted).
+const positive = (v: number) => ((0 - v) >> 31) & ~(v >> 31);
+const negative = (v: number) => (v >>> 31) & (((v & 0x7fffffff) + 0x7fffffff) >>> 31);
+const isNaN = (v: number) => (v & 0x7fffffff) > 0x7f800000;
+const bitsOf = (v: Float32Array | Uint8Array | Int32Array) =>
+  new Int32Array(v.buffer, v.byteOffset, v.length);
+
 const UNARY: Record<string, Unary> = {
-  // Branch-free where it is cheap: random signs make a branch mispredict half the time.
+  // max(0, x) as the stock kernel's Math.max: -0 and -Infinity give +0, NaN stays NaN.
   Relu: (x, y) => {
-    for (let i = 0; i < x.length; i++) y[i] = (x[i] + Math.abs(x[i])) * 0.5; // NaN stays NaN
+    const [xi, yi] = [bitsOf(x), bitsOf(y)];
+    for (let i = 0; i < xi.length; i++) {
+      const v = xi[i];
+      yi[i] = isNaN(v) ? v : v & positive(v) | 0;
+    }
   },
+  // x < 0 ? alpha x : x, as x times a slope looked up by sign: -0 stays -0, NaN stays NaN.
   LeakyRelu: (x, y, { alpha }) => {
-    for (let i = 0; i < x.length; i++) y[i] = x[i] < 0 ? alpha * x[i] : x[i];
+    const xi = bitsOf(x);
+    const slope = Float64Array.of(1, alpha);
+    for (let i = 0; i < x.length; i++) y[i] = x[i] * slope[negative(xi[i])];
   },
+  // x > 0 ? 1 : alpha (NaN for NaN), as a choice of bits.
   Step: (x, y, { alpha }) => {
-    for (let i = 0; i < x.length; i++) y[i] = x[i] !== x[i] ? NaN : x[i] > 0 ? 1 : alpha;
+    const [xi, yi] = [bitsOf(x), bitsOf(y)];
+    const [one, low] = bitsOf(Float32Array.of(1, alpha));
+    for (let i = 0; i < xi.length; i++) {
+      const v = xi[i];
+      const m = positive(v);
+      yi[i] = isNaN(v) ? v : (one & m) | (low & ~m);
+    }
   },
   Sqrt: (x, y) => {
     for (let i = 0; i < x.length; i++) y[i] = Math.sqrt(x[i]);
@@ -209,8 +238,78 @@ function select(args: Args): Info | undefined {
   }
   const [c, a, b] = [condition, t, e].map((v) => valuesOf(args, v));
   const y = new Float32Array(a.length);
-  for (let i = 0; i < y.length; i++) y[i] = c[i] ? a[i] : b[i];
+  // The bits of a where c, else of b, through an all-ones or all-zeros mask: no branch.
+  const [ai, bi, yi] = [bitsOf(a), bitsOf(b), bitsOf(y)];
+  for (let i = 0; i < y.length; i++) {
+    const m = (c[i] | -c[i]) >> 31; // -1 where c != 0, else 0
+    yi[i] = (ai[i] & m) | (bi[i] & ~m);
+  }
   return cpu(args.backend).makeTensorInfo(t.shape, "float32", y);
+}
+
+// ---- the ReLU and leaky ReLU gradients, fused ----
+
+/** The kernel's name: inputs `{dy, x}`, attribute `{alpha}` (0 for ReLU). */
+export const ACTIVATION_GRAD = "UgatitActivationGrad";
+
+/**
+ * `dx = dy * (x > 0 ? 1 : alpha)` in one pass; what the stock gradients compute in two (ReLU:
+ * `dy * step(x)`, so a NaN x gives NaN, as here with alpha 0) or three (leaky ReLU:
+ * `where(x > 0, dy, dy * alpha)`, where a NaN x gives `dy * alpha`, as here with alpha != 0).
+ */
+function activationGrad(args: Args): Info {
+  const { dy, x } = args.inputs as { dy: Info; x: Info };
+  const { alpha } = args.attrs as unknown as { alpha: number };
+  const [g, v] = [dy, x].map((t) => valuesOf(args, t) as Float32Array);
+  const out = new Float32Array(g.length);
+  const vi = bitsOf(v);
+  // alpha as the float32 scalar the stock gradient multiplies by
+  const slope = Float64Array.of(Math.fround(alpha), 1);
+  if (alpha === 0) {
+    for (let i = 0; i < out.length; i++) {
+      const b = vi[i];
+      out[i] = g[i] * (isNaN(b) ? NaN : slope[positive(b) & 1]);
+    }
+  } else {
+    for (let i = 0; i < out.length; i++) {
+      const b = vi[i];
+      out[i] = g[i] * slope[isNaN(b) ? 0 : positive(b) & 1]; // NaN > 0 is false: alpha
+    }
+  }
+  return cpu(args.backend).makeTensorInfo(x.shape, "float32", out);
+}
+
+// The stock gradients on other backends; ours, where dy and x are float32 of one shape, here.
+function fusedActivationGradients(): void {
+  const same = (a: tf.Tensor, b: tf.Tensor) =>
+    a.dtype === "float32" && b.dtype === "float32" && a.shape.length === b.shape.length &&
+    a.shape.every((d, i) => d === b.shape[i]);
+  const fused = (dy: tf.Tensor, x: tf.Tensor, alpha: number) =>
+    tf.engine().runKernel(ACTIVATION_GRAD, { dy, x }, { alpha }) as tf.Tensor;
+  const here = () => tf.getBackend() === NATIVE_CPU;
+  tf.registerGradient({
+    kernelName: "Relu",
+    inputsToSave: ["x"],
+    gradFunc: (dy, [x]) => ({
+      x: () =>
+        here() && same(dy as tf.Tensor, x)
+          ? fused(dy as tf.Tensor, x, 0)
+          : tf.mul(dy as tf.Tensor, tf.cast(tf.step(x), "float32")),
+    }),
+  });
+  tf.registerGradient({
+    kernelName: "LeakyRelu",
+    inputsToSave: ["x"],
+    gradFunc: (dy, [x], attrs) => {
+      const { alpha } = attrs as unknown as { alpha: number };
+      return {
+        x: () =>
+          here() && same(dy as tf.Tensor, x) && alpha !== 0
+            ? fused(dy as tf.Tensor, x, alpha)
+            : tf.where(tf.greater(x, 0), dy as tf.Tensor, tf.mul(dy as tf.Tensor, alpha)),
+      };
+    },
+  });
 }
 
 // ---- slicing and joining, as block copies ----
@@ -362,4 +461,10 @@ export function registerNativeCpuBackend(): void {
   overrideKernel("SplitV", NATIVE_CPU, splitV as unknown as (args: Args) => Info | undefined);
   overrideKernel("Concat", NATIVE_CPU, concat);
   overrideKernel("Transpose", NATIVE_CPU, transpose);
+  tf.registerKernel({
+    kernelName: ACTIVATION_GRAD,
+    backendName: NATIVE_CPU,
+    kernelFunc: activationGrad as unknown as tf.KernelFunc,
+  });
+  fusedActivationGradients();
 }

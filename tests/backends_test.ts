@@ -337,3 +337,55 @@ Deno.test({
     }
   },
 });
+
+// Activations, their gradients (fused on native-cpu), step, comparisons and select, on values
+// that include NaN, both zeros and both infinities, with the kernels each backend ran.
+async function activations(backend: "cpu" | "native-cpu") {
+  await selectBackend(backend);
+  const special = [NaN, 0, -0, Infinity, -Infinity, 1e-30, -1e-30, 2, -2];
+  const values = (seed: number) =>
+    Float32Array.from(
+      { length: 3 * 4 * 5 * 6 },
+      (_, i) =>
+        i < special.length
+          ? special[(i + seed) % special.length]
+          : Math.sin(i * 12.9898 + seed) * 3,
+    );
+  const [x, y, dy] = [values(0), values(4), values(7)].map((v) => tf.tensor4d(v, [3, 4, 5, 6]));
+  let outs: tf.Tensor[] = [];
+  const { kernels } = await tf.profile(() => {
+    outs = tf.tidy(() => [
+      tf.relu(x),
+      tf.leakyRelu(x, 0.2),
+      tf.step(x, 0.1),
+      tf.cast(tf.greater(x, y), "float32"),
+      tf.cast(tf.less(x, y), "float32"),
+      tf.where(tf.greater(x, 0), x, y),
+      tf.grad((t) => tf.relu(t))(x, dy),
+      tf.grad((t) => tf.leakyRelu(t, 0.2))(x, dy),
+      tf.grad((t) => tf.leakyRelu(t, 0.2))(x, tf.mul(dy, 1e30)),
+    ]);
+    return outs;
+  });
+  const data = await Promise.all(outs.map((t) => t.data() as Promise<Float32Array>));
+  tf.dispose([x, y, dy, ...outs]);
+  return { data, kernelNames: kernels.map((k) => k.name) };
+}
+
+Deno.test({
+  name: "native-cpu's activations and their fused gradients equal the cpu backend's bit for bit",
+  ignore: !!noNative,
+  fn: async () => {
+    const cpu = await activations("cpu");
+    const ours = await activations("native-cpu");
+    const bits = (v: Float32Array) =>
+      [...new Uint32Array(v.buffer)].map((b, i) => v[i] !== v[i] ? "NaN" : b);
+    for (let i = 0; i < cpu.data.length; i++) {
+      assertEquals(bits(ours.data[i]), bits(cpu.data[i]), `result ${i}`);
+    }
+    // The three gradients ran as our one kernel each on native-cpu, composed on cpu.
+    const fused = (names: string[]) => names.filter((k) => k === "UgatitActivationGrad").length;
+    assertEquals(fused(ours.kernelNames), 3, ours.kernelNames.join());
+    assertEquals(fused(cpu.kernelNames), 0, cpu.kernelNames.join());
+  },
+});
