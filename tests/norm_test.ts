@@ -2,6 +2,7 @@ import * as tf from "@tensorflow/tfjs";
 import { assertAlmostEquals, assertEquals } from "@std/assert";
 import { adaLin, iln, initIln, instanceNorm, layerNorm, setFusedNorms } from "../layers/norm.ts";
 import { selectBackend } from "../backends/mod.ts";
+import { loadNativeLibraries } from "../backends/native_kernels.ts";
 import { assertClose, assertNoLeak } from "./helpers.ts";
 
 await selectBackend("cpu");
@@ -74,9 +75,10 @@ async function normResults(
   f: (x: tf.Tensor4D, p: tf.Tensor[]) => tf.Tensor,
   params: tf.Tensor[],
   c: number,
+  [h, w]: readonly number[] = [6, 5],
 ) {
-  const xs = tf.randomNormal([2, 6, 5, c], 0.5, 3, "float32", 21) as tf.Tensor4D;
-  const weight = tf.randomNormal([2, 6, 5, c], 0, 1, "float32", 22);
+  const xs = tf.randomNormal([2, h, w, c], 0.5, 3, "float32", 21) as tf.Tensor4D;
+  const weight = tf.randomNormal([2, h, w, c], 0, 1, "float32", 22);
   const loss = (...a: tf.Tensor[]) => tf.sum(tf.mul(f(a[0] as tf.Tensor4D, a.slice(1)), weight));
   const grads = tf.grads(loss)([xs, ...params]);
   const y = f(xs, params);
@@ -85,9 +87,34 @@ async function normResults(
   return out;
 }
 
-// 7 channels: the JavaScript passes everywhere; 8: the SIMD passes on wasm.
-for (const [backend, c] of [["cpu", 7], ["wasm", 7], ["wasm", 8]] as const) {
-  Deno.test(`one-kernel norms on ${backend} (${c} channels) equal the composed ones, gradients included`, async () => {
+// 7 channels: the JavaScript passes everywhere; 8: the SIMD passes on wasm, and on native-cpu
+// staged through a WebAssembly memory of their own, 64x72 pixels of 32 channels in three blocks.
+const native = loadNativeLibraries();
+if (typeof native === "string") console.log(`SKIPPED: norms on native-cpu (${native})`);
+const NORM_CASES = [
+  ["cpu", 7, [6, 5]],
+  ["wasm", 7, [6, 5]],
+  ["wasm", 8, [6, 5]],
+  ["native-cpu", 7, [6, 5]],
+  ["native-cpu", 8, [6, 5]],
+  ["native-cpu", 32, [64, 72]],
+] as const;
+for (const [backend, c, hw] of NORM_CASES) {
+  Deno.test({
+    name: `one-kernel norms on ${backend} (${c} channels, ${
+      hw.join("x")
+    }) equal the composed ones, gradients included`,
+    ignore: backend === "native-cpu" && typeof native === "string",
+    fn: () => normsMatch(backend, c, hw),
+  });
+}
+
+async function normsMatch(
+  backend: "cpu" | "wasm" | "native-cpu",
+  c: number,
+  hw: readonly number[],
+) {
+  {
     await selectBackend(backend);
     const rho = tf.randomUniform([c], 0, 1, "float32", 1);
     const gamma = tf.randomNormal([2, c], 1, 0.5, "float32", 2);
@@ -111,15 +138,15 @@ for (const [backend, c] of [["cpu", 7], ["wasm", 7], ["wasm", 8]] as const) {
     ];
     for (const [name, f, params] of cases) {
       setFusedNorms(false);
-      const composed = await normResults(f, params, c);
+      const composed = await normResults(f, params, c, hw);
       setFusedNorms(true);
       const before = tf.memory().numTensors;
-      const fused = await normResults(f, params, c);
+      const fused = await normResults(f, params, c, hw);
       assertEquals(tf.memory().numTensors, before, `${name} leaves no tensors`);
       const what = ["output", "dx", "drho", "dgamma", "dbeta"];
       for (let i = 0; i < composed.length; i++) {
         await assertClose(fused[i], composed[i], 2e-5, `${name} on ${backend}: ${what[i]}`);
       }
     }
-  });
+  }
 }
