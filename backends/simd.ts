@@ -158,9 +158,9 @@ let staged: SimdPasses | null | undefined;
 /**
  * The passes for arrays in JavaScript memory (the native-cpu backend's), through a WebAssembly
  * memory of their own: each pass copies a block of whole pixels in, runs in SIMD there and copies
- * the result out, block after block. The copies cost less than the SIMD saves over the
- * JavaScript loops (about 2x on the norms' passes at 256 pixels). Adam stays in JavaScript (seven
- * arrays to stage for one multiply-add each).
+ * the result out, block after block. The copies cost far less than the SIMD saves over the
+ * JavaScript loops (`deno run tools/bench_norms.ts` times both; BENCHMARKS.md has the figures).
+ * Adam stays in JavaScript (seven arrays to stage for one multiply-add each).
  * @returns the passes, or undefined where this runtime has no WebAssembly SIMD
  */
 export function stagedPasses(): SimdPasses | undefined {
@@ -229,8 +229,8 @@ const byBackend = new WeakMap<object, SimdPasses | null>();
 
 /**
  * The passes for a backend's tensors: on the wasm backend (its memory, a scratch area taken from
- * its allocator once), on native-cpu staged ({@linkcode stagedPasses}), else none. Call before a kernel allocates or takes views: the first call
- * allocates, which may grow the memory.
+ * its allocator once), on native-cpu staged ({@linkcode stagedPasses}), else none. Call before a
+ * kernel allocates or takes views: the first call allocates, which may grow the memory.
  * @param backend the backend a kernel was given
  * @returns the passes, or undefined
  */

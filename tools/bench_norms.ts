@@ -1,0 +1,55 @@
+/**
+ * The norms' per-element passes on arrays in JavaScript memory (native-cpu's), in JavaScript and
+ * staged through WebAssembly SIMD (`backends/simd.ts`), one norm forward and backward at a
+ * 256-pixel, 64-channel activation (the paper's size and width), same run:
+ *
+ *     deno run tools/bench_norms.ts [--side 256] [--ch 64] [--runs 5]
+ *
+ * @module
+ */
+import { parseArgs } from "@std/cli";
+import { linNormBackward, linNormForward } from "../backends/norm_kernels.ts";
+import { type SimdPasses, stagedPasses } from "../backends/simd.ts";
+
+const args = parseArgs(Deno.args, { string: ["side", "ch", "runs"] });
+const side = Number(args.side ?? 256);
+const c = Number(args.ch ?? 64);
+const runs = Number(args.runs ?? 5);
+const [n, hw] = [1, side * side];
+const x = Float32Array.from({ length: n * hw * c }, (_, i) => Math.sin(i));
+const dy = Float32Array.from({ length: n * hw * c }, (_, i) => Math.cos(i));
+const rho = new Float32Array(c).fill(0.5);
+const gamma = new Float32Array(n * c).fill(1);
+const beta = new Float32Array(n * c);
+const stats = new Float32Array(n * (2 * c + 2));
+const attrs = { unbiased: true, mixLn: true };
+
+function pass(simd: SimdPasses | undefined) {
+  const y = new Float32Array(x.length);
+  linNormForward(x, rho, gamma, beta, y, stats, [n, hw, c], attrs, simd);
+  const out = {
+    dx: new Float32Array(x.length),
+    drho: new Float32Array(c),
+    dgamma: new Float32Array(n * c),
+    dbeta: new Float32Array(n * c),
+  };
+  linNormBackward(dy, x, stats, rho, gamma, out, [n, hw, c], attrs, simd);
+}
+
+const staged = stagedPasses();
+if (!staged) throw new Error("this runtime has no WebAssembly SIMD");
+const ms: Record<string, number[]> = { javascript: [], staged: [] };
+for (let r = 0; r < runs + 2; r++) {
+  // alternating, so that both share the machine's slow spells; the first two rounds warm up
+  for (const [name, simd] of [["javascript", undefined], ["staged", staged]] as const) {
+    const t = performance.now();
+    pass(simd);
+    if (r >= 2) ms[name].push(performance.now() - t);
+  }
+}
+const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+console.log(`norm forward + backward, ${side}x${side}x${c} floats, median of ${runs}:`);
+for (const [name, v] of Object.entries(ms)) {
+  console.log(`  ${name.padEnd(10)} ${median(v).toFixed(1)} ms`);
+}
+console.log(`  staged / javascript: ${(median(ms.staged) / median(ms.javascript)).toFixed(2)}x`);
