@@ -2,8 +2,8 @@
  * `deno task train`: trains U-GAT-IT with the reference's flags. With no flags it trains on the
  * built-in emoji task (Google to Twitter) with a configuration sized for a laptop CPU; the
  * paper's configuration is `--light false --img_size 256 --ch 64 --n_dis 6 --iteration 1000000
- * --identity_weight 10 --ema 0 --print_freq 1000 --save_freq 100000`. `--phase test` translates
- * the test split with the latest checkpoint (as `deno task translate`).
+ * --cycle_weight 10 --identity_weight 10 --ema 0 --print_freq 1000 --save_freq 100000`. `--phase
+ * test` translates the test split with the latest checkpoint (as `deno task translate`).
  *
  * @module
  */
