@@ -114,39 +114,37 @@ async function normsMatch(
   c: number,
   hw: readonly number[],
 ) {
-  {
-    await selectBackend(backend);
-    const rho = tf.randomUniform([c], 0, 1, "float32", 1);
-    const gamma = tf.randomNormal([2, c], 1, 0.5, "float32", 2);
-    const beta = tf.randomNormal([2, c], 0, 0.5, "float32", 3);
-    const cases: [string, (x: tf.Tensor4D, p: tf.Tensor[]) => tf.Tensor, tf.Tensor[]][] = [
-      ["instanceNorm", (x) => instanceNorm(x), []],
+  await selectBackend(backend);
+  const rho = tf.randomUniform([c], 0, 1, "float32", 1);
+  const gamma = tf.randomNormal([2, c], 1, 0.5, "float32", 2);
+  const beta = tf.randomNormal([2, c], 0, 0.5, "float32", 3);
+  const cases: [string, (x: tf.Tensor4D, p: tf.Tensor[]) => tf.Tensor, tf.Tensor[]][] = [
+    ["instanceNorm", (x) => instanceNorm(x), []],
+    [
+      "adaLin",
+      (x, [r, g, b]) => adaLin(x, r as tf.Tensor1D, g as tf.Tensor2D, b as tf.Tensor2D),
       [
-        "adaLin",
-        (x, [r, g, b]) => adaLin(x, r as tf.Tensor1D, g as tf.Tensor2D, b as tf.Tensor2D),
-        [
-          rho,
-          gamma,
-          beta,
-        ],
-      ],
-      ["iln", (x, [r, g, b]) => iln({ rho: r, gamma: g, beta: b } as never, x), [
         rho,
-        tf.randomNormal([c], 1, 0.5, "float32", 4),
-        tf.randomNormal([c], 0, 0.5, "float32", 5),
-      ]],
-    ];
-    for (const [name, f, params] of cases) {
-      setFusedNorms(false);
-      const composed = await normResults(f, params, c, hw);
-      setFusedNorms(true);
-      const before = tf.memory().numTensors;
-      const fused = await normResults(f, params, c, hw);
-      assertEquals(tf.memory().numTensors, before, `${name} leaves no tensors`);
-      const what = ["output", "dx", "drho", "dgamma", "dbeta"];
-      for (let i = 0; i < composed.length; i++) {
-        await assertClose(fused[i], composed[i], 2e-5, `${name} on ${backend}: ${what[i]}`);
-      }
+        gamma,
+        beta,
+      ],
+    ],
+    ["iln", (x, [r, g, b]) => iln({ rho: r, gamma: g, beta: b } as never, x), [
+      rho,
+      tf.randomNormal([c], 1, 0.5, "float32", 4),
+      tf.randomNormal([c], 0, 0.5, "float32", 5),
+    ]],
+  ];
+  for (const [name, f, params] of cases) {
+    setFusedNorms(false);
+    const composed = await normResults(f, params, c, hw);
+    setFusedNorms(true);
+    const before = tf.memory().numTensors;
+    const fused = await normResults(f, params, c, hw);
+    assertEquals(tf.memory().numTensors, before, `${name} leaves no tensors`);
+    const what = ["output", "dx", "drho", "dgamma", "dbeta"];
+    for (let i = 0; i < composed.length; i++) {
+      await assertClose(fused[i], composed[i], 2e-5, `${name} on ${backend}: ${what[i]}`);
     }
   }
 }
