@@ -14,10 +14,9 @@ import sys
 import time
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ugatit_torch import Discriminator, Generator  # noqa: E402
+from ugatit_torch import Discriminator, Generator, discriminator_loss, generator_losses  # noqa: E402
 
 
 def main():
@@ -51,36 +50,16 @@ def main():
     opt = dict(lr=1e-4, betas=(0.5, 0.999), weight_decay=1e-4)
     optG = torch.optim.Adam([p for m in G for p in m.parameters()], **opt)
     optD = torch.optim.Adam([p for m in D for p in m.parameters()], **opt)
-    mse, l1, bce = F.mse_loss, F.l1_loss, F.binary_cross_entropy_with_logits
-    ones, zeros = torch.ones_like, torch.zeros_like
     real_A = (torch.rand(a.batch_size, 3, S, S) * 2 - 1).to(dev)
     real_B = (torch.rand(a.batch_size, 3, S, S) * 2 - 1).to(dev)
 
-    def adv(outs, target):
-        return sum(mse(x, target(x)) for o in outs for x in o[:2])
-
     def step():
         optD.zero_grad()
-        with torch.no_grad():
-            fake_A2B, _, _ = gA2B(real_A)
-            fake_B2A, _, _ = gB2A(real_B)
-        d_loss = adv([dGA(real_A), dLA(real_A), dGB(real_B), dLB(real_B)], ones) + \
-            adv([dGA(fake_B2A), dLA(fake_B2A), dGB(fake_A2B), dLB(fake_A2B)], zeros)
-        d_loss.backward()
+        discriminator_loss(*G, *D, real_A, real_B).backward()
         optD.step()
         optG.zero_grad()
-        fake_A2B, cam_A2B, _ = gA2B(real_A)
-        fake_B2A, cam_B2A, _ = gB2A(real_B)
-        fake_A2B2A, _, _ = gB2A(fake_A2B)
-        fake_B2A2B, _, _ = gA2B(fake_B2A)
-        fake_A2A, cam_A2A, _ = gB2A(real_A)
-        fake_B2B, cam_B2B, _ = gA2B(real_B)
-        g_adv = adv([dGA(fake_B2A), dLA(fake_B2A), dGB(fake_A2B), dLB(fake_A2B)], ones)
-        cycle = l1(fake_A2B2A, real_A) + l1(fake_B2A2B, real_B)
-        identity = l1(fake_A2A, real_A) + l1(fake_B2B, real_B)
-        cam = bce(cam_B2A, ones(cam_B2A)) + bce(cam_A2A, zeros(cam_A2A)) + \
-            bce(cam_A2B, ones(cam_A2B)) + bce(cam_B2B, zeros(cam_B2B))
-        (g_adv + 10 * cycle + 10 * identity + 1000 * cam).backward()
+        adv, cycle, identity, cam = generator_losses(*G, *D, real_A, real_B)
+        (adv + 10 * cycle + 10 * identity + 1000 * cam).backward()
         optG.step()
         with torch.no_grad():
             for m in G:

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ugatit_torch import Discriminator, Generator  # noqa: E402
+from ugatit_torch import Discriminator, Generator, discriminator_loss, generator_losses  # noqa: E402
 
 # The configurations: the objectives' weights (adv, cycle, identity, cam), lr; everything else as
 # `deno task train`'s defaults (light, S=64, ch=32, n_res 4, n_dis 4, EMA 0.999, decay on).
@@ -180,33 +180,13 @@ class Run:
         """One reference iteration (D step on detached fakes, G step, rho clipped), then the
         moving average; reads the uint8 inputs inA, inB."""
         cfg = self.cfg
-        gA2B, gB2A, dGA, dGB, dLA, dLB = self.gA2B, self.gB2A, self.dGA, self.dGB, self.dLA, self.dLB
+        nets = (*self.G, *self.D)
         real_A, real_B = unit_to_model(self.inA), unit_to_model(self.inB)
-        mse, l1, bce = F.mse_loss, F.l1_loss, F.binary_cross_entropy_with_logits
-        ones, zeros = torch.ones_like, torch.zeros_like
-
-        def adv(outs, target):
-            return sum(mse(x, target(x)) for o in outs for x in o[:2])
-
         self.t.add_(1)
-        with torch.no_grad():
-            fake_A2B, _, _ = gA2B(real_A)
-            fake_B2A, _, _ = gB2A(real_B)
-        d_loss = cfg["adv"] * (adv([dGA(real_A), dLA(real_A), dGB(real_B), dLB(real_B)], ones) +
-                               adv([dGA(fake_B2A), dLA(fake_B2A), dGB(fake_A2B), dLB(fake_A2B)], zeros))
+        d_loss = cfg["adv"] * discriminator_loss(*nets, real_A, real_B)
         self.adam_step(self.pD, torch.autograd.grad(d_loss, self.pD))
-        fake_A2B, cam_A2B, _ = gA2B(real_A)
-        fake_B2A, cam_B2A, _ = gB2A(real_B)
-        fake_A2B2A, _, _ = gB2A(fake_A2B)
-        fake_B2A2B, _, _ = gA2B(fake_B2A)
-        fake_A2A, cam_A2A, _ = gB2A(real_A)
-        fake_B2B, cam_B2B, _ = gA2B(real_B)
-        g_adv = adv([dGA(fake_B2A), dLA(fake_B2A), dGB(fake_A2B), dLB(fake_A2B)], ones)
-        cycle = l1(fake_A2B2A, real_A) + l1(fake_B2A2B, real_B)
-        identity = l1(fake_A2A, real_A) + l1(fake_B2B, real_B)
-        cam = bce(cam_B2A, ones(cam_B2A)) + bce(cam_A2A, zeros(cam_A2A)) + \
-            bce(cam_A2B, ones(cam_A2B)) + bce(cam_B2B, zeros(cam_B2B))
-        g_loss = cfg["adv"] * g_adv + cfg["cycle"] * cycle + cfg["identity"] * identity + cfg["cam"] * cam
+        adv, cycle, identity, cam = generator_losses(*nets, real_A, real_B)
+        g_loss = cfg["adv"] * adv + cfg["cycle"] * cycle + cfg["identity"] * identity + cfg["cam"] * cam
         self.adam_step(self.pG, torch.autograd.grad(g_loss, self.pG))
         with torch.no_grad():
             for p in self.rho:

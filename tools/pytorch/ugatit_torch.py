@@ -1,7 +1,7 @@
 """U-GAT-IT in PyTorch, written from ../shared/SPEC.md, with the reference implementation's
-module layout so that its state_dict names are the reference's. Used to make the golden fixtures
-that prove the Deno toolkit computes what the reference computes (tests/fixtures), and as the
-PyTorch peer in benchmarks."""
+module layout so that its state_dict names are the reference's, and the reference's losses. Used to
+make the golden fixtures that prove the Deno toolkit computes what the reference computes
+(tests/fixtures), as the PyTorch peer in benchmarks and in the GPU recipe search."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -143,3 +143,34 @@ class Discriminator(nn.Module):
         x = self.leaky_relu(self.conv1x1(torch.cat([gap, gmp], 1)))
         heatmap = torch.sum(x, dim=1, keepdim=True)
         return self.conv(self.pad(x)), cam_logit, heatmap
+
+
+def _adv(outs, target):
+    """The least-squares adversarial loss over discriminator outputs (logit and CAM logit each)."""
+    return sum(F.mse_loss(x, target(x)) for o in outs for x in o[:2])
+
+
+def discriminator_loss(gA2B, gB2A, dGA, dGB, dLA, dLB, real_A, real_B):
+    """The reference's discriminator loss (before its adversarial weight), fakes detached."""
+    with torch.no_grad():
+        fake_A2B, _, _ = gA2B(real_A)
+        fake_B2A, _, _ = gB2A(real_B)
+    return _adv([dGA(real_A), dLA(real_A), dGB(real_B), dLB(real_B)], torch.ones_like) + \
+        _adv([dGA(fake_B2A), dLA(fake_B2A), dGB(fake_A2B), dLB(fake_A2B)], torch.zeros_like)
+
+
+def generator_losses(gA2B, gB2A, dGA, dGB, dLA, dLB, real_A, real_B):
+    """The reference's generator terms, unweighted: adversarial, cycle, identity, CAM."""
+    ones, zeros, bce = torch.ones_like, torch.zeros_like, F.binary_cross_entropy_with_logits
+    fake_A2B, cam_A2B, _ = gA2B(real_A)
+    fake_B2A, cam_B2A, _ = gB2A(real_B)
+    fake_A2B2A, _, _ = gB2A(fake_A2B)
+    fake_B2A2B, _, _ = gA2B(fake_B2A)
+    fake_A2A, cam_A2A, _ = gB2A(real_A)
+    fake_B2B, cam_B2B, _ = gA2B(real_B)
+    adv = _adv([dGA(fake_B2A), dLA(fake_B2A), dGB(fake_A2B), dLB(fake_A2B)], ones)
+    cycle = F.l1_loss(fake_A2B2A, real_A) + F.l1_loss(fake_B2A2B, real_B)
+    identity = F.l1_loss(fake_A2A, real_A) + F.l1_loss(fake_B2B, real_B)
+    cam = bce(cam_B2A, ones(cam_B2A)) + bce(cam_A2A, zeros(cam_A2A)) + \
+        bce(cam_A2B, ones(cam_A2B)) + bce(cam_B2B, zeros(cam_B2B))
+    return adv, cycle, identity, cam
