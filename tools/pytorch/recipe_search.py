@@ -161,7 +161,6 @@ class Run:
         self.eager = False
         self.it = 0
         self.t0 = time.time()
-        self.samples = None
 
     def adam_step(self, params, grads):
         """torch.optim.Adam (betas 0.5, 0.999, coupled weight decay 1e-4), the step count and
