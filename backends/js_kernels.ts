@@ -353,10 +353,13 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
  */
 export function reduceLeadingAxes(op: "Sum" | "Mean" | "Max", args: Args): Info | undefined {
   const { x } = args.inputs as { x: Info };
-  const { axis, keepDims } = args.attrs as unknown as {
-    axis: number | number[] | null | undefined;
+  // TensorFlow.js names Max's axes `reductionIndices`, Sum's and Mean's `axis`.
+  const { axis: sumAxes, reductionIndices, keepDims } = args.attrs as unknown as {
+    axis?: number | number[] | null;
+    reductionIndices?: number | number[] | null;
     keepDims: boolean;
   };
+  const axis = op === "Max" ? reductionIndices : sumAxes;
   const rank = x.shape.length;
   if (axis === null || axis === undefined) return undefined; // every axis, the last included
   const axes = [...new Set((Array.isArray(axis) ? axis : [axis]).map((a) => (a + rank) % rank))]
@@ -391,7 +394,18 @@ export function reduceLeadingAxes(op: "Sum" | "Mean" | "Max", args: Args): Info 
     const scale = op === "Mean" ? 1 / red : 1;
     for (let j = 0; j < inner; j++) ys[o * inner + j] = acc[j] * scale;
   }
+  leadingReductions++;
   return out;
+}
+
+let leadingReductions = 0;
+/**
+ * How many reductions {@linkcode reduceLeadingAxes} has computed in this process (the rest went to
+ * the backends' own kernels); tests use it to see that ours ran.
+ * @returns the count
+ */
+export function leadingReductionCount(): number {
+  return leadingReductions;
 }
 
 /** The backends these kernels run on. */

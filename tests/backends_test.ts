@@ -1,6 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertRejects } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
+import { leadingReductionCount } from "../backends/js_kernels.ts";
 import { loadBlas } from "../backends/blas.ts";
 import { type Dnnl, loadDnnl } from "../backends/dnnl.ts";
 import {
@@ -252,7 +253,8 @@ Deno.test("selectBackend() names the active backend and refuses unknown names wi
   await assertRejects(() => selectBackend("tpu" as any), Error, '--backend: unknown backend "tpu"');
 });
 
-// Reductions over adjacent axes without the last one (ours on wasm), and a few the stock takes.
+// Reductions over adjacent axes without the last one (ours on wasm and native-cpu; the first four
+// cases), and a few the stock kernels take.
 const REDUCTIONS: [number[], number[], boolean][] = [
   [[2, 5, 4, 3], [1, 2], false],
   [[2, 5, 4, 3], [0, 1, 2], true],
@@ -262,8 +264,9 @@ const REDUCTIONS: [number[], number[], boolean][] = [
   [[2, 5, 4, 3], [3], true],
   [[2, 5, 4, 3], [0, 1, 2, 3], false],
 ];
+const OURS = 4;
 
-async function reductions(backend: "cpu" | "wasm") {
+async function reductions(backend: "cpu" | "wasm" | "native-cpu") {
   await selectBackend(backend);
   const out: Float32Array[] = [];
   for (const [i, [shape, axes, keep]] of REDUCTIONS.entries()) {
@@ -279,15 +282,34 @@ async function reductions(backend: "cpu" | "wasm") {
   return out;
 }
 
-Deno.test("wasm's sum, mean and max over leading axes (ours) match the cpu backend, gradients included", async () => {
-  const cpu = await reductions("cpu");
-  const wasm = await reductions("wasm");
-  for (let i = 0; i < cpu.length; i++) {
-    const [shape, axes, keep] = REDUCTIONS[Math.floor(i / 6)];
-    const what = `${["sum", "mean", "max"][Math.floor(i / 2) % 3]} ${i % 2 ? "gradient" : "value"}`;
-    await assertClose(wasm[i], cpu[i], 1e-6, `${what} of ${shape} over ${axes}, keepDims ${keep}`);
-  }
-});
+for (const backend of ["wasm", "native-cpu"] as const) {
+  Deno.test({
+    name: `${backend}'s sum, mean and max over leading axes (ours) match the cpu backend, ` +
+      "gradients included",
+    ignore: backend === "native-cpu" && !!noNative,
+    fn: async () => {
+      const cpu = await reductions("cpu");
+      const before = leadingReductionCount();
+      const ours = await reductions(backend);
+      // Each op ran twice per case (value, gradient's forward pass) and ours took every one of
+      // the first cases: Max once fell through to the stock kernel unnoticed (its attribute
+      // has another name).
+      assertEquals(leadingReductionCount() - before, OURS * 3 * 2);
+      for (let i = 0; i < cpu.length; i++) {
+        const [shape, axes, keep] = REDUCTIONS[Math.floor(i / 6)];
+        const what = `${["sum", "mean", "max"][Math.floor(i / 2) % 3]} ${
+          i % 2 ? "gradient" : "value"
+        }`;
+        await assertClose(
+          ours[i],
+          cpu[i],
+          1e-6,
+          `${what} of ${shape} over ${axes}, keepDims ${keep}`,
+        );
+      }
+    },
+  });
+}
 
 // The elementwise, slicing and joining kernels of native-cpu against the cpu backend's own.
 async function elementwise(backend: "cpu" | "native-cpu") {
