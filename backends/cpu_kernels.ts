@@ -14,6 +14,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { overrideKernel } from "./js_kernels.ts";
+import { freshArray, recycleArrays } from "./memory.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -144,7 +145,8 @@ function binaryKernel(op: string) {
       outShape.push(x === 1 ? y : x);
     }
     const cmp = COMPARISONS.has(op);
-    const out = cmp ? new Uint8Array(sizeOf(outShape)) : new Float32Array(sizeOf(outShape));
+    const n = sizeOf(outShape);
+    const out = cmp ? new Uint8Array(n) : freshArray(args.backend, n);
     broadcastBinary(
       op,
       valuesOf(args, a) as Float32Array,
@@ -224,7 +226,7 @@ function unaryKernel(op: string) {
   return (args: Args): Info | undefined => {
     const { x } = args.inputs as { x: Info };
     if (x.dtype !== "float32") return undefined;
-    const y = new Float32Array(sizeOf(x.shape));
+    const y = freshArray(args.backend, sizeOf(x.shape));
     UNARY[op](valuesOf(args, x) as Float32Array, y, (args.attrs ?? {}) as Record<string, number>);
     return cpu(args.backend).makeTensorInfo(x.shape, "float32", y);
   };
@@ -237,7 +239,7 @@ function select(args: Args): Info | undefined {
     return undefined;
   }
   const [c, a, b] = [condition, t, e].map((v) => valuesOf(args, v));
-  const y = new Float32Array(a.length);
+  const y = freshArray(args.backend, a.length);
   // The bits of a where c, else of b, through an all-ones or all-zeros mask: no branch.
   const [ai, bi, yi] = [bitsOf(a), bitsOf(b), bitsOf(y)];
   for (let i = 0; i < y.length; i++) {
@@ -261,7 +263,7 @@ function activationGrad(args: Args): Info {
   const { dy, x } = args.inputs as { dy: Info; x: Info };
   const { alpha } = args.attrs as unknown as { alpha: number };
   const [g, v] = [dy, x].map((t) => valuesOf(args, t) as Float32Array);
-  const out = new Float32Array(g.length);
+  const out = freshArray(args.backend, g.length);
   const vi = bitsOf(v);
   // alpha as the float32 scalar the stock gradient multiplies by
   const slope = Float64Array.of(Math.fround(alpha), 1);
@@ -357,7 +359,7 @@ function slice(args: Args): Info | undefined {
     return undefined;
   }
   const sz = size.map((s, i) => (s === -1 ? x.shape[i] - begin[i] : s));
-  const y = new Float32Array(sizeOf(sz));
+  const y = freshArray(args.backend, sizeOf(sz));
   if (y.length) copyBox(valuesOf(args, x) as Float32Array, x.shape, begin, sz, y, 0);
   return cpu(args.backend).makeTensorInfo(sz, "float32", y);
 }
@@ -380,7 +382,7 @@ function splitV(args: Args): Info[] | undefined {
     const begin = x.shape.map((_, i) => (i === ax ? start : 0));
     const size = x.shape.map((d, i) => (i === ax ? s : d));
     start += s;
-    const y = new Float32Array(sizeOf(size));
+    const y = freshArray(args.backend, sizeOf(size));
     if (y.length) copyBox(src, x.shape, begin, size, y, 0);
     return cpu(args.backend).makeTensorInfo(size, "float32", y);
   });
@@ -394,7 +396,7 @@ function concat(args: Args): Info | undefined {
   const ax = (axis + rank) % rank;
   const shape = [...xs[0].shape];
   shape[ax] = xs.reduce((s, t) => s + t.shape[ax], 0);
-  const y = new Float32Array(sizeOf(shape));
+  const y = freshArray(args.backend, sizeOf(shape));
   // Each input is a run of `rows` blocks; block r of input t lands at r * rowWidth + its column.
   const rows = sizeOf(shape.slice(0, ax));
   const rowWidth = sizeOf(shape.slice(ax));
@@ -415,7 +417,7 @@ function transpose(args: Args): Info | undefined {
   const rank = x.shape.length;
   const shape = perm.map((p) => x.shape[p]);
   const src = valuesOf(args, x) as Float32Array;
-  const y = new Float32Array(src.length);
+  const y = freshArray(args.backend, src.length);
   const inStrides = new Array(rank).fill(1);
   for (let i = rank - 2; i >= 0; i--) inStrides[i] = inStrides[i + 1] * x.shape[i + 1];
   const st = perm.map((p) => inStrides[p]); // input stride of each output dim
@@ -448,7 +450,12 @@ let registered = false;
 export function registerNativeCpuBackend(): void {
   if (registered) return;
   registered = true;
-  tf.registerBackend(NATIVE_CPU, tf.findBackendFactory("cpu"), 1);
+  const cpuBackend = tf.findBackendFactory("cpu") as () => tf.KernelBackend; // synchronous
+  tf.registerBackend(NATIVE_CPU, () => {
+    const backend = cpuBackend();
+    recycleArrays(backend); // freed tensors' arrays serve the next outputs of their length
+    return backend;
+  }, 1);
   // The cpu backend's own kernels (ours, "Ugatit...", are registered by their own modules).
   for (const k of tf.getKernelsForBackend("cpu")) {
     if (k.kernelName.startsWith("Ugatit") || tf.getKernel(k.kernelName, NATIVE_CPU)) continue;
