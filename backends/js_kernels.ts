@@ -190,8 +190,39 @@ function ownIndex({ kh, kw, cin }: SpectralSigmaAttrs, j: number): number {
 }
 
 /**
+ * `y = A x` (`transpose` false) or `y = A^T x` for a row-major `[m, n]` matrix `A`: the two
+ * products of spectral norm's power iteration.
+ */
+export type MatVec = (
+  transpose: boolean,
+  a: Float32Array,
+  m: number,
+  n: number,
+  x: ArrayLike<number>,
+  y: Float64Array,
+) => void;
+
+/** {@linkcode MatVec} in JavaScript, summing in doubles. */
+export const jsMatVec: MatVec = (transpose, a, m, n, x, y) => {
+  if (!transpose) {
+    for (let i = 0; i < m; i++) {
+      let t = 0;
+      for (let j = 0, k = i * n; j < n; j++, k++) t += a[k] * x[j];
+      y[i] = t;
+    }
+    return;
+  }
+  y.fill(0);
+  for (let i = 0; i < m; i++) {
+    const xi = x[i];
+    for (let j = 0, k = i * n; j < n; j++, k++) y[j] += a[k] * xi;
+  }
+};
+
+/**
  * Spectral norm on arrays: with training, `v = normalize(A u)`, `u = normalize(A^T v)`; then
  * `sigma = u . (A^T v)`. Writes `[sigma, u, v (torch order)]` to `out`.
+ * @param matvec how the two products are computed (native backends: their matrix multiply)
  */
 export function spectralSigma(
   a: Float32Array,
@@ -199,28 +230,22 @@ export function spectralSigma(
   v: Float32Array,
   out: Float32Array,
   attrs: SpectralSigmaAttrs,
+  matvec: MatVec = jsMatVec,
 ): void {
   const rows = u.length;
   const cols = v.length;
   const vOwn = new Float64Array(cols);
   if (attrs.training) {
+    matvec(false, a, cols, rows, u, vOwn);
     let norm = 0;
-    for (let i = 0; i < cols; i++) {
-      let t = 0;
-      for (let j = 0, k = i * rows; j < rows; j++, k++) t += a[k] * u[j];
-      vOwn[i] = t;
-      norm += t * t;
-    }
+    for (let i = 0; i < cols; i++) norm += vOwn[i] * vOwn[i];
     const scale = 1 / Math.max(Math.sqrt(norm), SN_EPS);
     for (let i = 0; i < cols; i++) vOwn[i] = Math.fround(vOwn[i] * scale);
   } else {
     for (let j = 0; j < cols; j++) vOwn[ownIndex(attrs, j)] = v[j];
   }
   const s = new Float64Array(rows); // A^T v
-  for (let i = 0; i < cols; i++) {
-    const vi = vOwn[i];
-    for (let j = 0, k = i * rows; j < rows; j++, k++) s[j] += a[k] * vi;
-  }
+  matvec(true, a, cols, rows, vOwn, s);
   let uNew = u;
   if (attrs.training) {
     let norm = 0;
@@ -236,18 +261,26 @@ export function spectralSigma(
   for (let j = 0; j < cols; j++) out[1 + rows + j] = vOwn[ownIndex(attrs, j)];
 }
 
-function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
-  const { a, u, v } = inputs as Record<string, Info>;
-  const mem = memoryOf(backend);
-  const out = mem.alloc([1 + u.shape[0] + v.shape[0]]);
-  spectralSigma(
-    mem.view(a),
-    mem.view(u),
-    mem.view(v),
-    mem.view(out),
-    attrs as unknown as SpectralSigmaAttrs,
-  );
-  return out;
+/**
+ * The spectral-norm kernel with its products computed by `matvec`.
+ * @param matvec the matrix-vector product
+ * @returns the kernel function
+ */
+export function spectralSigmaKernel(matvec: MatVec = jsMatVec) {
+  return ({ inputs, backend, attrs }: Args): Info => {
+    const { a, u, v } = inputs as Record<string, Info>;
+    const mem = memoryOf(backend);
+    const out = mem.alloc([1 + u.shape[0] + v.shape[0]]);
+    spectralSigma(
+      mem.view(a),
+      mem.view(u),
+      mem.view(v),
+      mem.view(out),
+      attrs as unknown as SpectralSigmaAttrs,
+      matvec,
+    );
+    return out;
+  };
 }
 
 // d sigma / d A = v u^T (u and v held constant, as the reference computes them without
@@ -450,7 +483,7 @@ export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]
     [REFLECT_PAD_GRAD, reflectPadGradKernel],
     [UPSAMPLE_2X, upsampleKernel],
     [UPSAMPLE_2X_GRAD, upsampleGradKernel],
-    [SPECTRAL_SIGMA, spectralSigmaKernel],
+    [SPECTRAL_SIGMA, spectralSigmaKernel()],
     [SPECTRAL_SIGMA_GRAD, spectralSigmaGradKernel],
     [ADAM_UPDATE, adamKernel],
   ];

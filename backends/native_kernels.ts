@@ -1,9 +1,10 @@
 /**
- * The native fast path: convolutions (forward, input gradient, filter gradient) and matrix
- * multiplies on native, multi-threaded libraries (oneDNN's direct convolutions where installed,
- * else a BLAS: OpenBLAS, Accelerate; convolutions the BLAS runs are lowered to GEMM), reading and
- * writing the tensors in place: in WebAssembly memory under the wasm backend (`--backend
- * native`), in JavaScript memory under `native-cpu`. Everything else stays on those backends.
+ * The native fast path: convolutions (forward, input gradient, filter gradient), matrix multiplies
+ * and spectral norm's power iteration on native, multi-threaded libraries (oneDNN's direct
+ * convolutions where installed, else a BLAS: OpenBLAS, Accelerate; convolutions the BLAS runs are
+ * lowered to GEMM), reading and writing the tensors in place: in WebAssembly memory under the wasm
+ * backend (`--backend native`), in JavaScript memory under `native-cpu`. Everything else stays on
+ * those backends.
  *
  * The kernels are registered once per backend and switched on or off by
  * {@linkcode setNativeKernels}; when off, or for what they do not cover (NCHW, dilation,
@@ -15,6 +16,7 @@ import * as tf from "@tensorflow/tfjs";
 import { type Gemm, loadBlas } from "./blas.ts";
 import { convKey, type ConvPass, type Dnnl, loadDnnl } from "./dnnl.ts";
 import { convBackpropFilter, convBackpropInput, convForward } from "./gemm_conv.ts";
+import { type MatVec, SPECTRAL_SIGMA, spectralSigmaKernel } from "./js_kernels.ts";
 import { memoryOf } from "./memory.ts";
 
 type Info = tf.TensorInfo;
@@ -223,6 +225,21 @@ function batchMatMul(args: Args, fallback: tf.KernelFunc): Info {
   return out;
 }
 
+// Spectral norm's two matrix-vector products on the native matrix multiply, multi-threaded: the
+// largest discriminator weight at 256 pixels (4x4x1024x2048, 134 MB) is read twice per call.
+const gemmMatVec: MatVec = (transpose, a, m, n, x, y) => {
+  const [rows, inner] = transpose ? [n, m] : [m, n];
+  const out = new Float32Array(rows);
+  libs!.gemm(transpose, false, rows, 1, inner, 1, a, n, Float32Array.from(x), 1, 0, out, 1);
+  y.set(out);
+};
+const spectralSigmaOnGemm = spectralSigmaKernel(gemmMatVec);
+
+function spectralSigma(args: Args, fallback: tf.KernelFunc): Info {
+  if (!libs) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
+  return spectralSigmaOnGemm(args);
+}
+
 const registered = new Set<string>();
 
 /**
@@ -238,6 +255,7 @@ export function registerNativeKernels(backends: readonly string[]): void {
     ["Conv2DBackpropInput", conv2dBackpropInput],
     ["Conv2DBackpropFilter", conv2dBackpropFilter],
     ["BatchMatMul", batchMatMul],
+    [SPECTRAL_SIGMA, spectralSigma],
   ];
   for (const [name, kernel] of ours) {
     for (const backendName of backends) {

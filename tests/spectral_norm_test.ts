@@ -10,6 +10,7 @@ import {
   type WeightMatrix,
 } from "../layers/spectral_norm.ts";
 import { selectBackend } from "../backends/mod.ts";
+import { loadNativeLibraries, setNativeKernels } from "../backends/native_kernels.ts";
 import { assertClose, assertNoLeak } from "./helpers.ts";
 
 await selectBackend("cpu");
@@ -70,40 +71,65 @@ Deno.test("spectral norm differentiates sigma through W only, and leaves no tens
   assertNoLeak(() => spectralNormalize(w, convWeightMatrix, state, true) as unknown as tf.Tensor[]);
 });
 
-for (const backend of ["cpu", "wasm"] as const) {
-  Deno.test(`spectral norm as one kernel on ${backend} equals the composed ops (conv and linear, gradients)`, async () => {
-    await selectBackend(backend);
-    const cases: [tf.Tensor, WeightMatrix, number, number][] = [
-      [tf.randomNormal([4, 4, 3, 5], 0, 1, "float32", 3), convWeightMatrix, 5, 48],
-      [tf.randomNormal([6, 1], 0, 1, "float32", 4), linearWeightMatrix, 1, 6],
-    ];
-    for (const [w, view, rows, cols] of cases) {
-      const state = initSpectralNormState(7, rows, cols);
-      const plain: WeightMatrix = (t) => view(t); // no view: the composed path
-      const c = tf.randomNormal(w.shape, 0, 1, "float32", 5);
-      for (const training of [true, false]) {
-        const run = (m: WeightMatrix) => {
-          const [wn, next] = spectralNormalize(w, m, state, training);
-          const [g] = tf.grads((t) =>
-            tf.sum(tf.mul(spectralNormalize(t, m, state, training)[0], c))
-          )([w]);
-          return [wn, next.u, next.v, g];
-        };
-        const fused = run(view);
-        const composed = run(plain);
-        const what = ["normalised weight", "u", "v", "gradient"];
-        for (let i = 0; i < 4; i++) {
-          await assertClose(
-            fused[i],
-            composed[i],
-            2e-5,
-            `${what[i]} ${w.shape} training ${training}`,
-          );
+// On native and native-cpu the kernel's two products run on the native matrix multiply, counted
+// here so that the test sees them run.
+const native = loadNativeLibraries();
+if (typeof native === "string") {
+  console.log(`SKIPPED: spectral norm on native backends (${native})`);
+}
+let gemmCalls = 0;
+const counted = typeof native === "string" ? undefined : {
+  ...native,
+  gemm: (...args: Parameters<typeof native.gemm>) => {
+    gemmCalls++;
+    native.gemm(...args);
+  },
+};
+
+for (const backend of ["cpu", "wasm", "native", "native-cpu"] as const) {
+  Deno.test({
+    name: `spectral norm as one kernel on ${backend} equals the composed ops (conv and linear, ` +
+      "gradients)",
+    ignore: backend.startsWith("native") && !counted,
+    fn: async () => {
+      await selectBackend(backend);
+      if (backend.startsWith("native")) setNativeKernels(counted);
+      const cases: [tf.Tensor, WeightMatrix, number, number][] = [
+        [tf.randomNormal([4, 4, 3, 5], 0, 1, "float32", 3), convWeightMatrix, 5, 48],
+        [tf.randomNormal([6, 1], 0, 1, "float32", 4), linearWeightMatrix, 1, 6],
+      ];
+      for (const [w, view, rows, cols] of cases) {
+        const state = initSpectralNormState(7, rows, cols);
+        const plain: WeightMatrix = (t) => view(t); // no view: the composed path
+        const c = tf.randomNormal(w.shape, 0, 1, "float32", 5);
+        for (const training of [true, false]) {
+          const run = (m: WeightMatrix) => {
+            const [wn, next] = spectralNormalize(w, m, state, training);
+            const [g] = tf.grads((t) =>
+              tf.sum(tf.mul(spectralNormalize(t, m, state, training)[0], c))
+            )([w]);
+            return [wn, next.u, next.v, g];
+          };
+          const before = gemmCalls;
+          const fused = run(view);
+          // Training: two products in the value's pass and two in the gradient's; else one each.
+          const products = backend.startsWith("native") ? (training ? 4 : 2) : 0;
+          assertEquals(gemmCalls - before, products, "the kernel's products on the native GEMM");
+          const composed = run(plain);
+          const what = ["normalised weight", "u", "v", "gradient"];
+          for (let i = 0; i < 4; i++) {
+            await assertClose(
+              fused[i],
+              composed[i],
+              2e-5,
+              `${what[i]} ${w.shape} training ${training}`,
+            );
+          }
+          tf.dispose([...fused, ...composed]);
         }
-        tf.dispose([...fused, ...composed]);
+        tf.dispose([w, c, state.u, state.v]);
       }
-      tf.dispose([w, c, state.u, state.v]);
-    }
-    await selectBackend("cpu");
+      await selectBackend("cpu");
+    },
   });
 }
