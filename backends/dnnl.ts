@@ -59,6 +59,10 @@ const SYMBOLS = {
     ],
     result: "i32",
   },
+  dnnl_binary_desc_init: {
+    parameters: ["buffer", "i32", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
   dnnl_primitive_desc_create: {
     parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"],
     result: "i32",
@@ -101,13 +105,26 @@ const F32 = 3;
 const TAG_ANY = 1;
 const TAG_NHWC = 20;
 const TAG_HWIO = 30;
+const TAG_A = 2; // one dimension
 const FORWARD_TRAINING = 64;
 const CONVOLUTION_DIRECT = 1;
 const ENGINE_CPU = 1;
 const STREAM_DEFAULT = 1;
 const QUERY_IMPL_INFO = 8;
 const QUERY = { weights: 131, diffWeights: 132 } as const;
-const ARG = { src: 1, dst: 17, weights: 33, diffSrc: 129, diffDst: 145, diffWeights: 161 };
+const ARG = {
+  src: 1,
+  src1: 2,
+  dst: 17,
+  weights: 33,
+  diffSrc: 129,
+  diffDst: 145,
+  diffWeights: 161,
+};
+// dnnl_alg_kind_t of the binary primitive's operations.
+const BINARY_ALG = { Add: 0x1fff0, Multiply: 0x1fff1, RealDiv: 0x1fff4, Sub: 0x1fff5 } as const;
+/** An elementwise operation oneDNN's binary primitive runs for us. */
+export type BinaryOp = keyof typeof BINARY_ALG;
 const MEMORY_ALLOCATE = -1n; // DNNL_MEMORY_ALLOCATE: oneDNN owns the buffer
 // oneDNN 2.x's descriptors are plain structs the library fills in: a memory descriptor is 696 bytes
 // and a convolution descriptor 5,976 in 2.6 on x86-64; buffers a few times larger fit any 2.x's.
@@ -137,6 +154,12 @@ export interface Dnnl {
     b: Float32Array,
     out: Float32Array,
   ): boolean;
+  /**
+   * `out = a op b` elementwise on `a.length` floats, multi-threaded; `b` is as long as `a`, or one
+   * value for all.
+   * @returns false (nothing written) where oneDNN has no optimised kernel for it
+   */
+  binary(op: BinaryOp, a: Float32Array, b: Float32Array, out: Float32Array): boolean;
   /**
    * oneDNN's matrix multiply, on the same threads as its convolutions (a second thread pool,
    * OpenBLAS's, would contend with them for the cores).
@@ -256,7 +279,10 @@ function openDnnl(s: Symbols, description: string, path: string): Dnnl {
     const md = new Uint8Array(MD_BYTES);
     const d = new BigInt64Array(MAX_DIMS);
     dims.forEach((x, i) => d[i] = BigInt(x));
-    check("dnnl_memory_desc_init_by_tag", s.dnnl_memory_desc_init_by_tag(md, 4, d, F32, tag));
+    check(
+      "dnnl_memory_desc_init_by_tag",
+      s.dnnl_memory_desc_init_by_tag(md, dims.length, d, F32, tag),
+    );
     return md;
   };
   const pair = (a: number, b: number) => new BigInt64Array([BigInt(a), BigInt(b)]);
@@ -410,6 +436,20 @@ function openDnnl(s: Symbols, description: string, path: string): Dnnl {
     return { user, steps };
   }
 
+  // Binds a plan's memory objects to the arrays and runs its steps to the end.
+  const run = (plan: Plan, arrays: Float32Array[]) => {
+    plan.user.forEach((mem, i) =>
+      check("dnnl_memory_set_data_handle", s.dnnl_memory_set_data_handle(mem, arrays[i]))
+    );
+    for (const { prim, args } of plan.steps) {
+      check(
+        "dnnl_primitive_execute",
+        s.dnnl_primitive_execute(prim, stream, args.length / 16, args),
+      );
+    }
+    check("dnnl_stream_wait", s.dnnl_stream_wait(stream));
+  };
+
   const conv: Dnnl["conv"] = (pass, g, a, b, result) => {
     const key = convKey(pass, g);
     let entry = plans.get(key);
@@ -417,17 +457,38 @@ function openDnnl(s: Symbols, description: string, path: string): Dnnl {
     // JavaScript keeps arrays of up to 64 bytes inside its heap, where they may move between
     // calls; such tensors are not worth a native call anyway.
     if (!entry || a.byteLength <= 64 || b.byteLength <= 64 || result.byteLength <= 64) return false;
-    const arrays = [a, b, result];
-    entry.user.forEach((mem, i) =>
-      check("dnnl_memory_set_data_handle", s.dnnl_memory_set_data_handle(mem, arrays[i]))
-    );
-    for (const { prim, args } of entry.steps) {
-      check(
-        "dnnl_primitive_execute",
-        s.dnnl_primitive_execute(prim, stream, args.length / 16, args),
-      );
-    }
-    check("dnnl_stream_wait", s.dnnl_stream_wait(stream));
+    run(entry, [a, b, result]);
+    return true;
+  };
+
+  // Binary primitives by operation, length and whether b is one value; null: reference kernel only.
+  const binaries = new Map<string, { plan: Plan; scalar?: Float32Array } | null>();
+  const binaryPlan = (op: BinaryOp, n: number, scalar: boolean) => {
+    const [src0, dst] = [desc([n], TAG_A), desc([n], TAG_A)];
+    const src1 = desc([scalar ? 1 : n], TAG_A);
+    const opDesc = new Uint8Array(CONV_DESC_BYTES);
+    if (s.dnnl_binary_desc_init(opDesc, BINARY_ALG[op], src0, src1, dst) !== 0) return null;
+    const pd = primitiveDesc(opDesc, null);
+    if (!pd || /\bref\b/.test(implementation(pd))) return null;
+    const user = [src0, src1, dst].map((md) => memory(of(md), 0n));
+    const prim = primitive(pd);
+    const plan: Plan = {
+      user,
+      steps: [step(prim, [[ARG.src, user[0]], [ARG.src1, user[1]], [ARG.dst, user[2]]])],
+    };
+    // A lone value goes through an array of our own, large enough to live outside the
+    // JavaScript heap (where small arrays may move between calls).
+    return { plan, scalar: scalar ? new Float32Array(32) : undefined };
+  };
+  const binary: Dnnl["binary"] = (op, a, b, result) => {
+    const scalar = b.length === 1 && a.length !== 1;
+    if (!scalar && b.length !== a.length) return false;
+    const key = `${op},${a.length},${scalar}`;
+    let entry = binaries.get(key);
+    if (entry === undefined) binaries.set(key, entry = binaryPlan(op, a.length, scalar));
+    if (!entry || a.byteLength <= 64 || result.byteLength <= 64) return false;
+    if (entry.scalar) entry.scalar[0] = b[0];
+    run(entry.plan, [a, entry.scalar ?? b, result]);
     return true;
   };
 
@@ -453,5 +514,5 @@ function openDnnl(s: Symbols, description: string, path: string): Dnnl {
       ),
     );
   };
-  return { description, path, conv, sgemm };
+  return { description, path, conv, binary, sgemm };
 }

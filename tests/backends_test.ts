@@ -360,6 +360,54 @@ Deno.test({
   },
 });
 
+// Large elementwise arithmetic runs on oneDNN's binary primitive (native, native-cpu): bit for bit
+// the cpu backend's results, its calls counted so that the test sees it run.
+let binaryRan = 0;
+const countedBinary = typeof dnnl === "string" ? undefined : {
+  description: "",
+  gemm: dnnl.sgemm,
+  dnnl: {
+    ...dnnl,
+    binary: (...args: Parameters<Dnnl["binary"]>) => dnnl.binary(...args) && ++binaryRan > 0,
+  },
+};
+
+async function largeArithmetic(backend: "cpu" | "native" | "native-cpu") {
+  await selectBackend(backend);
+  if (backend !== "cpu") setNativeKernels(countedBinary);
+  const x = tf.randomNormal([2, 64, 64, 16], 0, 1, "float32", 1); // 131,072 elements
+  const y = tf.randomUniform([2, 64, 64, 16], 0.5, 2, "float32", 2);
+  const s = tf.scalar(1.7);
+  const outs = [
+    tf.add(x, y),
+    tf.sub(x, y),
+    tf.mul(x, y),
+    tf.div(x, y),
+    tf.add(x, s),
+    tf.sub(x, s),
+    tf.mul(x, s),
+    tf.div(x, s),
+  ];
+  const values = await Promise.all(outs.map(async (t) => (await t.data()) as Float32Array));
+  tf.dispose([x, y, s, ...outs]);
+  return values;
+}
+
+for (const backend of ["native", "native-cpu"] as const) {
+  Deno.test({
+    name:
+      `${backend}'s large elementwise arithmetic on oneDNN equals the cpu backend's bit for bit`,
+    ignore: !countedBinary,
+    fn: async () => {
+      const cpu = await largeArithmetic("cpu");
+      const before = binaryRan;
+      const ours = await largeArithmetic(backend);
+      assertEquals(binaryRan - before, cpu.length, "every op on oneDNN");
+      for (let i = 0; i < cpu.length; i++) assertEquals(ours[i], cpu[i], `op ${i}`);
+    },
+  });
+}
+
 // Activations, their gradients (fused on native-cpu), step, comparisons and select, on values
 // that include NaN, both zeros and both infinities, with the kernels each backend ran.
 async function activations(backend: "cpu" | "native-cpu") {
