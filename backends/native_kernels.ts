@@ -135,6 +135,23 @@ function convolve(
   if (!faster || !dnnl.conv(pass, g, a, b, out)) gemm();
 }
 
+/**
+ * Where each convolution geometry met so far runs when oneDNN is loaded (the choice of the
+ * `fastest` route), counted per pass, for `deno task bench --profile`.
+ * @returns per pass, how many geometries went to oneDNN and how many to the GEMM lowering
+ */
+export function convRouteCounts(): Record<ConvPass, { onednn: number; gemm: number }> {
+  const counts = {
+    forward: { onednn: 0, gemm: 0 },
+    input: { onednn: 0, gemm: 0 },
+    filter: { onednn: 0, gemm: 0 },
+  };
+  for (const [key, faster] of oneDnnFaster) {
+    counts[key.split(",")[0] as ConvPass][faster ? "onednn" : "gemm"]++;
+  }
+  return counts;
+}
+
 // The best of three timed runs, after one untimed.
 function fastest(run: () => void): number {
   run();

@@ -6,6 +6,7 @@ import { loadBlas } from "../backends/blas.ts";
 import { type Dnnl, loadDnnl } from "../backends/dnnl.ts";
 import {
   type ConvRoute,
+  convRouteCounts,
   loadNativeLibraries,
   type NativeLibraries,
   setConvRoute,
@@ -143,6 +144,12 @@ for (const [way, backend, lib, route] of convWays) {
         // must have run there.
         console.log(`oneDNN ran ${dnnlRan} of the ${dnnlAsked} passes asked of it`);
         assert(dnnlRan >= 0.75 * dnnlAsked && dnnlAsked >= 3 * cases().length);
+      }
+      if (route === "fastest") {
+        // Every geometry's choice is on record, for the benchmark's profile.
+        for (const [pass, c] of Object.entries(convRouteCounts())) {
+          assert(c.onednn + c.gemm > 0, `no ${pass} geometry recorded`);
+        }
       }
     },
   });

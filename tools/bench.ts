@@ -25,6 +25,7 @@ import * as tf from "@tensorflow/tfjs";
 import { selectBackend, webgpuStarted } from "../backends/mod.ts";
 import { LIN_NORM } from "../backends/norm_kernels.ts";
 import { loadBlas } from "../backends/blas.ts";
+import { convRouteCounts } from "../backends/native_kernels.ts";
 import { configFromFlags, exitOnUserError, flagsOrExit } from "../train/flags.ts";
 import { disposeState, trainer } from "../train/step.ts";
 import { type PeerRound, startTorchPeer } from "./pytorch/peer.ts";
@@ -204,8 +205,16 @@ try {
         }%  ${e.calls} calls`,
       );
     }
+    const routes = backend.startsWith("native") ? convRouteCounts() : undefined;
+    if (routes) {
+      console.log(
+        "convolution geometries on oneDNN / lowered to GEMM (the faster when first met): " +
+          Object.entries(routes).map(([pass, c]) => `${pass} ${c.onednn} / ${c.gemm}`).join(", "),
+      );
+    }
     console.log(JSON.stringify({
       profile: backend,
+      ...(routes ? { conv_routes: routes } : {}),
       kernels: calls,
       timed_kernels: timed,
       kernel_ms: Number(total.toFixed(2)),
