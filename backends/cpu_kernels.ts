@@ -3,12 +3,13 @@
  * memory, which has no 4 GiB ceiling; WebAssembly memory has, and a 256-pixel training step needs
  * more) under its own name, so that `cpu` stays the untouched reference the tests compare with.
  * The stock cpu kernels are written for clarity: a broadcasting add computes a multi-index per
- * element (about 1 us each), slices and splits copy element by element, unary ops call a
+ * element (about 1 us each), slices, splits and pads copy element by element, unary ops call a
  * closure per element. Ours do the same work in typed loops and block copies (sign tests on the
  * float bits, without branches), and hand anything they do not cover (other dtypes, unusual
  * attributes) to the stock kernel. The ReLU and leaky-ReLU gradients are one kernel of ours here
  * (`UgatitActivationGrad`) where the stock gradients take two or three passes (step and multiply;
- * greater, multiply and select); every result is the stock one bit for bit.
+ * greater, multiply and select); every result is the stock one bit for bit. Outputs take freed
+ * tensors' arrays where the backend keeps them (`recycleArrays` in `memory.ts`).
  *
  * @module
  */
@@ -352,6 +353,39 @@ function copyBox(
   }
 }
 
+// Zero (or constant) padding: the constant everywhere, then the input's runs copied in as blocks.
+function pad(args: Args): Info | undefined {
+  const { x } = args.inputs as { x: Info };
+  const { paddings, constantValue } = args.attrs as unknown as {
+    paddings: [number, number][];
+    constantValue: number;
+  };
+  if (x.dtype !== "float32" || paddings.length !== x.shape.length) return undefined;
+  const shape = x.shape.map((d, i) => paddings[i][0] + d + paddings[i][1]);
+  const y = freshArray(args.backend, sizeOf(shape));
+  y.fill(constantValue);
+  const src = valuesOf(args, x) as Float32Array;
+  const rank = shape.length;
+  // The input's rows (its last dim) land at this offset plus an odometer over the outer dims.
+  const strides = new Array(rank).fill(1);
+  for (let i = rank - 2; i >= 0; i--) strides[i] = strides[i + 1] * shape[i + 1];
+  const row = x.shape[rank - 1] ?? 1;
+  let off = 0;
+  for (let i = 0; i < rank; i++) off += paddings[i][0] * strides[i];
+  const idx = new Array(Math.max(rank - 1, 0)).fill(0);
+  for (let k = 0; k < src.length; k += row) {
+    y.set(src.subarray(k, k + row), off);
+    for (let d = rank - 2; d >= 0; d--) {
+      idx[d]++;
+      off += strides[d];
+      if (idx[d] < x.shape[d]) break;
+      off -= strides[d] * x.shape[d];
+      idx[d] = 0;
+    }
+  }
+  return cpu(args.backend).makeTensorInfo(shape, "float32", y);
+}
+
 function slice(args: Args): Info | undefined {
   const { x } = args.inputs as { x: Info };
   const { begin, size } = args.attrs as unknown as { begin: number[]; size: number[] };
@@ -468,6 +502,7 @@ export function registerNativeCpuBackend(): void {
   overrideKernel("SplitV", NATIVE_CPU, splitV as unknown as (args: Args) => Info | undefined);
   overrideKernel("Concat", NATIVE_CPU, concat);
   overrideKernel("Transpose", NATIVE_CPU, transpose);
+  overrideKernel("PadV2", NATIVE_CPU, pad);
   tf.registerKernel({
     kernelName: ACTIVATION_GRAD,
     backendName: NATIVE_CPU,

@@ -340,6 +340,11 @@ async function elementwise(backend: "cpu" | "native-cpu") {
     res.push(...tf.split(x, [1, 3, 1], 3), ...tf.split(x, 3, 1));
     res.push(tf.concat([x, x, tf.slice(x, [0, 0, 0, 0], [2, 3, 4, 2])], 3), tf.concat([x, x], 1));
     res.push(tf.transpose(x, [0, 3, 1, 2]), tf.transpose(x, [2, 1, 3, 0]));
+    res.push(
+      tf.pad(x, [[0, 1], [2, 0], [1, 1], [0, 3]]),
+      tf.pad(x, [[1, 0], [0, 0], [0, 0], [0, 0]], 2),
+    );
+    res.push(tf.pad(tf.reshape(x, [120]), [[3, 5]]));
     // and gradients through some of them
     res.push(
       ...tf.grads((a, b) => tf.sum(tf.mul(tf.div(tf.sub(a, b), tf.add(tf.abs(b), 1)), a)))([
