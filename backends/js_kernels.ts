@@ -283,22 +283,39 @@ export function spectralSigmaKernel(matvec: MatVec = jsMatVec) {
   };
 }
 
-// d sigma / d A = v u^T (u and v held constant, as the reference computes them without
-// gradient); only the sigma entry of the packed output carries a gradient.
-function spectralSigmaGradKernel({ inputs, backend, attrs }: Args): Info {
-  const { dy, packed } = inputs as Record<string, Info>;
-  const { rows } = attrs as unknown as { rows: number };
-  const cols = packed.shape[0] - 1 - rows;
-  const mem = memoryOf(backend);
-  const da = mem.alloc([cols, rows]);
-  const [g, p, d] = [mem.view(dy), mem.view(packed), mem.view(da)];
-  const sn = attrs as unknown as SpectralSigmaAttrs;
-  for (let j = 0; j < cols; j++) {
-    const i = ownIndex(sn, j);
-    const vi = g[0] * p[1 + rows + j];
-    for (let r = 0; r < rows; r++) d[i * rows + r] = vi * p[1 + r];
+/** `out = a b^T` for a column `a` `[m]` and a row `b` `[n]`, row-major `[m, n]`. */
+export type Outer = (a: Float64Array, b: Float32Array, out: Float32Array) => void;
+
+/** {@linkcode Outer} in JavaScript. */
+export const jsOuter: Outer = (a, b, out) => {
+  const n = b.length;
+  for (let i = 0; i < a.length; i++) {
+    const ai = a[i];
+    for (let r = 0, k = i * n; r < n; r++, k++) out[k] = ai * b[r];
   }
-  return da;
+};
+
+/**
+ * The spectral-norm gradient kernel: d sigma / d A = v u^T (u and v held constant, as the
+ * reference computes them without gradient); only the sigma entry of the packed output carries a
+ * gradient.
+ * @param outer how the outer product is computed (native backends: their matrix multiply)
+ * @returns the kernel function
+ */
+export function spectralSigmaGradKernel(outer: Outer = jsOuter) {
+  return ({ inputs, backend, attrs }: Args): Info => {
+    const { dy, packed } = inputs as Record<string, Info>;
+    const { rows } = attrs as unknown as { rows: number };
+    const cols = packed.shape[0] - 1 - rows;
+    const mem = memoryOf(backend);
+    const da = mem.alloc([cols, rows]);
+    const [g, p, d] = [mem.view(dy), mem.view(packed), mem.view(da)];
+    const sn = attrs as unknown as SpectralSigmaAttrs;
+    const v = new Float64Array(cols); // dy times v, in the weight's own order
+    for (let j = 0; j < cols; j++) v[ownIndex(sn, j)] = g[0] * p[1 + rows + j];
+    outer(v, p.subarray(1, 1 + rows), d);
+    return da;
+  };
 }
 
 /** The Adam kernel's name: inputs `{g, p, m, v}`, outputs `[update, m, v]`. */
@@ -484,7 +501,7 @@ export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]
     [UPSAMPLE_2X, upsampleKernel],
     [UPSAMPLE_2X_GRAD, upsampleGradKernel],
     [SPECTRAL_SIGMA, spectralSigmaKernel()],
-    [SPECTRAL_SIGMA_GRAD, spectralSigmaGradKernel],
+    [SPECTRAL_SIGMA_GRAD, spectralSigmaGradKernel()],
     [ADAM_UPDATE, adamKernel],
   ];
   for (const [kernelName, kernel] of ours) {

@@ -16,7 +16,14 @@ import * as tf from "@tensorflow/tfjs";
 import { type Gemm, loadBlas } from "./blas.ts";
 import { type BinaryOp, convKey, type ConvPass, type Dnnl, loadDnnl } from "./dnnl.ts";
 import { convBackpropFilter, convBackpropInput, convForward } from "./gemm_conv.ts";
-import { type MatVec, SPECTRAL_SIGMA, spectralSigmaKernel } from "./js_kernels.ts";
+import {
+  type MatVec,
+  type Outer,
+  SPECTRAL_SIGMA,
+  SPECTRAL_SIGMA_GRAD,
+  spectralSigmaGradKernel,
+  spectralSigmaKernel,
+} from "./js_kernels.ts";
 import { memoryOf } from "./memory.ts";
 
 type Info = tf.TensorInfo;
@@ -250,11 +257,32 @@ const gemmMatVec: MatVec = (transpose, a, m, n, x, y) => {
   libs!.gemm(transpose, false, rows, 1, inner, 1, a, n, Float32Array.from(x), 1, 0, out, 1);
   y.set(out);
 };
-const spectralSigmaOnGemm = spectralSigmaKernel(gemmMatVec);
+// Its gradient, the outer product v u^T as a GEMM of depth 1 (the same weight size, written).
+const gemmOuter: Outer = (a, b, out) => {
+  libs!.gemm(
+    false,
+    false,
+    a.length,
+    b.length,
+    1,
+    1,
+    Float32Array.from(a),
+    1,
+    b,
+    b.length,
+    0,
+    out,
+    b.length,
+  );
+};
+const onGemm = {
+  [SPECTRAL_SIGMA]: spectralSigmaKernel(gemmMatVec),
+  [SPECTRAL_SIGMA_GRAD]: spectralSigmaGradKernel(gemmOuter),
+};
 
-function spectralSigma(args: Args, fallback: tf.KernelFunc): Info {
-  if (!libs) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
-  return spectralSigmaOnGemm(args);
+function spectralNorm(name: keyof typeof onGemm) {
+  return (args: Args, fallback: tf.KernelFunc): Info =>
+    libs ? onGemm[name](args) : fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
 }
 
 // Large elementwise Add, Sub, Multiply and RealDiv (equal shapes, or b one value) on oneDNN's
@@ -296,7 +324,8 @@ export function registerNativeKernels(backends: readonly string[]): void {
     ["Conv2DBackpropInput", conv2dBackpropInput],
     ["Conv2DBackpropFilter", conv2dBackpropFilter],
     ["BatchMatMul", batchMatMul],
-    [SPECTRAL_SIGMA, spectralSigma],
+    [SPECTRAL_SIGMA, spectralNorm(SPECTRAL_SIGMA)],
+    [SPECTRAL_SIGMA_GRAD, spectralNorm(SPECTRAL_SIGMA_GRAD)],
     ...(["Add", "Sub", "Multiply", "RealDiv"] as const).map((op): [string, typeof conv2d] => [
       op,
       binary(op),
