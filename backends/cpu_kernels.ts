@@ -60,14 +60,14 @@ const INNER: Record<string, Inner> = {
     for (let j = 0; j < n; j++, ia += sa, ib += sb) {
       const x = a[ia];
       const y = b[ib];
-      o[k + j] = x !== x || y !== y ? NaN : x > y ? x : y;
+      o[k + j] = x !== x || y !== y ? x + y : x > y ? x : y; // (x + y: the NaN, no constant)
     }
   },
   Minimum: (o, k, a, ia, sa, b, ib, sb, n) => {
     for (let j = 0; j < n; j++, ia += sa, ib += sb) {
       const x = a[ia];
       const y = b[ib];
-      o[k + j] = x !== x || y !== y ? NaN : x < y ? x : y;
+      o[k + j] = x !== x || y !== y ? x + y : x < y ? x : y;
     }
   },
   Greater: (o, k, a, ia, sa, b, ib, sb, n) => {
@@ -266,18 +266,15 @@ function activationGrad(args: Args): Info {
   const [g, v] = [dy, x].map((t) => valuesOf(args, t) as Float32Array);
   const out = freshArray(args.backend, g.length);
   const vi = bitsOf(v);
-  // alpha as the float32 scalar the stock gradient multiplies by
-  const slope = Float64Array.of(Math.fround(alpha), 1);
-  if (alpha === 0) {
-    for (let i = 0; i < out.length; i++) {
-      const b = vi[i];
-      out[i] = g[i] * (isNaN(b) ? NaN : slope[positive(b) & 1]);
-    }
-  } else {
-    for (let i = 0; i < out.length; i++) {
-      const b = vi[i];
-      out[i] = g[i] * slope[isNaN(b) ? 0 : positive(b) & 1]; // NaN > 0 is false: alpha
-    }
+  // The factor dy is multiplied by, looked up by x's sign: alpha (as the float32 scalar the stock
+  // gradient multiplies by) where x <= 0, 1 where x > 0, and for a NaN x: NaN under ReLU (dy times
+  // step(NaN)), alpha under leaky ReLU (NaN > 0 is false). A lookup by index keeps the loop on
+  // doubles; a conditional choosing the NaN constant instead ran about 6 times slower under V8.
+  const a = Math.fround(alpha);
+  const slope = Float64Array.of(a, 1, alpha === 0 ? NaN : a);
+  for (let i = 0; i < out.length; i++) {
+    const b = vi[i];
+    out[i] = g[i] * slope[isNaN(b) ? 2 : positive(b) & 1];
   }
   return cpu(args.backend).makeTensorInfo(x.shape, "float32", out);
 }

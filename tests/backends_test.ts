@@ -420,8 +420,9 @@ for (const backend of ["native", "native-cpu"] as const) {
   });
 }
 
-// Activations, their gradients (fused on native-cpu), step, comparisons and select, on values
-// that include NaN, both zeros and both infinities, with the kernels each backend ran.
+// Activations, their gradients (fused on native-cpu), step, comparisons, select, maximum and
+// minimum, on values that include NaN, both zeros and both infinities, with the kernels each
+// backend ran.
 async function activations(backend: "cpu" | "native-cpu") {
   await selectBackend(backend);
   const special = [NaN, 0, -0, Infinity, -Infinity, 1e-30, -1e-30, 2, -2];
@@ -443,6 +444,8 @@ async function activations(backend: "cpu" | "native-cpu") {
       tf.cast(tf.greater(x, y), "float32"),
       tf.cast(tf.less(x, y), "float32"),
       tf.where(tf.greater(x, 0), x, y),
+      tf.maximum(x, y),
+      tf.minimum(y, x),
       tf.grad((t) => tf.relu(t))(x, dy),
       tf.grad((t) => tf.leakyRelu(t, 0.2))(x, dy),
       tf.grad((t) => tf.leakyRelu(t, 0.2))(x, tf.mul(dy, 1e30)),
