@@ -155,11 +155,18 @@ export interface Dnnl {
     out: Float32Array,
   ): boolean;
   /**
-   * `out = a op b` elementwise on `a.length` floats, multi-threaded; `b` is as long as `a`, or one
-   * value for all.
+   * `out = a op b` elementwise, multi-threaded, on row-major arrays of shape `dims` (at most 4
+   * dimensions) where `b`'s shape `bDims` is `dims` with some dimensions 1 (broadcast).
    * @returns false (nothing written) where oneDNN has no optimised kernel for it
    */
-  binary(op: BinaryOp, a: Float32Array, b: Float32Array, out: Float32Array): boolean;
+  binary(
+    op: BinaryOp,
+    dims: number[],
+    bDims: number[],
+    a: Float32Array,
+    b: Float32Array,
+    out: Float32Array,
+  ): boolean;
   /**
    * oneDNN's matrix multiply, on the same threads as its convolutions (a second thread pool,
    * OpenBLAS's, would contend with them for the cores).
@@ -461,11 +468,11 @@ function openDnnl(s: Symbols, description: string, path: string): Dnnl {
     return true;
   };
 
-  // Binary primitives by operation, length and whether b is one value; null: reference kernel only.
-  const binaries = new Map<string, { plan: Plan; scalar?: Float32Array } | null>();
-  const binaryPlan = (op: BinaryOp, n: number, scalar: boolean) => {
-    const [src0, dst] = [desc([n], TAG_A), desc([n], TAG_A)];
-    const src1 = desc([scalar ? 1 : n], TAG_A);
+  // Binary primitives by operation and shapes; null: oneDNN has only its reference kernel there.
+  const binaries = new Map<string, { plan: Plan; small: Float32Array } | null>();
+  const binaryPlan = (op: BinaryOp, dims: number[], bDims: number[]) => {
+    const tag = TAG_A + dims.length - 1; // a, ab, abc, abcd: row-major
+    const [src0, src1, dst] = [desc(dims, tag), desc(bDims, tag), desc(dims, tag)];
     const opDesc = new Uint8Array(CONV_DESC_BYTES);
     if (s.dnnl_binary_desc_init(opDesc, BINARY_ALG[op], src0, src1, dst) !== 0) return null;
     const pd = primitiveDesc(opDesc, null);
@@ -476,19 +483,22 @@ function openDnnl(s: Symbols, description: string, path: string): Dnnl {
       user,
       steps: [step(prim, [[ARG.src, user[0]], [ARG.src1, user[1]], [ARG.dst, user[2]]])],
     };
-    // A lone value goes through an array of our own, large enough to live outside the
-    // JavaScript heap (where small arrays may move between calls).
-    return { plan, scalar: scalar ? new Float32Array(32) : undefined };
+    // A small b (a scalar, a few channels) goes through an array of our own, large enough to
+    // live outside the JavaScript heap, where small arrays may move between calls.
+    return { plan, small: new Float32Array(32) };
   };
-  const binary: Dnnl["binary"] = (op, a, b, result) => {
-    const scalar = b.length === 1 && a.length !== 1;
-    if (!scalar && b.length !== a.length) return false;
-    const key = `${op},${a.length},${scalar}`;
+  const binary: Dnnl["binary"] = (op, dims, bDims, a, b, result) => {
+    if (dims.length > 4 || a.byteLength <= 64 || result.byteLength <= 64) return false;
+    const key = `${op},${dims},${bDims}`;
     let entry = binaries.get(key);
-    if (entry === undefined) binaries.set(key, entry = binaryPlan(op, a.length, scalar));
-    if (!entry || a.byteLength <= 64 || result.byteLength <= 64) return false;
-    if (entry.scalar) entry.scalar[0] = b[0];
-    run(entry.plan, [a, entry.scalar ?? b, result]);
+    if (entry === undefined) binaries.set(key, entry = binaryPlan(op, dims, bDims));
+    if (!entry) return false;
+    let bIn = b;
+    if (b.byteLength <= 64) {
+      entry.small.set(b);
+      bIn = entry.small;
+    }
+    run(entry.plan, [a, bIn, result]);
     return true;
   };
 

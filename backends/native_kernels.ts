@@ -285,25 +285,58 @@ function spectralNorm(name: keyof typeof onGemm) {
     libs ? onGemm[name](args) : fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
 }
 
-// Large elementwise Add, Sub, Multiply and RealDiv (equal shapes, or b one value) on oneDNN's
-// binary primitive, multi-threaded and vectorised: at 256 pixels the discriminators' weight
-// gradients (up to 134 MB) are summed, scaled and applied this way several times an iteration.
-// Below this many elements the backend's own loop is as fast.
+// Large elementwise Add, Sub, Multiply and RealDiv (b of a's shape, or broadcast along some of
+// its dimensions: a bias, a scale per channel, one value) on oneDNN's binary primitive,
+// multi-threaded and vectorised: at 256 pixels the discriminators' weight gradients (up to 134 MB)
+// are summed, scaled and applied this way several times an iteration. Below this many elements the
+// backend's own loop is as fast.
 const BINARY_MIN_LENGTH = 65536;
+
+/**
+ * The shapes oneDNN's binary primitive gets for `a op b`: a's shape with adjacent dimensions
+ * merged where b is broadcast along both or along neither, and b's on those (1 where broadcast).
+ * @param aShape the first operand's shape (the output's)
+ * @param bShape the second's
+ * @returns the merged shapes, or undefined where b is larger than a along some dimension
+ */
+export function binaryDims(
+  aShape: readonly number[],
+  bShape: readonly number[],
+): { dims: number[]; bDims: number[] } | undefined {
+  if (bShape.length > aShape.length) return undefined;
+  const bs = [...new Array(aShape.length - bShape.length).fill(1), ...bShape];
+  const dims: number[] = [];
+  const bDims: number[] = [];
+  let last: boolean | undefined;
+  for (let d = 0; d < aShape.length; d++) {
+    if (bs[d] !== 1 && bs[d] !== aShape[d]) return undefined;
+    if (aShape[d] === 1) continue; // joins either kind
+    const broadcast = bs[d] === 1;
+    if (broadcast === last) {
+      dims[dims.length - 1] *= aShape[d];
+      if (!broadcast) bDims[bDims.length - 1] *= aShape[d];
+    } else {
+      dims.push(aShape[d]);
+      bDims.push(broadcast ? 1 : aShape[d]);
+      last = broadcast;
+    }
+  }
+  return dims.length ? { dims, bDims } : { dims: [1], bDims: [1] };
+}
 
 function binary(op: BinaryOp) {
   return (args: Args, fallback: tf.KernelFunc): Info => {
     const { a, b } = args.inputs as { a: Info; b: Info };
     const dnnl = libs?.dnnl;
-    const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
-    const same = a.shape.length === b.shape.length && a.shape.every((d, i) => d === b.shape[i]);
-    const one = size(b.shape) === 1 && b.shape.length <= a.shape.length;
-    if (!dnnl || !allFloat(a, b) || size(a.shape) < BINARY_MIN_LENGTH || !(same || one)) {
+    const size = a.shape.reduce((p, q) => p * q, 1);
+    const shapes = binaryDims(a.shape, b.shape);
+    if (!dnnl || !allFloat(a, b) || size < BINARY_MIN_LENGTH || !shapes) {
       return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
     }
     const mem = memoryOf(args.backend);
     const out = mem.alloc(a.shape);
-    if (dnnl.binary(op, mem.view(a), mem.view(b), mem.view(out))) return out;
+    const [av, bv, ov] = [a, b, out].map(mem.view);
+    if (dnnl.binary(op, shapes.dims, shapes.bDims, av, bv, ov)) return out;
     args.backend.disposeData(out.dataId);
     return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   };

@@ -5,6 +5,7 @@ import { leadingReductionCount } from "../backends/js_kernels.ts";
 import { loadBlas } from "../backends/blas.ts";
 import { type Dnnl, loadDnnl } from "../backends/dnnl.ts";
 import {
+  binaryDims,
   type ConvRoute,
   convRouteCounts,
   loadNativeLibraries,
@@ -390,6 +391,10 @@ async function largeArithmetic(backend: "cpu" | "native" | "native-cpu") {
   const x = tf.randomNormal([2, 64, 64, 16], 0, 1, "float32", 1); // 131,072 elements
   const y = tf.randomUniform([2, 64, 64, 16], 0.5, 2, "float32", 2);
   const s = tf.scalar(1.7);
+  // broadcast along some dimensions: a bias, a scale per sample and channel, one per pixel
+  const bias = tf.randomNormal([16], 0, 1, "float32", 3);
+  const scale = tf.randomUniform([2, 1, 1, 16], 0.5, 2, "float32", 4);
+  const pixel = tf.randomUniform([2, 64, 64, 1], 0.5, 2, "float32", 5);
   const outs = [
     tf.add(x, y),
     tf.sub(x, y),
@@ -399,11 +404,30 @@ async function largeArithmetic(backend: "cpu" | "native" | "native-cpu") {
     tf.sub(x, s),
     tf.mul(x, s),
     tf.div(x, s),
+    tf.add(x, bias),
+    tf.sub(x, bias),
+    tf.mul(x, scale),
+    tf.div(x, scale),
+    tf.div(x, pixel),
   ];
   const values = await Promise.all(outs.map(async (t) => (await t.data()) as Float32Array));
-  tf.dispose([x, y, s, ...outs]);
+  tf.dispose([x, y, s, bias, scale, pixel, ...outs]);
   return values;
 }
+
+Deno.test("binaryDims() merges the dimensions b is broadcast along alike", () => {
+  assertEquals(binaryDims([2, 8, 8, 16], [16]), { dims: [128, 16], bDims: [1, 16] });
+  assertEquals(binaryDims([2, 8, 8, 16], [2, 1, 1, 16]), { dims: [2, 64, 16], bDims: [2, 1, 16] });
+  assertEquals(binaryDims([2, 8, 8, 16], [2, 8, 8, 16]), { dims: [2048], bDims: [2048] });
+  assertEquals(binaryDims([2, 8, 1, 16], []), { dims: [256], bDims: [1] });
+  assertEquals(binaryDims([1, 1], [1]), { dims: [1], bDims: [1] });
+  assertEquals(binaryDims([2, 8, 8, 16], [1, 8, 1, 1]), {
+    dims: [2, 8, 128],
+    bDims: [1, 8, 1],
+  });
+  assertEquals(binaryDims([8, 1], [8, 4]), undefined); // b larger than a: the output is larger
+  assertEquals(binaryDims([8], [2, 8]), undefined);
+});
 
 for (const backend of ["native", "native-cpu"] as const) {
   Deno.test({
