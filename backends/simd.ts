@@ -160,7 +160,8 @@ let staged: SimdPasses | null | undefined;
  * memory of their own: each pass copies a block of whole pixels in, runs in SIMD there and copies
  * the result out, block after block. The copies cost far less than the SIMD saves over the
  * JavaScript loops (`deno run tools/bench_norms.ts` times both; BENCHMARKS.md has the figures).
- * Adam stays in JavaScript (seven arrays to stage for one multiply-add each).
+ * Adam stages its seven arrays in smaller blocks of the same memory: its square root and division
+ * per element cost the JavaScript loop more than the copies cost here.
  * @returns the passes, or undefined where this runtime has no WebAssembly SIMD
  */
 export function stagedPasses(): SimdPasses | undefined {
@@ -178,6 +179,12 @@ export function stagedPasses(): SimdPasses | undefined {
     };
     const stage = (src: Float32Array, into: Float32Array, from: number, count: number) =>
       into.set(src.subarray(from, from + count));
+    // Adam's four inputs and three outputs share the three buffers' space, in seven blocks.
+    const adamBlock = Math.floor((3 * STAGE_FLOATS) / 7 / 4) * 4;
+    const adamBuf = Array.from(
+      { length: 7 },
+      (_, i) => new Float32Array(memory.buffer, SCRATCH_BYTES + 4 * i * adamBlock, adamBlock),
+    );
     staged = direct
       ? {
         channelSums(a, b, off, hw, c, sa, sab) {
@@ -218,7 +225,28 @@ export function stagedPasses(): SimdPasses | undefined {
           }
           return true;
         },
-        adam: () => 0,
+        adam(arrays, k) {
+          const { g, p, m, v, update, mOut, vOut } = arrays;
+          const n = g.length - g.length % 4;
+          const [ins, outs] = [[g, p, m, v], [update, mOut, vOut]];
+          for (let off = 0; off < n; off += adamBlock) {
+            const count = Math.min(adamBlock, n - off);
+            ins.forEach((x, i) => stage(x, adamBuf[i], off, count));
+            const b = adamBuf.map((x) => x.subarray(0, count));
+            const staged = {
+              g: b[0],
+              p: b[1],
+              m: b[2],
+              v: b[3],
+              update: b[4],
+              mOut: b[5],
+              vOut: b[6],
+            };
+            if (direct.adam(staged, k) !== count) return off; // declined: the rest is the caller's
+            outs.forEach((x, i) => x.set(b[4 + i], off));
+          }
+          return n;
+        },
       }
       : null;
   }

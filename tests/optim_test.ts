@@ -10,6 +10,7 @@ import {
   scaleByAdam,
 } from "../train/optim.ts";
 import { selectBackend } from "../backends/mod.ts";
+import { loadNativeLibraries } from "../backends/native_kernels.ts";
 import { setFusedAdam } from "../train/optim.ts";
 import { assertClose } from "./helpers.ts";
 
@@ -58,8 +59,14 @@ Deno.test("chain() composes transformations in order and clipRho() clips only rh
   assertEquals(Array.from(clipped["a.w"].dataSync()), [-3, 3]);
 });
 
-for (const backend of ["cpu", "wasm"] as const) {
-  Deno.test(`referenceAdam() as one kernel on ${backend} equals the composed chain`, async () => {
+// native-cpu runs the kernel's SIMD loop through a staging memory (backends/simd.ts).
+const native = loadNativeLibraries();
+if (typeof native === "string") console.log(`SKIPPED: Adam on native-cpu (${native})`);
+
+for (const backend of ["cpu", "wasm", "native-cpu"] as const) {
+  const name = `referenceAdam() as one kernel on ${backend} equals the composed chain`;
+  const ignore = backend === "native-cpu" && typeof native === "string";
+  Deno.test({ name, ignore }, async () => {
     await selectBackend(backend);
     const params = {
       a: tf.randomNormal([3, 4], 0, 1, "float32", 1),

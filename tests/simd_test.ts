@@ -1,6 +1,12 @@
 import { assert, assertEquals } from "@std/assert";
 import * as tf from "@tensorflow/tfjs";
-import { SCRATCH_BYTES, simdFor, simdPasses } from "../backends/simd.ts";
+import {
+  SCRATCH_BYTES,
+  simdFor,
+  simdPasses,
+  STAGE_FLOATS,
+  stagedPasses,
+} from "../backends/simd.ts";
 import { selectBackend } from "../backends/mod.ts";
 import { memoryOf } from "../backends/memory.ts";
 import { SIMD_WASM_BASE64 } from "../backends/simd_wasm.ts";
@@ -95,6 +101,30 @@ Deno.test("SIMD Adam equals the JavaScript update on the elements it does", asyn
   await assertClose(update.subarray(0, done), expected[0].subarray(0, done), 1e-6, "update");
   await assertClose(mOut.subarray(0, done), expected[1].subarray(0, done), 1e-6, "first moment");
   await assertClose(vOut.subarray(0, done), expected[2].subarray(0, done), 1e-6, "second moment");
+});
+
+Deno.test("the staged passes' Adam (native-cpu's) equals the JavaScript update, block after block", async () => {
+  const passes = stagedPasses();
+  assert(passes, "this runtime has WebAssembly SIMD");
+  const n = 3 * STAGE_FLOATS + 7; // several staging blocks and a tail of 3 left to the caller
+  let seed = 3;
+  const random = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 31 - 1;
+  const [g, p, m] = [0, 1, 2].map(() => Float32Array.from({ length: n }, random));
+  const v = Float32Array.from({ length: n }, () => random() ** 2);
+  const [update, mOut, vOut] = [0, 1, 2].map(() => new Float32Array(n));
+  const attrs = { weightDecay: 1e-4, b1: 0.5, b2: 0.999, eps: 1e-8, c1: 0.75, c2: 0.002, lr: 1e-4 };
+  const done = passes.adam({ g, p, m, v, update, mOut, vOut }, {
+    ...attrs,
+    step: -attrs.lr / attrs.c1,
+    root: 1 / Math.sqrt(attrs.c2),
+  });
+  assertEquals(done, n - 3);
+  const expected = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+  adamUpdate(g, p, m, v, expected[0], expected[1], expected[2], attrs);
+  await assertClose(update.subarray(0, done), expected[0].subarray(0, done), 1e-6, "update");
+  await assertClose(mOut.subarray(0, done), expected[1].subarray(0, done), 1e-6, "first moment");
+  await assertClose(vOut.subarray(0, done), expected[2].subarray(0, done), 1e-6, "second moment");
+  assertEquals([...update.subarray(done)], [0, 0, 0], "the tail is left to the caller");
 });
 
 Deno.test("the wasm backend's kernels get the SIMD passes, on its own memory", async () => {
