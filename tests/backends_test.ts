@@ -395,21 +395,9 @@ async function largeArithmetic(backend: "cpu" | "native" | "native-cpu") {
   const bias = tf.randomNormal([16], 0, 1, "float32", 3);
   const scale = tf.randomUniform([2, 1, 1, 16], 0.5, 2, "float32", 4);
   const pixel = tf.randomUniform([2, 64, 64, 1], 0.5, 2, "float32", 5);
-  const outs = [
-    tf.add(x, y),
-    tf.sub(x, y),
-    tf.mul(x, y),
-    tf.div(x, y),
-    tf.add(x, s),
-    tf.sub(x, s),
-    tf.mul(x, s),
-    tf.div(x, s),
-    tf.add(x, bias),
-    tf.sub(x, bias),
-    tf.mul(x, scale),
-    tf.div(x, scale),
-    tf.div(x, pixel),
-  ];
+  const outs = [y, s, bias, scale, pixel].flatMap((b) =>
+    [tf.add, tf.sub, tf.mul, tf.div].map((op) => op(x, b))
+  );
   const values = await Promise.all(outs.map(async (t) => (await t.data()) as Float32Array));
   tf.dispose([x, y, s, bias, scale, pixel, ...outs]);
   return values;

@@ -9,6 +9,9 @@ import { decodeSafetensors, type HostTensor } from "../weights/mod.ts";
 
 export { findTorchPython } from "../tools/pytorch/find_python.ts";
 import { type Flags, parseFlags } from "../train/flags.ts";
+import type { Generator } from "../layers/generator.ts";
+import type { Discriminator } from "../layers/discriminator.ts";
+import { dispose, flatten, unflatten } from "../layers/tree.ts";
 
 /**
  * Largest absolute difference divided by the largest magnitude of `expected`.
@@ -175,4 +178,41 @@ export function tinyFlags(
     ...Object.entries(values).flatMap(([k, v]) => [`--${k}`, v]),
     ...extra,
   ]);
+}
+
+/**
+ * The gradients of a small loss (the discriminator's logits squared, both CAM logits, the
+ * generator's heatmap) through a generator and a discriminator judging its output, for fresh
+ * parameters of both.
+ * @param g the generator
+ * @param d the discriminator
+ * @param x the generator's input
+ * @returns each parameter's name (`g.` or `d.` first) and gradient, in one order
+ */
+export function modelGradients(
+  g: Generator,
+  d: Discriminator,
+  x: tf.Tensor4D,
+): { names: string[]; grads: tf.Tensor[] } {
+  const gp = flatten(g.init(0));
+  const init = d.init(1);
+  const dp = flatten(init.params);
+  const names = [...Object.keys(gp).map((k) => `g.${k}`), ...Object.keys(dp).map((k) => `d.${k}`)];
+  const nG = Object.keys(gp).length;
+  const grads = tf.grads((...ts: tf.Tensor[]) => {
+    const gParams = unflatten(Object.fromEntries(Object.keys(gp).map((k, i) => [k, ts[i]])));
+    const dParams = unflatten(Object.fromEntries(Object.keys(dp).map((k, i) => [k, ts[nG + i]])));
+    // deno-lint-ignore no-explicit-any
+    const o = g.apply(gParams as any, x);
+    // deno-lint-ignore no-explicit-any
+    const [s] = d.apply(dParams as any, init.state, o.image, true);
+    return tf.addN([
+      tf.mean(tf.square(s.logit)),
+      tf.mean(s.camLogit!),
+      tf.mean(o.camLogit!),
+      tf.mean(o.heatmap),
+    ]);
+  })([...Object.values(gp), ...Object.values(dp)]);
+  dispose([gp, dp, init.state]);
+  return { names, grads };
 }

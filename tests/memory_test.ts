@@ -5,8 +5,7 @@ import { loadNativeLibraries } from "../backends/native_kernels.ts";
 import { poisonRecycledArrays, recycledArrays } from "../backends/memory.ts";
 import { generator } from "../layers/generator.ts";
 import { discriminator } from "../layers/discriminator.ts";
-import { dispose, flatten, unflatten } from "../layers/tree.ts";
-import { assertClose } from "./helpers.ts";
+import { assertClose, modelGradients } from "./helpers.ts";
 
 // native-cpu keeps freed tensors' large arrays for the next outputs of their length.
 const native = loadNativeLibraries();
@@ -67,22 +66,10 @@ Deno.test({
 async function gradients(): Promise<Float32Array[]> {
   const g = generator({ ch: 8, nRes: 1, imgSize: 64, light: true });
   const d = discriminator({ ch: 8, nLayers: 4 });
-  const gp = flatten(g.init(0));
-  const init = d.init(1);
-  const dp = flatten(init.params);
   const x = tf.randomUniform([2, 64, 64, 3], -1, 1, "float32", 2) as tf.Tensor4D;
-  const nG = Object.keys(gp).length;
-  const grads = tf.grads((...ts: tf.Tensor[]) => {
-    const gParams = unflatten(Object.fromEntries(Object.keys(gp).map((k, i) => [k, ts[i]])));
-    const dParams = unflatten(Object.fromEntries(Object.keys(dp).map((k, i) => [k, ts[nG + i]])));
-    // deno-lint-ignore no-explicit-any
-    const o = g.apply(gParams as any, x);
-    // deno-lint-ignore no-explicit-any
-    const [s] = d.apply(dParams as any, init.state, o.image, true);
-    return tf.addN([tf.mean(tf.square(s.logit)), tf.mean(s.camLogit!), tf.mean(o.camLogit!)]);
-  })([...Object.values(gp), ...Object.values(dp)]);
+  const { grads } = modelGradients(g, d, x);
   const out = await Promise.all(grads.map(async (t) => (await t.data()) as Float32Array));
-  dispose([gp, dp, init.state, x, grads]);
+  tf.dispose([x, ...grads]);
   return out;
 }
 

@@ -11,7 +11,7 @@ import {
   selectBackend,
   unflatten,
 } from "../mod.ts";
-import { assertClose, assertNoLeak } from "./helpers.ts";
+import { assertClose, assertNoLeak, modelGradients } from "./helpers.ts";
 import { splitBatch } from "../train/step.ts";
 import type { GeneratorOutput } from "../layers/generator.ts";
 import type { DiscriminatorOutput } from "../layers/discriminator.ts";
@@ -112,26 +112,8 @@ Deno.test("generator() and discriminator() return the documented shapes and leav
 Deno.test("a gradient reaches every generator and discriminator parameter", () => {
   const g = generator({ ch: 4, nRes: 1, imgSize: 32, light: false });
   const d = discriminator({ ch: 4, nLayers: 4 });
-  const gp = flatten(g.init(0));
-  const init = d.init(1);
-  const dp = flatten(init.params);
   const x = tf.randomUniform([1, 32, 32, 3], -1, 1, "float32", 2) as tf.Tensor4D;
-  const names = [...Object.keys(gp).map((k) => `g.${k}`), ...Object.keys(dp).map((k) => `d.${k}`)];
-  const grads = tf.grads((...ts: tf.Tensor[]) => {
-    const gParams = unflatten(Object.fromEntries(Object.keys(gp).map((k, i) => [k, ts[i]])));
-    const dOff = Object.keys(gp).length;
-    const dParams = unflatten(Object.fromEntries(Object.keys(dp).map((k, i) => [k, ts[dOff + i]])));
-    // deno-lint-ignore no-explicit-any
-    const o = g.apply(gParams as any, x);
-    // deno-lint-ignore no-explicit-any
-    const [s] = d.apply(dParams as any, init.state, o.image, true);
-    return tf.addN([
-      tf.mean(tf.square(s.logit)),
-      tf.mean(s.camLogit!),
-      tf.mean(o.camLogit!),
-      tf.mean(o.heatmap),
-    ]);
-  })([...Object.values(gp), ...Object.values(dp)]);
+  const { names, grads } = modelGradients(g, d, x);
   const dead = names.filter((_, i) => tf.max(tf.abs(grads[i])).dataSync()[0] === 0);
   assertEquals(dead, []);
 });
