@@ -233,7 +233,7 @@ export function stagedPasses(): SimdPasses | undefined {
             const count = Math.min(adamBlock, n - off);
             ins.forEach((x, i) => stage(x, adamBuf[i], off, count));
             const b = adamBuf.map((x) => x.subarray(0, count));
-            const staged = {
+            const views = {
               g: b[0],
               p: b[1],
               m: b[2],
@@ -242,7 +242,7 @@ export function stagedPasses(): SimdPasses | undefined {
               mOut: b[5],
               vOut: b[6],
             };
-            if (direct.adam(staged, k) !== count) return off; // declined: the rest is the caller's
+            if (direct.adam(views, k) !== count) return off; // declined: the rest is the caller's
             outs.forEach((x, i) => x.set(b[4 + i], off));
           }
           return n;
