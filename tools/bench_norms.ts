@@ -1,13 +1,15 @@
 /**
- * The norms' per-element passes on arrays in JavaScript memory (native-cpu's), in JavaScript and
- * staged through WebAssembly SIMD (`backends/simd.ts`), one norm forward and backward at a
- * 256-pixel, 64-channel activation (the paper's size and width), same run:
+ * The norms' and Adam's per-element passes on arrays in JavaScript memory (native-cpu's), in
+ * JavaScript and staged through WebAssembly SIMD (`backends/simd.ts`), same run: one norm forward
+ * and backward at a 256-pixel, 64-channel activation (the paper's size and width), and one Adam
+ * update of as many parameters:
  *
  *     deno run tools/bench_norms.ts [--side 256] [--ch 64] [--runs 5]
  *
  * @module
  */
 import { parseArgs } from "@std/cli";
+import { adamUpdate } from "../backends/js_kernels.ts";
 import { linNormBackward, linNormForward } from "../backends/norm_kernels.ts";
 import { type SimdPasses, stagedPasses } from "../backends/simd.ts";
 
@@ -36,20 +38,43 @@ function pass(simd: SimdPasses | undefined) {
   linNormBackward(dy, x, stats, rho, gamma, out, [n, hw, c], attrs, simd);
 }
 
+// One Adam update as the kernel runs it: the SIMD passes where given, JavaScript for the rest.
+const adamIn = { g: dy, p: x, m: dy.map((v) => 0.1 * v), v: dy.map((v) => v * v) };
+const adamAttrs = {
+  weightDecay: 1e-4,
+  b1: 0.5,
+  b2: 0.999,
+  eps: 1e-8,
+  c1: 0.75,
+  c2: 0.002,
+  lr: 1e-4,
+};
+function adam(simd: SimdPasses | undefined) {
+  const [update, mOut, vOut] = [0, 1, 2].map(() => new Float32Array(x.length));
+  const arrays = { ...adamIn, update, mOut, vOut };
+  const a = adamAttrs;
+  const done = simd?.adam(arrays, { ...a, step: -a.lr / a.c1, root: 1 / Math.sqrt(a.c2) }) ?? 0;
+  const { g, p, m, v } = adamIn;
+  const rest = [g, p, m, v, update, mOut, vOut].map((t) => t.subarray(done));
+  adamUpdate(rest[0], rest[1], rest[2], rest[3], rest[4], rest[5], rest[6], a);
+}
+
 const staged = stagedPasses();
 if (!staged) throw new Error("this runtime has no WebAssembly SIMD");
-const ms: Record<string, number[]> = { javascript: [], staged: [] };
-for (let r = 0; r < runs + 2; r++) {
-  // alternating, so that both share the machine's slow spells; the first two rounds warm up
-  for (const [name, simd] of [["javascript", undefined], ["staged", staged]] as const) {
-    const t = performance.now();
-    pass(simd);
-    if (r >= 2) ms[name].push(performance.now() - t);
+for (const [what, run] of [["norm forward + backward", pass], ["Adam update", adam]] as const) {
+  const ms: Record<string, number[]> = { javascript: [], staged: [] };
+  for (let r = 0; r < runs + 2; r++) {
+    // alternating, so that both share the machine's slow spells; the first two rounds warm up
+    for (const [name, simd] of [["javascript", undefined], ["staged", staged]] as const) {
+      const t = performance.now();
+      run(simd);
+      if (r >= 2) ms[name].push(performance.now() - t);
+    }
   }
+  const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+  console.log(`${what}, ${side}x${side}x${c} floats, median of ${runs}:`);
+  for (const [name, v] of Object.entries(ms)) {
+    console.log(`  ${name.padEnd(10)} ${median(v).toFixed(1)} ms`);
+  }
+  console.log(`  staged / javascript: ${(median(ms.staged) / median(ms.javascript)).toFixed(2)}x`);
 }
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
-console.log(`norm forward + backward, ${side}x${side}x${c} floats, median of ${runs}:`);
-for (const [name, v] of Object.entries(ms)) {
-  console.log(`  ${name.padEnd(10)} ${median(v).toFixed(1)} ms`);
-}
-console.log(`  staged / javascript: ${(median(ms.staged) / median(ms.javascript)).toFixed(2)}x`);
