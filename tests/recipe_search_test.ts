@@ -65,6 +65,7 @@ adv = lambda outs, t: sum(mse(x, t(x)) for o in outs for x in o[:2])
 with torch.no_grad():
     fA, fB = gA2B(A)[0], gB2A(B)[0]
 (adv([dGA(A), dLA(A), dGB(B), dLB(B)], ones) + adv([dGA(fB), dLA(fB), dGB(fA), dLB(fA)], zeros)).backward()
+gD = [p.grad.detach() + 1e-4 * p.detach() for p in pD]  # what Adam sees, decay included
 oD.step()
 A2B, cA2B, _ = gA2B(A); B2A, cB2A, _ = gB2A(B); A2A, cA2A, _ = gB2A(A); B2B, cB2B, _ = gA2B(B)
 g = adv([dGA(B2A), dLA(B2A), dGB(A2B), dLB(A2B)], ones) + \\
@@ -72,19 +73,33 @@ g = adv([dGA(B2A), dLA(B2A), dGB(A2B), dLB(A2B)], ones) + \\
     1000 * (bce(cB2A, ones(cB2A)) + bce(cA2A, zeros(cA2A)) + bce(cA2B, ones(cA2B)) + bce(cB2B, zeros(cB2B)))
 oG.zero_grad()
 g.backward()
+gG = [p.grad.detach() + 1e-4 * p.detach() for p in pG]
 oG.step()
 with torch.no_grad():
     for p in (p for m in G for n, p in m.named_parameters() if n.endswith("rho")):
         p.clamp_(0, 1)
 moved = max(float((p - q).abs().max()) for p, q in zip(before, pG + pD))
-diff = max(float((p - q).abs().max()) for p, q in zip(run.pG + run.pD, pG + pD))
-print(f"moved {moved:.3g} diff {diff:.3g}")
+# Adam's first step moves each parameter by lr * g / (|g| + eps): about lr * sign(g). Two correct
+# float32 implementations sum gradients in other orders (other kernels, other processors), so g
+# differs by delta, up to about 1e-5 of the tensor's largest gradient (~170 roundings of it: sums
+# of thousands of terms), and the step by at most 2 * lr * delta / (|g| + eps) (the map
+# g -> g / (|g| + eps) has slope at most 1 / (|g| + eps)), plus 1e-6 for rounding the update.
+# Where |g| is at rounding level (cancellation) the sign itself is noise and the bound is loose;
+# elsewhere it is far below lr, so a wrong update shows.
+worst, over = 0.0, 0
+for p, q, gr in zip(run.pG + run.pD, pG + pD, gG + gD):
+    delta = 1e-5 * float(gr.abs().max())
+    allowed = 1e-6 + 2 * 1e-4 * delta / (gr.abs() + 1e-8)
+    d = (p - q).abs()
+    worst = max(worst, float((d / allowed).max()))
+    over += int((d > 1e-6).sum())
+print(f"moved {moved:.3g} worst {worst:.3g} over {over}")
 `;
     const out = await python(exe, ["-c", check, `${dir}/data.npz`]);
-    const [, moved, diff] = /moved (\S+) diff (\S+)/.exec(out)!.map(Number);
+    const [, moved, worst] = /moved (\S+) worst (\S+)/.exec(out)!.map(Number);
     // Adam moves parameters by about lr (1e-4) at its first step: a wrong update shows.
     assert(moved > 5e-5, out);
-    assert(diff < 1e-6, out);
+    assert(worst <= 1, out); // every parameter within the bound the arithmetic allows (above)
   });
 });
 
