@@ -1,0 +1,161 @@
+/**
+ * A pure function over tensors, compiled for WebGPU by recording and replay: its first calls run
+ * eagerly while their GPU work is recorded (`trace.ts`); once two consecutive calls recorded the
+ * same work, it is planned (`plan.ts`) and every later call replays the plan (`replay.ts`). The
+ * results mean the same as the eager ones: that is what the recording comparison guarantees, and
+ * the tests check values.
+ *
+ * The function's state is donated, as with `jax.jit(..., donate_argnums=0)`: a call may overwrite
+ * the state tensors it was given, so the caller uses only the state a call returns.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { planTrace } from "./plan.ts";
+import { buildReplay, releasePooledBuffers, type Replay, type ReplayProfile } from "./replay.ts";
+import { type Trace, traceCall, traceDifference, webgpuInternals } from "./trace.ts";
+
+/** The function a compiled call runs: state and inputs in, new state and outputs out. */
+export type TensorFn = (
+  state: tf.Tensor[],
+  inputs: tf.Tensor[],
+) => { state: tf.Tensor[]; outputs: tf.Tensor[] };
+
+/** How a compiled call runs now. */
+export type CallMode = "recording" | "replaying" | "eager";
+
+/** A compiled call. */
+export interface CompiledCall {
+  /**
+   * Calls the function (recorded, replayed or eager). The state tensors given are donated.
+   * @param state the state
+   * @param inputs the inputs
+   * @returns the new state and the outputs, owned by the caller
+   */
+  call(state: tf.Tensor[], inputs: tf.Tensor[]): { state: tf.Tensor[]; outputs: tf.Tensor[] };
+  /** How it runs now. */
+  readonly mode: CallMode;
+  /** Why it runs eagerly, when it does. */
+  readonly reason: string | undefined;
+  /** The replay, once planned. */
+  readonly replay: Replay | undefined;
+  /** Host milliseconds spent encoding the last replayed call. */
+  readonly lastRecordMs: number | undefined;
+  /**
+   * Runs one call with GPU timestamps around each dispatch (replaying only).
+   * @returns the call's results and its profile
+   */
+  profile(
+    state: tf.Tensor[],
+    inputs: tf.Tensor[],
+  ): Promise<{ state: tf.Tensor[]; outputs: tf.Tensor[]; profile: ReplayProfile }>;
+  /** Frees the plan. */
+  dispose(): void;
+}
+
+/** Options of {@linkcode compileWebGpuCall}. */
+export interface CompileOptions {
+  /** Where the one-line notices go (falling back to eager, and why). */
+  readonly log?: (line: string) => void;
+  /** Recorded calls to compare before giving up (default 3). */
+  readonly maxRecordings?: number;
+}
+
+const shapesOf = (ts: readonly tf.Tensor[]) => ts.map((t) => `${t.dtype}[${t.shape}]`).join();
+
+/**
+ * Compiles `fn` for the active WebGPU backend.
+ * @param fn a pure function of tensors (no reads to the host inside)
+ * @param options notices, recordings
+ * @returns the compiled call (eager, with the reason, when the backend is not WebGPU)
+ */
+export function compileWebGpuCall(fn: TensorFn, options: CompileOptions = {}): CompiledCall {
+  const { log = console.error, maxRecordings = 3 } = options;
+  const backend = webgpuInternals();
+  let mode: CallMode = backend ? "recording" : "eager";
+  let reason: string | undefined = backend
+    ? undefined
+    : "the backend is not TensorFlow.js's webgpu";
+  let previous: Trace | undefined;
+  let recordings = 0;
+  let replay: Replay | undefined;
+  let signature = "";
+  let lastRecordMs: number | undefined;
+
+  const fallBack = (why: string) => {
+    mode = "eager";
+    reason = why;
+    log(`compiled step: running eagerly: ${why}`);
+  };
+
+  const record = (state: tf.Tensor[], inputs: tf.Tensor[]) => {
+    const traced = traceCall(backend!, fn, state, inputs);
+    recordings++;
+    const trace = traced.trace;
+    if (!trace) {
+      if (!traced.transient || recordings >= maxRecordings) fallBack(traced.unsupported);
+      previous = undefined;
+      return traced.result;
+    }
+    const difference = previous ? traceDifference(previous, trace) : "first recording";
+    previous = trace;
+    if (difference) {
+      if (recordings >= maxRecordings) {
+        fallBack(`the recorded work changes between calls: ${difference}`);
+      }
+      return traced.result;
+    }
+    const offsetAlignment = Number(backend!.device.limits.minStorageBufferOffsetAlignment ?? 256);
+    const planned = planTrace(trace, { offsetAlignment });
+    if (!planned.plan) {
+      fallBack(planned.unsupported);
+      return traced.result;
+    }
+    const specs = {
+      state: traced.result.state.map((t) => ({ shape: t.shape, dtype: t.dtype })),
+      outputs: traced.result.outputs.map((t) => ({ shape: t.shape, dtype: t.dtype })),
+    };
+    replay = buildReplay(backend!, planned.plan, specs);
+    releasePooledBuffers(backend!);
+    signature = shapesOf([...state, ...inputs]);
+    mode = "replaying";
+    previous = undefined;
+    return traced.result;
+  };
+
+  return {
+    get mode() {
+      return mode;
+    },
+    get reason() {
+      return reason;
+    },
+    get replay() {
+      return replay;
+    },
+    get lastRecordMs() {
+      return lastRecordMs;
+    },
+    call(state, inputs) {
+      if (mode === "eager") return fn(state, inputs);
+      if (mode === "recording") return record(state, inputs);
+      if (shapesOf([...state, ...inputs]) !== signature) {
+        // Another shape (a smaller last batch, another image size): this call runs eagerly.
+        return fn(state, inputs);
+      }
+      lastRecordMs = replay!.run(state, inputs);
+      return { state: replay!.state(), outputs: replay!.outputs() };
+    },
+    async profile(state, inputs) {
+      if (mode !== "replaying" || shapesOf([...state, ...inputs]) !== signature) {
+        throw new Error("compiled step: a profile needs a replaying call");
+      }
+      const profile = await replay!.profile(state, inputs);
+      return { state: replay!.state(), outputs: replay!.outputs(), profile };
+    },
+    dispose() {
+      replay?.dispose();
+      replay = undefined;
+    },
+  };
+}

@@ -1,0 +1,398 @@
+/**
+ * Records what TensorFlow.js's WebGPU backend sends to the GPU while a function runs: every
+ * dispatch (pipeline, output and input tensors, uniform bytes, workgroup counts) and every upload
+ * of host data. Tensors are followed by their data ids (the backend's logical values), not by the
+ * buffers its pool happened to lend them, so that a plan can assign buffers of its own
+ * (`plan.ts`) and replay the work (`replay.ts`).
+ *
+ * The recording hooks a few methods of TensorFlow.js 4.22's `WebGPUBackend` for the duration of
+ * the call (`recordAndSubmit`, `makeUniforms`, `uploadToGPU`, and the buffer copies it does
+ * outside programs), and every kernel function registered for `webgpu` (to name each dispatch by
+ * the kernel that made it, for profiles). The call itself runs as usual: its results are the
+ * eager results.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+
+/** A tensor's data id in the backend. */
+type DataId = object;
+
+interface TensorData {
+  values?: ArrayLike<number> | null;
+  resource?: unknown;
+  dtype: string;
+  shape: number[];
+}
+
+interface Program {
+  pipeline?: GPUComputePipeline | Promise<GPUComputePipeline>;
+  start?: number | number[];
+  outputShape?: number[];
+  dispatch: [number, number, number];
+  shaderKey: string;
+  pixelsOpType?: unknown;
+}
+
+/** The parts of TensorFlow.js 4.22's `WebGPUBackend` that recording and replay use. */
+export interface WebGpuBackendInternals {
+  readonly device: GPUDevice;
+  readonly queue: GPUQueue;
+  readonly tensorMap: { get(id: DataId): TensorData | undefined };
+  commandEncoder: GPUCommandEncoder | null;
+  uploadToGPU(id: DataId): void;
+  recordAndSubmit(
+    program: Program,
+    output: tf.TensorInfo,
+    inputs: tf.TensorInfo[],
+    uniforms?: unknown,
+  ): void;
+  makeUniforms(uniforms: unknown): GPUBufferBinding;
+  copyBuffer(buffer: GPUBuffer): GPUBuffer;
+  readToGPU(id: DataId): unknown;
+  submitQueue(): void;
+  endComputePassEncoder(): void;
+  createTensorFromGPUData(
+    data: { buffer: GPUBuffer; zeroCopy?: boolean },
+    shape: number[],
+    dtype: tf.DataType,
+  ): tf.Tensor;
+  readonly bufferManager: {
+    freeBuffers: Map<string, GPUBuffer[]>;
+    numFreeBuffers: number;
+    numBytesAllocated: number;
+  };
+}
+
+/** Where a traced value comes from. */
+export type ValueSource =
+  | { readonly kind: "state"; readonly index: number }
+  | { readonly kind: "input"; readonly index: number }
+  | { readonly kind: "upload"; readonly data: Uint8Array<ArrayBuffer> }
+  | { readonly kind: "external"; readonly buffer: GPUBuffer }
+  | { readonly kind: "dispatch" };
+
+/** A logical value of the trace: one tensor's data. */
+export interface TracedValue {
+  /** Its size in bytes (as the backend allocates it). */
+  readonly bytes: number;
+  /** Its shape when first seen. */
+  readonly shape: readonly number[];
+  /** Its dtype. */
+  readonly dtype: string;
+  /** Where it comes from. */
+  readonly source: ValueSource;
+}
+
+/** One compute dispatch. */
+export interface TracedDispatch {
+  /** The TensorFlow.js kernel that issued it (e.g. `Conv2D`, `UgatitAdamUpdate`). */
+  readonly kernel: string;
+  /** The program's shader key. */
+  readonly shader: string;
+  /** The compiled pipeline. */
+  readonly pipeline: GPUComputePipeline;
+  /** Workgroup counts. */
+  readonly workgroups: readonly [number, number, number];
+  /** The value written (binding 0). */
+  readonly output: number;
+  /** The values read (bindings 1..n), in binding order. */
+  readonly inputs: readonly number[];
+  /** The uniform block's bytes (the last binding). */
+  readonly uniforms: Uint8Array<ArrayBuffer>;
+  /** For a slice: its start, its size and the sliced tensor's shape (a plan may make it a view). */
+  readonly slice?: {
+    readonly start: readonly number[];
+    readonly size: readonly number[];
+    readonly shape: readonly number[];
+  };
+}
+
+/** Everything a call sent to the GPU, over logical values. */
+export interface Trace {
+  /** The values, numbered in order of first appearance. */
+  readonly values: readonly TracedValue[];
+  /** The dispatches, in order. */
+  readonly dispatches: readonly TracedDispatch[];
+  /** The state leaves' values on entry. */
+  readonly stateIn: readonly number[];
+  /** The input leaves' values. */
+  readonly inputs: readonly number[];
+  /** The state leaves' values on return (same count and order as `stateIn`). */
+  readonly stateOut: readonly number[];
+  /** The output leaves' values. */
+  readonly outputs: readonly number[];
+}
+
+/**
+ * A call's results and its trace, or why it cannot be traced (`transient`: because of these
+ * arguments, e.g. two state leaves sharing their data, as a moving average begun as a copy does;
+ * a later call may be traced).
+ */
+export type Traced<R> =
+  | { readonly result: R; readonly trace: Trace; readonly unsupported?: undefined }
+  | {
+    readonly result: R;
+    readonly trace?: undefined;
+    readonly unsupported: string;
+    readonly transient?: boolean;
+  };
+
+const BYTES: Record<string, number> = { float32: 4, int32: 4, bool: 4 };
+
+/**
+ * The active backend's internals, when it is TensorFlow.js's WebGPU backend.
+ * @returns the backend, or undefined on any other backend
+ */
+export function webgpuInternals(): WebGpuBackendInternals | undefined {
+  if (tf.getBackend() !== "webgpu") return undefined;
+  const b = tf.backend() as unknown as Partial<WebGpuBackendInternals>;
+  const needed = [
+    "recordAndSubmit",
+    "makeUniforms",
+    "uploadToGPU",
+    "submitQueue",
+    "createTensorFromGPUData",
+  ] as const;
+  return needed.every((m) => typeof b[m] === "function") && b.device && b.tensorMap
+    ? b as WebGpuBackendInternals
+    : undefined;
+}
+
+function hostBytes(values: ArrayLike<number>, dtype: string): Uint8Array<ArrayBuffer> {
+  const typed = dtype === "float32"
+    ? Float32Array.from(values as ArrayLike<number>)
+    : Int32Array.from(values as ArrayLike<number>, Number);
+  return new Uint8Array(typed.buffer);
+}
+
+/**
+ * Runs `fn` on `state` and `inputs` (tensors), recording the GPU work it issues.
+ * @param backend the WebGPU backend
+ * @param fn the call: tensors in, `{ state, outputs }` tensors out (state in the same order)
+ * @param state the state leaves
+ * @param inputs the input leaves
+ * @returns the call's results and its trace, or why it could not be traced (the results stand)
+ */
+export function traceCall(
+  backend: WebGpuBackendInternals,
+  fn: (state: tf.Tensor[], inputs: tf.Tensor[]) => { state: tf.Tensor[]; outputs: tf.Tensor[] },
+  state: tf.Tensor[],
+  inputs: tf.Tensor[],
+): Traced<{ state: tf.Tensor[]; outputs: tf.Tensor[] }> {
+  const values: TracedValue[] = [];
+  const ids = new Map<DataId, number>();
+  const dispatches: TracedDispatch[] = [];
+  let unsupported: string | undefined;
+  let transient: string | undefined;
+  const kernelStack: string[] = [];
+
+  const info = (id: DataId) => backend.tensorMap.get(id);
+  const define = (id: DataId, source: ValueSource, shape?: readonly number[]) => {
+    const d = info(id);
+    const s = shape ?? d?.shape ?? [];
+    const dtype = d?.dtype ?? "float32";
+    const bytes = (BYTES[dtype] ?? 4) * s.reduce((a, b) => a * b, 1);
+    values.push({ bytes, shape: [...s], dtype, source });
+    ids.set(id, values.length - 1);
+    return values.length - 1;
+  };
+  // A value read before anything in the call defined it: made before the call.
+  const valueOf = (id: DataId) => {
+    const known = ids.get(id);
+    if (known !== undefined) return known;
+    const d = info(id);
+    if (d?.resource instanceof GPUBuffer) {
+      return define(id, { kind: "external", buffer: d.resource });
+    }
+    unsupported ??= "a tensor without GPU data was read";
+    return define(id, { kind: "external", buffer: undefined as unknown as GPUBuffer });
+  };
+
+  // Everything the call starts from is on the GPU first, so that no kernel of the call takes its
+  // small-tensor CPU path on a value that changes between calls.
+  for (const t of [...state, ...inputs]) backend.uploadToGPU(t.dataId);
+  state.forEach((t, index) => {
+    if (ids.has(t.dataId)) transient ??= `state tensor ${index} shares its data with another`;
+    else define(t.dataId, { kind: "state", index }, t.shape);
+  });
+  inputs.forEach((t, index) => {
+    if (ids.has(t.dataId)) transient ??= `input ${index} shares its data with another tensor`;
+    else define(t.dataId, { kind: "input", index }, t.shape);
+  });
+
+  const saved = {
+    recordAndSubmit: backend.recordAndSubmit,
+    makeUniforms: backend.makeUniforms,
+    uploadToGPU: backend.uploadToGPU,
+    copyBuffer: backend.copyBuffer,
+    readToGPU: backend.readToGPU,
+  };
+  const ownBefore = Object.keys(saved).filter((k) => Object.hasOwn(backend, k));
+  let lastUniforms: Uint8Array<ArrayBuffer> | undefined;
+  backend.uploadToGPU = function (id) {
+    const d = info(id);
+    if (d && d.resource == null && d.values && !ids.has(id)) {
+      define(id, { kind: "upload", data: hostBytes(d.values, d.dtype) });
+    }
+    return saved.uploadToGPU.call(this, id);
+  };
+  backend.makeUniforms = function (uniforms) {
+    const queue = this.queue;
+    const write = queue.writeBuffer;
+    queue.writeBuffer = ((buffer, offset, data, dataOffset = 0, size) => {
+      const src = ArrayBuffer.isView(data)
+        ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
+        : new Uint8Array(data as ArrayBuffer);
+      lastUniforms = src.slice(dataOffset, size === undefined ? undefined : dataOffset + size);
+      return write.call(queue, buffer, offset, data, dataOffset, size);
+    }) as GPUQueue["writeBuffer"];
+    try {
+      return saved.makeUniforms.call(this, uniforms);
+    } finally {
+      queue.writeBuffer = write;
+    }
+  };
+  backend.recordAndSubmit = function (program, output, inputTensors, uniforms) {
+    lastUniforms = undefined;
+    const inputIds = inputTensors.map((t) => valueOf(t.dataId));
+    // A program writing into an existing tensor redefines it; a fresh output is a new value.
+    const out = ids.get(output.dataId) ?? define(output.dataId, { kind: "dispatch" });
+    saved.recordAndSubmit.call(this, program, output, inputTensors, uniforms);
+    if (program.pixelsOpType != null) unsupported ??= "a program reads or draws pixels";
+    if (!(program.pipeline instanceof GPUComputePipeline)) {
+      unsupported ??= "a pipeline was not compiled synchronously";
+    }
+    const isSlice = /^slice_/.test(program.shaderKey) && program.start !== undefined &&
+      inputTensors.length === 1;
+    dispatches.push({
+      kernel: kernelStack[kernelStack.length - 1] ?? "?",
+      shader: program.shaderKey,
+      pipeline: program.pipeline as GPUComputePipeline,
+      workgroups: [...program.dispatch],
+      output: out,
+      inputs: inputIds,
+      uniforms: lastUniforms ?? new Uint8Array(),
+      ...(isSlice
+        ? {
+          slice: {
+            start: [program.start!].flat(),
+            size: [...output.shape],
+            shape: [...inputTensors[0].shape],
+          },
+        }
+        : {}),
+    });
+  };
+  backend.copyBuffer = function (buffer) {
+    unsupported ??= "a kernel copied a buffer outside a program";
+    return saved.copyBuffer.call(this, buffer);
+  };
+  backend.readToGPU = function (id) {
+    unsupported ??= "a kernel read a tensor into a new buffer";
+    return saved.readToGPU.call(this, id);
+  };
+  // Each kernel function is wrapped to name the dispatches it issues.
+  const kernels = tf.getKernelsForBackend("webgpu");
+  const kernelFuncs = kernels.map((k) => k.kernelFunc);
+  kernels.forEach((k, i) => {
+    const f = kernelFuncs[i];
+    (k as { kernelFunc: tf.KernelFunc }).kernelFunc = (args) => {
+      kernelStack.push(k.kernelName);
+      try {
+        return f(args);
+      } finally {
+        kernelStack.pop();
+      }
+    };
+  });
+
+  let result: { state: tf.Tensor[]; outputs: tf.Tensor[] };
+  try {
+    result = fn(state, inputs);
+    // Results computed on the host (small constants) are uploaded, as values of the call.
+    for (const t of [...result.state, ...result.outputs]) backend.uploadToGPU(t.dataId);
+  } finally {
+    // The hooks were own properties over the prototype's methods: remove them (or put back what
+    // was there).
+    for (const key of Object.keys(saved) as (keyof typeof saved)[]) {
+      if (ownBefore.includes(key)) Object.assign(backend, { [key]: saved[key] });
+      else delete (backend as unknown as Record<string, unknown>)[key];
+    }
+    kernels.forEach((k, i) => ((k as { kernelFunc: tf.KernelFunc }).kernelFunc = kernelFuncs[i]));
+  }
+  if (result.state.length !== state.length) {
+    unsupported ??= `the call returned ${result.state.length} state tensors for ${state.length}`;
+  }
+  result.state.forEach((t, i) => {
+    if (t.shape.join() !== state[i]?.shape.join() || t.dtype !== state[i]?.dtype) {
+      unsupported ??= `state tensor ${i} changed shape or dtype`;
+    }
+  });
+  const stateOut = result.state.map((t) => valueOf(t.dataId));
+  const outputs = result.outputs.map((t) => valueOf(t.dataId));
+  if (unsupported) return { result, unsupported };
+  if (transient) return { result, unsupported: transient, transient: true };
+  return {
+    result,
+    trace: {
+      values,
+      dispatches,
+      stateIn: state.map((t) => ids.get(t.dataId)!),
+      inputs: inputs.map((t) => ids.get(t.dataId)!),
+      stateOut,
+      outputs,
+    },
+  };
+}
+
+/**
+ * Where two traces differ, or undefined when they describe the same work: the same dispatches
+ * (pipelines, workgroups, uniforms, values read and written) and the same constants. A call whose
+ * trace changes from one call to the next depends on something other than its tensors (a number
+ * of the host's that changes, such as a step count), and cannot be replayed.
+ * @param a one trace
+ * @param b the next
+ * @returns the first difference, in words
+ */
+export function traceDifference(a: Trace, b: Trace): string | undefined {
+  if (a.dispatches.length !== b.dispatches.length) {
+    return `${a.dispatches.length} dispatches, then ${b.dispatches.length}`;
+  }
+  if (a.values.length !== b.values.length) {
+    return `${a.values.length} values, then ${b.values.length}`;
+  }
+  for (const [i, x] of a.dispatches.entries()) {
+    const y = b.dispatches[i];
+    const where = `dispatch ${i} (${x.kernel})`;
+    if (x.pipeline !== y.pipeline) return `${where}: another program (${y.kernel})`;
+    if (x.workgroups.join() !== y.workgroups.join()) return `${where}: other workgroup counts`;
+    if (x.output !== y.output || x.inputs.join() !== y.inputs.join()) {
+      return `${where}: other tensors`;
+    }
+    if (!sameBytes(x.uniforms, y.uniforms)) {
+      return `${where}: other uniforms (a host number changed)`;
+    }
+  }
+  for (const [i, x] of a.values.entries()) {
+    const y = b.values[i];
+    if (x.source.kind !== y.source.kind || x.bytes !== y.bytes) return `value ${i}: another kind`;
+    if (
+      x.source.kind === "upload" && y.source.kind === "upload" &&
+      !sameBytes(x.source.data, y.source.data)
+    ) return `value ${i}: a constant from the host changed`;
+    if (
+      x.source.kind === "external" && y.source.kind === "external" &&
+      x.source.buffer !== y.source.buffer
+    ) return `value ${i}: a tensor made outside the call changed`;
+  }
+  const lists = ["stateIn", "inputs", "stateOut", "outputs"] as const;
+  for (const l of lists) if (a[l].join() !== b[l].join()) return `the ${l} tensors differ`;
+  return undefined;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
