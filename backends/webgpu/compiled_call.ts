@@ -10,7 +10,7 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs";
+import type * as tf from "@tensorflow/tfjs";
 import { planTrace } from "./plan.ts";
 import { buildReplay, releasePooledBuffers, type Replay, type ReplayProfile } from "./replay.ts";
 import { type Trace, traceCall, traceDifference, webgpuInternals } from "./trace.ts";

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs";
+import type * as tf from "@tensorflow/tfjs";
 import type { Plan, PlanBinding, PlanDispatch } from "./plan.ts";
 import type { WebGpuBackendInternals } from "./trace.ts";
 
