@@ -9,12 +9,14 @@
  *
  * @module
  */
-import { parseFlags } from "../train/flags.ts";
+import { parseFlags } from "../cli/flags.ts";
+import { TRAIN_FLAGS } from "../cli/train.ts";
 import { runTraining } from "../train/runner.ts";
 
 // ## Configuration
-// The reference's flag names; here 32 px, base width 16, a light generator.
-const flags = parseFlags(Deno.args, {
+// The train command's flags, by the reference's names; here 32 px, base width 16, a light
+// generator.
+const flags = parseFlags(TRAIN_FLAGS, Deno.args, {
   light: true,
   img_size: 32,
   ch: 16,
@@ -29,7 +31,7 @@ const flags = parseFlags(Deno.args, {
 
 // ## Train
 // The runner owns everything stateful: data order, checkpoints, the log, the pictures.
-const result = await runTraining(flags, { out: console.log, warn: console.error });
+const result = await runTraining(flags, { io: { out: console.log, warn: console.error } });
 
 // ## Look
 // `img/A2B_<iteration>.png` in the run folder; the log has every loss term per iteration.

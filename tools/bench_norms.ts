@@ -9,9 +9,9 @@
  * @module
  */
 import { parseArgs } from "@std/cli";
-import { adamUpdate } from "../backends/js_kernels.ts";
-import { linNormBackward, linNormForward } from "../backends/norm_kernels.ts";
-import { type SimdPasses, stagedPasses } from "../backends/simd.ts";
+import { adamUpdate } from "../backends/cpu/js_kernels.ts";
+import { linNormBackward, linNormForward } from "../backends/cpu/norm_kernels.ts";
+import { type SimdPasses, stagedPasses } from "../backends/wasm/simd.ts";
 
 const args = parseArgs(Deno.args, { string: ["side", "ch", "runs"] });
 const side = Number(args.side ?? 256);
