@@ -1,6 +1,6 @@
 /**
  * The norms' and Adam's per-element passes on arrays in JavaScript memory (native-cpu's), in
- * JavaScript and staged through WebAssembly SIMD (`backends/simd.ts`), same run: one norm forward
+ * JavaScript and staged through WebAssembly SIMD (`backends/wasm/simd.ts`), same run: one norm forward
  * and backward at a 256-pixel, 64-channel activation (the paper's size and width), and one Adam
  * update of as many parameters:
  *

@@ -7,8 +7,9 @@
  * emoji, showing the input, the CAM heatmap over it (opacity slider), the translation and the time
  * taken, with a download link. Everything runs in the page; nothing is sent anywhere.
  *
- * It uses the same `layers/` and `weights/` code as Deno. `window.ugatitDemo` exposes
- * `ready` and `translateUrl(url)` for the browser test.
+ * It uses the same `layers/` and `weights/` code as Deno, and selects its backend through
+ * `backends/browser.ts` (the same `Backend` descriptor as Deno's `selectBackend`).
+ * `window.ugatitDemo` exposes `ready` and `translateUrl(url)` for the browser test.
  *
  * @module
  */
