@@ -10,7 +10,7 @@
 import type { EvalResult } from "../eval/eval_result.ts";
 import { runEval } from "../eval/evaluate.ts";
 import type { RunnerIO } from "../train/runner.ts";
-import { runCommand } from "./command.ts";
+import { CONSOLE, runCommand } from "./command.ts";
 import { EVAL_OWN_FLAGS } from "./eval.ts";
 import {
   BACKEND_FLAG,
@@ -136,10 +136,7 @@ if (import.meta.main) {
     defaults: ABLATION_DEFAULTS,
     run: async (flags) => {
       const t0 = performance.now();
-      await runAblation(flags, flags.variants.split(","), {
-        out: console.log,
-        warn: console.error,
-      });
+      await runAblation(flags, flags.variants.split(","), CONSOLE);
       console.log(`wall time ${((performance.now() - t0) / 60000).toFixed(1)} min`);
     },
   });

@@ -22,7 +22,11 @@
  */
 import * as E from "fp-ts/Either";
 import { pipe } from "fp-ts/function";
+import type { RunnerIO } from "../train/runner.ts";
 import { decodeFlags, type FlagGroup, flagHelp, type Flags } from "./flags.ts";
+
+/** Where a command's lines go: progress and summaries to stdout, warnings to stderr. */
+export const CONSOLE: RunnerIO = { out: console.log, warn: console.error };
 
 /** A command: its usage line, what it does, its flags and what it runs. */
 export interface Command<G extends FlagGroup> {
@@ -36,9 +40,9 @@ export interface Command<G extends FlagGroup> {
   readonly defaults?: Partial<Flags<NoInfer<G>>>;
   /**
    * Runs it.
-   * @returns the exit status (default 0)
+   * @returns the exit status where it returns a number, else 0
    */
-  readonly run: (flags: Flags<NoInfer<G>>) => Promise<number | void> | number | void;
+  readonly run: (flags: Flags<NoInfer<G>>) => unknown;
 }
 
 /**
@@ -107,7 +111,8 @@ export async function runCommand<G extends FlagGroup>(
   }
   const decoded = flagsOrExit(flags, args, defaults);
   try {
-    Deno.exit((await run(decoded)) ?? 0);
+    const status = await run(decoded);
+    Deno.exit(typeof status === "number" ? status : 0);
   } catch (e) {
     exitOnUserError(e);
   }

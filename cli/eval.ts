@@ -7,7 +7,7 @@
  * @module
  */
 import { runEval } from "../eval/evaluate.ts";
-import { runCommand } from "./command.ts";
+import { CONSOLE, runCommand } from "./command.ts";
 import {
   BACKEND_FLAG,
   type FlagGroup,
@@ -55,6 +55,6 @@ if (import.meta.main) {
       "the points of the report's evaluation curve) on the test split.",
     flags: EVAL_FLAGS,
     defaults: LAPTOP_DEFAULTS,
-    run: (flags) => runEval(flags, { out: console.log, warn: console.error }).then(() => {}),
+    run: (flags) => runEval(flags, CONSOLE),
   });
 }

@@ -13,27 +13,22 @@ import { datasetName } from "../data/dataset.ts";
 import { loadGenerators } from "../train/checkpoint.ts";
 import type { RunnerIO } from "../train/runner.ts";
 import { type Direction, writeGeneratorFile } from "../weights/generator_file.ts";
-import { runCommand } from "./command.ts";
+import { CONSOLE, runCommand } from "./command.ts";
 import {
   FlagError,
   type FlagGroup,
   type Flags,
+  GENERATORS_FLAGS,
   LAPTOP_DEFAULTS,
   MODEL_FLAGS,
   RUN_FLAGS,
-  USE_EMA_FLAG,
 } from "./flags.ts";
 
 /** Every flag of `deno task export`. */
 export const EXPORT_FLAGS = {
   ...MODEL_FLAGS,
   ...RUN_FLAGS,
-  checkpoint: {
-    kind: "string",
-    default: "",
-    help: "checkpoint or generator file (default: the run's latest checkpoint)",
-  },
-  direction: { kind: "string", default: "both", help: "A2B, B2A or both" },
+  ...GENERATORS_FLAGS,
   half: { kind: "bool", default: false, help: "store float16 (half the size)" },
   reference_names: {
     kind: "bool",
@@ -41,7 +36,6 @@ export const EXPORT_FLAGS = {
     help: "the reference's PyTorch names and layouts (genA2B.<state_dict name>)",
   },
   out: { kind: "string", default: "", help: "the file to write (default: beside the checkpoint)" },
-  ...USE_EMA_FLAG,
 } as const satisfies FlagGroup;
 
 /** The flags `deno task export` decodes. */
@@ -89,6 +83,6 @@ if (import.meta.main) {
     about: "Writes a run's generators alone, with their configuration.",
     flags: EXPORT_FLAGS,
     defaults: LAPTOP_DEFAULTS,
-    run: (flags) => runExport(flags, { out: console.log, warn: console.error }).then(() => {}),
+    run: (flags) => runExport(flags, CONSOLE),
   });
 }

@@ -154,6 +154,17 @@ export const LAPTOP_DEFAULTS: Partial<Flags<typeof MODEL_FLAGS & typeof TRAINING
   save_freq: 1_000,
 };
 
+/** Which generators a command reads (translate, export): a file, its directions, which weights. */
+export const GENERATORS_FLAGS = {
+  checkpoint: {
+    kind: "string",
+    default: "",
+    help: "checkpoint or generator file (default: the run's latest checkpoint)",
+  },
+  direction: { kind: "string", default: "both", help: "A2B, B2A or both" },
+  ...USE_EMA_FLAG,
+} as const satisfies FlagGroup;
+
 /** A bad command line; the message names the flag. */
 export class FlagError extends Error {
   /**

@@ -11,7 +11,7 @@
 import { writeReport } from "../eval/report.ts";
 import { type RunnerIO, type RunResult, runTraining } from "../train/runner.ts";
 import type { RunSettings } from "../train/settings.ts";
-import { runCommand } from "./command.ts";
+import { CONSOLE, runCommand } from "./command.ts";
 import {
   BACKEND_FLAG,
   FlagError,
@@ -67,7 +67,7 @@ export async function trainWithReport(
 
 async function train(flags: TrainFlags): Promise<number> {
   if (flags.phase === "test") {
-    await runTranslate(flags, { out: console.log, warn: console.warn });
+    await runTranslate(flags, CONSOLE);
     return 0;
   }
   if (flags.phase !== "train") {

@@ -24,28 +24,23 @@ import { jetHeatmap, sampleGrid, toDisplay, writePng } from "../train/samples.ts
 import { dispose } from "../tree/tree.ts";
 import type { Direction } from "../weights/generator_file.ts";
 import { fromHost } from "../weights/params_io.ts";
-import { runCommand } from "./command.ts";
+import { CONSOLE, runCommand } from "./command.ts";
 import {
   BACKEND_FLAG,
   FlagError,
   type FlagGroup,
   type Flags,
+  GENERATORS_FLAGS,
   LAPTOP_DEFAULTS,
   MODEL_FLAGS,
   RUN_FLAGS,
-  USE_EMA_FLAG,
 } from "./flags.ts";
 
 const COLUMNS = 8; // images per grid picture
 
 /** The translate command's own flags (`train --phase test` takes them too). */
 export const TRANSLATE_OWN_FLAGS = {
-  checkpoint: {
-    kind: "string",
-    default: "",
-    help: "checkpoint or generator file (default: the run's latest checkpoint)",
-  },
-  direction: { kind: "string", default: "both", help: "A2B, B2A or both" },
+  ...GENERATORS_FLAGS,
   model: {
     kind: "string",
     default: "",
@@ -56,7 +51,6 @@ export const TRANSLATE_OWN_FLAGS = {
     default: 0,
     help: "resize inputs to this side (default: the model's; light models only)",
   },
-  ...USE_EMA_FLAG,
 } as const satisfies FlagGroup;
 
 /** Every flag of `deno task translate`. */
@@ -269,6 +263,6 @@ if (import.meta.main) {
     about: "Translates with a checkpoint; with no inputs, the dataset's test split.",
     flags: TRANSLATE_FLAGS,
     defaults: LAPTOP_DEFAULTS,
-    run: (flags) => runTranslate(flags, { out: console.log, warn: console.error }).then(() => {}),
+    run: (flags) => runTranslate(flags, CONSOLE),
   });
 }
