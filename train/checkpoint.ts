@@ -39,8 +39,10 @@ export interface Checkpoint {
   readonly rng: number;
   /** Where each domain's shuffled order stands. */
   readonly streams: { readonly A?: StreamState; readonly B?: StreamState };
-  /** The run's settings by flag name (the train command's flags), for `--resume` checks and
-   * `translate`. */
+  /**
+   * The run's settings by flag name (the train command's flags), for `--resume` checks and
+   * `translate`.
+   */
   readonly flags: Record<string, unknown>;
 }
 
@@ -186,7 +188,7 @@ export async function loadCheckpoint(path: string, config: TrainConfig): Promise
   const hasEma = Object.keys(saved).length > 0;
   if (hasEma && !config.ema) tf.dispose(Object.values(saved));
   const ema = config.ema
-    ? (hasEma ? unflatten(saved) as unknown as Generators : map(gen, (p) => p.clone()))
+    ? (hasEma ? group<Generators>("ema") : map(gen, (p) => p.clone()))
     : undefined;
   return {
     state: {

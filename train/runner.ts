@@ -121,7 +121,7 @@ export async function writeSamples(
 /**
  * Trains (or resumes) a run.
  * @param flags the run's settings (the train command's flags; a checkpoint records all of them)
- * @param options where lines go, the hooks, the stop flag, the trainer
+ * @param options where lines go, the hooks, the stop flag
  * @returns how the run ended
  */
 export async function runTraining(

@@ -102,6 +102,10 @@ export interface Generators {
 /** One record per discriminator, by the reference's names. */
 export type Discriminators<T> = { readonly [K in DisName]: T };
 
+// A record per discriminator, made in the reference's order.
+const byDiscriminator = <T>(make: (name: DisName, i: number) => T) =>
+  Object.fromEntries(DISCRIMINATORS.map((name, i) => [name, make(name, i)])) as Discriminators<T>;
+
 /**
  * Everything a training run carries from one iteration to the next (all tensors), as trees whose
  * dotted paths are the checkpoint's names (`gen.genA2B.stem.w`, `sn.disGA.convs.0.u`, ...).
@@ -214,15 +218,9 @@ export function trainer(config: TrainConfig): Trainer {
     config,
     init(seed) {
       const gen = { genA2B: G.init(seed), genB2A: G.init(seed + 1) };
-      const nets = DISCRIMINATORS.map((name, i) => dOf(name).init(seed + 2 + i));
-      const byName = <T>(pick: (n: (typeof nets)[number]) => T) =>
-        Object.fromEntries(
-          DISCRIMINATORS.map((name, i) => [name, pick(nets[i])]),
-        ) as Discriminators<
-          T
-        >;
-      const dis = byName((n) => n.params);
-      const sn = byName((n) => n.state);
+      const nets = byDiscriminator((name, i) => dOf(name).init(seed + 2 + i));
+      const dis = byDiscriminator((name) => nets[name].params);
+      const sn = byDiscriminator((name) => nets[name].state);
       const ema = config.ema ? map(gen, (p) => p.clone()) : undefined;
       return {
         step: 0,
