@@ -5,6 +5,11 @@
  *
  * - `layers/`: pure `init` / `apply` functions over readonly parameter records: AdaLIN, ILN,
  *   CAM attention, spectral norm, the generator and the discriminator.
+ * - `losses/`: the loss DSL and the four U-GAT-IT objectives declared with it.
+ * - `optim/`: gradient transformations over parameter trees, composed with `chain`; the
+ *   reference's Adam.
+ * - `tree/`: parameter records as trees (`map`, `zipMap`, `flatten`, `dispose`, ...).
+ * - `ops/`: the ops of ours the layers build on, each a contract with a composed fallback.
  * - `weights/`: safetensors files and the reference's `state_dict` names, both ways.
  * - `backends/`: one place that selects wasm, WebGPU, TensorFlow (tfjs-node) or the JS cpu
  *   backend, with the kernels training needs.
@@ -25,5 +30,9 @@
  * @module
  */
 export * from "./layers/mod.ts";
+export * from "./losses/mod.ts";
+export * from "./optim/mod.ts";
+export * from "./tree/mod.ts";
+export * from "./ops/mod.ts";
 export * from "./weights/mod.ts";
 export * from "./backends/mod.ts";

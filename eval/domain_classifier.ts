@@ -12,16 +12,12 @@
 import * as tf from "@tensorflow/tfjs";
 import { conv2d, type ConvParams, linear, type LinearParams } from "../layers/conv.ts";
 import { splitKey } from "../layers/init.ts";
-import { dispose, flatten, tidy, unflatten } from "../layers/tree.ts";
+import { dispose, leaves, tidy, valueAndGrads } from "../tree/tree.ts";
 import { bce } from "../losses/objectives.ts";
-import {
-  applyUpdates,
-  chain,
-  type Flat,
-  scaleByAdam,
-  scaleByLearningRate,
-} from "../train/optim.ts";
-import { Rng } from "../train/random.ts";
+import { scaleByAdam } from "../optim/adam.ts";
+import { scaleByLearningRate } from "../optim/schedule.ts";
+import { applyUpdates, chain } from "../optim/transform.ts";
+import { Rng } from "../data/random.ts";
 
 /** The classifier's shape. */
 export interface ClassifierShape {
@@ -99,10 +95,10 @@ export function trainDomainClassifier(
 ): DomainClassifier {
   const { convs, head } = network(shape);
   const keys = splitKey(seed + 77, convs.length + 1);
-  let params: Flat = flatten({
+  let params: ClassifierParams = {
     convs: convs.map((c, i) => c.init(keys[i])),
     head: head.init(keys[convs.length]),
-  });
+  };
   // The learning rate falls linearly to zero: the last steps settle the judge.
   const opt = chain(
     scaleByAdam({ b1: 0.9, b2: 0.999 }),
@@ -110,7 +106,6 @@ export function trainDomainClassifier(
   );
   let state = opt.init(params);
   const rng = new Rng(seed);
-  const names = Object.keys(params);
   for (let step = 0; step < steps; step++) {
     const ia = Array.from({ length: batch / 2 }, () => rng.int(a.shape[0]));
     const ib = Array.from({ length: batch / 2 }, () => rng.int(b.shape[0]));
@@ -119,24 +114,20 @@ export function trainDomainClassifier(
       const both = tf.concat([tf.gather(a, ia), tf.gather(b, ib)]) as tf.Tensor4D;
       return step % 2 ? tf.reverse(both, 2) as tf.Tensor4D : both;
     });
-    const { value, grads } = tf.valueAndGrads((...ts: tf.Tensor[]) => {
-      const p = unflatten(
-        Object.fromEntries(names.map((k, i) => [k, ts[i]])),
-      ) as unknown as ClassifierParams;
+    const { value, grads } = valueAndGrads((p) => {
       const z = logits(shape, p, x);
       // BCE against per-image labels: the mean of the two constant-label halves
       const half = ia.length;
       return tf.div(tf.add(bce(z.slice(0, half), 0), bce(z.slice(half), 1)), 2) as tf.Scalar;
-    })(names.map((k) => params[k]));
-    const flatGrads = Object.fromEntries(names.map((k, i) => [k, grads[i]]));
-    const [updates, next] = opt.update(flatGrads, state, params);
+    }, params);
+    const [updates, next] = opt.update(grads, state, params);
     const updated = applyUpdates(params, updates);
-    tf.dispose([x, value, ...grads, ...Object.values(updates), ...Object.values(params)]);
+    tf.dispose([x, value, ...leaves(grads), ...leaves(updates), ...leaves(params)]);
     dispose(state);
     [params, state] = [updated, next];
   }
   dispose(state);
-  const trained = unflatten(params) as unknown as ClassifierParams;
+  const trained = params;
   return {
     async probabilityB(images) {
       const p = tidy(() => tf.sigmoid(logits(shape, trained, images)));

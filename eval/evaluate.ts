@@ -9,21 +9,17 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { selectBackend } from "../backends/mod.ts";
-import { generator, type GeneratorParams } from "../layers/generator.ts";
-import { loadCheckpoint, readCheckpointFlags } from "../train/checkpoint.ts";
-import { datasetName, loadTestImages, openDataset } from "../train/data.ts";
-import {
-  configFromFlags,
-  exitOnUserError,
-  FlagError,
-  flagHelp,
-  type Flags,
-  flagsOrExit,
-  LAPTOP_DEFAULTS,
-} from "../train/flags.ts";
+import type { BackendName } from "../backends/backend.ts";
+import { selectBackend } from "../backends/select_backend.ts";
+import { datasetName, openDataset } from "../data/dataset.ts";
+import { loadTestImages } from "../data/domain_stream.ts";
+import { generator } from "../layers/generator.ts";
+import { loadCheckpoint, readCheckpointFlags, recordedConfig } from "../train/checkpoint.ts";
 import type { RunnerIO } from "../train/runner.ts";
-import { disposeState, subtree } from "../train/step.ts";
+import type { ModelSettings } from "../train/settings.ts";
+import { disposeState } from "../train/step.ts";
+import { WeightFileError } from "../weights/safetensors.ts";
+import type { DirectionResult, EvalResult } from "./eval_result.ts";
 import { graphModelFeatures, randomConvFeatures } from "./features.ts";
 import { writeReport } from "./report.ts";
 import { fid, kid, l1Distance, psnr, ssim } from "./metrics.ts";
@@ -31,46 +27,22 @@ import { JUDGE, JUDGE_STEPS, trainDomainClassifier } from "./domain_classifier.t
 
 const BATCH = 16;
 
-/** One direction's figures. */
-export interface DirectionResult {
-  /** Test images translated. */
-  readonly images: number;
-  /** KID (mean, std over subsets) between translations and real target images. */
-  readonly kid: { mean: number; std: number };
-  /** FID between translations and real target images. */
-  readonly fid: number;
-  /** The untranslated source images against the same targets: the baseline to beat. */
-  readonly source: { readonly kid: { mean: number; std: number }; readonly fid: number };
-  /** Fractions the domain classifier takes for the target domain: translations, and sources. */
-  readonly classifier: { readonly translated: number; readonly source: number };
-  /** With aligned pairs: translation vs true target, and source vs true target. */
-  readonly paired?: {
-    readonly translation: { l1: number; psnr: number; ssim: number };
-    readonly identity: { l1: number; psnr: number; ssim: number };
-  };
-}
-
-/** What `eval.json` holds. */
-export interface EvalResult {
-  /** The checkpoint evaluated. */
+/** What an evaluation reads: the eval command's flags. */
+export interface EvalSettings extends ModelSettings {
+  /** The dataset of the run (its test split is used). */
+  readonly dataset: string;
+  /** The folder of run folders. */
+  readonly result_dir: string;
+  /** A checkpoint file, `all` (every kept one), or empty: the run's latest. */
   readonly checkpoint: string;
-  /** Its iteration. */
-  readonly iteration: number;
-  /**
-   * The generators' weights judged: as trained, or their moving average (`--ema`); absent (files
-   * from before `--ema`): as trained.
-   */
-  readonly weights?: "trained" | "ema";
-  /** The feature extractor behind KID and FID. */
+  /** The backend to select. */
+  readonly backend: BackendName;
+  /** `builtin`, or a TensorFlow.js graph model (Inception-v3) for KID and FID. */
   readonly features: string;
-  /** The domain classifier's accuracy on the real test images of both domains. */
-  readonly classifierAccuracy: number;
-  /** Its accuracy on each domain's real test images. */
-  readonly classifierRight: { readonly A: number; readonly B: number };
-  /** By direction. */
-  readonly A2B: DirectionResult;
-  /** By direction. */
-  readonly B2A: DirectionResult;
+  /** Seed of the domain classifier. */
+  readonly seed: number;
+  /** Judge a run's moving average of its generators, where it has one. */
+  readonly use_ema: boolean;
 }
 
 /**
@@ -81,15 +53,15 @@ export interface EvalResult {
  * @param io where lines go
  * @returns the figures of the last checkpoint evaluated
  */
-export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
+export async function runEval(flags: EvalSettings, io: RunnerIO): Promise<EvalResult> {
   const modelDir = `${flags.result_dir}/${datasetName(flags.dataset)}/model`;
   const paths = flags.checkpoint === "all"
     ? await keptCheckpoints(modelDir)
     : [flags.checkpoint || `${modelDir}/latest.safetensors`];
-  const trained = { ...flags, ...(await readCheckpointFlags(paths[0])) } as Flags;
+  const recorded = await readCheckpointFlags(paths[0]);
   const backend = await selectBackend(flags.backend, { log: io.warn });
   const data = await openDataset(flags.dataset, io.warn);
-  const config = configFromFlags(trained);
+  const config = recordedConfig(recorded, flags);
   // A run with a moving average of its generators is judged by it, unless --use_ema false
   // (then by the trained weights, into eval_raw_*.json: both curves side by side).
   const averaged = config.ema! > 0 && flags.use_ema;
@@ -128,13 +100,13 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
     io.out(
       `evaluating ${path} (iteration ${ck.state.step}${
         averaged ? ", moving average" : ""
-      }) on ${backend}`,
+      }) on ${backend.name}`,
     );
     const direction = async (net: "genA2B" | "genB2A"): Promise<DirectionResult> => {
       const [source, target] = net === "genA2B"
         ? [testA.batch, testB.batch]
         : [testB.batch, testA.batch];
-      const params = subtree<GeneratorParams>(weights, net);
+      const params = weights[net];
       const parts: tf.Tensor4D[] = [];
       for (let i = 0; i < source.shape[0]; i += BATCH) {
         const x = source.slice(i, Math.min(BATCH, source.shape[0] - i));
@@ -221,10 +193,12 @@ export async function runEval(flags: Flags, io: RunnerIO): Promise<EvalResult> {
 /** The kept checkpoints (`ckpt_<iteration>`) of a model folder, in order. */
 async function keptCheckpoints(modelDir: string): Promise<string[]> {
   const names = await Array.fromAsync(Deno.readDir(modelDir)).catch(() => {
-    throw new FlagError(`--checkpoint all: no model folder ${modelDir} (check --result_dir)`);
+    throw new WeightFileError(`--checkpoint all: no model folder ${modelDir} (check --result_dir)`);
   });
   const kept = names.map((e) => e.name).filter((n) => /^ckpt_\d+\.safetensors$/.test(n)).sort();
-  if (!kept.length) throw new FlagError(`--checkpoint all: no ckpt_*.safetensors in ${modelDir}`);
+  if (!kept.length) {
+    throw new WeightFileError(`--checkpoint all: no ckpt_*.safetensors in ${modelDir}`);
+  }
   return kept.map((n) => `${modelDir}/${n}`);
 }
 
@@ -259,23 +233,4 @@ function printTable(result: EvalResult, io: RunnerIO) {
       }% of real test B); in brackets: the untranslated sources`,
   );
   for (const row of rows) io.out(row.map((c, i) => c.padEnd(i < 2 ? 10 : 18)).join("").trimEnd());
-}
-
-if (import.meta.main) {
-  if (Deno.args.includes("--help")) {
-    console.log(
-      `usage: deno task eval [flags]\n\nEvaluates a run's checkpoint (default: its latest; --checkpoint all: every kept one,\n` +
-        `the points of the report's evaluation curve) on the test split.\n\n` +
-        flagHelp(LAPTOP_DEFAULTS),
-    );
-    Deno.exit(0);
-  }
-  try {
-    await runEval(flagsOrExit(Deno.args, LAPTOP_DEFAULTS), {
-      out: console.log,
-      warn: console.error,
-    });
-  } catch (e) {
-    exitOnUserError(e);
-  }
 }

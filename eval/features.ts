@@ -9,7 +9,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { conv2d, type ConvParams } from "../layers/conv.ts";
 import { splitKey } from "../layers/init.ts";
-import { tidy } from "../layers/tree.ts";
+import { tidy } from "../tree/tree.ts";
 
 /** A feature extractor: images `[N, S, S, 3]` in [-1, 1] to features `[N, d]`. */
 export interface FeatureExtractor {

@@ -17,8 +17,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { tidy } from "../layers/tree.ts";
-import { Rng } from "../train/random.ts";
+import { tidy } from "../tree/tree.ts";
+import { Rng } from "../data/random.ts";
 
 // Reads a scalar tensor back and disposes it.
 async function scalar(t: tf.Tensor): Promise<number> {

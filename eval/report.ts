@@ -1,6 +1,7 @@
 /**
- * The run report: `report.html` in the run folder, regenerated as training goes (with each
- * sample picture) and by `deno task report`. It shows the configuration, a loss curve for every
+ * The run report: `report.html` in the run folder, regenerated as training goes (the train command
+ * refreshes it after each sample picture and checkpoint), by each evaluation and by
+ * `deno task report`. It shows the configuration, a loss curve for every
  * named term (vega-lite, rendered to SVG here, so that the page needs no script library and no
  * server), the sample pictures over time and the evaluation tables. It opens from disk.
  *
@@ -9,9 +10,7 @@
 import * as vega from "vega";
 import * as vl from "vega-lite";
 import { readCheckpointFlags } from "../train/checkpoint.ts";
-import { datasetName } from "../train/data.ts";
-import { exitOnUserError, flagHelp, flagsOrExit, LAPTOP_DEFAULTS } from "../train/flags.ts";
-import type { EvalResult } from "./evaluate.ts";
+import type { EvalResult } from "./eval_result.ts";
 
 const MAX_POINTS = 1500; // per curve: longer logs are averaged in buckets
 const escape = (s: string) =>
@@ -231,21 +230,4 @@ addEventListener("load", () => {
   await Deno.writeTextFile(`${dir}/report.html.tmp`, html);
   await Deno.rename(`${dir}/report.html.tmp`, `${dir}/report.html`);
   return `${dir}/report.html`;
-}
-
-if (import.meta.main) {
-  if (Deno.args.includes("--help")) {
-    console.log(
-      `usage: deno task report [--dataset D] [--result_dir R]\n\nWrites <R>/<D>/report.html.\n\n${
-        flagHelp(LAPTOP_DEFAULTS)
-      }`,
-    );
-    Deno.exit(0);
-  }
-  try {
-    const flags = flagsOrExit(Deno.args, LAPTOP_DEFAULTS);
-    console.log(`wrote ${await writeReport(`${flags.result_dir}/${datasetName(flags.dataset)}`)}`);
-  } catch (e) {
-    exitOnUserError(e);
-  }
 }

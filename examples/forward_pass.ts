@@ -13,18 +13,26 @@
  * @module
  */
 import { count, discriminator, dispose, generator, selectBackend } from "../mod.ts";
-import { flagHelp, parseFlags } from "../train/flags.ts";
-import { loadTestImages } from "../train/data.ts";
+import {
+  BACKEND_FLAG,
+  flagHelp,
+  MODEL_FLAGS,
+  parseFlags,
+  RUN_FLAGS,
+  SEED_FLAG,
+} from "../cli/flags.ts";
+import { loadTestImages } from "../data/domain_stream.ts";
 import { jetHeatmap, sampleGrid, testPatterns, toDisplay, writePng } from "../train/samples.ts";
 
+const FLAGS = { ...MODEL_FLAGS, ...RUN_FLAGS, ...BACKEND_FLAG, ...SEED_FLAG };
 const LAPTOP = { light: true, img_size: 64, ch: 32, n_dis: 4, backend: "wasm" } as const;
 
 if (Deno.args.includes("--help")) {
-  console.log(`usage: deno task forward [flags] [image ...]\n\n${flagHelp(LAPTOP)}`);
+  console.log(`usage: deno task forward [flags] [image ...]\n\n${flagHelp(FLAGS, LAPTOP)}`);
   Deno.exit(0);
 }
-const flags = parseFlags(Deno.args, LAPTOP);
-const backend = await selectBackend(flags.backend);
+const flags = parseFlags(FLAGS, Deno.args, LAPTOP);
+const backend = (await selectBackend(flags.backend)).name;
 const S = flags.img_size;
 
 // ## The models

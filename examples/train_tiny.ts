@@ -9,12 +9,13 @@
  *
  * @module
  */
-import { parseFlags } from "../train/flags.ts";
-import { runTraining } from "../train/runner.ts";
+import { parseFlags } from "../cli/flags.ts";
+import { TRAIN_FLAGS, trainWithReport } from "../cli/train.ts";
 
 // ## Configuration
-// The reference's flag names; here 32 px, base width 16, a light generator.
-const flags = parseFlags(Deno.args, {
+// The train command's flags, by the reference's names; here 32 px, base width 16, a light
+// generator.
+const flags = parseFlags(TRAIN_FLAGS, Deno.args, {
   light: true,
   img_size: 32,
   ch: 16,
@@ -28,11 +29,13 @@ const flags = parseFlags(Deno.args, {
 });
 
 // ## Train
-// The runner owns everything stateful: data order, checkpoints, the log, the pictures.
-const result = await runTraining(flags, { out: console.log, warn: console.error });
+// The runner owns everything stateful: data order, checkpoints, the log, the pictures; the train
+// command's own addition, the run report, follows it.
+const result = await trainWithReport(flags, { out: console.log, warn: console.error });
 
 // ## Look
-// `img/A2B_<iteration>.png` in the run folder; the log has every loss term per iteration.
+// `img/A2B_<iteration>.png` in the run folder; the log has every loss term per iteration, and
+// `report.html` draws them.
 console.log(
   `pictures in ${result.dir}/img, losses in ${result.dir}/log.jsonl (status: ${result.status})`,
 );

@@ -10,11 +10,16 @@
  *
  * @module
  */
+import { EVAL_FLAGS } from "../cli/eval.ts";
+import { parseFlags } from "../cli/flags.ts";
+import { runTranslate, TRANSLATE_FLAGS } from "../cli/translate.ts";
 import { runEval } from "../eval/evaluate.ts";
-import { parseFlags } from "../train/flags.ts";
-import { runTranslate } from "../train/translate.ts";
 
-const flags = parseFlags(Deno.args, { result_dir: "results/examples", backend: "wasm" });
+// The two commands' flags together.
+const flags = parseFlags({ ...TRANSLATE_FLAGS, ...EVAL_FLAGS }, Deno.args, {
+  result_dir: "results/examples",
+  backend: "wasm",
+});
 const io = { out: console.log, warn: console.error };
 
 // ## Translate
@@ -24,7 +29,7 @@ const folder = await runTranslate(flags, io);
 console.log(`open ${folder}/index.html to see inputs and translations side by side`);
 
 // ## Evaluate
-const scores = await runEval({ ...flags, _: [] }, io);
+const scores = await runEval(flags, io);
 console.log(
   `A2B KID x100: ${(100 * scores.A2B.kid.mean).toFixed(2)}, untranslated ${
     (100 * scores.A2B.source.kid.mean).toFixed(2)

@@ -8,7 +8,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { tidy } from "./tree.ts";
+import { tidy } from "../tree/tree.ts";
 import { type Key, splitKey } from "./init.ts";
 import { conv2d, type ConvParams, linear } from "./conv.ts";
 import {

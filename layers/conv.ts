@@ -6,9 +6,9 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { tidy } from "./tree.ts";
+import { tidy } from "../tree/tree.ts";
 import { type Key, splitKey, torchDefault } from "./init.ts";
-import { REFLECT_PAD, REFLECT_PAD_GRAD } from "../backends/js_kernels.ts";
+import { reflectionPad } from "../ops/reflect_pad.ts";
 
 /** Fixed configuration of a conv layer. */
 export interface ConvConfig {
@@ -47,77 +47,6 @@ export interface Conv {
    * @returns `[N, (H + 2 pad - k) / stride + 1, ..., outCh]`
    */
   apply(params: ConvParams, x: tf.Tensor4D): tf.Tensor4D;
-}
-
-// Reflection padding as one taped op with its true gradient (tfjs's MirrorPad gradient only
-// crops): our kernels where the backend has them (wasm, cpu, native-cpu), composed ops elsewhere.
-const reflectionPadOps = new Map<number, (x: tf.Tensor4D) => tf.Tensor4D>();
-function reflectionPadOp(pad: number): (x: tf.Tensor4D) => tf.Tensor4D {
-  let op = reflectionPadOps.get(pad);
-  if (!op) {
-    const attrs = { padH: pad, padW: pad } as unknown as tf.NamedAttrMap;
-    op = tf.customGrad((x) => {
-      const t = x as tf.Tensor4D;
-      const native = tf.getKernel(REFLECT_PAD, tf.getBackend()) !== undefined;
-      const value = native
-        ? tf.engine().runKernel(REFLECT_PAD, { x: t }, attrs) as tf.Tensor4D
-        : tf.mirrorPad(t, [[0, 0], [pad, pad], [pad, pad], [0, 0]], "reflect");
-      const [h, w] = [t.shape[1], t.shape[2]];
-      return {
-        value,
-        gradFunc: (dy: tf.Tensor) =>
-          native
-            ? tf.engine().runKernel(REFLECT_PAD_GRAD, { dy }, attrs) as tf.Tensor
-            : foldReflection(foldReflection(dy as tf.Tensor4D, pad, 1, h), pad, 2, w),
-      };
-    }) as (x: tf.Tensor4D) => tf.Tensor4D;
-    reflectionPadOps.set(pad, op);
-  }
-  return op;
-}
-
-/**
- * The gradient of reflection padding along one axis, from ops every backend has: the middle of
- * `dy` plus its two borders reversed and added onto the rows they were mirrored from.
- * @param dy the gradient of the padded tensor
- * @param pad rows added on each side
- * @param axis 1 (H) or 2 (W)
- * @param n the unpadded length of that axis
- * @returns the gradient with that axis unpadded
- */
-export function foldReflection(dy: tf.Tensor4D, pad: number, axis: 1 | 2, n: number): tf.Tensor4D {
-  const part = (start: number, size: number) => {
-    const begin = [0, 0, 0, 0];
-    const sizes = [-1, -1, -1, -1];
-    begin[axis] = start;
-    sizes[axis] = size;
-    return tf.slice(dy, begin, sizes);
-  };
-  const place = (t: tf.Tensor, before: number, after: number) => {
-    const p: [number, number][] = [[0, 0], [0, 0], [0, 0], [0, 0]];
-    p[axis] = [before, after];
-    return tf.pad(tf.reverse(t, axis), p);
-  };
-  // Padded rows 0..pad-1 copy rows pad..1; padded rows n+pad.. copy rows n-2..n-1-pad.
-  return tidy(() =>
-    tf.addN([
-      part(pad, n),
-      place(part(0, pad), 1, n - 1 - pad),
-      place(part(n + pad, pad), n - 1 - pad, 1),
-    ]) as tf.Tensor4D
-  );
-}
-
-/**
- * Reflection-pads the two spatial dimensions of an NHWC tensor (PyTorch's `ReflectionPad2d`),
- * with its true gradient.
- * @param x `[N, H, W, C]`
- * @param pad rows and columns added on each side (less than H and W)
- * @returns `[N, H + 2 pad, W + 2 pad, C]`
- */
-export function reflectionPad(x: tf.Tensor4D, pad: number): tf.Tensor4D {
-  if (pad === 0) return x.clone();
-  return reflectionPadOp(pad)(x);
 }
 
 /**

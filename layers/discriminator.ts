@@ -6,7 +6,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { tidy } from "./tree.ts";
+import { tidy } from "../tree/tree.ts";
 import { type Key, splitKey } from "./init.ts";
 import { type Conv, conv2d, type ConvParams } from "./conv.ts";
 import { camAttention, type CamParams, type CamState } from "./cam_attention.ts";

@@ -13,7 +13,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { tidy } from "./tree.ts";
+import { tidy } from "../tree/tree.ts";
 
 /**
  * Maps an image from the model's range [-1, 1] to [0, 1] for display.

@@ -6,8 +6,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { UPSAMPLE_2X, UPSAMPLE_2X_GRAD } from "../backends/js_kernels.ts";
-import { tidy } from "./tree.ts";
+import { upsampleNearest2x } from "../ops/upsample_2x.ts";
+import { tidy } from "../tree/tree.ts";
 import { type Key, splitKey } from "./init.ts";
 import { conv2d, type ConvParams, linear, type LinearParams } from "./conv.ts";
 import { adaLinResnetBlock, type AdaLinResnetBlockParams, resnetBlock } from "./blocks.ts";
@@ -87,37 +87,6 @@ export interface Generator {
    * @returns image, CAM logits and heatmap
    */
   apply(params: GeneratorParams, x: tf.Tensor4D): GeneratorOutput;
-}
-
-/**
- * Nearest-neighbour upsampling by 2 (PyTorch's `Upsample(scale_factor=2)`), built from concat
- * and reshape so that its gradient needs no resize kernel on any backend.
- * @param x `[N, H, W, C]`
- * @returns `[N, 2H, 2W, C]`
- */
-export function upsampleNearest2xComposed(x: tf.Tensor4D): tf.Tensor4D {
-  return tidy(() => {
-    const [n, h, w, c] = x.shape;
-    const cols = tf.reshape(x, [n * h, w, 1, c]);
-    const wide = tf.reshape(tf.concat([cols, cols], 2), [n * h, 1, 2 * w * c]);
-    return tf.reshape(tf.concat([wide, wide], 1), [n, 2 * h, 2 * w, c]);
-  });
-}
-
-// One taped op with our kernels where the backend has them (wasm, cpu, native-cpu).
-const upsampleOp = tf.customGrad((x) => ({
-  value: tf.engine().runKernel(UPSAMPLE_2X, { x: x as tf.Tensor }) as tf.Tensor,
-  gradFunc: (dy: tf.Tensor) => tf.engine().runKernel(UPSAMPLE_2X_GRAD, { dy }) as tf.Tensor,
-})) as (x: tf.Tensor4D) => tf.Tensor4D;
-
-/**
- * Nearest-neighbour upsampling by 2 (PyTorch's `Upsample(scale_factor=2)`): our kernels where
- * the backend has them, else {@linkcode upsampleNearest2xComposed}.
- * @param x `[N, H, W, C]`
- * @returns `[N, 2H, 2W, C]`
- */
-export function upsampleNearest2x(x: tf.Tensor4D): tf.Tensor4D {
-  return tf.getKernel(UPSAMPLE_2X, tf.getBackend()) ? upsampleOp(x) : upsampleNearest2xComposed(x);
 }
 
 /**

@@ -6,66 +6,13 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { tidy } from "./tree.ts";
-import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "../backends/norm_kernels.ts";
+import { tidy } from "../tree/tree.ts";
+import { layerInstanceNorm, normalizeOver } from "../ops/lin_norm.ts";
 
 const EPS = 1e-5;
-
-let fusedAllowed = true;
-
-/**
- * Turns the one-kernel normalisations off (composed ops everywhere) or back on; they are used
- * only where the active backend has them (wasm, cpu, native-cpu). For tests and comparisons.
- * @param on whether to use them
- */
-export function setFusedNorms(on: boolean): void {
-  fusedAllowed = on;
-}
-
-function fusedHere(): boolean {
-  return fusedAllowed && tf.getKernel(LIN_NORM, tf.getBackend()) !== undefined;
-}
-
-// One customGrad per attribute set: the op taped as one node, its gradient one kernel.
-function fusedOp(attrs: LinNormAttrs) {
-  const named = attrs as unknown as tf.NamedAttrMap;
-  return tf.customGrad((x, rho, gamma, beta, save) => {
-    const inputs = { x, rho, gamma, beta } as unknown as tf.NamedTensorMap;
-    const [y, stats] = tf.engine().runKernel(LIN_NORM, inputs, named) as tf.Tensor[];
-    (save as tf.GradSaveFunc)([x as tf.Tensor, stats, rho as tf.Tensor, gamma as tf.Tensor]);
-    return {
-      value: y,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-        const [xs, st, r, g] = saved;
-        const grads = { dy, x: xs, stats: st, rho: r, gamma: g } as unknown as tf.NamedTensorMap;
-        return tf.engine().runKernel(LIN_NORM_GRAD, grads, named) as tf.Tensor[];
-      },
-    };
-  });
-}
-const fusedIn = fusedOp({ unbiased: false, mixLn: false });
-const fusedMix = fusedOp({ unbiased: true, mixLn: true });
-
-// The fused op with gamma and beta as [N, C] (ones and zeros where absent).
-function fused(
-  op: typeof fusedIn,
-  x: tf.Tensor4D,
-  rho?: tf.Tensor1D,
-  gamma?: tf.Tensor,
-  beta?: tf.Tensor,
-): tf.Tensor4D {
-  const [n, , , c] = x.shape;
-  const nc = (t: tf.Tensor | undefined, fill: number) =>
-    t === undefined ? tf.fill([n, c], fill) : t.rank === 1 ? tf.broadcastTo(t, [n, c]) : t;
-  return op(x, rho ?? tf.ones([c]), nc(gamma, 1), nc(beta, 0)) as tf.Tensor4D;
-}
-
-function normalizeOver(x: tf.Tensor4D, axes: number[], unbiased: boolean): tf.Tensor4D {
-  const n = axes.reduce((p, a) => p * x.shape[a], 1);
-  const { mean, variance } = tf.moments(x, axes, true);
-  const v = unbiased ? tf.mul(variance, n / (n - 1)) : variance;
-  return tf.div(tf.sub(x, mean), tf.sqrt(tf.add(v, EPS)));
-}
+// AdaLIN's and ILN's mix (unbiased variance); instance norm alone (biased, as PyTorch's).
+const MIX = { unbiased: true, mixLn: true };
+const IN = { unbiased: false, mixLn: false };
 
 /**
  * Instance norm without affine parameters: per sample and channel, over H and W, with the biased
@@ -74,7 +21,7 @@ function normalizeOver(x: tf.Tensor4D, axes: number[], unbiased: boolean): tf.Te
  * @returns `[N, H, W, C]`
  */
 export function instanceNorm(x: tf.Tensor4D): tf.Tensor4D {
-  return tidy(() => fusedHere() ? fused(fusedIn, x) : normalizeOver(x, [1, 2], false));
+  return tidy(() => layerInstanceNorm(x, {}, IN));
 }
 
 /**
@@ -93,12 +40,7 @@ export function layerNorm(x: tf.Tensor4D): tf.Tensor4D {
  * @returns `[N, H, W, C]`
  */
 export function layerInstanceMix(x: tf.Tensor4D, rho: tf.Tensor1D): tf.Tensor4D {
-  return tidy(() => {
-    if (fusedHere()) return fused(fusedMix, x, rho);
-    const inorm = normalizeOver(x, [1, 2], true);
-    const lnorm = normalizeOver(x, [1, 2, 3], true);
-    return tf.add(tf.mul(rho, inorm), tf.mul(tf.sub(1, rho), lnorm));
-  });
+  return tidy(() => layerInstanceNorm(x, { rho }, MIX));
 }
 
 /**
@@ -124,12 +66,7 @@ export function adaLin(
   gamma: tf.Tensor2D,
   beta: tf.Tensor2D,
 ): tf.Tensor4D {
-  return tidy(() => {
-    if (fusedHere()) return fused(fusedMix, x, rho, gamma, beta);
-    const [n, , , c] = x.shape;
-    const mixed = layerInstanceMix(x, rho);
-    return tf.add(tf.mul(mixed, tf.reshape(gamma, [n, 1, 1, c])), tf.reshape(beta, [n, 1, 1, c]));
-  });
+  return tidy(() => layerInstanceNorm(x, { rho, gamma, beta }, MIX));
 }
 
 /** Parameters of ILN: per-channel `rho` (init 0), `gamma` (init 1), `beta` (init 0), all `[C]`. */
@@ -158,11 +95,7 @@ export function initIln(channels: number): IlnParams {
  * @returns `[N, H, W, C]`
  */
 export function iln(params: IlnParams, x: tf.Tensor4D): tf.Tensor4D {
-  return tidy(() =>
-    fusedHere()
-      ? fused(fusedMix, x, params.rho, params.gamma, params.beta)
-      : tf.add(tf.mul(layerInstanceMix(x, params.rho), params.gamma), params.beta)
-  );
+  return tidy(() => layerInstanceNorm(x, params, MIX));
 }
 
 /**

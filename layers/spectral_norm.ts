@@ -6,12 +6,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { tidy } from "./tree.ts";
-import {
-  SPECTRAL_SIGMA,
-  SPECTRAL_SIGMA_GRAD,
-  type SpectralSigmaAttrs,
-} from "../backends/js_kernels.ts";
+import { tidy } from "../tree/tree.ts";
+import { powerIterationSigma } from "../ops/spectral_sigma.ts";
 import { type Key, splitKey, unitNormal } from "./init.ts";
 
 /** Power-iteration vectors: `u` `[rows]`, `v` `[cols]` of the weight's matrix view. */
@@ -22,8 +18,6 @@ export interface SpectralNormState {
   readonly v: tf.Tensor1D;
 }
 
-const EPS = 1e-12;
-
 /**
  * Stops gradients: the identity forward, a zero gradient backward (tfjs has no such op).
  * @param x any tensor
@@ -33,40 +27,15 @@ export const stopGradient: <T extends tf.Tensor>(x: T) => T = tf.customGrad(
   (x) => ({ value: (x as tf.Tensor).clone(), gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy) }),
 ) as <T extends tf.Tensor>(x: T) => T;
 
-function normalize(x: tf.Tensor1D): tf.Tensor1D {
-  return tf.div(x, tf.maximum(tf.sqrt(tf.sum(tf.square(x))), EPS));
-}
-
-/**
- * One power iteration, on `A = W^T` (`[cols, rows]`): `v = normalize(A u)`, `u = normalize(A^T v)`,
- * as one taped op with a zero gradient: its inner ops are not taped, so the backward pass does
- * not walk through them only to stop.
- * @returns `[u; v]`, concatenated
- */
-const powerIteration = tf.customGrad((at, u0) => {
-  const a = at as tf.Tensor2D;
-  const v = normalize(tf.squeeze(tf.matMul(a, tf.reshape(u0 as tf.Tensor, [-1, 1])), [1]));
-  const u = normalize(tf.squeeze(tf.matMul(a, tf.reshape(v, [-1, 1]), true, false), [1]));
-  const [aShape, uShape] = [a.shape, (u0 as tf.Tensor).shape];
-  return {
-    value: tf.concat([u, v]),
-    gradFunc: () => [tf.zeros(aShape), tf.zeros(uShape)],
-  };
-});
-
 /**
  * How a weight is seen as torch's matrix `W` (`[rows, cols]`) without moving it: `columns(w)` is
- * `W^T` with its rows in the weight's own order, and `toTorch` / `fromTorch` reorder a
- * `[cols]` vector between that order and torch's.
+ * `W^T` with its rows in the weight's own order, and `layout(w)` says how `v` is reordered between
+ * that order and torch's (a conv's `kh, kw, cin`; zeros for a linear weight, whose orders agree).
  */
 export interface MatrixView {
   /** `W^T`, rows in the weight's order: a reshape, no copy. */
   columns(w: tf.Tensor): tf.Tensor2D;
-  /** A `[cols]` vector from the weight's order to torch's. */
-  toTorch(v: tf.Tensor1D, w: tf.Tensor): tf.Tensor1D;
-  /** A `[cols]` vector from torch's order to the weight's. */
-  fromTorch(v: tf.Tensor1D, w: tf.Tensor): tf.Tensor1D;
-  /** The same reordering for our spectral-norm kernel: a conv's `kh, kw, cin`, else zeros. */
+  /** A conv weight's kernel size and input channels, else zeros. */
   layout(w: tf.Tensor): { kh: number; kw: number; cin: number };
 }
 
@@ -86,12 +55,6 @@ export const convWeightMatrix: WeightMatrix = Object.assign((w: tf.Tensor) => {
 }, {
   view: {
     columns: (w: tf.Tensor) => tf.reshape(w, [-1, w.shape[3]!]) as tf.Tensor2D,
-    toTorch: (v: tf.Tensor1D, w: tf.Tensor) =>
-      tf.reshape(tf.transpose(tf.reshape(v, w.shape.slice(0, 3)), [2, 0, 1]), [-1]) as tf.Tensor1D,
-    fromTorch: (v: tf.Tensor1D, w: tf.Tensor) =>
-      tf.reshape(tf.transpose(tf.reshape(v, [w.shape[2]!, w.shape[0], w.shape[1]!]), [1, 2, 0]), [
-        -1,
-      ]) as tf.Tensor1D,
     layout: (w: tf.Tensor) => ({ kh: w.shape[0], kw: w.shape[1]!, cin: w.shape[2]! }),
   },
 });
@@ -106,8 +69,6 @@ export const linearWeightMatrix: WeightMatrix = Object.assign(
   {
     view: {
       columns: (w: tf.Tensor) => w as tf.Tensor2D,
-      toTorch: (v: tf.Tensor1D) => v,
-      fromTorch: (v: tf.Tensor1D) => v,
       layout: () => ({ kh: 0, kw: 0, cin: 0 }),
     },
   },
@@ -167,71 +128,12 @@ export function spectralSigma(
     // A = W^T; with a view it is the weight itself reshaped, and v is reordered instead.
     const view: MatrixView = toMatrix.view ?? {
       columns: (t) => tf.transpose(toMatrix(t)),
-      toTorch: (v) => v,
-      fromTorch: (v) => v,
       layout: () => ({ kh: 0, kw: 0, cin: 0 }),
     };
-    const at = view.columns(w);
-    if (toMatrix.view && tf.getKernel(SPECTRAL_SIGMA, tf.getBackend())) {
-      return fusedSigma(at, state, { training, ...view.layout(w) });
-    }
-    let { u, v } = state;
-    let vOwn: tf.Tensor1D;
-    if (training) {
-      const uv = powerIteration(at, u);
-      const rows = at.shape[1];
-      [u, vOwn] = [tf.slice(uv, 0, rows), tf.slice(uv, rows)] as tf.Tensor1D[];
-      v = view.toTorch(vOwn, w);
-    } else {
-      u = u.clone();
-      v = v.clone();
-      vOwn = view.fromTorch(v, w);
-    }
-    const wv = tf.squeeze(tf.matMul(at, tf.reshape(vOwn, [-1, 1]), true, false), [1]);
-    return [tf.sum(tf.mul(u, wv)), { u, v }] as [tf.Scalar, SpectralNormState];
+    const attrs = { training, ...view.layout(w) };
+    const [sigma, u, v] = powerIterationSigma(view.columns(w), state.u, state.v, attrs);
+    return [sigma, { u, v }] as [tf.Scalar, SpectralNormState];
   });
-}
-
-// Our kernel (wasm, cpu, native-cpu): power iteration and sigma in one taped op, its gradient v u^T.
-const fusedOps = new Map<string, (a: tf.Tensor, u: tf.Tensor, v: tf.Tensor) => tf.Tensor>();
-function fusedSigma(
-  at: tf.Tensor2D,
-  state: SpectralNormState,
-  attrs: SpectralSigmaAttrs,
-): [tf.Scalar, SpectralNormState] {
-  const key = JSON.stringify(attrs);
-  let op = fusedOps.get(key);
-  if (!op) {
-    const named = attrs as unknown as tf.NamedAttrMap;
-    op = tf.customGrad((a, u, v, save) => {
-      const inputs = { a, u, v } as unknown as tf.NamedTensorMap;
-      const packed = tf.engine().runKernel(SPECTRAL_SIGMA, inputs, named) as tf.Tensor;
-      (save as tf.GradSaveFunc)([packed]);
-      const [aShape, uShape, vShape] = [a, u, v].map((t) => (t as tf.Tensor).shape);
-      return {
-        value: packed,
-        gradFunc: (dy: tf.Tensor, [p]: tf.Tensor[]) =>
-          [
-            tf.engine().runKernel(SPECTRAL_SIGMA_GRAD, { dy, packed: p }, {
-              ...named,
-              rows: uShape[0],
-            }) as tf.Tensor,
-            tf.zeros(uShape),
-            tf.zeros(vShape),
-          ].map((t, i) => (i === 0 ? tf.reshape(t, aShape) : t)),
-      };
-    }) as (a: tf.Tensor, u: tf.Tensor, v: tf.Tensor) => tf.Tensor;
-    fusedOps.set(key, op);
-  }
-  const packed = op(at, state.u, state.v);
-  const rows = state.u.shape[0];
-  return [
-    tf.reshape(tf.slice(packed, 0, 1), []) as tf.Scalar,
-    {
-      u: tf.slice(packed, 1, rows) as tf.Tensor1D,
-      v: tf.slice(packed, 1 + rows, state.v.shape[0]) as tf.Tensor1D,
-    },
-  ];
 }
 
 /**

@@ -18,7 +18,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { tidy } from "../layers/tree.ts";
+import { tidy } from "../tree/tree.ts";
 
 /** A loss: a scalar function of one record. */
 export type Loss<R> = (record: R) => tf.Scalar;

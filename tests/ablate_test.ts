@@ -1,5 +1,5 @@
 import { assert, assertEquals, assertRejects } from "@std/assert";
-import { runAblation } from "../eval/ablate.ts";
+import { runAblation } from "../cli/ablate.ts";
 import { makeDataset, tinyFlags } from "./helpers.ts";
 
 Deno.test("runAblation() trains and evaluates each variant on the same budget and tabulates them", async () => {

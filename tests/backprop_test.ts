@@ -9,6 +9,7 @@ import { selectBackend } from "../backends/mod.ts";
 import { setFreeingBackprop } from "../backends/backprop.ts";
 import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
 import { disposeState, trainer } from "../train/step.ts";
+import { flatten } from "../tree/tree.ts";
 
 Deno.test("freeing backprop: a training step's parameters equal the stock engine's bit for bit", async () => {
   await selectBackend("wasm");
@@ -29,7 +30,7 @@ Deno.test("freeing backprop: a training step's parameters equal the stock engine
     const s0 = t.init(3);
     const { state, terms } = t.step(s0, a, b);
     const values = Object.fromEntries(
-      [...Object.entries(state.gen), ...Object.entries(state.dis)].map(([k, v]) => [
+      Object.entries(flatten({ gen: state.gen, dis: state.dis })).map(([k, v]) => [
         k,
         Array.from(v.dataSync()),
       ]),

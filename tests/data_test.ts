@@ -1,14 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { assertEquals, assertRejects } from "@std/assert";
 import sharp from "sharp";
-import {
-  DatasetError,
-  DomainStream,
-  loadTestImages,
-  openDataset,
-  resizeMargin,
-} from "../train/data.ts";
-import { Rng } from "../train/random.ts";
+import { DatasetError, openDataset } from "../data/dataset.ts";
+import { resizeMargin } from "../data/decode_image.ts";
+import { DomainStream, loadTestImages } from "../data/domain_stream.ts";
+import { Rng } from "../data/random.ts";
 import { selectBackend } from "../backends/mod.ts";
 import { makeDataset } from "./helpers.ts";
 

@@ -6,8 +6,9 @@
 import * as tf from "@tensorflow/tfjs";
 import * as E from "fp-ts/Either";
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "@std/assert";
-import { decodeFlags, FlagError, parseFlags } from "../train/flags.ts";
-import { decodeDataset, imagesIn } from "../train/data.ts";
+import { decodeFlags as decode, FlagError, parseFlags as parse } from "../cli/flags.ts";
+import { TRAIN_FLAGS } from "../cli/train.ts";
+import { decodeDataset, imagesIn } from "../data/dataset.ts";
 import { checkpointFits, saveCheckpoint } from "../train/checkpoint.ts";
 import { trainer } from "../train/step.ts";
 import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
@@ -21,6 +22,9 @@ import { selectBackend } from "../backends/mod.ts";
 import { makeDataset } from "./helpers.ts";
 
 const leftOf = <A>(d: E.Either<Error, A>) => (E.isLeft(d) ? d.left : undefined);
+// The train command's flags.
+const decodeFlags = (args: string[]) => decode(TRAIN_FLAGS, args);
+const parseFlags = (args: string[]) => parse(TRAIN_FLAGS, args);
 
 Deno.test("decodeFlags() gives Left naming the flag; parseFlags() throws the same error", () => {
   const bad = leftOf(decodeFlags(["--n_dis", "2"]));
@@ -101,7 +105,7 @@ Deno.test("imagesIn() and decodeDataset() give Left naming the folder; skipped f
 
 Deno.test("a command folds a Left into one line and exit status 2", async () => {
   const r = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../train/main.ts", import.meta.url).pathname, "--n_dis", "2"],
+    args: ["run", "-A", new URL("../cli/train.ts", import.meta.url).pathname, "--n_dis", "2"],
     stdout: "piped",
     stderr: "piped",
   }).output();

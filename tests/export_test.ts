@@ -7,12 +7,13 @@ import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertLess, assertRejects } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
-import { runExport } from "../train/export.ts";
-import { FlagError, parseFlags } from "../train/flags.ts";
-import { DatasetError, openDataset } from "../train/data.ts";
+import { runExport } from "../cli/export.ts";
+import { FlagError, parseFlags } from "../cli/flags.ts";
+import { TRANSLATE_FLAGS } from "../cli/translate.ts";
+import { DatasetError, openDataset } from "../data/dataset.ts";
 import sharp from "sharp";
-import { runTraining } from "../train/runner.ts";
-import { runTranslate } from "../train/translate.ts";
+import { trainWithReport } from "../cli/train.ts";
+import { runTranslate } from "../cli/translate.ts";
 import { fromHost, readGeneratorFile, readSafetensors, writeSafetensors } from "../mod.ts";
 import { assertClose, findTorchPython, makeDataset, tinyFlags } from "./helpers.ts";
 
@@ -24,7 +25,7 @@ Deno.test("export writes generator files that translate, in float32, float16 and
   try {
     const flags = (extra: string[] = [], o: Record<string, string> = {}) =>
       tinyFlags(root, results, { iteration: "2", ...o }, extra);
-    await runTraining(flags(), quiet);
+    await trainWithReport(flags(), quiet);
     const f32 = await runExport(flags([], { out: `${results}/g32.safetensors` }), quiet);
     const f16 = await runExport(flags(["--half"], { out: `${results}/g16.safetensors` }), quiet);
     const ref = await runExport(
@@ -125,7 +126,7 @@ Deno.test("the shipped model translates a held-out emoji right after a clone (--
     ]);
     assertEquals(Object.keys(file.generators).sort(), ["A2B", "B2A"]);
     const data = await openDataset("emoji:google2twitter", () => {});
-    const flags = parseFlags([
+    const flags = parseFlags(TRANSLATE_FLAGS, [
       "--model",
       "emoji-google2twitter",
       "--backend",

@@ -1,5 +1,14 @@
 import { assertEquals, assertThrows } from "@std/assert";
-import { FlagError, flagHelp, parseFlags } from "../train/flags.ts";
+import { FlagError, flagHelp, parseFlags as parse } from "../cli/flags.ts";
+import { TRAIN_FLAGS } from "../cli/train.ts";
+import { TRANSLATE_FLAGS } from "../cli/translate.ts";
+import { EXPORT_FLAGS } from "../cli/export.ts";
+import { EVAL_FLAGS } from "../cli/eval.ts";
+import { REPORT_FLAGS } from "../cli/report.ts";
+import { ABLATE_FLAGS } from "../cli/ablate.ts";
+
+// The train command's flags: the reference's.
+const parseFlags = (args: string[], defaults = {}) => parse(TRAIN_FLAGS, args, defaults);
 
 Deno.test("parseFlags() gives the reference's defaults", () => {
   const f = parseFlags([]);
@@ -65,9 +74,48 @@ Deno.test("parseFlags() names the flag that is unknown or malformed", () => {
 });
 
 Deno.test("flagHelp() lists every flag with its default", () => {
-  const help = flagHelp({ ch: 32 });
+  const help = flagHelp(TRAIN_FLAGS, { ch: 32 });
   for (const name of ["--phase", "--light", "--cam_weight", "--n_dis", "--backend", "--resume"]) {
     assertEquals(help.includes(name), true, name);
   }
   assertEquals(help.includes("base channel width (default: 32)"), true);
+});
+
+Deno.test("each command takes the shared model group and its own flags, and refuses the others", () => {
+  const groups = {
+    train: TRAIN_FLAGS,
+    translate: TRANSLATE_FLAGS,
+    export: EXPORT_FLAGS,
+    eval: EVAL_FLAGS,
+    report: REPORT_FLAGS,
+    ablate: ABLATE_FLAGS,
+  };
+  const names = (g: object) => new Set(Object.keys(g));
+  const shared = ["light", "ch", "n_res", "n_dis", "img_size", "img_ch", "decoder_norm", "gen_cam"];
+  for (const [command, group] of Object.entries(groups)) {
+    for (const flag of [...shared, "dis_cam", "dataset", "result_dir"]) {
+      assertEquals(names(group).has(flag), true, `${command} --${flag}`);
+    }
+  }
+  // Each --help lists only the command's flags: translate has no training flags, and so on.
+  const help = (g: typeof groups[keyof typeof groups]) =>
+    new Set([...flagHelp(g).matchAll(/--(\w+)/g)].map((m) => m[1]));
+  assertEquals(help(TRANSLATE_FLAGS).has("lr"), false);
+  assertEquals(help(TRANSLATE_FLAGS).has("direction"), true);
+  assertEquals(help(REPORT_FLAGS).has("backend"), false);
+  assertEquals(help(EXPORT_FLAGS).has("half"), true);
+  assertEquals(help(EXPORT_FLAGS).has("features"), false);
+  assertEquals(help(EVAL_FLAGS).has("features"), true);
+  assertEquals(help(TRAIN_FLAGS).has("half"), false);
+  assertEquals(help(ABLATE_FLAGS).has("variants"), true);
+  // A flag of another command is unknown here, by name.
+  assertThrows(() => parse(TRANSLATE_FLAGS, ["--lr", "1"]), FlagError, "unknown flag --lr");
+  assertThrows(
+    () => parse(EXPORT_FLAGS, ["--features", "x"]),
+    FlagError,
+    "unknown flag --features",
+  );
+  assertThrows(() => parse(REPORT_FLAGS, ["--half"]), FlagError, "unknown flag --half");
+  assertEquals(parse(EXPORT_FLAGS, ["--half", "--direction", "A2B"]).half, true);
+  assertEquals(parse(ABLATE_FLAGS, ["--variants", "full,in"]).variants, "full,in");
 });

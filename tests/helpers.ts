@@ -8,10 +8,14 @@ import { assert, assertLess } from "@std/assert";
 import { decodeSafetensors, type HostTensor } from "../weights/mod.ts";
 
 export { findTorchPython } from "../tools/pytorch/find_python.ts";
-import { type Flags, parseFlags } from "../train/flags.ts";
+import { type Flags, parseFlags } from "../cli/flags.ts";
+import { TRAIN_FLAGS } from "../cli/train.ts";
+import { EVAL_FLAGS } from "../cli/eval.ts";
+import { EXPORT_FLAGS } from "../cli/export.ts";
+import { ABLATE_FLAGS } from "../cli/ablate.ts";
 import type { Generator } from "../layers/generator.ts";
 import type { Discriminator } from "../layers/discriminator.ts";
-import { dispose, flatten, unflatten } from "../layers/tree.ts";
+import { dispose, flatten, unflatten } from "../tree/tree.ts";
 
 /**
  * Largest absolute difference divided by the largest magnitude of `expected`.
@@ -144,9 +148,13 @@ export async function makeDataset(
   return root;
 }
 
+/** Every command's flags together (train, translate, eval, export, ablate): what {@linkcode tinyFlags} decodes. */
+export const TEST_FLAGS = { ...TRAIN_FLAGS, ...EVAL_FLAGS, ...EXPORT_FLAGS, ...ABLATE_FLAGS };
+
 /**
  * Flags for a tiny training run (24 px, ch 2, one residual block, 3 iterations on cpu) on a
- * dataset made by {@linkcode makeDataset}; `overrides` replace values, `extra` is appended.
+ * dataset made by {@linkcode makeDataset}, valid for every command (train, translate, eval,
+ * export); `overrides` replace values, `extra` is appended.
  * @param root the dataset folder
  * @param results the result folder
  * @param overrides flag values by name
@@ -158,7 +166,7 @@ export function tinyFlags(
   results: string,
   overrides: Record<string, string> = {},
   extra: string[] = [],
-): Flags {
+): Flags<typeof TEST_FLAGS> {
   const values: Record<string, string> = {
     dataset: root,
     result_dir: results,
@@ -173,7 +181,7 @@ export function tinyFlags(
     seed: "5",
     ...overrides,
   };
-  return parseFlags([
+  return parseFlags(TEST_FLAGS, [
     "--light",
     ...Object.entries(values).flatMap(([k, v]) => [`--${k}`, v]),
     ...extra,

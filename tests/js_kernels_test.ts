@@ -1,8 +1,8 @@
 import * as tf from "@tensorflow/tfjs";
 import { assertEquals } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
-import { foldReflection, reflectionPad } from "../layers/conv.ts";
-import { upsampleNearest2x, upsampleNearest2xComposed } from "../layers/generator.ts";
+import { foldReflection, reflectionPad } from "../ops/reflect_pad.ts";
+import { upsampleNearest2x, upsampleNearest2xComposed } from "../ops/upsample_2x.ts";
 import { assertClose } from "./helpers.ts";
 
 // The gradient of sum(w * reflectionPad(x)) is w folded back onto the pixels it was copied

@@ -1,7 +1,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals, assertGreater, assertStrictEquals } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
-import { loadNativeLibraries } from "../backends/native_kernels.ts";
+import { loadNativeLibraries } from "../backends/native/native_kernels.ts";
 import { poisonRecycledArrays, recycledArrays } from "../backends/memory.ts";
 import { generator } from "../layers/generator.ts";
 import { discriminator } from "../layers/discriminator.ts";

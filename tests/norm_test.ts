@@ -1,8 +1,10 @@
 import * as tf from "@tensorflow/tfjs";
 import { assertAlmostEquals, assertEquals } from "@std/assert";
-import { adaLin, iln, initIln, instanceNorm, layerNorm, setFusedNorms } from "../layers/norm.ts";
+import { adaLin, iln, initIln, instanceNorm, layerNorm } from "../layers/norm.ts";
+import { setOpKernels } from "../ops/kernel.ts";
+import { LIN_NORM } from "../ops/lin_norm.ts";
 import { selectBackend } from "../backends/mod.ts";
-import { loadNativeLibraries } from "../backends/native_kernels.ts";
+import { loadNativeLibraries } from "../backends/native/native_kernels.ts";
 import { assertClose, assertNoLeak } from "./helpers.ts";
 
 await selectBackend("cpu");
@@ -136,9 +138,9 @@ async function normsMatch(
     ]],
   ];
   for (const [name, f, params] of cases) {
-    setFusedNorms(false);
+    setOpKernels(false, [LIN_NORM]);
     const composed = await normResults(f, params, c, hw);
-    setFusedNorms(true);
+    setOpKernels(true, [LIN_NORM]);
     const before = tf.memory().numTensors;
     const fused = await normResults(f, params, c, hw);
     assertEquals(tf.memory().numTensors, before, `${name} leaves no tensors`);

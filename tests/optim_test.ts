@@ -8,10 +8,11 @@ import {
   referenceAdam,
   referenceSchedule,
   scaleByAdam,
-} from "../train/optim.ts";
+} from "../optim/mod.ts";
 import { selectBackend } from "../backends/mod.ts";
-import { loadNativeLibraries } from "../backends/native_kernels.ts";
-import { setFusedAdam } from "../train/optim.ts";
+import { loadNativeLibraries } from "../backends/native/native_kernels.ts";
+import { setOpKernels } from "../ops/kernel.ts";
+import { ADAM_UPDATE } from "../ops/adam_update.ts";
 import { assertClose } from "./helpers.ts";
 
 await selectBackend("cpu");
@@ -34,7 +35,7 @@ Deno.test("referenceAdam() equals two hand-computed torch.optim.Adam steps with 
       pi - lr * (m[i] / (1 - b1 ** t)) / (Math.sqrt(v[i] / (1 - b2 ** t)) + eps)
     );
     const [updates, next] = opt.update({ w: tf.tensor1d(g) }, state, params);
-    params = applyUpdates(params, updates) as { w: tf.Tensor1D };
+    params = applyUpdates(params, updates);
     state = next;
   });
   const got = Array.from(params.w.dataSync());
@@ -52,11 +53,29 @@ Deno.test("referenceSchedule() is constant, then linear to 0 over the second hal
 Deno.test("chain() composes transformations in order and clipRho() clips only rho", () => {
   const t = chain(addDecayedWeights(0.5), scaleByAdam());
   const params = { w: tf.tensor1d([2]) };
-  const [u] = t.update({ w: tf.tensor1d([1]) }, t.init(params), params);
+  const [u, [decayState, adam]] = t.update({ w: tf.tensor1d([1]) }, t.init(params), params);
   assertAlmostEquals(u.w.dataSync()[0], 1, 1e-6); // the first Adam step is g / |g| = 1
-  const clipped = clipRho({ "a.rho": tf.tensor1d([-0.5, 0.5, 1.5]), "a.w": tf.tensor1d([-3, 3]) });
-  assertEquals(Array.from(clipped["a.rho"].dataSync()), [0, 0.5, 1]);
-  assertEquals(Array.from(clipped["a.w"].dataSync()), [-3, 3]);
+  assertEquals([decayState, adam.count], [{}, 1]); // the chain's state: its parts', in order
+  const clipped = clipRho({ a: { rho: tf.tensor1d([-0.5, 0.5, 1.5]), w: tf.tensor1d([-3, 3]) } });
+  assertEquals(Array.from(clipped.a.rho.dataSync()), [0, 0.5, 1]);
+  assertEquals(Array.from(clipped.a.w.dataSync()), [-3, 3]);
+});
+
+Deno.test("the optimiser works on any parameter tree: nested records and arrays keep their shape", () => {
+  const opt = referenceAdam({ lr: 0.1, weightDecay: 0, iterations: 10, decay: false });
+  const params = { net: { convs: [{ w: tf.ones([2]) }, { w: tf.ones([3]) }], b: tf.zeros([1]) } };
+  const grads = { net: { convs: [{ w: tf.ones([2]) }, { w: tf.fill([3], -1) }], b: tf.ones([1]) } };
+  const [updates, state] = opt.update(grads, opt.init(params), params);
+  const next = applyUpdates(params, updates);
+  assertEquals(Array.isArray(next.net.convs), true);
+  assertEquals(Array.from(next.net.convs[1].w.dataSync()).map((v) => +v.toFixed(6)), [
+    1.1,
+    1.1,
+    1.1,
+  ]);
+  assertEquals(Array.from(next.net.b.dataSync()).map((v) => +v.toFixed(6)), [-0.1]);
+  const mu = state[1].mu as typeof params;
+  assertEquals(mu.net.convs[0].w.shape, [2]); // the moments follow the parameters' tree
 });
 
 // native-cpu runs the kernel's SIMD loop through a staging memory (backends/simd.ts).
@@ -73,7 +92,7 @@ for (const backend of ["cpu", "wasm", "native-cpu"] as const) {
       b: tf.randomNormal([5], 0, 1, "float32", 2),
     };
     const run = (fused: boolean) => {
-      setFusedAdam(fused);
+      setOpKernels(fused, [ADAM_UPDATE]);
       const opt = referenceAdam({ lr: 0.01, weightDecay: 1e-4, iterations: 4, decay: true });
       let state = opt.init(params);
       let p: Record<string, tf.Tensor> = { ...params };
@@ -83,18 +102,18 @@ for (const backend of ["cpu", "wasm", "native-cpu"] as const) {
           b: tf.randomNormal([5], 0, 1, "float32", 20 + step),
         };
         const [updates, next] = opt.update(grads, state, p);
-        p = applyUpdates(p, updates) as Record<string, tf.Tensor>;
+        p = applyUpdates(p, updates);
         state = next;
       }
-      setFusedAdam(true);
-      return { p, state: state as [unknown, { count: number; mu: Record<string, tf.Tensor> }] };
+      setOpKernels(true, [ADAM_UPDATE]);
+      return { p, count: state[1].count, mu: state[1].mu as typeof params };
     };
     const composed = run(false);
     const fused = run(true);
-    assertEquals(fused.state[1].count, 4);
-    for (const k of ["a", "b"]) {
+    assertEquals(fused.count, 4);
+    for (const k of ["a", "b"] as const) {
       await assertClose(fused.p[k], composed.p[k], 1e-6, `parameter ${k}`);
-      await assertClose(fused.state[1].mu[k], composed.state[1].mu[k], 1e-6, `first moment ${k}`);
+      await assertClose(fused.mu[k], composed.mu[k], 1e-6, `first moment ${k}`);
     }
   });
 }

@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals } from "@std/assert";
 import { runEval } from "../eval/evaluate.ts";
-import { runTraining } from "../train/runner.ts";
+import { trainWithReport } from "../cli/train.ts";
 import { makeDataset, tinyFlags } from "./helpers.ts";
 
 async function chromium(): Promise<string | undefined> {
@@ -27,7 +27,7 @@ Deno.test("report.html shows losses, pictures, evaluation and its curve, and loa
   const results = await Deno.makeTempDir();
   try {
     const flags = tinyFlags(root, results, { backend: "wasm", print_freq: "2", save_freq: "1" });
-    const run = await runTraining(flags, { out: () => {}, warn: () => {} });
+    const run = await trainWithReport(flags, { out: () => {}, warn: () => {} });
     const quiet = { out: () => {}, warn: () => {} };
     assertEquals((await runEval(flags, quiet)).iteration, 3);
     let html = await Deno.readTextFile(`${run.dir}/report.html`);

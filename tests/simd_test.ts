@@ -6,12 +6,12 @@ import {
   simdPasses,
   STAGE_FLOATS,
   stagedPasses,
-} from "../backends/simd.ts";
+} from "../backends/wasm/simd.ts";
 import { selectBackend } from "../backends/mod.ts";
 import { memoryOf } from "../backends/memory.ts";
-import { SIMD_WASM_BASE64 } from "../backends/simd_wasm.ts";
+import { SIMD_WASM_BASE64 } from "../backends/wasm/simd_wasm.ts";
 import { assembleSimd } from "../tools/build_simd.ts";
-import { adamUpdate } from "../backends/js_kernels.ts";
+import { adamUpdate } from "../backends/cpu/js_kernels.ts";
 import { assertClose } from "./helpers.ts";
 
 Deno.test("the committed SIMD module is what simd.wat assembles to", async () => {

@@ -9,8 +9,10 @@ import {
   stopGradient,
   type WeightMatrix,
 } from "../layers/spectral_norm.ts";
+import { setOpKernels } from "../ops/kernel.ts";
+import { SPECTRAL_SIGMA } from "../ops/spectral_sigma.ts";
 import { selectBackend } from "../backends/mod.ts";
-import { loadNativeLibraries, setNativeKernels } from "../backends/native_kernels.ts";
+import { loadNativeLibraries, setNativeKernels } from "../backends/native/native_kernels.ts";
 import { assertClose, assertNoLeak } from "./helpers.ts";
 
 await selectBackend("cpu");
@@ -100,7 +102,7 @@ for (const backend of ["cpu", "wasm", "native", "native-cpu"] as const) {
       ];
       for (const [w, view, rows, cols] of cases) {
         const state = initSpectralNormState(7, rows, cols);
-        const plain: WeightMatrix = (t) => view(t); // no view: the composed path
+        const plain: WeightMatrix = (t) => view(t); // no view: the weight's matrix transposed
         const c = tf.randomNormal(w.shape, 0, 1, "float32", 5);
         for (const training of [true, false]) {
           const run = (m: WeightMatrix) => {
@@ -116,7 +118,10 @@ for (const backend of ["cpu", "wasm", "native", "native-cpu"] as const) {
           // else one each; and the gradient's outer product.
           const products = backend.startsWith("native") ? (training ? 5 : 3) : 0;
           assertEquals(gemmCalls - before, products, "the kernels' products on the native GEMM");
+          // The composed ops (our kernel turned off), on the plain matrix.
+          setOpKernels(false, [SPECTRAL_SIGMA]);
           const composed = run(plain);
+          setOpKernels(true, [SPECTRAL_SIGMA]);
           const what = ["normalised weight", "u", "v", "gradient"];
           for (let i = 0; i < 4; i++) {
             await assertClose(

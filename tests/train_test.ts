@@ -3,12 +3,13 @@ import { assert, assertEquals, assertLess } from "@std/assert";
 import { selectBackend } from "../backends/mod.ts";
 import type { GeneratorConfig } from "../layers/generator.ts";
 import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
-import { runTraining } from "../train/runner.ts";
-import { disposeState, emaDecay, trainer } from "../train/step.ts";
+import { trainWithReport } from "../cli/train.ts";
+import { disposeState, emaDecay, trainer, type TrainState } from "../train/step.ts";
+import { flatten } from "../tree/tree.ts";
 import { loadGenerators } from "../train/checkpoint.ts";
-import { runTranslate } from "../train/translate.ts";
+import { runTranslate } from "../cli/translate.ts";
 import { runEval } from "../eval/evaluate.ts";
-import { runExport } from "../train/export.ts";
+import { runExport } from "../cli/export.ts";
 import { readSafetensors } from "../weights/safetensors.ts";
 import { makeDataset, tinyFlags } from "./helpers.ts";
 
@@ -54,9 +55,9 @@ Deno.test("training steps keep the tensor count flat and lower the reconstructio
   );
   assertEquals(state.step, 12);
   // rho stays within [0, 1] after clipping
-  const rhos = Object.entries(state.gen).filter(([k]) => k.endsWith(".rho")).flatMap(([, v]) =>
-    Array.from(v.dataSync())
-  );
+  const rhos = Object.entries(flatten(state.gen)).filter(([k]) => k.endsWith(".rho")).flatMap((
+    [, v],
+  ) => Array.from(v.dataSync()));
   assert(rhos.every((r) => r >= 0 && r <= 1));
   disposeState(state);
   tf.dispose([a, b]);
@@ -77,19 +78,22 @@ Deno.test("the generators' moving average (--ema) follows the weights, warm-up f
     ema: 0.5,
   });
   const s0 = t.init(0);
-  const key = Object.keys(s0.gen).find((k) => k.endsWith("conv.weight")) ?? Object.keys(s0.gen)[0];
-  assertEquals(Object.keys(s0.ema!).sort(), Object.keys(s0.gen).sort());
-  assertEquals(Array.from(s0.ema![key].dataSync()), Array.from(s0.gen[key].dataSync()));
+  const gen = (s: TrainState) => flatten(s.gen);
+  const ema = (s: TrainState) => flatten(s.ema!);
+  const key = Object.keys(gen(s0)).find((k) => k.endsWith("conv.weight")) ??
+    Object.keys(gen(s0))[0];
+  assertEquals(Object.keys(ema(s0)).sort(), Object.keys(gen(s0)).sort());
+  assertEquals(Array.from(ema(s0)[key].dataSync()), Array.from(gen(s0)[key].dataSync()));
   const a = tf.randomUniform([1, 24, 24, 3], -1, 1, "float32", 1) as tf.Tensor4D;
   const b = tf.randomUniform([1, 24, 24, 3], -1, 1, "float32", 2) as tf.Tensor4D;
   let state = s0;
   const before: Float32Array[] = [];
   for (let i = 0; i < 2; i++) {
-    before.push(state.ema![key].dataSync() as Float32Array);
+    before.push(ema(state)[key].dataSync() as Float32Array);
     const { state: next, terms } = t.step(state, a, b);
     tf.dispose(Object.values(terms));
     const d = emaDecay(0.5, i);
-    const [e, g] = [next.ema![key].dataSync(), next.gen[key].dataSync()];
+    const [e, g] = [ema(next)[key].dataSync(), gen(next)[key].dataSync()];
     for (let j = 0; j < e.length; j++) {
       const want = d * before[i][j] + (1 - d) * g[j];
       assert(Math.abs(e[j] - want) < 1e-6, `${key}[${j}] at step ${i + 1}: ${e[j]} vs ${want}`);
@@ -106,7 +110,10 @@ Deno.test("a run with --ema saves the average; translate, export and eval use it
   const root = await makeDataset({ train: 3, test: 2, size: 28 });
   const results = await Deno.makeTempDir();
   try {
-    const run = await runTraining(tinyFlags(root, results, { ema: "0.9", save_freq: "1" }), quiet);
+    const run = await trainWithReport(
+      tinyFlags(root, results, { ema: "0.9", save_freq: "1" }),
+      quiet,
+    );
     assertEquals(run.status, "done");
     const path = `${run.dir}/model/latest.safetensors`;
     const { tensors } = await tensorsOf(path);
@@ -167,11 +174,11 @@ Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (
   const root = await makeDataset({ train: 3, test: 2, size: 28 });
   const [straight, resumed] = [await Deno.makeTempDir(), await Deno.makeTempDir()];
   try {
-    const full = await runTraining(tinyFlags(root, straight), quiet);
+    const full = await trainWithReport(tinyFlags(root, straight), quiet);
     assertEquals([full.step, full.status], [3, "done"]);
 
     const control = { stop: false };
-    const first = await runTraining(tinyFlags(root, resumed), {
+    const first = await trainWithReport(tinyFlags(root, resumed), {
       ...quiet,
       progress: (line) => (control.stop = line.includes(" 2/3 ")),
     }, control);
@@ -185,7 +192,7 @@ Deno.test("a run stopped after N steps and resumed equals an uninterrupted run (
         append: true,
       },
     );
-    const rest = await runTraining(tinyFlags(root, resumed, {}, ["--resume"]), quiet);
+    const rest = await trainWithReport(tinyFlags(root, resumed, {}, ["--resume"]), quiet);
     assertEquals([rest.step, rest.status], [3, "done"]);
 
     const name = root.split("/").pop();
@@ -232,7 +239,7 @@ Deno.test("a NaN or infinite loss stops the run naming the term and keeps the la
   const results = await Deno.makeTempDir();
   const latest = `${results}/${root.split("/").pop()}/model/latest.safetensors`;
   try {
-    const good = await runTraining(
+    const good = await trainWithReport(
       tinyFlags(root, results, { iteration: "2", backend: "wasm" }),
       quiet,
     );
@@ -247,7 +254,7 @@ Deno.test("a NaN or infinite loss stops the run naming the term and keeps the la
     }, [
       "--resume",
     ]);
-    const r = await runTraining(flags, { out: () => {}, warn: (l) => warnings.push(l) });
+    const r = await trainWithReport(flags, { out: () => {}, warn: (l) => warnings.push(l) });
     assertEquals([r.status, r.step], ["diverged", 2]);
     const line = warnings.find((w) => w.startsWith("stopped at iteration 3"))!;
     assert(/loss term \w+ is (NaN|Infinity|-Infinity)/.test(line), line);
@@ -298,7 +305,7 @@ Deno.test("Ctrl-C during `deno task train` saves a checkpoint and exits cleanly"
   const results = await Deno.makeTempDir();
   const run = `${results}/${root.split("/").pop()}`;
   try {
-    const main = new URL("../train/main.ts", import.meta.url).pathname;
+    const main = new URL("../cli/train.ts", import.meta.url).pathname;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
         "run",

@@ -10,8 +10,8 @@ import sharp from "sharp";
 import { selectBackend } from "../backends/mod.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
 import { buildWeb, serveFolder } from "../tools/build_web.ts";
-import { runExport } from "../train/export.ts";
-import { runTraining } from "../train/runner.ts";
+import { runExport } from "../cli/export.ts";
+import { trainWithReport } from "../cli/train.ts";
 import { fromHost, readGeneratorFile } from "../weights/mod.ts";
 import { findChromium, withChromium } from "./chromium.ts";
 import { assertClose, makeDataset, tinyFlags } from "./helpers.ts";
@@ -28,7 +28,7 @@ Deno.test("the demo page translates in headless Chromium as Deno does, with no c
   const results = await Deno.makeTempDir();
   try {
     const flags = tinyFlags(root, results, { iteration: "2", out: `${results}/g.safetensors` });
-    await runTraining(flags, quiet);
+    await trainWithReport(flags, quiet);
     const model = await runExport(flags, quiet);
     const site = await buildWeb(`${results}/site`, { model, emoji: 3 });
     // A picture at the model's size, so that neither side resamples it.

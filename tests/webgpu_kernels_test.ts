@@ -1,5 +1,5 @@
 /**
- * Our WGSL kernels (`backends/webgpu_kernels.ts`) against the cpu backend (whose kernels of ours
+ * Our WGSL kernels (`backends/webgpu/kernels.ts`) against the cpu backend (whose kernels of ours
  * are tested against composed ops elsewhere): values and gradients of AdaLIN, ILN and instance
  * norm, spectral norm (power iteration, sigma, its gradient), reflection padding, upsampling, and
  * Adam steps, on random shapes. Runs on any WebGPU
@@ -8,9 +8,9 @@
 import * as tf from "@tensorflow/tfjs";
 import { assertEquals } from "@std/assert";
 import { selectBackend, webgpuUnavailable } from "../backends/mod.ts";
-import { WEBGPU_KERNELS } from "../backends/webgpu_kernels.ts";
-import { reflectionPad } from "../layers/conv.ts";
-import { upsampleNearest2x } from "../layers/generator.ts";
+import { WEBGPU_KERNELS } from "../backends/webgpu/kernels.ts";
+import { reflectionPad } from "../ops/reflect_pad.ts";
+import { upsampleNearest2x } from "../ops/upsample_2x.ts";
 import { adaLin, iln, instanceNorm } from "../layers/norm.ts";
 import {
   convWeightMatrix,
@@ -18,7 +18,7 @@ import {
   linearWeightMatrix,
   spectralSigma,
 } from "../layers/spectral_norm.ts";
-import { referenceAdam } from "../train/optim.ts";
+import { referenceAdam } from "../optim/adam.ts";
 import { assertClose } from "./helpers.ts";
 
 const unavailable = await webgpuUnavailable();

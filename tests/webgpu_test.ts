@@ -16,20 +16,21 @@ import {
   generator,
   generatorNames,
   type GeneratorParams,
+  leaves,
   selectBackend,
   underPrefix,
   webgpuUnavailable,
 } from "../mod.ts";
 import { DEFAULT_WEIGHTS } from "../losses/objectives.ts";
-import { collectTensors, disposeState, trainer, type TrainState } from "../train/step.ts";
+import { disposeState, trainer, type TrainState } from "../train/step.ts";
 import {
   describeAdapter,
   explainNoAdapter,
   isSoftwareAdapter,
   requestGpuAdapter,
   requiredLimitsOf,
-} from "../backends/webgpu.ts";
-import { runTraining } from "../train/runner.ts";
+} from "../backends/webgpu/start.ts";
+import { trainWithReport } from "../cli/train.ts";
 import { readSafetensors } from "../weights/safetensors.ts";
 import { assertClose, makeDataset, nchwToNhwc, readFixture, tinyFlags } from "./helpers.ts";
 
@@ -109,14 +110,14 @@ Deno.test("one training iteration on webgpu equals the cpu backend's", async () 
     const { state: next, terms } = t.step(state, a, b);
     const read = (s: TrainState) =>
       Promise.all(
-        [s.gen, s.dis, s.sn, s.optG, s.optD].flatMap(collectTensors).map(async (x) =>
+        [s.gen, s.dis, s.sn, s.optG, s.optD].flatMap((t) => leaves(t)).map(async (x) =>
           (await x.data()) as Float32Array
         ),
       );
     const out = {
       before: await read(state),
       after: await read(next),
-      params: Object.keys(state.gen).length + Object.keys(state.dis).length,
+      params: leaves(state.gen).length + leaves(state.dis).length,
     };
     tf.dispose([a, b, ...Object.values(terms)]);
     disposeState(state);
@@ -155,7 +156,7 @@ Deno.test("training on webgpu: loss terms read a step late, logged in order, NaN
   const quiet = { out: () => {}, warn: () => {} };
   try {
     const flags = { backend: "webgpu", iteration: "4", print_freq: "100", save_freq: "100" };
-    const run = await runTraining(tinyFlags(root, results, flags), quiet);
+    const run = await trainWithReport(tinyFlags(root, results, flags), quiet);
     assertEquals([run.status, run.step], ["done", 4]);
     const log = (await Deno.readTextFile(`${results}/${name}/log.jsonl`)).trim().split("\n")
       .map((l) => JSON.parse(l));
@@ -168,7 +169,7 @@ Deno.test("training on webgpu: loss terms read a step late, logged in order, NaN
     const bad = tinyFlags(root, results, { ...flags, iteration: "8", adv_weight: "1e39" }, [
       "--resume",
     ]);
-    const r = await runTraining(bad, { out: () => {}, warn: (l) => warnings.push(l) });
+    const r = await trainWithReport(bad, { out: () => {}, warn: (l) => warnings.push(l) });
     assertEquals([r.status, r.step], ["diverged", 4]);
     const line = warnings.find((w) => w.startsWith("stopped at iteration 5"))!;
     assert(/loss term \w+ is (NaN|Infinity|-Infinity)/.test(line), line);
@@ -220,5 +221,5 @@ Deno.test("webgpu diagnostics say in one line what is missing, and auto leaves s
   const why = await webgpuUnavailable({ allowSoftware: false });
   assert(why?.endsWith("a software renderer, not a GPU"), why);
   const lines: string[] = [];
-  assert((await selectBackend("auto", { log: (l) => lines.push(l) })) !== "webgpu", lines[0]);
+  assert((await selectBackend("auto", { log: (l) => lines.push(l) })).name !== "webgpu", lines[0]);
 });

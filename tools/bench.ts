@@ -22,11 +22,14 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { selectBackend, webgpuStarted } from "../backends/mod.ts";
-import { LIN_NORM } from "../backends/norm_kernels.ts";
-import { loadBlas } from "../backends/blas.ts";
-import { convRouteCounts } from "../backends/native_kernels.ts";
-import { configFromFlags, exitOnUserError, flagsOrExit } from "../train/flags.ts";
+import { selectBackend } from "../backends/select_backend.ts";
+import { loadBlas } from "../backends/native/blas.ts";
+import { convRouteCounts } from "../backends/native/native_kernels.ts";
+import { exitOnUserError, flagsOrExit } from "../cli/command.ts";
+import { BACKEND_FLAG, MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
+import { kernelHere } from "../ops/kernel.ts";
+import { LIN_NORM } from "../ops/lin_norm.ts";
+import { configFromSettings } from "../train/settings.ts";
 import { disposeState, trainer } from "../train/step.ts";
 import { type PeerRound, startTorchPeer } from "./pytorch/peer.ts";
 import { peakRssMb } from "./peak_rss.ts";
@@ -46,7 +49,11 @@ const stepsAt = args.indexOf("--steps");
 const steps = stepsAt < 0 ? 5 : Number(args.splice(stepsAt, 2)[1]);
 const warmupAt = args.indexOf("--warmup");
 const WARMUP = warmupAt < 0 ? 3 : Math.max(1, Number(args.splice(warmupAt, 2)[1]));
-const flags = flagsOrExit(args, { light: true, img_size: 64, ch: 32, n_dis: 4 });
+const flags = flagsOrExit(
+  { ...MODEL_FLAGS, ...TRAINING_FLAGS, ...BACKEND_FLAG, ...SEED_FLAG },
+  args,
+  { light: true, img_size: 64, ch: 32, n_dis: 4 },
+);
 const S = flags.img_size;
 
 // Multiply-adds x 2 of one forward pass, from the architecture (SPEC.md).
@@ -91,12 +98,11 @@ const config = {
 };
 const rows: Record<string, unknown>[] = [];
 
-const backend = await selectBackend(flags.backend);
-const gpu = backend === "webgpu" ? webgpuStarted() : undefined;
+const { name: backend, gpu } = await selectBackend(flags.backend);
 if (gpu) {
   console.log(
     `webgpu adapter: ${gpu.adapter}${gpu.software ? " (software renderer)" : ""}; ` +
-      `kernels of ours ${tf.getKernel(LIN_NORM, "webgpu") ? "on" : "off"}`,
+      `kernels of ours ${kernelHere(LIN_NORM) ? "on" : "off"}`,
   );
 }
 if (adapterOnly) {
@@ -128,7 +134,7 @@ const peer = vsTorch
   ], torchDevice)
   : undefined;
 try {
-  const t = trainer(configFromFlags(flags));
+  const t = trainer(configFromSettings(flags));
   let state = t.init(flags.seed);
   const a = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 1) as tf.Tensor4D;
   const b = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 2) as tf.Tensor4D;

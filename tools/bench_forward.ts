@@ -17,7 +17,8 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { type BackendName, discriminator, dispose, generator, selectBackend } from "../mod.ts";
-import { flagsOrExit } from "../train/flags.ts";
+import { flagsOrExit } from "../cli/command.ts";
+import { MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
 import { type PeerRound, startTorchPeer } from "./pytorch/peer.ts";
 import { peakRssMb } from "./peak_rss.ts";
 
@@ -31,7 +32,9 @@ const runs = Number(take("runs", "3"));
 const vsTorchAt = args.indexOf("--vs-torch");
 const vsTorch = vsTorchAt >= 0 && args.splice(vsTorchAt, 1).length > 0;
 const warmup = Number(take("warmup", "1"));
-const flags = flagsOrExit(args, { light: true });
+const flags = flagsOrExit({ ...MODEL_FLAGS, ...TRAINING_FLAGS, ...SEED_FLAG }, args, {
+  light: true,
+});
 const S = flags.img_size;
 
 // Times `fn`; after each timed run of ours, `between` (the peer's run) if given.
@@ -82,7 +85,7 @@ const config = {
   batch_size: flags.batch_size,
 };
 for (const name of backends) {
-  const backend = await selectBackend(name);
+  const backend = (await selectBackend(name)).name;
   const G = generator({ ch: flags.ch, nRes: flags.n_res, imgSize: S, light: flags.light });
   const D = discriminator({ ch: flags.ch, nLayers: flags.n_dis + 1 });
   const g = G.init(flags.seed);

@@ -1,6 +1,6 @@
 /**
  * The norms' and Adam's per-element passes on arrays in JavaScript memory (native-cpu's), in
- * JavaScript and staged through WebAssembly SIMD (`backends/simd.ts`), same run: one norm forward
+ * JavaScript and staged through WebAssembly SIMD (`backends/wasm/simd.ts`), same run: one norm forward
  * and backward at a 256-pixel, 64-channel activation (the paper's size and width), and one Adam
  * update of as many parameters:
  *
@@ -9,9 +9,9 @@
  * @module
  */
 import { parseArgs } from "@std/cli";
-import { adamUpdate } from "../backends/js_kernels.ts";
-import { linNormBackward, linNormForward } from "../backends/norm_kernels.ts";
-import { type SimdPasses, stagedPasses } from "../backends/simd.ts";
+import { adamUpdate } from "../backends/cpu/js_kernels.ts";
+import { linNormBackward, linNormForward } from "../backends/cpu/norm_kernels.ts";
+import { type SimdPasses, stagedPasses } from "../backends/wasm/simd.ts";
 
 const args = parseArgs(Deno.args, { string: ["side", "ch", "runs"] });
 const side = Number(args.side ?? 256);

@@ -1,7 +1,7 @@
 /**
- * Assembles `backends/simd.wat` (our WebAssembly SIMD kernels) into `backends/simd_wasm.ts`, the
- * module's bytes as base64, so that it loads everywhere a TypeScript file does (Deno, JSR,
- * browsers) with nothing to build at run time. Run after editing the `.wat`:
+ * Assembles `backends/wasm/simd.wat` (our WebAssembly SIMD kernels) into
+ * `backends/wasm/simd_wasm.ts`, the module's bytes as base64, so that it loads everywhere a
+ * TypeScript file does (Deno, JSR, browsers) with nothing to build at run time. Run after editing the `.wat`:
  *
  *     deno task build:simd
  *
@@ -11,8 +11,8 @@
  */
 import wabtInit from "wabt";
 
-const WAT = new URL("../backends/simd.wat", import.meta.url);
-const OUT = new URL("../backends/simd_wasm.ts", import.meta.url);
+const WAT = new URL("../backends/wasm/simd.wat", import.meta.url);
+const OUT = new URL("../backends/wasm/simd_wasm.ts", import.meta.url);
 
 /**
  * Assembles the `.wat` with WABT.

@@ -14,8 +14,8 @@
  * @module
  */
 import { parseArgs } from "@std/cli";
-import { decodeDataset } from "../train/data.ts";
-import { userError } from "../train/flags.ts";
+import { userError } from "../cli/command.ts";
+import { decodeDataset } from "../data/dataset.ts";
 import { readGeneratorFile } from "../weights/generator_file.ts";
 
 const root = new URL("../", import.meta.url).pathname;

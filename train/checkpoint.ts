@@ -8,12 +8,13 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { discriminatorNames, generatorNames, type NameEntry } from "../weights/reference_names.ts";
 import * as E from "fp-ts/Either";
-import { type Decoded, orThrow } from "../weights/decoded.ts";
+import { type Decoded, orThrow } from "../decoded/decoded.ts";
+import type { StreamState } from "../data/domain_stream.ts";
 import type { GeneratorConfig } from "../layers/generator.ts";
+import { flatten, map, underPrefix, unflatten } from "../tree/tree.ts";
 import { type Direction, GENERATOR_FORMAT, generatorFileFrom } from "../weights/generator_file.ts";
-import { configFromFlags, type Flags } from "./flags.ts";
+import { discriminatorNames, generatorNames, type NameEntry } from "../weights/reference_names.ts";
 import {
   type HostTensor,
   readSafetensors,
@@ -21,12 +22,14 @@ import {
   WeightFileError,
   writeSafetensors,
 } from "../weights/safetensors.ts";
-import type { StreamState } from "./data.ts";
-import { underPrefix } from "../layers/tree.ts";
-import type { TrainConfig, TrainState } from "./step.ts";
-import { mapFlat } from "./optim.ts";
+import { configFromSettings, type ModelSettings, type TrainingSettings } from "./settings.ts";
+import type { Generators, TrainConfig, TrainState } from "./step.ts";
 
-const FORMAT = "ugatit-checkpoint/1";
+// The format this code writes. Format 1 (written before the optimiser state became a tree) holds
+// the same tensors under the same names; only its optimiser skeleton keys the moments by dotted
+// path, which loading nests.
+const FORMAT = "ugatit-checkpoint/2";
+const FORMATS = ["ugatit-checkpoint/1", FORMAT];
 
 /** A checkpoint: the training state and what drives the data. */
 export interface Checkpoint {
@@ -36,7 +39,10 @@ export interface Checkpoint {
   readonly rng: number;
   /** Where each domain's shuffled order stands. */
   readonly streams: { readonly A?: StreamState; readonly B?: StreamState };
-  /** The flags of the run, for `--resume` checks and `translate`. */
+  /**
+   * The run's settings by flag name (the train command's flags), for `--resume` checks and
+   * `translate`.
+   */
   readonly flags: Record<string, unknown>;
 }
 
@@ -55,17 +61,24 @@ function split(value: unknown, prefix: string, out: Record<string, tf.Tensor>): 
   return value;
 }
 
-function join(skeleton: unknown, tensors: Record<string, tf.Tensor>, source: string): unknown {
-  if (Array.isArray(skeleton)) return skeleton.map((v) => join(v, tensors, source));
+// The optimiser state from its skeleton: each {"$t": name} replaced by that tensor. With `dotted`
+// (format 1), objects keyed by dotted paths (the moments) are nested like the parameters.
+function join(
+  skeleton: unknown,
+  tensors: Record<string, tf.Tensor>,
+  source: string,
+  dotted: boolean,
+): unknown {
+  if (Array.isArray(skeleton)) return skeleton.map((v) => join(v, tensors, source, dotted));
   if (skeleton && typeof skeleton === "object") {
     const name = (skeleton as { $t?: string }).$t;
     if (name !== undefined) {
       if (!tensors[name]) throw new WeightFileError(`${source}: tensor "${name}" is missing`);
       return tensors[name];
     }
-    return Object.fromEntries(
-      Object.entries(skeleton).map(([k, v]) => [k, join(v, tensors, source)]),
-    );
+    const entries = Object.entries(skeleton).map(([k, v]) => [k, join(v, tensors, source, dotted)]);
+    const nest = dotted && entries.some(([k]) => (k as string).includes("."));
+    return nest ? unflatten(Object.fromEntries(entries)) : Object.fromEntries(entries);
   }
   return skeleton;
 }
@@ -99,7 +112,9 @@ export function checkpointTemplate(
 export async function saveCheckpoint(path: string, ckpt: Checkpoint): Promise<void> {
   const tensors: Record<string, tf.Tensor> = {};
   for (const group of ["gen", "ema", "dis", "sn"] as const) {
-    for (const [k, t] of Object.entries(ckpt.state[group] ?? {})) tensors[`${group}.${k}`] = t;
+    for (const [k, t] of Object.entries(flatten(ckpt.state[group] ?? {}))) {
+      tensors[`${group}.${k}`] = t;
+    }
   }
   const optG = split(ckpt.state.optG, "optG", tensors);
   const optD = split(ckpt.state.optD, "optD", tensors);
@@ -132,7 +147,7 @@ export function checkpointFits(
   config: TrainConfig,
 ): Decoded<SafetensorsFile, WeightFileError> {
   const { tensors, metadata } = file;
-  if (metadata.format !== FORMAT) {
+  if (!FORMATS.includes(metadata.format)) {
     return E.left(
       new WeightFileError(
         `${path}: not a training checkpoint (format "${metadata.format ?? "none"}")`,
@@ -164,22 +179,26 @@ export async function loadCheckpoint(path: string, config: TrainConfig): Promise
     tensors[k] = tf.tensor(t.data as Float32Array, [...t.shape]);
   }
   const { optG, optD } = JSON.parse(metadata.optimisers);
-  const gen = underPrefix(tensors, "gen");
+  const format1 = metadata.format === FORMATS[0];
+  const group = <T>(name: string) => unflatten(underPrefix(tensors, name)) as unknown as T;
+  const gen = group<Generators>("gen");
   // The moving average: kept where the configuration asks for one (begun from the weights when
   // the file has none: a run resumed with --ema), dropped where it does not.
   const saved = underPrefix(tensors, "ema");
   const hasEma = Object.keys(saved).length > 0;
   if (hasEma && !config.ema) tf.dispose(Object.values(saved));
-  const ema = config.ema ? (hasEma ? saved : mapFlat(gen, (p) => p.clone())) : undefined;
+  const ema = config.ema
+    ? (hasEma ? group<Generators>("ema") : map(gen, (p) => p.clone()))
+    : undefined;
   return {
     state: {
       step: Number(metadata.step),
       gen,
       ...(ema ? { ema } : {}),
-      dis: underPrefix(tensors, "dis"),
-      sn: underPrefix(tensors, "sn"),
-      optG: join(optG, tensors, path) as unknown[],
-      optD: join(optD, tensors, path) as unknown[],
+      dis: group("dis"),
+      sn: group("sn"),
+      optG: join(optG, tensors, path, format1) as TrainState["optG"],
+      optD: join(optD, tensors, path, format1) as TrainState["optD"],
     },
     rng: Number(metadata.rng),
     streams: JSON.parse(metadata.streams),
@@ -188,18 +207,38 @@ export async function loadCheckpoint(path: string, config: TrainConfig): Promise
 }
 
 /**
+ * The configuration a run was trained with, from the settings its checkpoint records (all of the
+ * train command's flags), the given settings filling in any it lacks.
+ * @param recorded a checkpoint's `flags` ({@linkcode readCheckpointFlags})
+ * @param fallback the command's own settings
+ * @returns the training configuration
+ */
+export function recordedConfig(
+  recorded: Readonly<Record<string, unknown>>,
+  fallback: ModelSettings,
+): TrainConfig {
+  return configFromSettings({ ...fallback, ...recorded } as TrainingSettings);
+}
+
+/** What {@linkcode loadGenerators} reads of the command's settings. */
+export interface GeneratorSettings extends ModelSettings {
+  /** Of a checkpoint with a moving average of the generators, the average. */
+  readonly use_ema: boolean;
+}
+
+/**
  * The generators in a training checkpoint or a generator file (`deno task export`), with the
  * configuration they need: from the checkpoint's flags, or the file's own metadata. Of a
  * checkpoint with a moving average of the generators (`--ema`), the average unless
  * `--use_ema false`.
  * @param path the file
- * @param flags the command's flags (the model flags a checkpoint lacks)
+ * @param settings `use_ema`, and the model settings a checkpoint lacks
  * @returns the configuration, the generators' host tensors by direction, the iteration, and
  *   whether they are the moving average
  */
 export async function loadGenerators(
   path: string,
-  flags: Flags,
+  settings: GeneratorSettings,
 ): Promise<{
   config: GeneratorConfig;
   generators: Partial<Record<Direction, Record<string, HostTensor>>>;
@@ -212,10 +251,9 @@ export async function loadGenerators(
     const averaged = g.metadata.weights === "ema";
     return { config: g.config, generators: g.generators, step: g.metadata.step ?? "?", averaged };
   }
-  const trained = { ...flags, ...JSON.parse(file.metadata.flags ?? "{}") } as Flags;
-  const config = configFromFlags(trained);
+  const config = recordedConfig(JSON.parse(file.metadata.flags ?? "{}"), settings);
   const { tensors, metadata } = orThrow(checkpointFits(file, path, config));
-  const averaged = flags.use_ema && Object.keys(tensors).some((k) => k.startsWith("ema."));
+  const averaged = settings.use_ema && Object.keys(tensors).some((k) => k.startsWith("ema."));
   const group = averaged ? "ema" : "gen";
   return {
     config: config.generator,
@@ -258,7 +296,9 @@ export async function readCheckpointFlags(path: string): Promise<Record<string, 
       at += got;
     }
     const meta = JSON.parse(new TextDecoder().decode(header)).__metadata__ ?? {};
-    if (meta.format !== FORMAT) throw new WeightFileError(`${path}: not a training checkpoint`);
+    if (!FORMATS.includes(meta.format)) {
+      throw new WeightFileError(`${path}: not a training checkpoint`);
+    }
     return JSON.parse(meta.flags);
   } finally {
     file.close();

@@ -3,19 +3,21 @@
  * files and time. It draws batches, calls the pure training step, reads the loss terms back,
  * shows progress, writes the JSON-lines log, sample pictures and checkpoints, stops cleanly on
  * Ctrl-C (saving first) and on a NaN or infinite loss or a lost GPU device (naming the cause,
- * keeping the last good checkpoint).
+ * keeping the last good checkpoint). What else happens as the run goes (the run report) is its
+ * caller's, through hooks called after each picture and checkpoint.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { selectBackend, webgpuDeviceLost } from "../backends/mod.ts";
-import { writeReport } from "../eval/report.ts";
+import { selectBackend } from "../backends/select_backend.ts";
+import { webgpuDeviceLost } from "../backends/webgpu/start.ts";
+import { openDataset } from "../data/dataset.ts";
+import { DomainStream, loadTestImages } from "../data/domain_stream.ts";
+import { Rng } from "../data/random.ts";
+import { referenceSchedule } from "../optim/schedule.ts";
 import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
-import { DomainStream, loadTestImages, openDataset } from "./data.ts";
-import { configFromFlags, type Flags } from "./flags.ts";
-import { referenceSchedule } from "./optim.ts";
-import { Rng } from "./random.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
+import { configFromSettings, MODEL_SETTINGS, type RunSettings } from "./settings.ts";
 import { disposeState, trainer, type TrainState, type Translations } from "./step.ts";
 
 /** Where the runner writes its lines. */
@@ -26,6 +28,30 @@ export interface RunnerIO {
   readonly warn: (line: string) => void;
   /** Redraws the progress line (a terminal); absent: plain lines instead. */
   readonly progress?: (line: string) => void;
+}
+
+/**
+ * What the runner's caller does at points of a run (the train command refreshes the run report
+ * there); a hook that throws stops the run.
+ */
+export interface RunHooks {
+  /** After the sample pictures of an iteration are written (`<dir>/img/`). */
+  readonly afterPicture?: (dir: string, step: number) => Promise<void>;
+  /**
+   * After an iteration's checkpoints are written (every `save_freq` iterations, every
+   * {@linkcode CHECKPOINT_SECONDS}, at the end), its loss terms logged first.
+   */
+  readonly afterCheckpoint?: (dir: string, step: number) => Promise<void>;
+}
+
+/** Options of {@linkcode runTraining} beyond the settings. */
+export interface RunOptions {
+  /** Where lines go. */
+  readonly io: RunnerIO;
+  /** What to do at points of the run. */
+  readonly hooks?: RunHooks;
+  /** `stop` is polled between iterations (Ctrl-C sets it). */
+  readonly control?: { stop: boolean };
 }
 
 /** How a run ended. */
@@ -46,19 +72,6 @@ export interface RunResult {
 /** Every how many seconds the latest checkpoint is refreshed, besides `--save_freq`. */
 export const CHECKPOINT_SECONDS = 300;
 const SAMPLES = 5; // train and test images per sample picture, as the reference draws
-
-// The flags that fix the model's shape: a resumed run must keep them.
-const MODEL_FLAGS = [
-  "light",
-  "ch",
-  "n_res",
-  "n_dis",
-  "img_size",
-  "img_ch",
-  "decoder_norm",
-  "gen_cam",
-  "dis_cam",
-] as const;
 
 function formatTime(seconds: number): string {
   if (!Number.isFinite(seconds)) return "?";
@@ -107,15 +120,13 @@ export async function writeSamples(
 
 /**
  * Trains (or resumes) a run.
- * @param flags the parsed flags
- * @param io where lines go
- * @param control `stop` is polled between iterations (Ctrl-C sets it)
+ * @param flags the run's settings (the train command's flags; a checkpoint records all of them)
+ * @param options where lines go, the hooks, the stop flag
  * @returns how the run ended
  */
 export async function runTraining(
-  flags: Flags,
-  io: RunnerIO,
-  control: { stop: boolean } = { stop: false },
+  flags: RunSettings,
+  { io, hooks = {}, control = { stop: false } }: RunOptions,
 ): Promise<RunResult> {
   if (flags.img_ch !== 3) {
     throw new Error(`--img_ch: the data loader reads RGB images; got ${flags.img_ch}`);
@@ -126,7 +137,7 @@ export async function runTraining(
   await Deno.mkdir(`${dir}/img`, { recursive: true });
   await Deno.mkdir(`${dir}/model`, { recursive: true });
   const latest = `${dir}/model/latest.safetensors`;
-  const config = configFromFlags(flags);
+  const config = configFromSettings(flags);
   const model = trainer(config);
   const S = flags.img_size;
 
@@ -136,7 +147,7 @@ export async function runTraining(
   const exists = await Deno.stat(latest).then(() => true, () => false);
   if (flags.resume && exists) {
     const ck = await loadCheckpoint(latest, config);
-    for (const f of MODEL_FLAGS) {
+    for (const f of MODEL_SETTINGS) {
       if (ck.flags[f] !== flags[f]) {
         throw new Error(
           `--${f}: the run in ${dir} was trained with ${f}=${ck.flags[f]}, not ${flags[f]}`,
@@ -189,13 +200,10 @@ export async function runTraining(
     });
     if (path === latest) savedStep = state.step;
   };
-  // The report follows the run; a failure to draw it must not stop training.
-  const refreshReport = () =>
-    writeReport(dir).catch((e) => io.warn(`report.html not updated: ${(e as Error).message}`));
   const log = await Deno.open(`${dir}/log.jsonl`, { append: true, create: true, write: true });
   const encoder = new TextEncoder();
   io.out(
-    `training ${data.name} on ${backend}: ${
+    `training ${data.name} on ${backend.name}: ${
       flags.light ? "light" : "full"
     } S=${S} ch=${flags.ch} n_res=${flags.n_res} ` +
       `n_dis=${flags.n_dis}${flags.ema ? `, generators' moving average ${flags.ema}` : ""}, ` +
@@ -215,7 +223,7 @@ export async function runTraining(
   // Loss terms come back asynchronously, all of an iteration in one read. On a GPU they are read
   // one iteration late, so that the next iteration is queued while the GPU finishes the last
   // (no stall per iteration); a checkpoint or picture waits for its own iteration's check.
-  const lag = backend === "webgpu" ? 1 : 0;
+  const lag = backend.readLag;
   const pending: { step: number; names: string[]; values: Promise<Float32Array> }[] = [];
   let good = state.step; // the last iteration whose loss terms were read and finite
   // Reads, checks and logs iterations until `keep` remain unread; false at a non-finite term.
@@ -289,11 +297,12 @@ export async function runTraining(
         const tr = model.translate(state, sampleA, sampleB);
         await writeSamples(`${dir}/img`, state.step, tr, sampleA, sampleB, S);
         tf.dispose(tr as unknown as tf.Tensor[]);
-        await refreshReport();
+        await hooks.afterPicture?.(dir, state.step);
       }
       if (state.step % flags.save_freq === 0) {
         await save(`${dir}/model/ckpt_${String(state.step).padStart(7, "0")}.safetensors`);
         await save(latest);
+        await hooks.afterCheckpoint?.(dir, state.step);
         lastSave = performance.now();
       } else if ((performance.now() - lastSave) / 1000 > CHECKPOINT_SECONDS) {
         if (!(await settle(0))) {
@@ -301,6 +310,7 @@ export async function runTraining(
           return { step: good, status, dir, terms };
         }
         await save(latest);
+        await hooks.afterCheckpoint?.(dir, state.step);
         lastSave = performance.now();
       }
     }
@@ -308,8 +318,10 @@ export async function runTraining(
       status = "diverged";
       return { step: good, status, dir, terms };
     }
-    if (savedStep !== state.step) await save(latest);
-    await refreshReport();
+    if (savedStep !== state.step) {
+      await save(latest);
+      await hooks.afterCheckpoint?.(dir, state.step);
+    }
     io.out(
       `${
         status === "done" ? "finished" : "stopped"

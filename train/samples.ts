@@ -7,7 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
-import { tidy } from "../layers/tree.ts";
+import { tidy } from "../tree/tree.ts";
 
 // Shared with the web page, which may not import train/.
 export { jetHeatmap, toDisplay } from "../layers/display.ts";

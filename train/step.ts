@@ -11,23 +11,25 @@ import {
   discriminator,
   type DiscriminatorConfig,
   type DiscriminatorOutput,
+  type DiscriminatorParams,
+  type DiscriminatorState,
 } from "../layers/discriminator.ts";
-import { generator, type GeneratorConfig, type GeneratorOutput } from "../layers/generator.ts";
-import { flatten, tidy, type Tree, underPrefix, unflatten } from "../layers/tree.ts";
+import {
+  generator,
+  type GeneratorConfig,
+  type GeneratorOutput,
+  type GeneratorParams,
+} from "../layers/generator.ts";
+import { dispose, leaves, map, tidy, valueAndGrads, zipMap } from "../tree/tree.ts";
 import { evaluate } from "../losses/dsl.ts";
 import {
   discriminatorObjective,
   generatorObjective,
   type LossWeights,
 } from "../losses/objectives.ts";
-import {
-  applyUpdates,
-  clipRho,
-  type Flat,
-  type GradientTransformation,
-  mapFlat,
-  referenceAdam,
-} from "./optim.ts";
+import { referenceAdam, type ReferenceAdamState } from "../optim/adam.ts";
+import { clipRho } from "../optim/projections.ts";
+import { applyUpdates, type GradientTransformation } from "../optim/transform.ts";
 
 /** What a model and its training are made of. */
 export interface TrainConfig {
@@ -85,28 +87,47 @@ export function splitBatch<T extends object>(out: T, n: number): [T, T] {
 
 /** The networks, by the reference's names. */
 export const NETWORKS = ["genA2B", "genB2A", "disGA", "disGB", "disLA", "disLB"] as const;
-const DISCRIMINATORS = ["disGA", "disGB", "disLA", "disLB"] as const;
+/** The discriminators, by the reference's names: global (`G`) and local (`L`) of each domain. */
+export const DISCRIMINATORS = ["disGA", "disGB", "disLA", "disLB"] as const;
 type DisName = typeof DISCRIMINATORS[number];
 
-/** Everything a training run carries from one iteration to the next (all tensors). */
+/** Both generators' parameters (or their moving average), by the reference's names. */
+export interface Generators {
+  /** A to B. */
+  readonly genA2B: GeneratorParams;
+  /** B to A. */
+  readonly genB2A: GeneratorParams;
+}
+
+/** One record per discriminator, by the reference's names. */
+export type Discriminators<T> = { readonly [K in DisName]: T };
+
+// A record per discriminator, made in the reference's order.
+const byDiscriminator = <T>(make: (name: DisName, i: number) => T) =>
+  Object.fromEntries(DISCRIMINATORS.map((name, i) => [name, make(name, i)])) as Discriminators<T>;
+
+/**
+ * Everything a training run carries from one iteration to the next (all tensors), as trees whose
+ * dotted paths are the checkpoint's names (`gen.genA2B.stem.w`, `sn.disGA.convs.0.u`, ...).
+ */
 export interface TrainState {
   /** Iterations done. */
   readonly step: number;
-  /** Generator parameters, flat, keys `genA2B.<path>` and `genB2A.<path>`. */
-  readonly gen: Flat;
-  /** Discriminator parameters, flat, keys `disGA.<path>`, ... */
-  readonly dis: Flat;
-  /** Spectral-norm vectors, flat, keys `disGA.<path>.u`, ... */
-  readonly sn: Flat;
+  /** Generator parameters. */
+  readonly gen: Generators;
+  /** Discriminator parameters. */
+  readonly dis: Discriminators<DiscriminatorParams>;
+  /** Spectral-norm vectors of the discriminators. */
+  readonly sn: Discriminators<DiscriminatorState>;
   /**
-   * The generators' moving average (keys as `gen`), when `TrainConfig.ema` asks for one: what
-   * sample pictures, translation, export and evaluation use by default.
+   * The generators' moving average, when `TrainConfig.ema` asks for one: what sample pictures,
+   * translation, export and evaluation use by default.
    */
-  readonly ema?: Flat;
-  /** Generator optimiser state. */
-  readonly optG: unknown[];
-  /** Discriminator optimiser state. */
-  readonly optD: unknown[];
+  readonly ema?: Generators;
+  /** Generator optimiser state (its moments are trees like `gen`). */
+  readonly optG: ReferenceAdamState;
+  /** Discriminator optimiser state (its moments are trees like `dis`). */
+  readonly optD: ReferenceAdamState;
 }
 
 /** The named loss terms of an iteration (scalars; the caller owns them). */
@@ -119,7 +140,7 @@ export interface Trainer {
   /** Initial parameters from a seed, fresh optimiser states. */
   init(seed: number): TrainState;
   /**
-   * One iteration on a batch of each domain.
+   * One iteration on a batch of each domain: a pure function of the state and the batch.
    * @returns the new state (the old one is not disposed) and the loss terms
    */
   step(
@@ -143,19 +164,6 @@ export interface Translations {
 }
 
 /**
- * The nested record under `prefix.` of a flat record (e.g. one network's parameters).
- * @param flat parameters by dotted path
- * @param prefix e.g. `genA2B`
- * @returns the nested record
- */
-export function subtree<T = Tree>(flat: Flat, prefix: string): T {
-  return unflatten(underPrefix(flat, prefix)) as T;
-}
-
-const prefixed = (prefix: string, tree: object): Flat =>
-  Object.fromEntries(Object.entries(flatten(tree)).map(([k, v]) => [`${prefix}.${k}`, v]));
-
-/**
  * Makes a trainer.
  * @param config models, weights and optimiser settings
  * @returns the trainer
@@ -164,7 +172,7 @@ export function trainer(config: TrainConfig): Trainer {
   const G = generator(config.generator);
   const D = { G: discriminator(config.global), L: discriminator(config.local) };
   const dOf = (name: DisName) => (name.startsWith("disG") ? D.G : D.L);
-  const opt = (): GradientTransformation<unknown[]> =>
+  const opt = (): GradientTransformation<ReferenceAdamState> =>
     referenceAdam({
       lr: config.lr,
       weightDecay: config.weightDecay,
@@ -177,61 +185,43 @@ export function trainer(config: TrainConfig): Trainer {
   const gObjective = generatorObjective(config.weights, {
     camLoss: config.generator.cam !== false,
   });
+  type SnStates = { -readonly [K in DisName]: DiscriminatorState };
 
   // Runs the discriminator `name` in training mode; threads its spectral-norm state through `sn`.
   const judge = (
     name: DisName,
-    dis: Flat,
-    sn: Record<string, Tree>,
+    dis: Discriminators<DiscriminatorParams>,
+    sn: SnStates,
     x: tf.Tensor4D,
     passes = 1,
   ): DiscriminatorOutput => {
-    // deno-lint-ignore no-explicit-any
-    const [out, next] = dOf(name).apply(subtree(dis, name), sn[name] as any, x, true, passes);
-    sn[name] = next as unknown as Tree;
+    const [out, next] = dOf(name).apply(dis[name], sn[name], x, true, passes);
+    sn[name] = next;
     return out;
   };
-  const snTrees = (sn: Flat) =>
-    Object.fromEntries(DISCRIMINATORS.map((n) => [n, subtree(sn, n)])) as Record<string, Tree>;
-  const snFlat = (trees: Record<string, Tree>) =>
-    Object.assign({}, ...DISCRIMINATORS.map((n) => prefixed(n, trees[n] as object))) as Flat;
+  const keep = (tree: object) => leaves(tree).forEach((t) => tf.keep(t));
 
-  // Differentiates `loss` with respect to `params` (side outputs must be tf.keep()-ed inside).
-  function valueAndGrads(
-    params: Flat,
-    loss: (p: Flat) => tf.Scalar,
-  ): { value: tf.Scalar; grads: Flat } {
-    const keys = Object.keys(params);
-    const { value, grads } = tf.valueAndGrads((...ts: tf.Tensor[]) =>
-      loss(Object.fromEntries(keys.map((k, i) => [k, ts[i]])))
-    )(keys.map((k) => params[k]));
-    return { value, grads: Object.fromEntries(keys.map((k, i) => [k, grads[i]])) };
-  }
-
-  function update(
-    transform: GradientTransformation<unknown[]>,
-    params: Flat,
-    optState: unknown[],
-    grads: Flat,
-  ): [Flat, unknown[]] {
+  // One optimiser step: the updates applied, the updates freed.
+  function update<P extends object>(
+    transform: GradientTransformation<ReferenceAdamState>,
+    params: P,
+    optState: ReferenceAdamState,
+    grads: P,
+  ): [P, ReferenceAdamState] {
     const [updates, next] = transform.update(grads, optState, params);
     const applied = applyUpdates(params, updates);
-    tf.dispose(Object.values(updates));
+    dispose(updates);
     return [applied, next];
   }
 
   return {
     config,
     init(seed) {
-      const gen = { ...prefixed("genA2B", G.init(seed)), ...prefixed("genB2A", G.init(seed + 1)) };
-      const dis: Record<string, tf.Tensor> = {};
-      const sn: Record<string, tf.Tensor> = {};
-      DISCRIMINATORS.forEach((name, i) => {
-        const { params, state } = dOf(name).init(seed + 2 + i);
-        Object.assign(dis, prefixed(name, params));
-        Object.assign(sn, prefixed(name, state));
-      });
-      const ema = config.ema ? mapFlat(gen, (p) => p.clone()) : undefined;
+      const gen = { genA2B: G.init(seed), genB2A: G.init(seed + 1) };
+      const nets = byDiscriminator((name, i) => dOf(name).init(seed + 2 + i));
+      const dis = byDiscriminator((name) => nets[name].params);
+      const sn = byDiscriminator((name) => nets[name].state);
+      const ema = config.ema ? map(gen, (p) => p.clone()) : undefined;
       return {
         step: 0,
         gen,
@@ -244,20 +234,15 @@ export function trainer(config: TrainConfig): Trainer {
     },
 
     step(state, realA, realB) {
-      const genA2B = subtree(state.gen, "genA2B");
-      const genB2A = subtree(state.gen, "genB2A");
       // Discriminator step, on fakes made without gradients (the reference keeps their graph).
       const [fakeA2B, fakeB2A] = tidy(() => [
-        // deno-lint-ignore no-explicit-any
-        G.apply(genA2B as any, realA).image,
-        // deno-lint-ignore no-explicit-any
-        G.apply(genB2A as any, realB).image,
+        G.apply(state.gen.genA2B, realA).image,
+        G.apply(state.gen.genB2A, realB).image,
       ]);
-      let sn = snTrees(state.sn);
       let dTerms: Terms = {};
-      let snAfterD: Flat = {};
-      const d = valueAndGrads(state.dis, (dis) => {
-        const s = { ...sn };
+      let snAfterD = state.sn;
+      const d = valueAndGrads((dis) => {
+        const s: SnStates = { ...state.sn };
         // Each discriminator judges its real and fake batch in one pass of two (spectral norm
         // still advances real first, then fake, as in the reference's two calls).
         const both = (name: DisName, real: tf.Tensor4D, fake: tf.Tensor4D) =>
@@ -273,31 +258,27 @@ export function trainer(config: TrainConfig): Trainer {
           B: { judgedReal: real.B, judgedFake: fake.B },
         });
         dTerms = ev.terms as Terms;
-        Object.values(dTerms).forEach((t) => tf.keep(t));
-        snAfterD = snFlat(s);
-        Object.values(snAfterD).forEach((t) => tf.keep(t));
+        keep(dTerms);
+        snAfterD = s;
+        keep(snAfterD);
         return ev.total;
-      });
+      }, state.dis);
       tf.dispose([fakeA2B, fakeB2A, d.value]);
       const [dis, optDState] = update(optD, state.dis, state.optD, d.grads);
-      tf.dispose(Object.values(d.grads));
+      dispose(d.grads);
 
       // Generator step: fresh passes; the discriminators (just updated) are constants here.
-      sn = snTrees(snAfterD);
       let gTerms: Terms = {};
-      let snAfterG: Flat = {};
-      const g = valueAndGrads(state.gen, (gen) => {
-        const ab = subtree(gen, "genA2B");
-        const ba = subtree(gen, "genB2A");
-        // deno-lint-ignore no-explicit-any
-        const run = (p: Tree, x: tf.Tensor4D) => G.apply(p as any, x);
+      let snAfterG = snAfterD;
+      const g = valueAndGrads((gen) => {
+        const [ab, ba] = [gen.genA2B, gen.genB2A];
         // Each generator's two passes on real images run as one pass on both batches (every
         // layer works per sample, so the outputs are the same): fewer, larger kernels.
-        const [A2B, B2B] = splitBatch(run(ab, tf.concat([realA, realB])), realA.shape[0]);
-        const [B2A, A2A] = splitBatch(run(ba, tf.concat([realB, realA])), realB.shape[0]);
-        const A2B2A = run(ba, A2B.image);
-        const B2A2B = run(ab, B2A.image);
-        const s = { ...sn };
+        const [A2B, B2B] = splitBatch(G.apply(ab, tf.concat([realA, realB])), realA.shape[0]);
+        const [B2A, A2A] = splitBatch(G.apply(ba, tf.concat([realB, realA])), realB.shape[0]);
+        const A2B2A = G.apply(ba, A2B.image);
+        const B2A2B = G.apply(ab, B2A.image);
+        const s: SnStates = { ...snAfterD };
         const fakeA = {
           global: judge("disGA", dis, s, B2A.image),
           local: judge("disLA", dis, s, B2A.image),
@@ -311,21 +292,23 @@ export function trainer(config: TrainConfig): Trainer {
           B: { real: realB, translated: A2B, identity: B2B, cycle: B2A2B, judgedFake: fakeB },
         });
         gTerms = ev.terms as Terms;
-        Object.values(gTerms).forEach((t) => tf.keep(t));
-        snAfterG = snFlat(s);
-        Object.values(snAfterG).forEach((t) => tf.keep(t));
+        keep(gTerms);
+        snAfterG = s;
+        keep(snAfterG);
         return ev.total;
-      });
+      }, state.gen);
       tf.dispose(g.value);
-      tf.dispose(Object.values(snAfterD));
+      dispose(snAfterD);
       const [genUpdated, optGState] = update(optG, state.gen, state.optG, g.grads);
-      tf.dispose(Object.values(g.grads));
+      dispose(g.grads);
       const gen = clipRho(genUpdated);
-      tf.dispose(Object.values(genUpdated));
+      dispose(genUpdated);
       // ema + (1 - d) (gen - ema): a convex combination, so rho stays within [0, 1].
       const decay = emaDecay(config.ema ?? 0, state.step);
       const ema = state.ema &&
-        tidy(() => mapFlat(state.ema!, (e, k) => tf.add(e, tf.mul(tf.sub(gen[k], e), 1 - decay))));
+        tidy(() =>
+          zipMap([state.ema!, gen], ([e, p]) => tf.add(e, tf.mul(tf.sub(p, e), 1 - decay)))
+        );
       return {
         state: {
           step: state.step + 1,
@@ -341,10 +324,8 @@ export function trainer(config: TrainConfig): Trainer {
     },
 
     translate(state, realA, realB) {
-      const weights = state.ema ?? state.gen;
+      const { genA2B: ab, genB2A: ba } = state.ema ?? state.gen;
       return tidy(() => {
-        // deno-lint-ignore no-explicit-any
-        const [ab, ba] = [subtree(weights, "genA2B") as any, subtree(weights, "genB2A") as any];
         const A2B = G.apply(ab, realA);
         const B2A = G.apply(ba, realB);
         return {
@@ -361,23 +342,5 @@ export function trainer(config: TrainConfig): Trainer {
  * @param state the state
  */
 export function disposeState(state: TrainState): void {
-  tf.dispose([
-    ...Object.values(state.gen),
-    ...Object.values(state.ema ?? {}),
-    ...Object.values(state.dis),
-    ...Object.values(state.sn),
-    ...collectTensors(state.optG),
-    ...collectTensors(state.optD),
-  ]);
-}
-
-/**
- * Every tensor inside a value (objects and arrays walked).
- * @param value anything
- * @returns its tensors
- */
-export function collectTensors(value: unknown): tf.Tensor[] {
-  if (value instanceof tf.Tensor) return [value];
-  if (value && typeof value === "object") return Object.values(value).flatMap(collectTensors);
-  return [];
+  dispose([state.gen, state.ema ?? {}, state.dis, state.sn, state.optG, state.optD]);
 }

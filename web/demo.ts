@@ -7,20 +7,19 @@
  * emoji, showing the input, the CAM heatmap over it (opacity slider), the translation and the time
  * taken, with a download link. Everything runs in the page; nothing is sent anywhere.
  *
- * It uses the same `layers/` and `weights/` code as Deno. `window.ugatitDemo` exposes
- * `ready` and `translateUrl(url)` for the browser test.
+ * It uses the same `layers/` and `weights/` code as Deno, and selects its backend through
+ * `backends/browser.ts` (the same `Backend` descriptor as Deno's `selectBackend`).
+ * `window.ugatitDemo` exposes `ready` and `translateUrl(url)` for the browser test.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import "@tensorflow/tfjs-backend-webgpu";
-import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import * as E from "fp-ts/Either";
 import { pipe } from "fp-ts/function";
-import { registerWebGpuKernels } from "../backends/webgpu_kernels.ts";
+import { selectBrowserBackend } from "../backends/browser.ts";
 import { jetHeatmap, toDisplay } from "../layers/display.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
-import { dispose } from "../layers/tree.ts";
+import { dispose } from "../tree/tree.ts";
 import {
   type Direction,
   type GeneratorFile,
@@ -45,22 +44,12 @@ const status = (text: string, error = false) => {
 // ---- backend ------------------------------------------------------------------------------
 
 async function pickBackend(): Promise<string> {
-  setWasmPaths(new URL("./", location.href).href);
-  const asked = new URLSearchParams(location.search).get("backend");
-  const order = asked ? [asked] : ["webgpu", "webgl", "wasm"];
-  for (const name of order) {
-    if (name === "webgpu" && !("gpu" in navigator)) continue;
-    try {
-      if (await tf.setBackend(name)) {
-        await tf.ready();
-        if (name === "webgpu") registerWebGpuKernels();
-        return name;
-      }
-    } catch {
-      // not offered here: the next one
-    }
-  }
-  throw new Error(`none of ${order.join(", ")} starts in this browser`);
+  const asked = new URLSearchParams(location.search).get("backend") ?? undefined;
+  const backend = await selectBrowserBackend({
+    asked,
+    wasmPaths: new URL("./", location.href).href,
+  });
+  return backend.name;
 }
 
 // ---- model --------------------------------------------------------------------------------

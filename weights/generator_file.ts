@@ -23,7 +23,7 @@
 import * as E from "fp-ts/Either";
 import { pipe } from "fp-ts/function";
 import type { GeneratorConfig } from "../layers/generator.ts";
-import { type Decoded, orThrow } from "./decoded.ts";
+import { type Decoded, orThrow } from "../decoded/decoded.ts";
 import { fromHalf, toHalf } from "./half.ts";
 import { checkAgainst, fromReference, generatorNames, toReference } from "./reference_names.ts";
 import {

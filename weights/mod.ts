@@ -11,7 +11,7 @@
  *
  * @module
  */
-export * from "./decoded.ts";
+export * from "../decoded/decoded.ts";
 export * from "./half.ts";
 export * from "./generator_file.ts";
 export * from "./safetensors.ts";

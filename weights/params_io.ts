@@ -5,7 +5,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { flatten, type Tree, type TreeLike, unflatten } from "../layers/tree.ts";
+import { flatten, type Tree, type TreeLike, unflatten } from "../tree/tree.ts";
 import { type HostTensor, readSafetensors, writeSafetensors } from "./safetensors.ts";
 import { checkAgainst, type NameEntry } from "./reference_names.ts";
 

@@ -20,7 +20,7 @@ import {
   toReference,
 } from "./reference_names.ts";
 import { fromHost, toHost } from "./params_io.ts";
-import { underPrefix } from "../layers/tree.ts";
+import { underPrefix } from "../tree/tree.ts";
 
 /** The configurations of a model's networks. */
 export interface ReferenceModelConfig {

@@ -17,7 +17,7 @@
 
 import * as E from "fp-ts/Either";
 import { pipe } from "fp-ts/function";
-import { type Decoded, orThrow } from "./decoded.ts";
+import { type Decoded, orThrow } from "../decoded/decoded.ts";
 
 /** Data types this toolkit reads and writes. */
 export type SafetensorsDtype = "F16" | "F32" | "F64" | "I32" | "I64";

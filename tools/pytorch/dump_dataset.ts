@@ -12,7 +12,8 @@
  *
  * @module
  */
-import { decodeImage, openDataset, resizeMargin } from "../../train/data.ts";
+import { openDataset } from "../../data/dataset.ts";
+import { decodeImage, resizeMargin } from "../../data/decode_image.ts";
 
 const [spec, sizeArg, out] = Deno.args;
 if (!spec || !sizeArg || !out) {

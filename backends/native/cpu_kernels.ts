@@ -14,8 +14,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { overrideKernel } from "./js_kernels.ts";
-import { freshArray, recycleArrays } from "./memory.ts";
+import { overrideKernel } from "../cpu/js_kernels.ts";
+import { freshArray, recycleArrays } from "../memory.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };

@@ -1,7 +1,7 @@
 /**
- * Kernels of ours in WGSL for the `webgpu` backend, under the same names and with the same
- * inputs, outputs and attributes as the CPU ones (`norm_kernels.ts`, `js_kernels.ts`), so the
- * layers pick them up unchanged:
+ * Kernels of ours in WGSL for the `webgpu` backend: implementations of our ops (`ops/`, which
+ * define their names, inputs, outputs and attributes, as the CPU kernels in `../cpu/` implement
+ * them too), so the layers pick them up unchanged:
  *
  * - `UgatitLayerInstanceNorm` / `...Grad` (AdaLIN, ILN, IN): 3 dispatches forward and 7 backward,
  *   where the composed ops take about 30 and 60. Per-channel sums run in two stages (64-pixel
@@ -22,19 +22,15 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "./norm_kernels.ts";
+import { ADAM_UPDATE, type AdamUpdateAttrs } from "../../ops/adam_update.ts";
+import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "../../ops/lin_norm.ts";
+import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
 import {
-  ADAM_UPDATE,
-  type AdamUpdateAttrs,
-  REFLECT_PAD,
-  REFLECT_PAD_GRAD,
-  type ReflectPadAttrs,
   SPECTRAL_SIGMA,
   SPECTRAL_SIGMA_GRAD,
   type SpectralSigmaAttrs,
-  UPSAMPLE_2X,
-  UPSAMPLE_2X_GRAD,
-} from "./js_kernels.ts";
+} from "../../ops/spectral_sigma.ts";
+import { UPSAMPLE_2X, UPSAMPLE_2X_GRAD } from "../../ops/upsample_2x.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };

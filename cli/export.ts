@@ -9,18 +9,37 @@
  *
  * @module
  */
+import { datasetName } from "../data/dataset.ts";
+import { loadGenerators } from "../train/checkpoint.ts";
+import type { RunnerIO } from "../train/runner.ts";
 import { type Direction, writeGeneratorFile } from "../weights/generator_file.ts";
-import { loadGenerators } from "./checkpoint.ts";
-import { datasetName } from "./data.ts";
+import { CONSOLE, runCommand } from "./command.ts";
 import {
-  exitOnUserError,
   FlagError,
-  flagHelp,
+  type FlagGroup,
   type Flags,
-  flagsOrExit,
+  GENERATORS_FLAGS,
   LAPTOP_DEFAULTS,
+  MODEL_FLAGS,
+  RUN_FLAGS,
 } from "./flags.ts";
-import type { RunnerIO } from "./runner.ts";
+
+/** Every flag of `deno task export`. */
+export const EXPORT_FLAGS = {
+  ...MODEL_FLAGS,
+  ...RUN_FLAGS,
+  ...GENERATORS_FLAGS,
+  half: { kind: "bool", default: false, help: "store float16 (half the size)" },
+  reference_names: {
+    kind: "bool",
+    default: false,
+    help: "the reference's PyTorch names and layouts (genA2B.<state_dict name>)",
+  },
+  out: { kind: "string", default: "", help: "the file to write (default: beside the checkpoint)" },
+} as const satisfies FlagGroup;
+
+/** The flags `deno task export` decodes. */
+export type ExportFlags = Flags<typeof EXPORT_FLAGS>;
 
 /**
  * Exports a checkpoint's (or a generator file's) generators.
@@ -29,7 +48,7 @@ import type { RunnerIO } from "./runner.ts";
  * @param io where lines go
  * @returns the file written
  */
-export async function runExport(flags: Flags, io: RunnerIO): Promise<string> {
+export async function runExport(flags: ExportFlags, io: RunnerIO): Promise<string> {
   const directions = flags.direction === "both" ? ["A2B", "B2A"] as const : [flags.direction];
   if (!directions.every((d) => d === "A2B" || d === "B2A")) {
     throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
@@ -59,20 +78,11 @@ export async function runExport(flags: Flags, io: RunnerIO): Promise<string> {
 }
 
 if (import.meta.main) {
-  if (Deno.args.includes("--help")) {
-    console.log(
-      `usage: deno task export [flags]\n\nWrites a run's generators alone, with their configuration.\n\n${
-        flagHelp(LAPTOP_DEFAULTS)
-      }`,
-    );
-    Deno.exit(0);
-  }
-  try {
-    await runExport(flagsOrExit(Deno.args, LAPTOP_DEFAULTS), {
-      out: console.log,
-      warn: console.error,
-    });
-  } catch (e) {
-    exitOnUserError(e);
-  }
+  await runCommand({
+    usage: "deno task export [flags]",
+    about: "Writes a run's generators alone, with their configuration.",
+    flags: EXPORT_FLAGS,
+    defaults: LAPTOP_DEFAULTS,
+    run: (flags) => runExport(flags, CONSOLE),
+  });
 }

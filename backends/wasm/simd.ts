@@ -44,7 +44,7 @@ export interface SimdPasses {
     r: Float64Array,
   ): boolean;
   /**
-   * One Adam step (see `adamUpdate` in `js_kernels.ts`) over the first elements, a multiple of 4.
+   * One Adam step (see `adamUpdate` in `../cpu/js_kernels.ts`) over the first elements, a multiple of 4.
    * @returns how many elements it did (the rest are the caller's)
    */
   adam(

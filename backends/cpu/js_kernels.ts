@@ -1,6 +1,8 @@
 /**
  * Kernels of ours in plain JavaScript over CPU memory ({@linkcode memoryOf}), for the wasm, cpu
- * and native-cpu backends (the reductions replace stock kernels, so not on cpu, the reference).
+ * and native-cpu backends: implementations of our ops (`ops/`, which define their names,
+ * attributes and composed fallbacks), and faster reductions (these replace stock kernels, so not
+ * on cpu, the reference).
  *
  * - `UgatitReflectPad` / `UgatitReflectPadGrad`: PyTorch's `ReflectionPad2d` on NHWC and its
  *   gradient. TensorFlow.js's own MirrorPad gradient only crops (it drops what the mirrored
@@ -13,7 +15,7 @@
  *   kernels per normalised weight and call.
  * - `UgatitAdamUpdate`: the reference optimiser's whole per-tensor update (coupled weight decay,
  *   Adam's moments, bias correction, learning rate) as one pass instead of about fifteen ops;
- *   on the wasm backend in WebAssembly SIMD (`simd.ts`).
+ *   on the wasm backend in WebAssembly SIMD (`../wasm/simd.ts`).
  * - `Sum`, `Mean`, `Max` over a block of adjacent axes that leaves the last axis out (an NHWC
  *   tensor over H and W, a bias gradient over N, H and W) as one strided loop; the stock wasm
  *   kernels transpose the reduced axes to the end first, a copy of the whole tensor.
@@ -21,23 +23,19 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { memoryOf } from "./memory.ts";
-import { simdFor } from "./simd.ts";
+import { ADAM_UPDATE, type AdamUpdateAttrs } from "../../ops/adam_update.ts";
+import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
+import {
+  SPECTRAL_SIGMA,
+  SPECTRAL_SIGMA_GRAD,
+  type SpectralSigmaAttrs,
+} from "../../ops/spectral_sigma.ts";
+import { UPSAMPLE_2X, UPSAMPLE_2X_GRAD } from "../../ops/upsample_2x.ts";
+import { memoryOf } from "../memory.ts";
+import { simdFor } from "../wasm/simd.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
-
-/** The forward kernel's name: input `{x}` NHWC, attributes {@linkcode ReflectPadAttrs}. */
-export const REFLECT_PAD = "UgatitReflectPad";
-/** The gradient kernel's name: input `{dy}`, the same attributes. */
-export const REFLECT_PAD_GRAD = "UgatitReflectPadGrad";
-/** Rows and columns added on each side. */
-export interface ReflectPadAttrs {
-  /** Rows above and below. */
-  readonly padH: number;
-  /** Columns left and right. */
-  readonly padW: number;
-}
 
 // Where padded coordinate `k` (already shifted by the pad) reads from in a length-`n` axis.
 const reflect = (k: number, n: number) => (k < 0 ? -k : k >= n ? 2 * n - 2 - k : k);
@@ -100,11 +98,6 @@ function reflectPadGradKernel({ inputs, backend, attrs }: Args): Info {
   return dx;
 }
 
-/** The upsampling kernel's name: input `{x}` NHWC, output `[N, 2H, 2W, C]`. */
-export const UPSAMPLE_2X = "UgatitUpsample2x";
-/** Its gradient's name: input `{dy}` `[N, 2H, 2W, C]`, output `[N, H, W, C]`. */
-export const UPSAMPLE_2X_GRAD = "UgatitUpsample2xGrad";
-
 /**
  * Nearest-neighbour upsampling by 2 on arrays (`fold = false`), or its gradient (`fold = true`:
  * `dx[i, j] = sum of dy over the 2x2 block (2i, 2j)`).
@@ -157,26 +150,6 @@ function upsampleGradKernel({ inputs, backend }: Args): Info {
   const dx = mem.alloc(shape);
   upsample2x(mem.view(dx), mem.view(dy), shape, true);
   return dx;
-}
-
-/** The spectral-norm kernel: inputs `{a, u, v}`, output `[sigma, u', v']` packed in one vector. */
-export const SPECTRAL_SIGMA = "UgatitSpectralSigma";
-/** Its gradient: inputs `{dy, packed}`, output `da`. */
-export const SPECTRAL_SIGMA_GRAD = "UgatitSpectralSigmaGrad";
-/**
- * The spectral-norm kernels' attributes. `a` is torch's `W^T` with rows in the weight's own order
- * (`[cols, rows]`); `v` is kept in torch's order, which for a conv weight (HWIO, torch's rows
- * ordered (in, h, w)) differs from the weight's (h, w, in).
- */
-export interface SpectralSigmaAttrs {
-  /** Run one power iteration first (training). */
-  readonly training: boolean;
-  /** A conv weight's kernel height and width and input channels; 0 for a linear weight. */
-  readonly kh: number;
-  /** See kh. */
-  readonly kw: number;
-  /** See kh. */
-  readonly cin: number;
 }
 
 const SN_EPS = 1e-12;
@@ -316,26 +289,6 @@ export function spectralSigmaGradKernel(outer: Outer = jsOuter) {
     outer(v, p.subarray(1, 1 + rows), d);
     return da;
   };
-}
-
-/** The Adam kernel's name: inputs `{g, p, m, v}`, outputs `[update, m, v]`. */
-export const ADAM_UPDATE = "UgatitAdamUpdate";
-/** The Adam kernel's attributes. */
-export interface AdamUpdateAttrs {
-  /** Coupled L2 weight decay (added to the gradient). */
-  readonly weightDecay: number;
-  /** First-moment decay. */
-  readonly b1: number;
-  /** Second-moment decay. */
-  readonly b2: number;
-  /** Added to the root of the second moment. */
-  readonly eps: number;
-  /** Bias corrections `1 - b1^t` and `1 - b2^t`. */
-  readonly c1: number;
-  /** See c1. */
-  readonly c2: number;
-  /** The learning rate of this step. */
-  readonly lr: number;
 }
 
 /**

@@ -7,12 +7,43 @@
  *
  * @module
  */
-import { exitOnUserError, FlagError, flagHelp, type Flags, flagsOrExit } from "../train/flags.ts";
-import { type RunnerIO, runTraining } from "../train/runner.ts";
-import { type EvalResult, runEval } from "./evaluate.ts";
+import type { EvalResult } from "../eval/eval_result.ts";
+import { runEval } from "../eval/evaluate.ts";
+import type { RunnerIO } from "../train/runner.ts";
+import { CONSOLE, runCommand } from "./command.ts";
+import { EVAL_OWN_FLAGS } from "./eval.ts";
+import {
+  BACKEND_FLAG,
+  FlagError,
+  type FlagGroup,
+  type Flags,
+  MODEL_FLAGS,
+  RUN_FLAGS,
+  SEED_FLAG,
+  TRAINING_FLAGS,
+} from "./flags.ts";
+import { trainWithReport } from "./train.ts";
+
+/** Every flag of `deno task ablate`: the training and evaluation flags, and the variants. */
+export const ABLATE_FLAGS = {
+  ...MODEL_FLAGS,
+  ...RUN_FLAGS,
+  ...BACKEND_FLAG,
+  ...SEED_FLAG,
+  ...TRAINING_FLAGS,
+  ...EVAL_OWN_FLAGS,
+  variants: {
+    kind: "string",
+    default: "full,no_cam,in,ln,adain",
+    help: "the variants to run, comma-separated",
+  },
+} as const satisfies FlagGroup;
+
+/** The flags `deno task ablate` decodes. */
+export type AblateFlags = Flags<typeof ABLATE_FLAGS>;
 
 /** The variants and the flags that make them. */
-export const VARIANTS: Record<string, Partial<Flags>> = {
+export const VARIANTS: Record<string, Partial<AblateFlags>> = {
   full: {},
   no_cam: { gen_cam: false, dis_cam: false },
   in: { decoder_norm: "in" },
@@ -24,7 +55,7 @@ export const VARIANTS: Record<string, Partial<Flags>> = {
  * The CPU-sized budget: the bare training configuration for 400 iterations per variant (about
  * ten minutes each on the wasm backend, an hour for all five).
  */
-export const ABLATION_DEFAULTS: Partial<Flags> = {
+export const ABLATION_DEFAULTS: Partial<AblateFlags> = {
   light: true,
   img_size: 32,
   ch: 16,
@@ -43,7 +74,7 @@ export const ABLATION_DEFAULTS: Partial<Flags> = {
  * @returns each variant's evaluation
  */
 export async function runAblation(
-  flags: Flags,
+  flags: AblateFlags,
   names: readonly string[],
   io: RunnerIO,
 ): Promise<Record<string, EvalResult>> {
@@ -56,15 +87,10 @@ export async function runAblation(
   const root = `${flags.result_dir}/ablate`;
   const results: Record<string, EvalResult> = {};
   for (const name of names) {
-    const variant = {
-      ...flags,
-      ...VARIANTS[name],
-      result_dir: `${root}/${name}`,
-      checkpoint: "",
-    } as Flags;
+    const variant = { ...flags, ...VARIANTS[name], result_dir: `${root}/${name}`, checkpoint: "" };
     const t0 = performance.now();
     io.out(`--- ${name} ---`);
-    const run = await runTraining(variant, io);
+    const run = await trainWithReport(variant, io);
     if (run.status !== "done") {
       throw new Error(`ablation ${name} ${run.status} at iteration ${run.step}`);
     }
@@ -102,25 +128,16 @@ export async function runAblation(
 }
 
 if (import.meta.main) {
-  const args = [...Deno.args];
-  const at = args.indexOf("--variants");
-  const names = at < 0 ? Object.keys(VARIANTS) : args.splice(at, 2)[1].split(",");
-  if (args.includes("--help")) {
-    console.log(
-      `usage: deno task ablate [--variants ${Object.keys(VARIANTS).join(",")}] [flags]\n\n` +
-        `Trains and evaluates the full model and its ablations with the same data, seed and budget.\n\n` +
-        flagHelp(ABLATION_DEFAULTS),
-    );
-    Deno.exit(0);
-  }
-  try {
-    const t0 = performance.now();
-    await runAblation(flagsOrExit(args, ABLATION_DEFAULTS), names, {
-      out: console.log,
-      warn: console.error,
-    });
-    console.log(`wall time ${((performance.now() - t0) / 60000).toFixed(1)} min`);
-  } catch (e) {
-    exitOnUserError(e);
-  }
+  await runCommand({
+    usage: `deno task ablate [--variants ${Object.keys(VARIANTS).join(",")}] [flags]`,
+    about:
+      "Trains and evaluates the full model and its ablations with the same data, seed and budget.",
+    flags: ABLATE_FLAGS,
+    defaults: ABLATION_DEFAULTS,
+    run: async (flags) => {
+      const t0 = performance.now();
+      await runAblation(flags, flags.variants.split(","), CONSOLE);
+      console.log(`wall time ${((performance.now() - t0) / 60000).toFixed(1)} min`);
+    },
+  });
 }

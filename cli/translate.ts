@@ -8,33 +8,61 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { selectBackend } from "../backends/mod.ts";
-import { generator } from "../layers/generator.ts";
-import { dispose } from "../layers/tree.ts";
-import type { Direction } from "../weights/generator_file.ts";
-import { fromHost } from "../weights/params_io.ts";
-import { loadGenerators } from "./checkpoint.ts";
+import { selectBackend } from "../backends/select_backend.ts";
 import {
   checkImages,
   DatasetError,
   datasetName,
   listImages,
-  loadTestImages,
   openDataset,
-} from "./data.ts";
+} from "../data/dataset.ts";
+import { loadTestImages } from "../data/domain_stream.ts";
+import { generator, type GeneratorParams } from "../layers/generator.ts";
+import { loadGenerators } from "../train/checkpoint.ts";
+import type { RunnerIO } from "../train/runner.ts";
+import { jetHeatmap, sampleGrid, toDisplay, writePng } from "../train/samples.ts";
+import { dispose } from "../tree/tree.ts";
+import type { Direction } from "../weights/generator_file.ts";
+import { fromHost } from "../weights/params_io.ts";
+import { CONSOLE, runCommand } from "./command.ts";
 import {
-  exitOnUserError,
+  BACKEND_FLAG,
   FlagError,
-  flagHelp,
+  type FlagGroup,
   type Flags,
-  flagsOrExit,
+  GENERATORS_FLAGS,
   LAPTOP_DEFAULTS,
+  MODEL_FLAGS,
+  RUN_FLAGS,
 } from "./flags.ts";
-import type { RunnerIO } from "./runner.ts";
-import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
-import type { GeneratorParams } from "../layers/generator.ts";
 
 const COLUMNS = 8; // images per grid picture
+
+/** The translate command's own flags (`train --phase test` takes them too). */
+export const TRANSLATE_OWN_FLAGS = {
+  ...GENERATORS_FLAGS,
+  model: {
+    kind: "string",
+    default: "",
+    help: "a model shipped in models/ (e.g. emoji-google2twitter), instead of a checkpoint",
+  },
+  size: {
+    kind: "int",
+    default: 0,
+    help: "resize inputs to this side (default: the model's; light models only)",
+  },
+} as const satisfies FlagGroup;
+
+/** Every flag of `deno task translate`. */
+export const TRANSLATE_FLAGS = {
+  ...MODEL_FLAGS,
+  ...RUN_FLAGS,
+  ...BACKEND_FLAG,
+  ...TRANSLATE_OWN_FLAGS,
+} as const satisfies FlagGroup;
+
+/** The flags `deno task translate` decodes. */
+export type TranslateFlags = Flags<typeof TRANSLATE_FLAGS>;
 
 /** The models shipped in this repository's `models/` folder, by name. */
 export const MODELS_DIR = new URL("../models/", import.meta.url).pathname;
@@ -98,7 +126,7 @@ const escape = (s: string) =>
  * @param io where lines go
  * @returns the output folder
  */
-export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> {
+export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise<string> {
   const directions = flags.direction === "both" ? ["A2B", "B2A"] : [flags.direction];
   if (!directions.every((d) => d === "A2B" || d === "B2A")) {
     throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
@@ -134,7 +162,7 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
     ? `${flags.result_dir}/translate_${flags.model}`
     : `${path.replace(/\/model\/[^/]*$/, "").replace(/\/[^/]*\.safetensors$/, "")}/translate`;
   await Deno.mkdir(out, { recursive: true });
-  io.out(`translating with ${path} (iteration ${model.step}) on ${backend} into ${out}`);
+  io.out(`translating with ${path} (iteration ${model.step}) on ${backend.name} into ${out}`);
 
   const sections: string[] = [];
   for (const dir of directions) {
@@ -230,19 +258,11 @@ export async function runTranslate(flags: Flags, io: RunnerIO): Promise<string> 
 }
 
 if (import.meta.main) {
-  if (Deno.args.includes("--help")) {
-    console.log(
-      `usage: deno task translate [flags] [image or folder ...]\n\nTranslates with a checkpoint; with no inputs, ` +
-        `the dataset's test split.\n\n${flagHelp(LAPTOP_DEFAULTS)}`,
-    );
-    Deno.exit(0);
-  }
-  try {
-    await runTranslate(flagsOrExit(Deno.args, LAPTOP_DEFAULTS), {
-      out: console.log,
-      warn: console.error,
-    });
-  } catch (e) {
-    exitOnUserError(e);
-  }
+  await runCommand({
+    usage: "deno task translate [flags] [image or folder ...]",
+    about: "Translates with a checkpoint; with no inputs, the dataset's test split.",
+    flags: TRANSLATE_FLAGS,
+    defaults: LAPTOP_DEFAULTS,
+    run: (flags) => runTranslate(flags, CONSOLE),
+  });
 }

@@ -16,15 +16,14 @@ import * as tf from "@tensorflow/tfjs";
 import { type Gemm, loadBlas } from "./blas.ts";
 import { type BinaryOp, convKey, type ConvPass, type Dnnl, loadDnnl } from "./dnnl.ts";
 import { convBackpropFilter, convBackpropInput, convForward } from "./gemm_conv.ts";
+import { SPECTRAL_SIGMA, SPECTRAL_SIGMA_GRAD } from "../../ops/spectral_sigma.ts";
 import {
   type MatVec,
   type Outer,
-  SPECTRAL_SIGMA,
-  SPECTRAL_SIGMA_GRAD,
   spectralSigmaGradKernel,
   spectralSigmaKernel,
-} from "./js_kernels.ts";
-import { memoryOf } from "./memory.ts";
+} from "../cpu/js_kernels.ts";
+import { memoryOf } from "../memory.ts";
 
 type Info = tf.TensorInfo;
 interface ConvAttrs {

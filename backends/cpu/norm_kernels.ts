@@ -1,33 +1,23 @@
 /**
- * Layer-instance normalisation as one kernel forward and one backward, for the backends whose
- * tensors live in CPU memory (wasm, cpu). Composed from TensorFlow.js ops, one AdaLIN is about 30
- * kernels forward and 60 backward, each a pass over the tensor (reductions over H and W also
- * transpose it first); these are two passes forward and two backward.
+ * Layer-instance normalisation (the op `ops/lin_norm.ts` defines) as one kernel forward and one
+ * backward, for the backends whose tensors live in CPU memory (wasm, cpu, native-cpu). Composed
+ * from TensorFlow.js ops, one AdaLIN is about 30 kernels forward and 60 backward, each a pass over
+ * the tensor (reductions over H and W also transpose it first); these are two passes forward and
+ * two backward.
  *
  * `y = (rho * IN(x) + (1 - rho) * LN(x)) * gamma + beta` per sample, with IN over H and W per
  * channel and LN over H, W and C; the variance is unbiased or biased (`unbiased` attribute);
  * `mixLn: false` is plain IN (rho unused). Shapes: x `[N, H, W, C]`, rho `[C]`, gamma and beta
  * `[N, C]`. Per sample and channel the forward is affine in x, and the backward affine in
  * `(dy, x)`, so each is one accumulation pass and one output pass. On the wasm backend those
- * passes run in WebAssembly SIMD (`simd.ts`) where the channel count is a multiple of 4.
+ * passes run in WebAssembly SIMD (`../wasm/simd.ts`) where the channel count is a multiple of 4.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { memoryOf } from "./memory.ts";
-import { simdFor, type SimdPasses } from "./simd.ts";
-
-/** The forward kernel's name: inputs `{x, rho, gamma, beta}`, outputs `[y, stats]`. */
-export const LIN_NORM = "UgatitLayerInstanceNorm";
-/** The backward kernel's name: inputs `{dy, x, stats, rho, gamma}`, outputs `[dx, drho, dgamma, dbeta]`. */
-export const LIN_NORM_GRAD = "UgatitLayerInstanceNormGrad";
-/** The attributes of both kernels. */
-export interface LinNormAttrs {
-  /** Divide the squared deviations by count - 1. */
-  readonly unbiased: boolean;
-  /** Mix in LN by rho (false: plain IN). */
-  readonly mixLn: boolean;
-}
+import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "../../ops/lin_norm.ts";
+import { memoryOf } from "../memory.ts";
+import { simdFor, type SimdPasses } from "../wasm/simd.ts";
 
 const EPS = 1e-5;
 

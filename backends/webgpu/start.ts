@@ -1,7 +1,7 @@
 /**
  * The `webgpu` backend as this toolkit starts it: TensorFlow.js's WebGPU backend on a device we
  * request ourselves, so that what goes wrong is said in one line, and with our WGSL kernels
- * (`webgpu_kernels.ts`) registered.
+ * (`kernels.ts`) registered.
  *
  * Our own start-up, rather than the package's, because under Deno its request fails or misleads:
  * Deno may report adapter limits as BigInt, the package passes a feature name inside an array,
@@ -12,7 +12,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { registerWebGpuKernels, setWebGpuKernels } from "./webgpu_kernels.ts";
+import { registerWebGpuKernels, setWebGpuKernels } from "./kernels.ts";
 
 /** What `navigator.gpu.requestAdapter()` gives, as far as we use it. */
 export interface GpuAdapter {
