@@ -10,7 +10,7 @@
  * import { applyUpdates, chain } from "./transform.ts";
  * import { scaleByAdam } from "./adam.ts";
  * import { scaleByLearningRate } from "./schedule.ts";
- * const opt = chain(scaleByAdam({ b1: 0.9 }), scaleByLearningRate(() => 0.01));
+ * const opt = chain(scaleByAdam({ b1: 0.9 }), scaleByLearningRate(() => tf.scalar(0.01)));
  * const params = { layer: { w: tf.ones([2, 2]) } };
  * const state = opt.init(params); // [{ count, mu, nu }, { count }]
  * const [updates, next] = opt.update({ layer: { w: tf.ones([2, 2]) } }, state, params);

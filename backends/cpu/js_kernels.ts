@@ -23,7 +23,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { ADAM_UPDATE, type AdamUpdateAttrs } from "../../ops/adam_update.ts";
+import { ADAM_UPDATE, type AdamUpdateAttrs, biasCorrection } from "../../ops/adam_update.ts";
 import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
 import {
   SPECTRAL_SIGMA,
@@ -303,7 +303,7 @@ export function adamUpdate(
   update: Float32Array,
   mOut: Float32Array,
   vOut: Float32Array,
-  { weightDecay, b1, b2, eps, c1, c2, lr }: AdamUpdateAttrs,
+  { weightDecay, b1, b2, eps, c1, c2, lr }: AdamUpdateAttrs & AdamStepNumbers,
 ): void {
   // (m / c1) / (sqrt(v / c2) + eps) with one division: scalar divisions are the loop's cost.
   const step = -lr / c1;
@@ -318,10 +318,27 @@ export function adamUpdate(
   }
 }
 
+/** This step's numbers of {@linkcode adamUpdate}: bias corrections and learning rate. */
+export interface AdamStepNumbers {
+  /** `1 - b1^t`. */
+  readonly c1: number;
+  /** `1 - b2^t`. */
+  readonly c2: number;
+  /** The learning rate. */
+  readonly lr: number;
+}
+
 function adamKernel({ inputs, backend, attrs }: Args): Info[] {
-  const { g, p, m, v } = inputs as Record<string, Info>;
+  const { g, p, m, v, t, lr } = inputs as Record<string, Info>;
   const simd = simdFor(backend); // before allocating: its first call allocates
   const mem = memoryOf(backend);
+  const step = mem.view(t)[0];
+  const a = {
+    ...(attrs as unknown as AdamUpdateAttrs),
+    lr: mem.view(lr)[0],
+    c1: biasCorrection((attrs as unknown as AdamUpdateAttrs).b1, step),
+    c2: biasCorrection((attrs as unknown as AdamUpdateAttrs).b2, step),
+  };
   const outs = [mem.alloc(g.shape), mem.alloc(g.shape), mem.alloc(g.shape)];
   const [update, mOut, vOut] = outs.map(mem.view);
   const arrays = {
@@ -333,7 +350,6 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
     mOut,
     vOut,
   };
-  const a = attrs as unknown as AdamUpdateAttrs;
   const done = simd?.adam(arrays, { ...a, step: -a.lr / a.c1, root: 1 / Math.sqrt(a.c2) }) ?? 0;
   const rest = Object.values(arrays).map((x) => x.subarray(done)) as [
     Float32Array,

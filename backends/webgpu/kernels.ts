@@ -358,8 +358,20 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
 
 // ---- Adam --------------------------------------------------------------------------------------
 
+// Adam's bias correction 1 - b^t as -expm1(t ln b); expm1 by its series where exp(y) - 1 would
+// cancel (|y| < 0.1: the next term is below 3e-10 of the sum).
+const BIAS_CORRECTION = `
+      fn ugatitBiasCorrection(logB : f32, t : f32) -> f32 {
+        let y = t * logB;
+        if (y > -0.1) {
+          return -y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (1.0 / 120.0 +
+            y / 720.0)))));
+        }
+        return 1.0 - exp(y);
+      }`;
+
 function adamKernel({ inputs, backend, attrs }: Args): Info[] {
-  const { g, p, m, v } = inputs as Record<string, Info>;
+  const { g, p, m, v, t, lr } = inputs as Record<string, Info>;
   const a = attrs as unknown as AdamUpdateAttrs;
   const n = size(g.shape);
   const decayed = "g[index] + uniforms.wd * p[index]";
@@ -376,15 +388,19 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
     );
   const mNew = moment("m", m, a.b1, "gi");
   const vNew = moment("v", v, a.b2, "gi * gi");
+  // The step count and learning rate are read from tensors: they change every iteration, and a
+  // replayed step keeps its uniforms.
   const update = run(
     backend,
     "adam_update",
-    { m: mNew, v: vNew },
+    { m: mNew, v: vNew, t, lr },
     g.shape,
     n,
-    { step: -a.lr / a.c1, root: 1 / Math.sqrt(a.c2), eps: a.eps },
-    "result[index] = uniforms.step * m[index] / (sqrt(v[index]) * uniforms.root + uniforms.eps);",
-    { floats: ["step", "root", "eps"] },
+    { logB1: Math.log(a.b1), logB2: Math.log(a.b2), eps: a.eps },
+    `let step = -lr[0] / ugatitBiasCorrection(uniforms.logB1, t[0]);
+        let root = 1.0 / sqrt(ugatitBiasCorrection(uniforms.logB2, t[0]));
+        result[index] = step * m[index] / (sqrt(v[index]) * root + uniforms.eps);`,
+    { floats: ["logB1", "logB2", "eps"], prelude: BIAS_CORRECTION },
   );
   return [update, mNew, vNew];
 }
