@@ -10,6 +10,7 @@
  * - `layerInstanceNorm`: the IN/LN mix of AdaLIN, ILN and instance norm.
  * - `powerIterationSigma`: spectral norm's power iteration and largest singular value.
  * - `adamUpdate`: the reference optimiser's whole per-tensor update.
+ * - `activationGrad`: the gradients of ReLU and leaky ReLU in one pass.
  *
  * @example
  * ```ts
@@ -28,3 +29,4 @@ export * from "./upsample_2x.ts";
 export * from "./lin_norm.ts";
 export * from "./spectral_sigma.ts";
 export * from "./adam_update.ts";
+export * from "./activation_grad.ts";

@@ -22,6 +22,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { ACTIVATION_GRAD, useActivationGradients } from "../../ops/activation_grad.ts";
 import { ADAM_UPDATE, type AdamUpdateAttrs } from "../../ops/adam_update.ts";
 import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "../../ops/lin_norm.ts";
 import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
@@ -370,39 +371,66 @@ const BIAS_CORRECTION = `
         return 1.0 - exp(y);
       }`;
 
+// Rows of a packed output start at a multiple of this many floats (256 bytes, WebGPU's default
+// storage-offset alignment): a replayed step binds each row as a view, with no copy.
+const ROW_ALIGN = 64;
+
+/**
+ * The rows of a packed `[k, stride]` output as tensors of `shape` (slices, then reshapes; a
+ * replayed step binds them as views of the packed buffer).
+ */
+function unpackRows(backend: tf.KernelBackend, packed: Info, n: number, shape: number[]): Info[] {
+  const slice = tf.getKernel("Slice", "webgpu")!.kernelFunc;
+  const reshape = tf.getKernel("Reshape", "webgpu")!.kernelFunc;
+  const rows = Array.from({ length: packed.shape[0] }, (_, k) => {
+    const row = slice({
+      inputs: { x: packed },
+      backend,
+      attrs: { begin: [k, 0], size: [1, n] },
+    }) as Info;
+    const out = reshape({ inputs: { x: row }, backend, attrs: { shape } }) as Info;
+    backend.disposeData(row.dataId);
+    return out;
+  });
+  backend.disposeData(packed.dataId);
+  return rows;
+}
+
 function adamKernel({ inputs, backend, attrs }: Args): Info[] {
   const { g, p, m, v, t, lr } = inputs as Record<string, Info>;
   const a = attrs as unknown as AdamUpdateAttrs;
   const n = size(g.shape);
-  const decayed = "g[index] + uniforms.wd * p[index]";
-  const moment = (key: string, prev: Info, beta: number, term: string) =>
-    run(
-      backend,
-      `adam_${key}`,
-      { g, p, prev },
-      g.shape,
-      n,
-      { wd: a.weightDecay, beta },
-      `let gi = ${decayed};\n        result[index] = uniforms.beta * prev[index] + (1.0 - uniforms.beta) * ${term};`,
-      { floats: ["wd", "beta"] },
-    );
-  const mNew = moment("m", m, a.b1, "gi");
-  const vNew = moment("v", v, a.b2, "gi * gi");
-  // The step count and learning rate are read from tensors: they change every iteration, and a
-  // replayed step keeps its uniforms.
-  const update = run(
+  const stride = Math.ceil(n / ROW_ALIGN) * ROW_ALIGN;
+  // One pass writes the update, the new first and the new second moment as three rows. The step
+  // count and learning rate are read from tensors: they change every iteration, and a replayed
+  // step keeps its uniforms.
+  const packed = run(
     backend,
-    "adam_update",
-    { m: mNew, v: vNew, t, lr },
-    g.shape,
+    "adam",
+    { g, p, m, v, t, lr },
+    [3, stride],
     n,
-    { logB1: Math.log(a.b1), logB2: Math.log(a.b2), eps: a.eps },
-    `let step = -lr[0] / ugatitBiasCorrection(uniforms.logB1, t[0]);
+    {
+      stride,
+      wd: a.weightDecay,
+      b1: a.b1,
+      b2: a.b2,
+      logB1: Math.log(a.b1),
+      logB2: Math.log(a.b2),
+      eps: a.eps,
+    },
+    `
+        let gi = g[index] + uniforms.wd * p[index];
+        let mi = uniforms.b1 * m[index] + (1.0 - uniforms.b1) * gi;
+        let vi = uniforms.b2 * v[index] + (1.0 - uniforms.b2) * gi * gi;
+        let step = -lr[0] / ugatitBiasCorrection(uniforms.logB1, t[0]);
         let root = 1.0 / sqrt(ugatitBiasCorrection(uniforms.logB2, t[0]));
-        result[index] = step * m[index] / (sqrt(v[index]) * root + uniforms.eps);`,
-    { floats: ["logB1", "logB2", "eps"], prelude: BIAS_CORRECTION },
+        result[index] = step * mi / (sqrt(vi) * root + uniforms.eps);
+        result[uniforms.stride + index] = mi;
+        result[2 * uniforms.stride + index] = vi;`,
+    { floats: ["wd", "b1", "b2", "logB1", "logB2", "eps"], prelude: BIAS_CORRECTION },
   );
-  return [update, mNew, vNew];
+  return unpackRows(backend, packed, n, g.shape);
 }
 
 // ---- spectral norm ------------------------------------------------------------------------
@@ -656,6 +684,33 @@ function upsampleGradKernel({ inputs, backend }: Args): Info {
   );
 }
 
+// ---- ReLU and leaky ReLU gradients ------------------------------------------------------------
+
+function activationGradKernel({ inputs, backend, attrs }: Args): Info {
+  const { dy, x } = inputs as { dy: Info; x: Info };
+  const { alpha } = attrs as unknown as { alpha: number };
+  // The factor of dy: 1 where x > 0, alpha elsewhere; a NaN x gives NaN under ReLU (dy times
+  // step(NaN), as the stock gradient) and alpha under leaky ReLU (NaN > 0 is false).
+  return run(
+    backend,
+    "activation_grad",
+    { dy, x },
+    x.shape,
+    size(x.shape),
+    { alpha, relu: alpha === 0 ? 1 : 0 },
+    `
+        let v = x[index];
+        var f = uniforms.alpha;
+        if (v > 0.0) {
+          f = 1.0;
+        } else if (uniforms.relu == 1 && !(v <= 0.0)) {
+          f = uniforms.NAN;
+        }
+        result[index] = dy[index] * f;`,
+    { floats: ["alpha"] },
+  );
+}
+
 let kernelsOn = true;
 
 /**
@@ -679,6 +734,7 @@ export const WEBGPU_KERNELS: readonly string[] = [
   REFLECT_PAD_GRAD,
   UPSAMPLE_2X,
   UPSAMPLE_2X_GRAD,
+  ACTIVATION_GRAD,
 ];
 
 /**
@@ -696,6 +752,7 @@ export function registerWebGpuKernels(): boolean {
     [REFLECT_PAD_GRAD, reflectPadGradKernel],
     [UPSAMPLE_2X, upsampleKernel],
     [UPSAMPLE_2X_GRAD, upsampleGradKernel],
+    [ACTIVATION_GRAD, activationGradKernel],
   ];
   for (const [kernelName, kernel] of table) {
     if (tf.getKernel(kernelName, "webgpu")) tf.unregisterKernel(kernelName, "webgpu");
@@ -706,5 +763,6 @@ export function registerWebGpuKernels(): boolean {
       kernelFunc: kernel as unknown as tf.KernelFunc,
     });
   }
+  if (kernelsOn) useActivationGradients();
   return kernelsOn;
 }
