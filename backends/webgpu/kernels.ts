@@ -96,6 +96,41 @@ function run(
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
+// Rows of a packed output start at a multiple of this many floats (256 bytes, WebGPU's default
+// storage-offset alignment): a replayed step binds each row as a view, with no copy.
+const ROW_ALIGN = 64;
+
+/**
+ * Rows of a packed `[k, stride]` output, each its first `n` values as a tensor of `shape` (a slice,
+ * then a reshape; a replayed step binds them as views of the packed buffer).
+ * @param count how many rows, from `first`
+ * @param release whether to release the packed output afterwards (the last call on it)
+ */
+function unpackRows(
+  backend: tf.KernelBackend,
+  packed: Info,
+  n: number,
+  shape: number[],
+  count = packed.shape[0],
+  release = true,
+  first = 0,
+): Info[] {
+  const slice = tf.getKernel("Slice", "webgpu")!.kernelFunc;
+  const reshape = tf.getKernel("Reshape", "webgpu")!.kernelFunc;
+  const rows = Array.from({ length: count }, (_, k) => {
+    const row = slice({
+      inputs: { x: packed },
+      backend,
+      attrs: { begin: [first + k, 0], size: [1, n] },
+    }) as Info;
+    const out = reshape({ inputs: { x: row }, backend, attrs: { shape } }) as Info;
+    backend.disposeData(row.dataId);
+    return out;
+  });
+  if (release) backend.disposeData(packed.dataId);
+  return rows;
+}
+
 // ---- layer-instance normalisation -----------------------------------------------------------
 
 /** Chunk sums `[N, P, C, 2]` of `a` and `a * (b - shift)` per channel over 64-pixel chunks. */
@@ -272,58 +307,42 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
         let r = ${r};
         let g = gamma[s * uniforms.c + ch];`;
   const io: Record<string, Info> = mixLn ? { totals, stats, rho, gamma } : { totals, stats, gamma };
-  const dbeta = run(
+  // One pass per (sample, channel) writes dbeta, dgamma, drho (its threads of sample 0 sum over
+  // the samples) and the coefficients of dx = dy P + x Q + R, as four rows at aligned strides (a
+  // replayed step binds each as a view); LN's sums l1, l2 run over all channels.
+  const stride = Math.ceil((3 * n * c) / ROW_ALIGN) * ROW_ALIGN;
+  const packed = run(
     backend,
-    "lin_dbeta",
-    { totals },
-    [n, c],
-    n * c,
-    {},
-    "result[index] = totals[2 * index];",
-  );
-  const dgamma = run(
-    backend,
-    `lin_dgamma_${mixLn}`,
+    `lin_grads_${mixLn}`,
     io,
-    [n, c],
+    [4, stride],
     n * c,
-    { c },
+    {
+      c,
+      n,
+      hw,
+      stride,
+      dIn: unbiased ? hw - 1 : hw,
+      dLn: unbiased ? hw * c - 1 : hw * c,
+    },
     `
         let ch = index % uniforms.c;
         let s = index / uniforms.c;
         ${common}
-        result[index] = r * rin * cin + (1.0 - r) * rln * cln;`,
-  );
-  const drho = run(
-    backend,
-    `lin_drho_${mixLn}`,
-    mixLn ? io : {},
-    [c],
-    c,
-    { c, n },
-    mixLn
-      ? `
-        let ch = index;
-        var acc = 0.0;
-        for (var s = 0; s < uniforms.n; s++) {
-          ${common}
-          acc += g * (rin * cin - rln * cln);
+        result[index] = gsum;
+        result[uniforms.stride + index] = r * rin * cin + (1.0 - r) * rln * cln;
+        if (s == 0) {
+          ${
+      mixLn
+        ? `var acc = 0.0;
+          for (var s = 0; s < uniforms.n; s++) {
+            ${common}
+            acc += g * (rin * cin - rln * cln);
+          }
+          result[2 * uniforms.stride + ch] = acc;`
+        : "result[2 * uniforms.stride + ch] = 0.0;"
+    }
         }
-        result[index] = acc;`
-      : "result[index] = 0.0;",
-  );
-  // dx = dy P + x Q + R per (sample, channel); LN's sums l1, l2 run over all channels.
-  const coefs = run(
-    backend,
-    `lin_coefs_${mixLn}`,
-    io,
-    [n, c, 3],
-    n * c,
-    { c, hw, dIn: unbiased ? hw - 1 : hw, dLn: unbiased ? hw * c - 1 : hw * c },
-    `
-        let ch = index % uniforms.c;
-        let s = index / uniforms.c;
-        ${common}
         var l1 = 0.0;
         var l2 = 0.0;
         for (var q = 0; q < uniforms.c; q++) {
@@ -336,11 +355,15 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
         let k = rin * rin * rin * g * r * cin / f32(uniforms.dIn);
         let kl = rln * rln * l2 / f32(uniforms.dLn);
         let hwf = f32(uniforms.hw);
-        result[3 * index] = rin * g * r + rln * g * (1.0 - r);
-        result[3 * index + 1] = -k - kl;
-        result[3 * index + 2] = -rin * g * r * gsum / hwf + k * mc - rln * l1 / (hwf * f32(uniforms.c)) +
+        let at = 3 * uniforms.stride + 3 * index;
+        result[at] = rin * g * r + rln * g * (1.0 - r);
+        result[at + 1] = -k - kl;
+        result[at + 2] = -rin * g * r * gsum / hwf + k * mc - rln * l1 / (hwf * f32(uniforms.c)) +
           kl * mu;`,
   );
+  const [dbeta, dgamma] = unpackRows(backend, packed, n * c, [n, c], 2, false);
+  const [drho] = unpackRows(backend, packed, c, [c], 1, false, 2);
+  const [coefs] = unpackRows(backend, packed, 3 * n * c, [n, c, 3], 1, true, 3);
   backend.disposeData(totals.dataId);
   const dx = run(
     backend,
@@ -370,31 +393,6 @@ const BIAS_CORRECTION = `
         }
         return 1.0 - exp(y);
       }`;
-
-// Rows of a packed output start at a multiple of this many floats (256 bytes, WebGPU's default
-// storage-offset alignment): a replayed step binds each row as a view, with no copy.
-const ROW_ALIGN = 64;
-
-/**
- * The rows of a packed `[k, stride]` output as tensors of `shape` (slices, then reshapes; a
- * replayed step binds them as views of the packed buffer).
- */
-function unpackRows(backend: tf.KernelBackend, packed: Info, n: number, shape: number[]): Info[] {
-  const slice = tf.getKernel("Slice", "webgpu")!.kernelFunc;
-  const reshape = tf.getKernel("Reshape", "webgpu")!.kernelFunc;
-  const rows = Array.from({ length: packed.shape[0] }, (_, k) => {
-    const row = slice({
-      inputs: { x: packed },
-      backend,
-      attrs: { begin: [k, 0], size: [1, n] },
-    }) as Info;
-    const out = reshape({ inputs: { x: row }, backend, attrs: { shape } }) as Info;
-    backend.disposeData(row.dataId);
-    return out;
-  });
-  backend.disposeData(packed.dataId);
-  return rows;
-}
 
 function adamKernel({ inputs, backend, attrs }: Args): Info[] {
   const { g, p, m, v, t, lr } = inputs as Record<string, Info>;
