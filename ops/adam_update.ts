@@ -28,7 +28,8 @@ import type { OpContract } from "./op_contract.ts";
 
 /**
  * The Adam kernel's name: inputs `{g, p, m, v, t, lr}` (`t`: the 1-based step count of this
- * update, `lr`: its learning rate, float32 scalars), outputs `[update, m, v]`.
+ * update, `lr`: its learning rate, float32 scalars), outputs `[update, m, v]`, or with `apply`
+ * `[p + update, m, v]`.
  */
 export const ADAM_UPDATE = "UgatitAdamUpdate";
 /** The Adam kernel's attributes. */
@@ -41,6 +42,8 @@ export interface AdamUpdateAttrs {
   readonly b2: number;
   /** Added to the root of the second moment. */
   readonly eps: number;
+  /** Give the updated parameter `p + update` instead of the update (the step applied). */
+  readonly apply?: boolean;
 }
 
 /**
@@ -85,7 +88,7 @@ export function adamUpdateComposed(
   v: tf.Tensor,
   t: tf.Scalar,
   lr: tf.Scalar,
-  { weightDecay, b1, b2, eps }: AdamUpdateAttrs,
+  { weightDecay, b1, b2, eps, apply = false }: AdamUpdateAttrs,
 ): [tf.Tensor, tf.Tensor, tf.Tensor] {
   return tidy(() => {
     const gd = tf.add(g, tf.mul(p, weightDecay));
@@ -93,7 +96,8 @@ export function adamUpdateComposed(
     const nu = tf.add(tf.mul(v, b2), tf.mul(tf.square(gd), 1 - b2));
     const [c1, c2] = [biasCorrectionOf(b1, t), biasCorrectionOf(b2, t)];
     const scaled = tf.div(tf.div(mu, c1), tf.add(tf.sqrt(tf.div(nu, c2)), eps));
-    return [tf.mul(scaled, tf.neg(lr)), mu, nu];
+    const update = tf.mul(scaled, tf.neg(lr));
+    return [apply ? tf.add(p, update) : update, mu, nu];
   });
 }
 
@@ -105,8 +109,8 @@ export function adamUpdateComposed(
  * @param v the second moment
  * @param t the 1-based step count of this update (float32 scalar)
  * @param lr the learning rate of this update (float32 scalar)
- * @param attrs decay, betas, eps
- * @returns `[update, m, v]`, each of `g`'s shape (the caller owns them)
+ * @param attrs decay, betas, eps; `apply` for the updated parameter in place of the update
+ * @returns `[update, m, v]` (or `[p + update, m, v]`), each of `g`'s shape (the caller owns them)
  */
 export function adamUpdate(
   g: tf.Tensor,
@@ -137,9 +141,9 @@ export const adamUpdateContract: OpContract = {
         let [m, v] = [tf.zerosLike(p), tf.zerosLike(p)];
         for (let t = 1; t <= 3; t++) {
           const g = tf.randomNormal([...shape], 0, 1, "float32", 91 + 10 * i + t);
-          const attrs = { weightDecay: 1e-4, b1: 0.5, b2: 0.999, eps: 1e-8 };
+          const attrs = { weightDecay: 1e-4, b1: 0.5, b2: 0.999, eps: 1e-8, apply: t % 2 === 1 };
           const [u, m1, v1] = adamUpdate(g, p, m, v, tf.scalar(t), tf.scalar(1e-2), attrs);
-          [p, m, v] = [tf.add(p, u), m1, v1];
+          [p, m, v] = [attrs.apply ? u : tf.add(p, u), m1, v1];
         }
         return { p, m, v };
       }),

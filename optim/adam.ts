@@ -22,7 +22,7 @@ import * as tf from "@tensorflow/tfjs";
 import { map, tidy, type TreeLike, zipMap } from "../tree/tree.ts";
 import { ADAM_UPDATE, adamUpdate, biasCorrectionOf } from "../ops/adam_update.ts";
 import { kernelHere } from "../ops/kernel.ts";
-import { chain, type GradientTransformation } from "./transform.ts";
+import { chain, type GradientTransformation, updateThenApply } from "./transform.ts";
 import {
   type LearningRateState,
   nextCount,
@@ -137,25 +137,39 @@ export function referenceAdam(
     scaleByAdam({ b1, b2, eps }),
     scaleByLearningRate(schedule),
   );
+  // The chain as one kernel per tensor (with the chain's state layout); `apply` gives the updated
+  // parameters in place of the updates.
+  function fused<P extends TreeLike>(
+    grads: P,
+    state: ReferenceAdamState,
+    params: P,
+    apply: boolean,
+  ): [P, ReferenceAdamState] {
+    const [decayState, adam, lrState] = state;
+    const count = nextCount(adam.count);
+    const lrCount = nextCount(lrState.count);
+    const rate = tidy(() => schedule(lrCount));
+    const moments = new Map<string, [tf.Tensor, tf.Tensor]>();
+    const out = zipMap([grads, params, adam.mu, adam.nu], ([g, p, m, v], path) => {
+      const attrs = { weightDecay, b1, b2, eps, apply };
+      const [first, mu, nu] = adamUpdate(g, p, m, v, count, rate, attrs);
+      moments.set(path, [mu, nu]);
+      return first;
+    });
+    rate.dispose();
+    const mu = map(grads, (_, path) => moments.get(path)![0]);
+    const nu = map(grads, (_, path) => moments.get(path)![1]);
+    return [out, [decayState, { count, mu, nu }, { count: lrCount }]];
+  }
   return {
     init: composed.init,
     update(grads, state, params) {
       if (!kernelHere(ADAM_UPDATE)) return composed.update(grads, state, params);
-      // The same chain as one kernel per tensor, with the chain's state layout.
-      const [decayState, adam, lrState] = state;
-      const count = nextCount(adam.count);
-      const lrCount = nextCount(lrState.count);
-      const rate = tidy(() => schedule(lrCount));
-      const moments = new Map<string, [tf.Tensor, tf.Tensor]>();
-      const updates = zipMap([grads, params, adam.mu, adam.nu], ([g, p, m, v], path) => {
-        const [update, mu, nu] = adamUpdate(g, p, m, v, count, rate, { weightDecay, b1, b2, eps });
-        moments.set(path, [mu, nu]);
-        return update;
-      });
-      rate.dispose();
-      const mu = map(grads, (_, path) => moments.get(path)![0]);
-      const nu = map(grads, (_, path) => moments.get(path)![1]);
-      return [updates, [decayState, { count, mu, nu }, { count: lrCount }]];
+      return fused(grads, state, params, false);
+    },
+    step(grads, state, params) {
+      if (!kernelHere(ADAM_UPDATE)) return updateThenApply(composed, grads, state, params);
+      return fused(grads, state, params, true);
     },
   };
 }

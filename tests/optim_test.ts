@@ -9,6 +9,7 @@ import {
   referenceRate,
   referenceSchedule,
   scaleByAdam,
+  updateThenApply,
 } from "../optim/mod.ts";
 import { selectBackend } from "../backends/mod.ts";
 import { loadNativeLibraries } from "../backends/native/native_kernels.ts";
@@ -123,6 +124,14 @@ for (const backend of ["cpu", "wasm", "native-cpu"] as const) {
     };
     const composed = run(false);
     const fused = run(true);
+    // The step applied in the kernel gives what the update and a separate add give, bit for bit.
+    const opt = referenceAdam({ lr: 0.01, weightDecay: 1e-4, iterations: 4, decay: true });
+    const grads = { a: tf.randomNormal([3, 4], 0, 1, "float32", 7), b: tf.randomNormal([5]) };
+    const [stepped] = opt.step!(grads, opt.init(params), params);
+    const [twoSteps] = updateThenApply(opt, grads, opt.init(params), params);
+    for (const k of ["a", "b"] as const) {
+      assertEquals(await stepped[k].data(), await twoSteps[k].data(), `${k}, applied in the kernel`);
+    }
     assertEquals(fused.count.dataSync()[0], 4);
     for (const k of ["a", "b"] as const) {
       await assertClose(fused.p[k], composed.p[k], 1e-6, `parameter ${k}`);

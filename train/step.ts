@@ -36,7 +36,7 @@ import {
 } from "../losses/objectives.ts";
 import { referenceAdam, type ReferenceAdamState } from "../optim/adam.ts";
 import { clipRho } from "../optim/projections.ts";
-import { applyUpdates, type GradientTransformation } from "../optim/transform.ts";
+import { applyTransformation, type GradientTransformation } from "../optim/transform.ts";
 
 /** What a model and its training are made of. */
 export interface TrainConfig {
@@ -263,19 +263,6 @@ export function trainer(config: TrainConfig): Trainer {
   };
   const keep = (tree: object) => leaves(tree).forEach((t) => tf.keep(t));
 
-  // One optimiser step: the updates applied, the updates freed.
-  function optimise<P extends object>(
-    transform: GradientTransformation<ReferenceAdamState>,
-    params: P,
-    optState: ReferenceAdamState,
-    grads: P,
-  ): [P, ReferenceAdamState] {
-    const [updates, next] = transform.update(grads, optState, params);
-    const applied = applyUpdates(params, updates);
-    dispose(updates);
-    return [applied, next];
-  }
-
   // The iteration as a function of tensors (Trainer.update).
   function update(
     state: StepState,
@@ -311,7 +298,7 @@ export function trainer(config: TrainConfig): Trainer {
       return ev.total;
     }, state.dis);
     tf.dispose([fakeA2B, fakeB2A, d.value]);
-    const [dis, optDState] = optimise(optD, state.dis, state.optD, d.grads);
+    const [dis, optDState] = applyTransformation(optD, d.grads, state.optD, state.dis);
     dispose(d.grads);
 
     // Generator step: fresh passes; the discriminators (just updated) are constants here.
@@ -346,7 +333,7 @@ export function trainer(config: TrainConfig): Trainer {
     }, state.gen);
     tf.dispose(g.value);
     dispose(snAfterD);
-    const [genUpdated, optGState] = optimise(optG, state.gen, state.optG, g.grads);
+    const [genUpdated, optGState] = applyTransformation(optG, g.grads, state.optG, state.gen);
     dispose(g.grads);
     const gen = clipRho(genUpdated);
     dispose(genUpdated);

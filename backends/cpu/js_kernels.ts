@@ -361,6 +361,10 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
     Float32Array,
   ];
   adamUpdate(...rest, a);
+  // The update applied (`apply`): float32 sums as a separate add would make them.
+  if ((attrs as unknown as AdamUpdateAttrs).apply) {
+    for (let i = 0; i < update.length; i++) update[i] = arrays.p[i] + update[i];
+  }
   return outs;
 }
 

@@ -399,9 +399,9 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
   const a = attrs as unknown as AdamUpdateAttrs;
   const n = size(g.shape);
   const stride = Math.ceil(n / ROW_ALIGN) * ROW_ALIGN;
-  // One pass writes the update, the new first and the new second moment as three rows. The step
-  // count and learning rate are read from tensors: they change every iteration, and a replayed
-  // step keeps its uniforms.
+  // One pass writes the update (or the updated parameter), the new first and the new second
+  // moment as three rows. The step count and learning rate are read from tensors: they change
+  // every iteration, and a replayed step keeps its uniforms.
   const packed = run(
     backend,
     "adam",
@@ -416,6 +416,7 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
       logB1: Math.log(a.b1),
       logB2: Math.log(a.b2),
       eps: a.eps,
+      apply: a.apply ? 1 : 0,
     },
     `
         let gi = g[index] + uniforms.wd * p[index];
@@ -423,7 +424,12 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
         let vi = uniforms.b2 * v[index] + (1.0 - uniforms.b2) * gi * gi;
         let step = -lr[0] / ugatitBiasCorrection(uniforms.logB1, t[0]);
         let root = 1.0 / sqrt(ugatitBiasCorrection(uniforms.logB2, t[0]));
-        result[index] = step * mi / (sqrt(vi) * root + uniforms.eps);
+        let update = step * mi / (sqrt(vi) * root + uniforms.eps);
+        if (uniforms.apply == 1) {
+          result[index] = p[index] + update;
+        } else {
+          result[index] = update;
+        }
         result[uniforms.stride + index] = mi;
         result[2 * uniforms.stride + index] = vi;`,
     { floats: ["wd", "b1", "b2", "logB1", "logB2", "eps"], prelude: BIAS_CORRECTION },
