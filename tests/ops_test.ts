@@ -11,6 +11,7 @@ import { type BackendName, selectBackend, webgpuUnavailable } from "../backends/
 import { loadNativeLibraries } from "../backends/native/native_kernels.ts";
 import { activationGradContract } from "../ops/activation_grad.ts";
 import { adamUpdateContract } from "../ops/adam_update.ts";
+import { lerpContract } from "../ops/lerp.ts";
 import { kernelHere, setOpKernels } from "../ops/kernel.ts";
 import { linNormContract } from "../ops/lin_norm.ts";
 import type { OpContract } from "../ops/op_contract.ts";
@@ -26,6 +27,7 @@ const CONTRACTS: Record<string, OpContract> = {
   powerIterationSigma: spectralSigmaContract,
   adamUpdate: adamUpdateContract,
   activationGrad: activationGradContract,
+  lerp: lerpContract,
 };
 
 const native = loadNativeLibraries();

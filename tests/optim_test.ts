@@ -130,7 +130,11 @@ for (const backend of ["cpu", "wasm", "native-cpu"] as const) {
     const [stepped] = opt.step!(grads, opt.init(params), params);
     const [twoSteps] = updateThenApply(opt, grads, opt.init(params), params);
     for (const k of ["a", "b"] as const) {
-      assertEquals(await stepped[k].data(), await twoSteps[k].data(), `${k}, applied in the kernel`);
+      assertEquals(
+        await stepped[k].data(),
+        await twoSteps[k].data(),
+        `${k}, applied in the kernel`,
+      );
     }
     assertEquals(fused.count.dataSync()[0], 4);
     for (const k of ["a", "b"] as const) {

@@ -14,6 +14,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { compile, type Compiled, type CompileOptions } from "../backends/compile.ts";
 import { readsAtOnce } from "../ops/kernel.ts";
+import { lerp } from "../ops/lerp.ts";
 import {
   discriminator,
   type DiscriminatorConfig,
@@ -341,7 +342,7 @@ export function trainer(config: TrainConfig): Trainer {
     const ema = state.ema &&
       tidy(() => {
         const w = emaWeight(config.ema ?? 0, step);
-        return zipMap([state.ema!, gen], ([e, p]) => tf.add(e, tf.mul(tf.sub(p, e), w)));
+        return zipMap([state.ema!, gen], ([e, p]) => lerp(e, p, w));
       });
     return {
       state: {

@@ -24,6 +24,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { ADAM_UPDATE, type AdamUpdateAttrs, biasCorrection } from "../../ops/adam_update.ts";
+import { LERP } from "../../ops/lerp.ts";
 import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
 import {
   SPECTRAL_SIGMA,
@@ -368,6 +369,19 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
   return outs;
 }
 
+// a + (b - a) * w, rounded to float32 after each operation as the three composed kernels round.
+function lerpKernel({ inputs, backend }: Args): Info {
+  const { a, b, w } = inputs as Record<string, Info>;
+  const mem = memoryOf(backend);
+  const out = mem.alloc(a.shape);
+  const [x, y, o] = [mem.view(a), mem.view(b), mem.view(out)];
+  const weight = mem.view(w)[0];
+  for (let i = 0; i < o.length; i++) {
+    o[i] = x[i] + Math.fround(Math.fround(y[i] - x[i]) * weight);
+  }
+  return out;
+}
+
 /**
  * `Sum`, `Mean` or `Max` over a block of adjacent axes without the last one.
  * @param op which reduction
@@ -476,6 +490,7 @@ export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]
     [SPECTRAL_SIGMA, spectralSigmaKernel()],
     [SPECTRAL_SIGMA_GRAD, spectralSigmaGradKernel()],
     [ADAM_UPDATE, adamKernel],
+    [LERP, lerpKernel],
   ];
   for (const [kernelName, kernel] of ours) {
     tf.registerKernel({ kernelName, backendName, kernelFunc: kernel as unknown as tf.KernelFunc });

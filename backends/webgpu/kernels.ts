@@ -24,6 +24,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ACTIVATION_GRAD, useActivationGradients } from "../../ops/activation_grad.ts";
 import { ADAM_UPDATE, type AdamUpdateAttrs } from "../../ops/adam_update.ts";
+import { LERP } from "../../ops/lerp.ts";
 import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "../../ops/lin_norm.ts";
 import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
 import {
@@ -688,6 +689,23 @@ function upsampleGradKernel({ inputs, backend }: Args): Info {
   );
 }
 
+// ---- moving averages ------------------------------------------------------------------------
+
+function lerpKernel({ inputs, backend }: Args): Info {
+  const { a, b, w } = inputs as Record<string, Info>;
+  return run(
+    backend,
+    "lerp",
+    { a, b, w },
+    a.shape,
+    size(a.shape),
+    {},
+    // The product stored first: float32 after each operation, as the composed kernels.
+    `let d = (b[index] - a[index]) * w[0];
+        result[index] = a[index] + d;`,
+  );
+}
+
 // ---- ReLU and leaky ReLU gradients ------------------------------------------------------------
 
 function activationGradKernel({ inputs, backend, attrs }: Args): Info {
@@ -739,6 +757,7 @@ export const WEBGPU_KERNELS: readonly string[] = [
   UPSAMPLE_2X,
   UPSAMPLE_2X_GRAD,
   ACTIVATION_GRAD,
+  LERP,
 ];
 
 /**
@@ -757,6 +776,7 @@ export function registerWebGpuKernels(): boolean {
     [UPSAMPLE_2X, upsampleKernel],
     [UPSAMPLE_2X_GRAD, upsampleGradKernel],
     [ACTIVATION_GRAD, activationGradKernel],
+    [LERP, lerpKernel],
   ];
   for (const [kernelName, kernel] of table) {
     if (tf.getKernel(kernelName, "webgpu")) tf.unregisterKernel(kernelName, "webgpu");
