@@ -116,8 +116,9 @@ export function compileWebGpuCall(fn: TensorFn, options: CompileOptions = {}): C
       state: traced.result.state.map((t) => ({ shape: t.shape, dtype: t.dtype })),
       outputs: traced.result.outputs.map((t) => ({ shape: t.shape, dtype: t.dtype })),
     };
-    replay = buildReplay(backend!, planned.plan, specs);
+    // The eager path's pooled buffers go before the plan's are made: the two never add up.
     releasePooledBuffers(backend!);
+    replay = buildReplay(backend!, planned.plan, specs);
     signature = shapesOf([...state, ...inputs]);
     mode = "replaying";
     previous = undefined;

@@ -172,6 +172,8 @@ function hostBytes(values: ArrayLike<number>, dtype: string): Uint8Array<ArrayBu
  * @param fn the call: tensors in, `{ state, outputs }` tensors out (state in the same order)
  * @param state the state leaves
  * @param inputs the input leaves
+ * @param options `execute: false` records without running anything on the GPU (the results are
+ *   then meaningless, the trace is the same but for uniform bytes): to plan a call too large to run
  * @returns the call's results and its trace, or why it could not be traced (the results stand)
  */
 export function traceCall(
@@ -179,6 +181,7 @@ export function traceCall(
   fn: (state: tf.Tensor[], inputs: tf.Tensor[]) => { state: tf.Tensor[]; outputs: tf.Tensor[] },
   state: tf.Tensor[],
   inputs: tf.Tensor[],
+  { execute = true }: { execute?: boolean } = {},
 ): Traced<{ state: tf.Tensor[]; outputs: tf.Tensor[] }> {
   const values: TracedValue[] = [];
   const ids = new Map<DataId, number>();
@@ -258,7 +261,7 @@ export function traceCall(
     const inputIds = inputTensors.map((t) => valueOf(t.dataId));
     // A program writing into an existing tensor redefines it; a fresh output is a new value.
     const out = ids.get(output.dataId) ?? define(output.dataId, { kind: "dispatch" });
-    saved.recordAndSubmit.call(this, program, output, inputTensors, uniforms);
+    if (execute) saved.recordAndSubmit.call(this, program, output, inputTensors, uniforms);
     if (program.pixelsOpType != null) unsupported ??= "a program reads or draws pixels";
     if (!(program.pipeline instanceof GPUComputePipeline)) {
       unsupported ??= "a pipeline was not compiled synchronously";

@@ -1,0 +1,69 @@
+/**
+ * What a replayed training step holds on the GPU, for a size this machine cannot run: one
+ * iteration is recorded without running anything (`traceCall` with `execute: false`: the same
+ * dispatches and tensors, no arithmetic) and planned, and the plan's buffers are listed by role
+ * beside its dispatch count. The plan is what a replay would allocate on any device.
+ *
+ *     deno task plan:memory --light --img_size 256 --ch 64 --n_dis 6
+ *
+ * Needs a WebGPU adapter (lavapipe will do): TensorFlow.js still allocates the eager step's
+ * buffers while recording (host memory on lavapipe, about the eager path's peak).
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+import { selectBackend } from "../backends/select_backend.ts";
+import { planTrace } from "../backends/webgpu/plan.ts";
+import { traceCall, webgpuInternals } from "../backends/webgpu/trace.ts";
+import { flagsOrExit } from "../cli/command.ts";
+import { MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
+import { configFromSettings } from "../train/settings.ts";
+import { trainer } from "../train/step.ts";
+import { flatten, leaves, withLeaves } from "../tree/tree.ts";
+
+const flags = flagsOrExit({ ...MODEL_FLAGS, ...TRAINING_FLAGS, ...SEED_FLAG }, Deno.args, {
+  light: true,
+  img_size: 64,
+  ch: 32,
+  n_dis: 4,
+});
+await selectBackend("webgpu");
+const backend = webgpuInternals()!;
+const model = trainer(configFromSettings(flags));
+const { step: _, ...state } = model.init(flags.seed);
+const S = flags.img_size;
+const shape = [flags.batch_size, S, S, 3];
+const inputs = [tf.zeros(shape), tf.zeros(shape), tf.scalar(0)];
+const paths = Object.keys(flatten(state));
+const traced = traceCall(backend, (s, [realA, realB, step]) => {
+  const out = model.update(withLeaves(state, s), {
+    realA: realA as tf.Tensor4D,
+    realB: realB as tf.Tensor4D,
+    step: step as tf.Scalar,
+  });
+  const byPath = flatten(out.state);
+  return { state: paths.map((p) => byPath[p]), outputs: leaves(out.outputs) };
+}, leaves(state), inputs, { execute: false });
+if (!traced.trace) throw new Error(`cannot plan: ${traced.unsupported}`);
+const alignment = Number(backend.device.limits.minStorageBufferOffsetAlignment ?? 256);
+const planned = planTrace(traced.trace, { offsetAlignment: alignment });
+if (!planned.plan) throw new Error(`cannot plan: ${planned.unsupported}`);
+const { plan } = planned;
+const mb = (b: number) => Number((b / 2 ** 20).toFixed(1));
+const total = Object.values(plan.bytes).reduce((a, b) => a + b, 0);
+const row = {
+  config: { light: flags.light, img_size: S, ch: flags.ch, n_res: flags.n_res, n_dis: flags.n_dis },
+  dispatches: plan.step.length,
+  setup_dispatches: plan.setup.length,
+  copies: plan.copies.length,
+  plan_mb: mb(total),
+  by_role_mb: Object.fromEntries(Object.entries(plan.bytes).map(([k, v]) => [k, mb(v)])),
+  offset_alignment: alignment,
+};
+console.log(
+  `replay plan, ${flags.light ? "light" : "full"} S=${S} ch=${flags.ch}: ${row.dispatches} ` +
+    `dispatches per step, ${row.plan_mb} MB (${
+      Object.entries(row.by_role_mb).map(([k, v]) => `${k} ${v}`).join(", ")
+    })`,
+);
+console.log(JSON.stringify(row));
