@@ -2,7 +2,8 @@
 # The device kit's runner, for a machine with a GPU and its driver but no Deno, no Node and no
 # network (made by `deno task gpu:pack`, which copies this file into the kit folder).
 #
-#   bash .gpu-kit/run.sh                 # adapter, then both benchmark configurations
+#   bash .gpu-kit/run.sh                 # adapter, then the benchmark configurations, each with
+#                                        # the step replayed and eager (UGATIT_WEBGPU_REPLAY=off)
 #   bash .gpu-kit/run.sh bench FLAGS...  # one `deno task bench` run on webgpu with these flags
 #   bash .gpu-kit/run.sh adapter         # the adapter only
 #
@@ -78,8 +79,16 @@ bench)
   bench "$@"
   ;;
 all)
-  bench --light --img_size 256 --ch 64 --n_res 4 --n_dis 6 --warmup 3 --steps 10 --profile
-  bench --light --img_size 128 --ch 64 --n_res 4 --n_dis 5 --warmup 3 --steps 10
+  # The paper's light structure at 256 and 128 px, and the bare recipe's size; each replayed
+  # (the default) and eager, so that one run gives both rows on the same card.
+  for mode in on off; do
+    UGATIT_WEBGPU_REPLAY=$mode bench --light --img_size 256 --ch 64 --n_res 4 --n_dis 6 --warmup 3 \
+      --steps 10 --profile
+    UGATIT_WEBGPU_REPLAY=$mode bench --light --img_size 128 --ch 64 --n_res 4 --n_dis 5 --warmup 3 \
+      --steps 10
+    UGATIT_WEBGPU_REPLAY=$mode bench --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --warmup 3 \
+      --steps 20
+  done
   ;;
 *)
   echo "usage: run.sh [all | bench FLAGS... | adapter]" >&2
