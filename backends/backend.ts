@@ -8,7 +8,7 @@
  * ```ts
  * import { describeBackend } from "./backend.ts";
  * const gpu = describeBackend("webgpu");
- * console.log(gpu.engine, gpu.readLag); // "webgpu" 1
+ * console.log(gpu.engine, gpu.readLag, gpu.replays); // "webgpu" 1 true
  * ```
  *
  * @module
@@ -43,8 +43,22 @@ export interface Backend {
    * the device finishes the last; 0 where reads cost nothing to wait for.
    */
   readonly readLag: number;
+  /**
+   * Whether training steps run compiled: recorded once and replayed (`compile.ts`; webgpu, unless
+   * `UGATIT_WEBGPU_REPLAY=off` asks for the eager path, for comparisons).
+   */
+  readonly replays: boolean;
   /** The GPU it runs on, where the toolkit started WebGPU itself. */
   readonly gpu?: WebGpuStart;
+}
+
+// UGATIT_WEBGPU_REPLAY=off: the eager path on webgpu (a browser has no such switch).
+function replayTurnedOff(): boolean {
+  try {
+    return typeof Deno !== "undefined" && Deno.env.get("UGATIT_WEBGPU_REPLAY") === "off";
+  } catch {
+    return false; // no env permission: replay stays on
+  }
 }
 
 // The TensorFlow.js backend under each of ours.
@@ -62,6 +76,7 @@ export function describeBackend(name: string, gpu?: WebGpuStart): Backend {
     name,
     engine: ENGINES[name] ?? name,
     readLag: ON_A_DEVICE.has(name) ? 1 : 0,
+    replays: name === "webgpu" && !replayTurnedOff(),
     ...(gpu ? { gpu } : {}),
   };
 }

@@ -15,7 +15,7 @@ import { splitKey } from "../layers/init.ts";
 import { dispose, leaves, tidy, valueAndGrads } from "../tree/tree.ts";
 import { bce } from "../losses/objectives.ts";
 import { scaleByAdam } from "../optim/adam.ts";
-import { scaleByLearningRate } from "../optim/schedule.ts";
+import { scaleByLearningRate, scheduleOf } from "../optim/schedule.ts";
 import { applyUpdates, chain } from "../optim/transform.ts";
 import { Rng } from "../data/random.ts";
 
@@ -102,7 +102,12 @@ export function trainDomainClassifier(
   // The learning rate falls linearly to zero: the last steps settle the judge.
   const opt = chain(
     scaleByAdam({ b1: 0.9, b2: 0.999 }),
-    scaleByLearningRate((step) => lr * (1 - (step - 1) / steps)),
+    scaleByLearningRate(
+      scheduleOf(
+        (step) => lr * (1 - (step - 1) / steps),
+        (step) => tf.mul(tf.sub(1, tf.div(tf.sub(step, 1), steps)), lr),
+      ),
+    ),
   );
   let state = opt.init(params);
   const rng = new Rng(seed);

@@ -30,6 +30,16 @@ export function kernelHere(name: string): boolean {
 }
 
 /**
+ * Whether the active backend's tensors can be read back at once (the CPU backends), so that a
+ * number derived from a step count can be computed on the host in double precision; on a device
+ * (webgpu, webgl) it is computed there, in float32, from the tensor.
+ * @returns true on the CPU backends
+ */
+export function readsAtOnce(): boolean {
+  return !["webgpu", "webgl"].includes(tf.getBackend());
+}
+
+/**
  * Turns our kernels off (the ops then run their composed fallbacks everywhere) or back on, for
  * tests and comparisons.
  * @param on whether to use them

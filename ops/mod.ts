@@ -10,6 +10,8 @@
  * - `layerInstanceNorm`: the IN/LN mix of AdaLIN, ILN and instance norm.
  * - `powerIterationSigma`: spectral norm's power iteration and largest singular value.
  * - `adamUpdate`: the reference optimiser's whole per-tensor update.
+ * - `activationGrad`: the gradients of ReLU and leaky ReLU in one pass.
+ * - `lerp`: a step of a moving average, `a + (b - a) * w`.
  *
  * @example
  * ```ts
@@ -28,3 +30,5 @@ export * from "./upsample_2x.ts";
 export * from "./lin_norm.ts";
 export * from "./spectral_sigma.ts";
 export * from "./adam_update.ts";
+export * from "./activation_grad.ts";
+export * from "./lerp.ts";

@@ -30,6 +30,11 @@ export interface OpCase {
 export interface OpContract {
   /** The kernels a backend registers to implement the op (forward, then gradient). */
   readonly kernels: readonly string[];
+  /**
+   * The backends that implement it, where not all do (every backend falls back to the composed
+   * form where it has no kernel).
+   */
+  readonly backends?: readonly string[];
   /** The cases. */
   readonly cases: readonly OpCase[];
 }

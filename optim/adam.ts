@@ -13,17 +13,22 @@
  * const opt = referenceAdam({ lr: 1e-4, weightDecay: 1e-4, iterations: 1000, decay: true });
  * const params = { gen: { w: tf.ones([3]) } };
  * const [updates, state] = opt.update({ gen: { w: tf.ones([3]) } }, opt.init(params), params);
- * console.log(state[1].count, applyUpdates(params, updates).gen.w.shape); // 1 [3]
+ * console.log(state[1].count.dataSync()[0], applyUpdates(params, updates).gen.w.shape); // 1 [3]
  * ```
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
 import { map, tidy, type TreeLike, zipMap } from "../tree/tree.ts";
-import { ADAM_UPDATE, adamUpdate } from "../ops/adam_update.ts";
+import { ADAM_UPDATE, adamUpdate, biasCorrectionOf } from "../ops/adam_update.ts";
 import { kernelHere } from "../ops/kernel.ts";
-import { chain, type GradientTransformation } from "./transform.ts";
-import { type LearningRateState, referenceSchedule, scaleByLearningRate } from "./schedule.ts";
+import { chain, type GradientTransformation, updateThenApply } from "./transform.ts";
+import {
+  type LearningRateState,
+  nextCount,
+  referenceSchedule,
+  scaleByLearningRate,
+} from "./schedule.ts";
 
 /** The state of a stateless transformation. */
 export type EmptyState = Record<never, never>;
@@ -43,10 +48,14 @@ export function addDecayedWeights(decay: number): GradientTransformation<EmptySt
   };
 }
 
-/** Adam's state: the step count and the two moment estimates (trees like the parameters). */
+/**
+ * Adam's state: the step count and the two moment estimates (trees like the parameters). The count
+ * is a tensor, as in optax: a step is then a function of tensors alone, which a compiled step
+ * replays right.
+ */
 export interface AdamState {
-  /** Updates applied so far. */
-  readonly count: number;
+  /** Updates applied so far (a float32 scalar). */
+  readonly count: tf.Scalar;
   /** First moments. */
   readonly mu: TreeLike;
   /** Second moments. */
@@ -73,15 +82,14 @@ export function scaleByAdam(
 ): GradientTransformation<AdamState> {
   return {
     init: (params) => ({
-      count: 0,
+      count: tf.scalar(0),
       mu: map(params, (p) => tf.zerosLike(p)),
       nu: map(params, (p) => tf.zerosLike(p)),
     }),
     update(grads, state) {
-      const count = state.count + 1;
-      const c1 = 1 - b1 ** count;
-      const c2 = 1 - b2 ** count;
       return tidy(() => {
+        const count = nextCount(state.count);
+        const [c1, c2] = [biasCorrectionOf(b1, count), biasCorrectionOf(b2, count)];
         const mu = zipMap([grads, state.mu], ([g, m]) => tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1)));
         const nu = zipMap(
           [grads, state.nu],
@@ -129,31 +137,39 @@ export function referenceAdam(
     scaleByAdam({ b1, b2, eps }),
     scaleByLearningRate(schedule),
   );
+  // The chain as one kernel per tensor (with the chain's state layout); `apply` gives the updated
+  // parameters in place of the updates.
+  function fused<P extends TreeLike>(
+    grads: P,
+    state: ReferenceAdamState,
+    params: P,
+    apply: boolean,
+  ): [P, ReferenceAdamState] {
+    const [decayState, adam, lrState] = state;
+    const count = nextCount(adam.count);
+    const lrCount = nextCount(lrState.count);
+    const rate = tidy(() => schedule(lrCount));
+    const moments = new Map<string, [tf.Tensor, tf.Tensor]>();
+    const out = zipMap([grads, params, adam.mu, adam.nu], ([g, p, m, v], path) => {
+      const attrs = { weightDecay, b1, b2, eps, apply };
+      const [first, mu, nu] = adamUpdate(g, p, m, v, count, rate, attrs);
+      moments.set(path, [mu, nu]);
+      return first;
+    });
+    rate.dispose();
+    const mu = map(grads, (_, path) => moments.get(path)![0]);
+    const nu = map(grads, (_, path) => moments.get(path)![1]);
+    return [out, [decayState, { count, mu, nu }, { count: lrCount }]];
+  }
   return {
     init: composed.init,
     update(grads, state, params) {
       if (!kernelHere(ADAM_UPDATE)) return composed.update(grads, state, params);
-      // The same chain as one kernel per tensor, with the chain's state layout.
-      const [decayState, adam, lrState] = state;
-      const count = adam.count + 1;
-      const attrs = {
-        weightDecay,
-        b1,
-        b2,
-        eps,
-        c1: 1 - b1 ** count,
-        c2: 1 - b2 ** count,
-        lr: schedule(lrState.count + 1),
-      };
-      const moments = new Map<string, [tf.Tensor, tf.Tensor]>();
-      const updates = zipMap([grads, params, adam.mu, adam.nu], ([g, p, m, v], path) => {
-        const [update, mu, nu] = adamUpdate(g, p, m, v, attrs);
-        moments.set(path, [mu, nu]);
-        return update;
-      });
-      const mu = map(grads, (_, path) => moments.get(path)![0]);
-      const nu = map(grads, (_, path) => moments.get(path)![1]);
-      return [updates, [decayState, { count, mu, nu }, { count: lrState.count + 1 }]];
+      return fused(grads, state, params, false);
+    },
+    step(grads, state, params) {
+      if (!kernelHere(ADAM_UPDATE)) return updateThenApply(composed, grads, state, params);
+      return fused(grads, state, params, true);
     },
   };
 }

@@ -10,7 +10,7 @@
  * import { applyUpdates, chain } from "./transform.ts";
  * import { scaleByAdam } from "./adam.ts";
  * import { scaleByLearningRate } from "./schedule.ts";
- * const opt = chain(scaleByAdam({ b1: 0.9 }), scaleByLearningRate(() => 0.01));
+ * const opt = chain(scaleByAdam({ b1: 0.9 }), scaleByLearningRate(() => tf.scalar(0.01)));
  * const params = { layer: { w: tf.ones([2, 2]) } };
  * const state = opt.init(params); // [{ count, mu, nu }, { count }]
  * const [updates, next] = opt.update({ layer: { w: tf.ones([2, 2]) } }, state, params);
@@ -43,6 +43,15 @@ export interface GradientTransformation<S> {
    * @returns the new updates (the caller owns them) and the new state
    */
   update<P extends TreeLike>(updates: P, state: S, params: P): [P, S];
+  /**
+   * The update applied: `applyUpdates(params, update(...))` in one go, where a transformation can
+   * do both in one kernel (optional; {@linkcode applyTransformation} composes them otherwise).
+   * @param grads gradients, of the parameters' structure
+   * @param state this transformation's state
+   * @param params the parameters
+   * @returns the new parameters (the caller owns them) and the new state
+   */
+  step?<P extends TreeLike>(grads: P, state: S, params: P): [P, S];
 }
 
 /** The state type of a transformation. */
@@ -77,6 +86,47 @@ export function chain<const Ts extends readonly GradientTransformation<unknown>[
       return [out.updates, [...out.states] as unknown as ChainState<Ts>];
     },
   };
+}
+
+/**
+ * One optimiser step: the transformation's updates applied to the parameters (by its own `step`
+ * where it has one), the updates freed.
+ * @param transform the transformation
+ * @param grads gradients, of the parameters' structure
+ * @param state its state
+ * @param params the parameters
+ * @returns the new parameters and the new state (the caller owns them; no input is disposed)
+ */
+export function applyTransformation<S, P extends TreeLike>(
+  transform: GradientTransformation<S>,
+  grads: P,
+  state: S,
+  params: P,
+): [P, S] {
+  return transform.step
+    ? transform.step(grads, state, params)
+    : updateThenApply(transform, grads, state, params);
+}
+
+/**
+ * {@linkcode applyTransformation} as two steps: the transformation's updates, then
+ * {@linkcode applyUpdates} (the updates freed).
+ * @param transform the transformation
+ * @param grads gradients, of the parameters' structure
+ * @param state its state
+ * @param params the parameters
+ * @returns the new parameters and the new state
+ */
+export function updateThenApply<S, P extends TreeLike>(
+  transform: GradientTransformation<S>,
+  grads: P,
+  state: S,
+  params: P,
+): [P, S] {
+  const [updates, next] = transform.update(grads, state, params);
+  const applied = applyUpdates(params, updates);
+  dispose(updates);
+  return [applied, next];
 }
 
 /**

@@ -7,7 +7,7 @@
  *   iteration 2; `fixtures/main_checkpoint_0000003.json` lists every tensor of the same run's
  *   iteration-3 checkpoint (name, shape, SHA-256 of its bytes) with its generator and data state.
  *   Resumed here for one iteration, the run must write exactly that checkpoint: the same tensor
- *   names, the same bytes.
+ *   names, the same bytes, and (format 3) the optimisers' step counts as tensors beside them.
  * - `fixtures/main_shipped_translation.safetensors`: the shipped model's translations (both
  *   directions) of `testPatterns(1, 64)` on cpu by that code; today's code must give them again.
  */
@@ -62,12 +62,17 @@ Deno.test("a checkpoint written by main's code loads, and resumes to the very ch
     assertEquals([run.status, run.step], ["done", 3]);
     const want = JSON.parse(await Deno.readTextFile(fixture("main_checkpoint_0000003.json")));
     const got = await readSafetensors(`${dir}/model/latest.safetensors`);
-    assertEquals(got.metadata.format, "ugatit-checkpoint/2");
+    assertEquals(got.metadata.format, "ugatit-checkpoint/3");
     assertEquals(
       [Number(got.metadata.step), Number(got.metadata.rng), JSON.parse(got.metadata.streams)],
       [want.step, want.rng, want.streams],
     );
-    assertEquals(Object.keys(got.tensors).sort(), Object.keys(want.tensors).sort());
+    // Format 3 keeps the optimisers' step counts (numbers in format 1's skeleton) as tensors.
+    const counts = ["optD.1.count", "optD.2.count", "optG.1.count", "optG.2.count"];
+    assertEquals(Object.keys(got.tensors).sort(), [...Object.keys(want.tensors), ...counts].sort());
+    for (const name of counts) {
+      assertEquals(Array.from(got.tensors[name].data as Float32Array), [3], name);
+    }
     for (
       const [name, [shape, hash]] of Object.entries(want.tensors) as [string, [number[], string]][]
     ) {

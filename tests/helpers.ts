@@ -193,7 +193,7 @@ export function tinyFlags(
     ...overrides,
   };
   return parseFlags(TEST_FLAGS, [
-    "--light",
+    ...(values.light === undefined ? ["--light"] : []), // light unless an override says
     ...Object.entries(values).flatMap(([k, v]) => [`--${k}`, v]),
     ...extra,
   ]);

@@ -6,8 +6,10 @@ import {
   chain,
   clipRho,
   referenceAdam,
+  referenceRate,
   referenceSchedule,
   scaleByAdam,
+  updateThenApply,
 } from "../optim/mod.ts";
 import { selectBackend } from "../backends/mod.ts";
 import { loadNativeLibraries } from "../backends/native/native_kernels.ts";
@@ -42,12 +44,23 @@ Deno.test("referenceAdam() equals two hand-computed torch.optim.Adam steps with 
   got.forEach((g, i) => assertAlmostEquals(g, p[i], 1e-6));
 });
 
-Deno.test("referenceSchedule() is constant, then linear to 0 over the second half", () => {
-  const s = referenceSchedule(1e-4, 100, true);
+Deno.test("referenceRate() is constant, then linear to 0 over the second half", () => {
+  const s = referenceRate(1e-4, 100, true);
   assertEquals([s(1), s(50)], [1e-4, 1e-4]);
   assertAlmostEquals(s(75), 0.5e-4, 1e-12);
   assertAlmostEquals(s(100), 0, 1e-12);
-  assertEquals(referenceSchedule(1e-4, 100, false)(100), 1e-4);
+  assertEquals(referenceRate(1e-4, 100, false)(100), 1e-4);
+});
+
+Deno.test("referenceSchedule() of a step tensor gives referenceRate()'s rate, in float32", () => {
+  for (const decay of [true, false]) {
+    const host = referenceRate(1e-4, 100, decay);
+    const device = referenceSchedule(1e-4, 100, decay);
+    for (const step of [1, 50, 51, 75, 99, 100]) {
+      const rate = device(tf.scalar(step));
+      assertEquals(rate.dataSync()[0], Math.fround(host(step)), `step ${step}`);
+    }
+  }
 });
 
 Deno.test("chain() composes transformations in order and clipRho() clips only rho", () => {
@@ -55,7 +68,8 @@ Deno.test("chain() composes transformations in order and clipRho() clips only rh
   const params = { w: tf.tensor1d([2]) };
   const [u, [decayState, adam]] = t.update({ w: tf.tensor1d([1]) }, t.init(params), params);
   assertAlmostEquals(u.w.dataSync()[0], 1, 1e-6); // the first Adam step is g / |g| = 1
-  assertEquals([decayState, adam.count], [{}, 1]); // the chain's state: its parts', in order
+  // The chain's state: its parts', in order.
+  assertEquals([decayState, adam.count.dataSync()[0]], [{}, 1]);
   const clipped = clipRho({ a: { rho: tf.tensor1d([-0.5, 0.5, 1.5]), w: tf.tensor1d([-3, 3]) } });
   assertEquals(Array.from(clipped.a.rho.dataSync()), [0, 0.5, 1]);
   assertEquals(Array.from(clipped.a.w.dataSync()), [-3, 3]);
@@ -110,7 +124,19 @@ for (const backend of ["cpu", "wasm", "native-cpu"] as const) {
     };
     const composed = run(false);
     const fused = run(true);
-    assertEquals(fused.count, 4);
+    // The step applied in the kernel gives what the update and a separate add give, bit for bit.
+    const opt = referenceAdam({ lr: 0.01, weightDecay: 1e-4, iterations: 4, decay: true });
+    const grads = { a: tf.randomNormal([3, 4], 0, 1, "float32", 7), b: tf.randomNormal([5]) };
+    const [stepped] = opt.step!(grads, opt.init(params), params);
+    const [twoSteps] = updateThenApply(opt, grads, opt.init(params), params);
+    for (const k of ["a", "b"] as const) {
+      assertEquals(
+        await stepped[k].data(),
+        await twoSteps[k].data(),
+        `${k}, applied in the kernel`,
+      );
+    }
+    assertEquals(fused.count.dataSync()[0], 4);
     for (const k of ["a", "b"] as const) {
       await assertClose(fused.p[k], composed.p[k], 1e-6, `parameter ${k}`);
       await assertClose(fused.mu[k], composed.mu[k], 1e-6, `first moment ${k}`);

@@ -98,11 +98,14 @@ const config = {
 };
 const rows: Record<string, unknown>[] = [];
 
-const { name: backend, gpu } = await selectBackend(flags.backend);
+const { name: backend, gpu, replays } = await selectBackend(flags.backend);
 if (gpu) {
   console.log(
     `webgpu adapter: ${gpu.adapter}${gpu.software ? " (software renderer)" : ""}; ` +
-      `kernels of ours ${kernelHere(LIN_NORM) ? "on" : "off"}`,
+      `kernels of ours ${kernelHere(LIN_NORM) ? "on" : "off"}; ` +
+      `training step ${
+        replays ? "recorded once and replayed" : "eager (UGATIT_WEBGPU_REPLAY=off)"
+      }`,
   );
 }
 if (adapterOnly) {
@@ -135,13 +138,16 @@ const peer = vsTorch
   : undefined;
 try {
   const t = trainer(configFromSettings(flags));
+  const compiled = replays ? t.compile({ log: console.error }) : undefined;
+  const stepper = compiled ?? t;
   let state = t.init(flags.seed);
   const a = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 1) as tf.Tensor4D;
   const b = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 2) as tf.Tensor4D;
   const iterate = async () => {
     const d0 = dispatches;
+    const replayed = compiled?.compiled.mode === "replaying";
     const t0 = performance.now();
-    const { state: next, terms } = t.step(state, a, b);
+    const { state: next, terms } = stepper.step(state, a, b);
     // On an asynchronous device (webgpu) the step returns once its work is queued: the host's
     // own share of the iteration.
     recordTimes.push(performance.now() - t0);
@@ -149,15 +155,19 @@ try {
     const all = tf.stack(Object.values(terms));
     await all.data();
     const ms = performance.now() - t0;
-    dispatchCounts.push(dispatches - d0);
+    dispatchCounts.push(replayed ? compiled!.compiled.stats()!.dispatches : dispatches - d0);
     tf.dispose([all, ...Object.values(terms)]);
     noteGpuMemory();
     disposeState(state);
     state = next;
     return ms;
   };
-  // Warm-up: V8 keeps optimising our kernels over the first iterations; both get the same.
-  for (let i = 0; i < WARMUP; i++) await iterate();
+  // Warm-up: V8 keeps optimising our kernels over the first iterations; both get the same. A
+  // compiled step records its first iterations: the timed ones are replayed.
+  for (let i = 0; i < WARMUP || (compiled?.compiled.mode === "recording" && i < WARMUP + 4); i++) {
+    await iterate();
+  }
+  gpuMb = 0; // the timed iterations' pool, not the warm-up's (recorded iterations run eagerly)
   await peer?.run(WARMUP - 1); // the peer ran one on its own
   // One iteration of ours, then one of the peer, and so on: both meet the same noisy spells.
   const times: number[] = [];
@@ -172,7 +182,41 @@ try {
     }
   }
   await peer?.close();
-  if (profile) {
+  if (profile && compiled?.compiled.mode === "replaying") {
+    // A replayed iteration with a GPU timestamp around every dispatch, summed by kernel name.
+    const { step: done, ...tensors } = state;
+    const step = tf.scalar(done);
+    const r = await compiled.compiled.profile(tensors, { realA: a, realB: b, step });
+    step.dispose();
+    tf.dispose(Object.values(r.outputs));
+    state = { step: done + 1, ...r.state };
+    const median = [...times].sort((x, y) => x - y)[Math.floor(times.length / 2)];
+    const ranked = Object.entries(r.profile.byKernel).sort((x, y) => y[1].ms - x[1].ms);
+    const total = r.profile.kernelMs;
+    console.log(
+      `per-kernel profile of one replayed iteration on ${backend}: ${
+        compiled.compiled.stats()!.dispatches
+      } dispatches summing to ${total.toFixed(1)} ms of GPU time (each timed alone); the timed ` +
+        `iterations' median is ${median.toFixed(1)} ms`,
+    );
+    for (const [name, e] of ranked.slice(0, 20)) {
+      console.log(
+        `  ${name.padEnd(28)} ${e.ms.toFixed(1).padStart(8)} ms ${
+          (100 * e.ms / total).toFixed(1).padStart(6)
+        }%  ${e.calls} dispatches`,
+      );
+    }
+    console.log(JSON.stringify({
+      profile: backend,
+      replayed: true,
+      dispatches: compiled.compiled.stats()!.dispatches,
+      kernel_ms: Number(total.toFixed(2)),
+      step_ms_median: Number(median.toFixed(1)),
+      by_kernel: Object.fromEntries(
+        ranked.map(([k, e]) => [k, { ms: Number(e.ms.toFixed(2)), dispatches: e.calls }]),
+      ),
+    }));
+  } else if (profile) {
     // One more iteration under tf.profile: wall time per kernel, summed by kernel name.
     const start = performance.now();
     const info = await tf.profile(() => {
@@ -237,6 +281,8 @@ try {
     }));
   }
   disposeState(state);
+  const plan = compiled?.compiled.stats();
+  compiled?.compiled.dispose();
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
   rows.push({
     impl: "ugatit",
@@ -248,9 +294,14 @@ try {
     ...(gpu
       ? {
         adapter: gpu.adapter,
+        replayed: plan !== undefined,
         gpu_pool_mb: gpuMb,
+        ...(plan ? { plan_mb: Number((plan.bytes.total / 2 ** 20).toFixed(1)) } : {}),
         dispatches: dispatchCounts.at(-1),
-        record_ms_median: Math.round(median(recordTimes.slice(-steps))),
+        record_ms_median: Number(median(recordTimes.slice(-steps)).toFixed(1)),
+        record_us_per_dispatch: Number(
+          (1000 * median(recordTimes.slice(-steps)) / dispatchCounts.at(-1)!).toFixed(1),
+        ),
       }
       : {}),
     steps,

@@ -27,9 +27,23 @@ import type { Generators, TrainConfig, TrainState } from "./step.ts";
 
 // The format this code writes. Format 1 (written before the optimiser state became a tree) holds
 // the same tensors under the same names; only its optimiser skeleton keys the moments by dotted
-// path, which loading nests.
-const FORMAT = "ugatit-checkpoint/2";
-const FORMATS = ["ugatit-checkpoint/1", FORMAT];
+// path, which loading nests. Formats 1 and 2 hold the optimisers' step counts as numbers in the
+// skeleton; format 3 as tensors (`optG.1.count`, ...), since counts became tensors.
+const FORMAT = "ugatit-checkpoint/3";
+const FORMATS = ["ugatit-checkpoint/1", "ugatit-checkpoint/2", FORMAT];
+
+// An optimiser state read from an older format: its step counts (numbers) become tensors.
+function countsAsTensors(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(countsAsTensors);
+  if (value && typeof value === "object" && !(value instanceof tf.Tensor)) {
+    return Object.fromEntries(
+      Object.entries(value).map((
+        [k, v],
+      ) => [k, k === "count" && typeof v === "number" ? tf.scalar(v) : countsAsTensors(v)]),
+    );
+  }
+  return value;
+}
 
 /** A checkpoint: the training state and what drives the data. */
 export interface Checkpoint {
@@ -209,8 +223,8 @@ export function checkpointOf(file: SafetensorsFile, path: string, config: TrainC
       ...(ema ? { ema } : {}),
       dis: group("dis"),
       sn: group("sn"),
-      optG: join(optG, tensors, path, format1) as TrainState["optG"],
-      optD: join(optD, tensors, path, format1) as TrainState["optD"],
+      optG: countsAsTensors(join(optG, tensors, path, format1)) as TrainState["optG"],
+      optD: countsAsTensors(join(optD, tensors, path, format1)) as TrainState["optD"],
     },
     rng: Number(metadata.rng),
     streams: JSON.parse(metadata.streams),

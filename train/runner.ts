@@ -15,7 +15,7 @@ import { datasetName, openDataset } from "../data/dataset.ts";
 import { DomainStream, loadTestImages } from "../data/domain_stream.ts";
 import { Rng } from "../data/random.ts";
 import { WriteError } from "../files/write_file.ts";
-import { referenceSchedule } from "../optim/schedule.ts";
+import { referenceRate } from "../optim/schedule.ts";
 import { type Checkpoint, saveCheckpoint } from "./checkpoint.ts";
 import { keptCheckpoint, openRunFolder, openRunLog } from "./run_folder.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
@@ -194,7 +194,9 @@ export async function runTraining(
       `n_dis=${flags.n_dis}${flags.ema ? `, generators' moving average ${flags.ema}` : ""}, ` +
       `${data.trainA.length}+${data.trainB.length} training images; run folder ${dir}`,
   );
-  const schedule = referenceSchedule(flags.lr, flags.iteration, flags.decay_flag);
+  const schedule = referenceRate(flags.lr, flags.iteration, flags.decay_flag);
+  // On a GPU the iteration is recorded once and replayed (one line says so if it cannot be).
+  const stepper = backend.replays ? model.compile({ log: io.warn }) : model;
   const startStep = state.step;
   const t0 = performance.now();
   let lastSave = t0;
@@ -259,7 +261,7 @@ export async function runTraining(
       }
       if (webgpuDeviceLost()) throw new Error(webgpuDeviceLost());
       const [realA, realB] = [await A.next(flags.batch_size), await B.next(flags.batch_size)];
-      const { state: next, terms: t } = model.step(state, realA, realB);
+      const { state: next, terms: t } = stepper.step(state, realA, realB);
       tf.dispose([realA, realB]);
       disposeState(state);
       state = next;
@@ -322,6 +324,7 @@ export async function runTraining(
   } finally {
     log.close();
     disposeState(state);
+    if ("compiled" in stepper) stepper.compiled.dispose();
     tf.dispose([sampleA, sampleB]);
   }
 }

@@ -4,9 +4,17 @@
  * exactly in the reference's order (so spectral norm's power iterations happen in the same
  * order too). Nothing here reads tensors back or touches files; the runner does.
  *
+ * The iteration is a function of tensors alone ({@linkcode Trainer.update}): every number that
+ * changes from one iteration to the next (the optimisers' step counts, hence bias corrections and
+ * learning rates, and the moving average's warm-up) is a tensor, so that {@linkcode Trainer.compile}
+ * can record it once on a GPU and replay it (`backends/compile.ts`).
+ *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { compile, type Compiled, type CompileOptions } from "../backends/compile.ts";
+import { readsAtOnce } from "../ops/kernel.ts";
+import { lerp } from "../ops/lerp.ts";
 import {
   discriminator,
   type DiscriminatorConfig,
@@ -29,7 +37,7 @@ import {
 } from "../losses/objectives.ts";
 import { referenceAdam, type ReferenceAdamState } from "../optim/adam.ts";
 import { clipRho } from "../optim/projections.ts";
-import { applyUpdates, type GradientTransformation } from "../optim/transform.ts";
+import { applyTransformation, type GradientTransformation } from "../optim/transform.ts";
 
 /** What a model and its training are made of. */
 export interface TrainConfig {
@@ -66,6 +74,18 @@ export interface TrainConfig {
  */
 export function emaDecay(ema: number, step: number): number {
   return Math.min(ema, (1 + step) / (10 + step));
+}
+
+/**
+ * The weight of the new parameters in the moving average, `1 - emaDecay(ema, step)`, of a step
+ * tensor: on the host where it can be read at once (double precision), else on the device.
+ * @param ema the decay asked for
+ * @param step iterations done before this update (float32 scalar)
+ * @returns the weight (float32 scalar; the caller owns it)
+ */
+export function emaWeight(ema: number, step: tf.Scalar): tf.Scalar {
+  if (readsAtOnce()) return tf.scalar(1 - emaDecay(ema, step.dataSync()[0]));
+  return tidy(() => tf.sub(1, tf.minimum(ema, tf.div(tf.add(step, 1), tf.add(step, 10)))));
 }
 
 /**
@@ -133,6 +153,35 @@ export interface TrainState {
 /** The named loss terms of an iteration (scalars; the caller owns them). */
 export type Terms = Record<string, tf.Scalar>;
 
+/** The tensors of a training state: all of it but the host's count of iterations. */
+export type StepState = Omit<TrainState, "step">;
+
+/** What an iteration reads besides the state. */
+export interface StepInputs {
+  /** A batch of domain A. */
+  readonly realA: tf.Tensor4D;
+  /** A batch of domain B. */
+  readonly realB: tf.Tensor4D;
+  /** Iterations done before this one, as a float32 scalar (the moving average's warm-up). */
+  readonly step: tf.Scalar;
+}
+
+/** A compiled training iteration ({@linkcode Trainer.compile}). */
+export interface CompiledStep {
+  /**
+   * One iteration on a batch of each domain, as {@linkcode Trainer.step} does it; the old state is
+   * donated (a call may overwrite it: use only the state returned, dispose the old one as usual).
+   * @returns the new state and the loss terms
+   */
+  step(
+    state: TrainState,
+    realA: tf.Tensor4D,
+    realB: tf.Tensor4D,
+  ): { state: TrainState; terms: Terms };
+  /** The compiled function: its mode, its figures, its profile. */
+  readonly compiled: Compiled<StepState, StepInputs, Terms>;
+}
+
 /** A trainer: initial state, one iteration, and translations for pictures. */
 export interface Trainer {
   /** The configuration. */
@@ -148,6 +197,20 @@ export interface Trainer {
     realA: tf.Tensor4D,
     realB: tf.Tensor4D,
   ): { state: TrainState; terms: Terms };
+  /**
+   * The iteration as a function of tensors alone, which {@linkcode Trainer.step} calls.
+   * @param state the state's tensors
+   * @param inputs the batches and the iteration number
+   * @returns the new state's tensors (the old ones are not disposed) and the loss terms
+   */
+  update(state: StepState, inputs: StepInputs): { state: StepState; outputs: Terms };
+  /**
+   * The iteration compiled for the active backend (recorded once and replayed on webgpu): the same
+   * results as {@linkcode Trainer.step}.
+   * @param options notices; whether to replay
+   * @returns the compiled iteration
+   */
+  compile(options?: CompileOptions): CompiledStep;
   /**
    * A->B and B->A with their identity and cycle passes, without gradients, for pictures (by the
    * moving average of the generators where the state has one).
@@ -201,17 +264,97 @@ export function trainer(config: TrainConfig): Trainer {
   };
   const keep = (tree: object) => leaves(tree).forEach((t) => tf.keep(t));
 
-  // One optimiser step: the updates applied, the updates freed.
-  function update<P extends object>(
-    transform: GradientTransformation<ReferenceAdamState>,
-    params: P,
-    optState: ReferenceAdamState,
-    grads: P,
-  ): [P, ReferenceAdamState] {
-    const [updates, next] = transform.update(grads, optState, params);
-    const applied = applyUpdates(params, updates);
-    dispose(updates);
-    return [applied, next];
+  // The iteration as a function of tensors (Trainer.update).
+  function update(
+    state: StepState,
+    { realA, realB, step }: StepInputs,
+  ): { state: StepState; outputs: Terms } {
+    // Discriminator step, on fakes made without gradients (the reference keeps their graph).
+    const [fakeA2B, fakeB2A] = tidy(() => [
+      G.apply(state.gen.genA2B, realA).image,
+      G.apply(state.gen.genB2A, realB).image,
+    ]);
+    let dTerms: Terms = {};
+    let snAfterD = state.sn;
+    const d = valueAndGrads((dis) => {
+      const s: SnStates = { ...state.sn };
+      // Each discriminator judges its real and fake batch in one pass of two (spectral norm
+      // still advances real first, then fake, as in the reference's two calls).
+      const both = (name: DisName, real: tf.Tensor4D, fake: tf.Tensor4D) =>
+        splitBatch(judge(name, dis, s, tf.concat([real, fake]), 2), real.shape[0]);
+      const [gaReal, gaFake] = both("disGA", realA, fakeB2A);
+      const [laReal, laFake] = both("disLA", realA, fakeB2A);
+      const [gbReal, gbFake] = both("disGB", realB, fakeA2B);
+      const [lbReal, lbFake] = both("disLB", realB, fakeA2B);
+      const real = { A: { global: gaReal, local: laReal }, B: { global: gbReal, local: lbReal } };
+      const fake = { A: { global: gaFake, local: laFake }, B: { global: gbFake, local: lbFake } };
+      const ev = evaluate(dObjective, {
+        A: { judgedReal: real.A, judgedFake: fake.A },
+        B: { judgedReal: real.B, judgedFake: fake.B },
+      });
+      dTerms = ev.terms as Terms;
+      keep(dTerms);
+      snAfterD = s;
+      keep(snAfterD);
+      return ev.total;
+    }, state.dis);
+    tf.dispose([fakeA2B, fakeB2A, d.value]);
+    const [dis, optDState] = applyTransformation(optD, d.grads, state.optD, state.dis);
+    dispose(d.grads);
+
+    // Generator step: fresh passes; the discriminators (just updated) are constants here.
+    let gTerms: Terms = {};
+    let snAfterG = snAfterD;
+    const g = valueAndGrads((gen) => {
+      const [ab, ba] = [gen.genA2B, gen.genB2A];
+      // Each generator's two passes on real images run as one pass on both batches (every
+      // layer works per sample, so the outputs are the same): fewer, larger kernels.
+      const [A2B, B2B] = splitBatch(G.apply(ab, tf.concat([realA, realB])), realA.shape[0]);
+      const [B2A, A2A] = splitBatch(G.apply(ba, tf.concat([realB, realA])), realB.shape[0]);
+      const A2B2A = G.apply(ba, A2B.image);
+      const B2A2B = G.apply(ab, B2A.image);
+      const s: SnStates = { ...snAfterD };
+      const fakeA = {
+        global: judge("disGA", dis, s, B2A.image),
+        local: judge("disLA", dis, s, B2A.image),
+      };
+      const fakeB = {
+        global: judge("disGB", dis, s, A2B.image),
+        local: judge("disLB", dis, s, A2B.image),
+      };
+      const ev = evaluate(gObjective, {
+        A: { real: realA, translated: B2A, identity: A2A, cycle: A2B2A, judgedFake: fakeA },
+        B: { real: realB, translated: A2B, identity: B2B, cycle: B2A2B, judgedFake: fakeB },
+      });
+      gTerms = ev.terms as Terms;
+      keep(gTerms);
+      snAfterG = s;
+      keep(snAfterG);
+      return ev.total;
+    }, state.gen);
+    tf.dispose(g.value);
+    dispose(snAfterD);
+    const [genUpdated, optGState] = applyTransformation(optG, g.grads, state.optG, state.gen);
+    dispose(g.grads);
+    const gen = clipRho(genUpdated);
+    dispose(genUpdated);
+    // ema + (1 - d) (gen - ema): a convex combination, so rho stays within [0, 1].
+    const ema = state.ema &&
+      tidy(() => {
+        const w = emaWeight(config.ema ?? 0, step);
+        return zipMap([state.ema!, gen], ([e, p]) => lerp(e, p, w));
+      });
+    return {
+      state: {
+        gen,
+        dis,
+        sn: snAfterG,
+        ...(ema ? { ema } : {}),
+        optG: optGState,
+        optD: optDState,
+      },
+      outputs: { ...dTerms, ...gTerms },
+    };
   }
 
   return {
@@ -234,92 +377,25 @@ export function trainer(config: TrainConfig): Trainer {
     },
 
     step(state, realA, realB) {
-      // Discriminator step, on fakes made without gradients (the reference keeps their graph).
-      const [fakeA2B, fakeB2A] = tidy(() => [
-        G.apply(state.gen.genA2B, realA).image,
-        G.apply(state.gen.genB2A, realB).image,
-      ]);
-      let dTerms: Terms = {};
-      let snAfterD = state.sn;
-      const d = valueAndGrads((dis) => {
-        const s: SnStates = { ...state.sn };
-        // Each discriminator judges its real and fake batch in one pass of two (spectral norm
-        // still advances real first, then fake, as in the reference's two calls).
-        const both = (name: DisName, real: tf.Tensor4D, fake: tf.Tensor4D) =>
-          splitBatch(judge(name, dis, s, tf.concat([real, fake]), 2), real.shape[0]);
-        const [gaReal, gaFake] = both("disGA", realA, fakeB2A);
-        const [laReal, laFake] = both("disLA", realA, fakeB2A);
-        const [gbReal, gbFake] = both("disGB", realB, fakeA2B);
-        const [lbReal, lbFake] = both("disLB", realB, fakeA2B);
-        const real = { A: { global: gaReal, local: laReal }, B: { global: gbReal, local: lbReal } };
-        const fake = { A: { global: gaFake, local: laFake }, B: { global: gbFake, local: lbFake } };
-        const ev = evaluate(dObjective, {
-          A: { judgedReal: real.A, judgedFake: fake.A },
-          B: { judgedReal: real.B, judgedFake: fake.B },
-        });
-        dTerms = ev.terms as Terms;
-        keep(dTerms);
-        snAfterD = s;
-        keep(snAfterD);
-        return ev.total;
-      }, state.dis);
-      tf.dispose([fakeA2B, fakeB2A, d.value]);
-      const [dis, optDState] = update(optD, state.dis, state.optD, d.grads);
-      dispose(d.grads);
+      const step = tf.scalar(state.step);
+      const { state: next, outputs } = update(state, { realA, realB, step });
+      step.dispose();
+      return { state: { step: state.step + 1, ...next }, terms: outputs };
+    },
 
-      // Generator step: fresh passes; the discriminators (just updated) are constants here.
-      let gTerms: Terms = {};
-      let snAfterG = snAfterD;
-      const g = valueAndGrads((gen) => {
-        const [ab, ba] = [gen.genA2B, gen.genB2A];
-        // Each generator's two passes on real images run as one pass on both batches (every
-        // layer works per sample, so the outputs are the same): fewer, larger kernels.
-        const [A2B, B2B] = splitBatch(G.apply(ab, tf.concat([realA, realB])), realA.shape[0]);
-        const [B2A, A2A] = splitBatch(G.apply(ba, tf.concat([realB, realA])), realB.shape[0]);
-        const A2B2A = G.apply(ba, A2B.image);
-        const B2A2B = G.apply(ab, B2A.image);
-        const s: SnStates = { ...snAfterD };
-        const fakeA = {
-          global: judge("disGA", dis, s, B2A.image),
-          local: judge("disLA", dis, s, B2A.image),
-        };
-        const fakeB = {
-          global: judge("disGB", dis, s, A2B.image),
-          local: judge("disLB", dis, s, A2B.image),
-        };
-        const ev = evaluate(gObjective, {
-          A: { real: realA, translated: B2A, identity: A2A, cycle: A2B2A, judgedFake: fakeA },
-          B: { real: realB, translated: A2B, identity: B2B, cycle: B2A2B, judgedFake: fakeB },
-        });
-        gTerms = ev.terms as Terms;
-        keep(gTerms);
-        snAfterG = s;
-        keep(snAfterG);
-        return ev.total;
-      }, state.gen);
-      tf.dispose(g.value);
-      dispose(snAfterD);
-      const [genUpdated, optGState] = update(optG, state.gen, state.optG, g.grads);
-      dispose(g.grads);
-      const gen = clipRho(genUpdated);
-      dispose(genUpdated);
-      // ema + (1 - d) (gen - ema): a convex combination, so rho stays within [0, 1].
-      const decay = emaDecay(config.ema ?? 0, state.step);
-      const ema = state.ema &&
-        tidy(() =>
-          zipMap([state.ema!, gen], ([e, p]) => tf.add(e, tf.mul(tf.sub(p, e), 1 - decay)))
-        );
+    update,
+
+    compile(options) {
+      const compiled = compile(update, options);
       return {
-        state: {
-          step: state.step + 1,
-          gen,
-          dis,
-          sn: snAfterG,
-          ...(ema ? { ema } : {}),
-          optG: optGState,
-          optD: optDState,
+        compiled,
+        step(state, realA, realB) {
+          const { step: done, ...tensors } = state;
+          const step = tf.scalar(done);
+          const { state: next, outputs } = compiled.call(tensors, { realA, realB, step });
+          step.dispose();
+          return { state: { step: done + 1, ...next }, terms: outputs };
         },
-        terms: { ...dTerms, ...gTerms },
       };
     },
 

@@ -23,7 +23,8 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
-import { ADAM_UPDATE, type AdamUpdateAttrs } from "../../ops/adam_update.ts";
+import { ADAM_UPDATE, type AdamUpdateAttrs, biasCorrection } from "../../ops/adam_update.ts";
+import { LERP } from "../../ops/lerp.ts";
 import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
 import {
   SPECTRAL_SIGMA,
@@ -303,7 +304,7 @@ export function adamUpdate(
   update: Float32Array,
   mOut: Float32Array,
   vOut: Float32Array,
-  { weightDecay, b1, b2, eps, c1, c2, lr }: AdamUpdateAttrs,
+  { weightDecay, b1, b2, eps, c1, c2, lr }: AdamUpdateAttrs & AdamStepNumbers,
 ): void {
   // (m / c1) / (sqrt(v / c2) + eps) with one division: scalar divisions are the loop's cost.
   const step = -lr / c1;
@@ -318,10 +319,27 @@ export function adamUpdate(
   }
 }
 
+/** This step's numbers of {@linkcode adamUpdate}: bias corrections and learning rate. */
+export interface AdamStepNumbers {
+  /** `1 - b1^t`. */
+  readonly c1: number;
+  /** `1 - b2^t`. */
+  readonly c2: number;
+  /** The learning rate. */
+  readonly lr: number;
+}
+
 function adamKernel({ inputs, backend, attrs }: Args): Info[] {
-  const { g, p, m, v } = inputs as Record<string, Info>;
+  const { g, p, m, v, t, lr } = inputs as Record<string, Info>;
   const simd = simdFor(backend); // before allocating: its first call allocates
   const mem = memoryOf(backend);
+  const step = mem.view(t)[0];
+  const a = {
+    ...(attrs as unknown as AdamUpdateAttrs),
+    lr: mem.view(lr)[0],
+    c1: biasCorrection((attrs as unknown as AdamUpdateAttrs).b1, step),
+    c2: biasCorrection((attrs as unknown as AdamUpdateAttrs).b2, step),
+  };
   const outs = [mem.alloc(g.shape), mem.alloc(g.shape), mem.alloc(g.shape)];
   const [update, mOut, vOut] = outs.map(mem.view);
   const arrays = {
@@ -333,7 +351,6 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
     mOut,
     vOut,
   };
-  const a = attrs as unknown as AdamUpdateAttrs;
   const done = simd?.adam(arrays, { ...a, step: -a.lr / a.c1, root: 1 / Math.sqrt(a.c2) }) ?? 0;
   const rest = Object.values(arrays).map((x) => x.subarray(done)) as [
     Float32Array,
@@ -345,7 +362,24 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
     Float32Array,
   ];
   adamUpdate(...rest, a);
+  // The update applied (`apply`): float32 sums as a separate add would make them.
+  if ((attrs as unknown as AdamUpdateAttrs).apply) {
+    for (let i = 0; i < update.length; i++) update[i] = arrays.p[i] + update[i];
+  }
   return outs;
+}
+
+// a + (b - a) * w, rounded to float32 after each operation as the three composed kernels round.
+function lerpKernel({ inputs, backend }: Args): Info {
+  const { a, b, w } = inputs as Record<string, Info>;
+  const mem = memoryOf(backend);
+  const out = mem.alloc(a.shape);
+  const [x, y, o] = [mem.view(a), mem.view(b), mem.view(out)];
+  const weight = mem.view(w)[0];
+  for (let i = 0; i < o.length; i++) {
+    o[i] = x[i] + Math.fround(Math.fround(y[i] - x[i]) * weight);
+  }
+  return out;
 }
 
 /**
@@ -456,6 +490,7 @@ export function registerJsKernels(backendName: typeof JS_KERNEL_BACKENDS[number]
     [SPECTRAL_SIGMA, spectralSigmaKernel()],
     [SPECTRAL_SIGMA_GRAD, spectralSigmaGradKernel()],
     [ADAM_UPDATE, adamKernel],
+    [LERP, lerpKernel],
   ];
   for (const [kernelName, kernel] of ours) {
     tf.registerKernel({ kernelName, backendName, kernelFunc: kernel as unknown as tf.KernelFunc });

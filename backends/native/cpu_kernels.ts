@@ -14,6 +14,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { ACTIVATION_GRAD, useActivationGradients } from "../../ops/activation_grad.ts";
 import { overrideKernel } from "../cpu/js_kernels.ts";
 import { freshArray, recycleArrays } from "../memory.ts";
 
@@ -252,9 +253,6 @@ function select(args: Args): Info | undefined {
 
 // ---- the ReLU and leaky ReLU gradients, fused ----
 
-/** The kernel's name: inputs `{dy, x}`, attribute `{alpha}` (0 for ReLU). */
-export const ACTIVATION_GRAD = "UgatitActivationGrad";
-
 /**
  * `dx = dy * (x > 0 ? 1 : alpha)` in one pass; what the stock gradients compute in two (ReLU:
  * `dy * step(x)`, so a NaN x gives NaN, as here with alpha 0) or three (leaky ReLU:
@@ -277,39 +275,6 @@ function activationGrad(args: Args): Info {
     out[i] = g[i] * slope[isNaN(b) ? 2 : positive(b) & 1];
   }
   return cpu(args.backend).makeTensorInfo(x.shape, "float32", out);
-}
-
-// The stock gradients on other backends; ours, where dy and x are float32 of one shape, here.
-function fusedActivationGradients(): void {
-  const same = (a: tf.Tensor, b: tf.Tensor) =>
-    a.dtype === "float32" && b.dtype === "float32" && a.shape.length === b.shape.length &&
-    a.shape.every((d, i) => d === b.shape[i]);
-  const fused = (dy: tf.Tensor, x: tf.Tensor, alpha: number) =>
-    tf.engine().runKernel(ACTIVATION_GRAD, { dy, x }, { alpha }) as tf.Tensor;
-  const here = () => tf.getBackend() === NATIVE_CPU;
-  tf.registerGradient({
-    kernelName: "Relu",
-    inputsToSave: ["x"],
-    gradFunc: (dy, [x]) => ({
-      x: () =>
-        here() && same(dy as tf.Tensor, x)
-          ? fused(dy as tf.Tensor, x, 0)
-          : tf.mul(dy as tf.Tensor, tf.cast(tf.step(x), "float32")),
-    }),
-  });
-  tf.registerGradient({
-    kernelName: "LeakyRelu",
-    inputsToSave: ["x"],
-    gradFunc: (dy, [x], attrs) => {
-      const { alpha } = attrs as unknown as { alpha: number };
-      return {
-        x: () =>
-          here() && same(dy as tf.Tensor, x) && alpha !== 0
-            ? fused(dy as tf.Tensor, x, alpha)
-            : tf.where(tf.greater(x, 0), dy as tf.Tensor, tf.mul(dy as tf.Tensor, alpha)),
-      };
-    },
-  });
 }
 
 // ---- slicing and joining, as block copies ----
@@ -505,5 +470,5 @@ export function registerNativeCpuBackend(): void {
     backendName: NATIVE_CPU,
     kernelFunc: activationGrad as unknown as tf.KernelFunc,
   });
-  fusedActivationGradients();
+  useActivationGradients();
 }

@@ -30,7 +30,8 @@ export interface CompiledCall {
    * Calls the function (recorded, replayed or eager). The state tensors given are donated.
    * @param state the state
    * @param inputs the inputs
-   * @returns the new state and the outputs, owned by the caller
+   * @returns the new state and the outputs: the caller disposes them, and reads the outputs
+   *   before the next call (replayed, they are views of the plan's buffers)
    */
   call(state: tf.Tensor[], inputs: tf.Tensor[]): { state: tf.Tensor[]; outputs: tf.Tensor[] };
   /** How it runs now. */

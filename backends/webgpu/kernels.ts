@@ -22,7 +22,9 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { ACTIVATION_GRAD, useActivationGradients } from "../../ops/activation_grad.ts";
 import { ADAM_UPDATE, type AdamUpdateAttrs } from "../../ops/adam_update.ts";
+import { LERP } from "../../ops/lerp.ts";
 import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "../../ops/lin_norm.ts";
 import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
 import {
@@ -94,6 +96,41 @@ function run(
 }
 
 const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+
+// Rows of a packed output start at a multiple of this many floats (256 bytes, WebGPU's default
+// storage-offset alignment): a replayed step binds each row as a view, with no copy.
+const ROW_ALIGN = 64;
+
+/**
+ * Rows of a packed `[k, stride]` output, each its first `n` values as a tensor of `shape` (a slice,
+ * then a reshape; a replayed step binds them as views of the packed buffer).
+ * @param count how many rows, from `first`
+ * @param release whether to release the packed output afterwards (the last call on it)
+ */
+function unpackRows(
+  backend: tf.KernelBackend,
+  packed: Info,
+  n: number,
+  shape: number[],
+  count = packed.shape[0],
+  release = true,
+  first = 0,
+): Info[] {
+  const slice = tf.getKernel("Slice", "webgpu")!.kernelFunc;
+  const reshape = tf.getKernel("Reshape", "webgpu")!.kernelFunc;
+  const rows = Array.from({ length: count }, (_, k) => {
+    const row = slice({
+      inputs: { x: packed },
+      backend,
+      attrs: { begin: [first + k, 0], size: [1, n] },
+    }) as Info;
+    const out = reshape({ inputs: { x: row }, backend, attrs: { shape } }) as Info;
+    backend.disposeData(row.dataId);
+    return out;
+  });
+  if (release) backend.disposeData(packed.dataId);
+  return rows;
+}
 
 // ---- layer-instance normalisation -----------------------------------------------------------
 
@@ -271,58 +308,42 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
         let r = ${r};
         let g = gamma[s * uniforms.c + ch];`;
   const io: Record<string, Info> = mixLn ? { totals, stats, rho, gamma } : { totals, stats, gamma };
-  const dbeta = run(
+  // One pass per (sample, channel) writes dbeta, dgamma, drho (its threads of sample 0 sum over
+  // the samples) and the coefficients of dx = dy P + x Q + R, as four rows at aligned strides (a
+  // replayed step binds each as a view); LN's sums l1, l2 run over all channels.
+  const stride = Math.ceil((3 * n * c) / ROW_ALIGN) * ROW_ALIGN;
+  const packed = run(
     backend,
-    "lin_dbeta",
-    { totals },
-    [n, c],
-    n * c,
-    {},
-    "result[index] = totals[2 * index];",
-  );
-  const dgamma = run(
-    backend,
-    `lin_dgamma_${mixLn}`,
+    `lin_grads_${mixLn}`,
     io,
-    [n, c],
+    [4, stride],
     n * c,
-    { c },
+    {
+      c,
+      n,
+      hw,
+      stride,
+      dIn: unbiased ? hw - 1 : hw,
+      dLn: unbiased ? hw * c - 1 : hw * c,
+    },
     `
         let ch = index % uniforms.c;
         let s = index / uniforms.c;
         ${common}
-        result[index] = r * rin * cin + (1.0 - r) * rln * cln;`,
-  );
-  const drho = run(
-    backend,
-    `lin_drho_${mixLn}`,
-    mixLn ? io : {},
-    [c],
-    c,
-    { c, n },
-    mixLn
-      ? `
-        let ch = index;
-        var acc = 0.0;
-        for (var s = 0; s < uniforms.n; s++) {
-          ${common}
-          acc += g * (rin * cin - rln * cln);
+        result[index] = gsum;
+        result[uniforms.stride + index] = r * rin * cin + (1.0 - r) * rln * cln;
+        if (s == 0) {
+          ${
+      mixLn
+        ? `var acc = 0.0;
+          for (var s = 0; s < uniforms.n; s++) {
+            ${common}
+            acc += g * (rin * cin - rln * cln);
+          }
+          result[2 * uniforms.stride + ch] = acc;`
+        : "result[2 * uniforms.stride + ch] = 0.0;"
+    }
         }
-        result[index] = acc;`
-      : "result[index] = 0.0;",
-  );
-  // dx = dy P + x Q + R per (sample, channel); LN's sums l1, l2 run over all channels.
-  const coefs = run(
-    backend,
-    `lin_coefs_${mixLn}`,
-    io,
-    [n, c, 3],
-    n * c,
-    { c, hw, dIn: unbiased ? hw - 1 : hw, dLn: unbiased ? hw * c - 1 : hw * c },
-    `
-        let ch = index % uniforms.c;
-        let s = index / uniforms.c;
-        ${common}
         var l1 = 0.0;
         var l2 = 0.0;
         for (var q = 0; q < uniforms.c; q++) {
@@ -335,11 +356,15 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
         let k = rin * rin * rin * g * r * cin / f32(uniforms.dIn);
         let kl = rln * rln * l2 / f32(uniforms.dLn);
         let hwf = f32(uniforms.hw);
-        result[3 * index] = rin * g * r + rln * g * (1.0 - r);
-        result[3 * index + 1] = -k - kl;
-        result[3 * index + 2] = -rin * g * r * gsum / hwf + k * mc - rln * l1 / (hwf * f32(uniforms.c)) +
+        let at = 3 * uniforms.stride + 3 * index;
+        result[at] = rin * g * r + rln * g * (1.0 - r);
+        result[at + 1] = -k - kl;
+        result[at + 2] = -rin * g * r * gsum / hwf + k * mc - rln * l1 / (hwf * f32(uniforms.c)) +
           kl * mu;`,
   );
+  const [dbeta, dgamma] = unpackRows(backend, packed, n * c, [n, c], 2, false);
+  const [drho] = unpackRows(backend, packed, c, [c], 1, false, 2);
+  const [coefs] = unpackRows(backend, packed, 3 * n * c, [n, c, 3], 1, true, 3);
   backend.disposeData(totals.dataId);
   const dx = run(
     backend,
@@ -358,35 +383,59 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
 
 // ---- Adam --------------------------------------------------------------------------------------
 
+// Adam's bias correction 1 - b^t as -expm1(t ln b); expm1 by its series where exp(y) - 1 would
+// cancel (|y| < 0.1: the next term is below 3e-10 of the sum).
+const BIAS_CORRECTION = `
+      fn ugatitBiasCorrection(logB : f32, t : f32) -> f32 {
+        let y = t * logB;
+        if (y > -0.1) {
+          return -y * (1.0 + y * (0.5 + y * (1.0 / 6.0 + y * (1.0 / 24.0 + y * (1.0 / 120.0 +
+            y / 720.0)))));
+        }
+        return 1.0 - exp(y);
+      }`;
+
 function adamKernel({ inputs, backend, attrs }: Args): Info[] {
-  const { g, p, m, v } = inputs as Record<string, Info>;
+  const { g, p, m, v, t, lr } = inputs as Record<string, Info>;
   const a = attrs as unknown as AdamUpdateAttrs;
   const n = size(g.shape);
-  const decayed = "g[index] + uniforms.wd * p[index]";
-  const moment = (key: string, prev: Info, beta: number, term: string) =>
-    run(
-      backend,
-      `adam_${key}`,
-      { g, p, prev },
-      g.shape,
-      n,
-      { wd: a.weightDecay, beta },
-      `let gi = ${decayed};\n        result[index] = uniforms.beta * prev[index] + (1.0 - uniforms.beta) * ${term};`,
-      { floats: ["wd", "beta"] },
-    );
-  const mNew = moment("m", m, a.b1, "gi");
-  const vNew = moment("v", v, a.b2, "gi * gi");
-  const update = run(
+  const stride = Math.ceil(n / ROW_ALIGN) * ROW_ALIGN;
+  // One pass writes the update (or the updated parameter), the new first and the new second
+  // moment as three rows. The step count and learning rate are read from tensors: they change
+  // every iteration, and a replayed step keeps its uniforms.
+  const packed = run(
     backend,
-    "adam_update",
-    { m: mNew, v: vNew },
-    g.shape,
+    "adam",
+    { g, p, m, v, t, lr },
+    [3, stride],
     n,
-    { step: -a.lr / a.c1, root: 1 / Math.sqrt(a.c2), eps: a.eps },
-    "result[index] = uniforms.step * m[index] / (sqrt(v[index]) * uniforms.root + uniforms.eps);",
-    { floats: ["step", "root", "eps"] },
+    {
+      stride,
+      wd: a.weightDecay,
+      b1: a.b1,
+      b2: a.b2,
+      logB1: Math.log(a.b1),
+      logB2: Math.log(a.b2),
+      eps: a.eps,
+      apply: a.apply ? 1 : 0,
+    },
+    `
+        let gi = g[index] + uniforms.wd * p[index];
+        let mi = uniforms.b1 * m[index] + (1.0 - uniforms.b1) * gi;
+        let vi = uniforms.b2 * v[index] + (1.0 - uniforms.b2) * gi * gi;
+        let step = -lr[0] / ugatitBiasCorrection(uniforms.logB1, t[0]);
+        let root = 1.0 / sqrt(ugatitBiasCorrection(uniforms.logB2, t[0]));
+        let update = step * mi / (sqrt(vi) * root + uniforms.eps);
+        if (uniforms.apply == 1) {
+          result[index] = p[index] + update;
+        } else {
+          result[index] = update;
+        }
+        result[uniforms.stride + index] = mi;
+        result[2 * uniforms.stride + index] = vi;`,
+    { floats: ["wd", "b1", "b2", "logB1", "logB2", "eps"], prelude: BIAS_CORRECTION },
   );
-  return [update, mNew, vNew];
+  return unpackRows(backend, packed, n, g.shape);
 }
 
 // ---- spectral norm ------------------------------------------------------------------------
@@ -640,6 +689,50 @@ function upsampleGradKernel({ inputs, backend }: Args): Info {
   );
 }
 
+// ---- moving averages ------------------------------------------------------------------------
+
+function lerpKernel({ inputs, backend }: Args): Info {
+  const { a, b, w } = inputs as Record<string, Info>;
+  return run(
+    backend,
+    "lerp",
+    { a, b, w },
+    a.shape,
+    size(a.shape),
+    {},
+    // The product stored first: float32 after each operation, as the composed kernels.
+    `let d = (b[index] - a[index]) * w[0];
+        result[index] = a[index] + d;`,
+  );
+}
+
+// ---- ReLU and leaky ReLU gradients ------------------------------------------------------------
+
+function activationGradKernel({ inputs, backend, attrs }: Args): Info {
+  const { dy, x } = inputs as { dy: Info; x: Info };
+  const { alpha } = attrs as unknown as { alpha: number };
+  // The factor of dy: 1 where x > 0, alpha elsewhere; a NaN x gives NaN under ReLU (dy times
+  // step(NaN), as the stock gradient) and alpha under leaky ReLU (NaN > 0 is false).
+  return run(
+    backend,
+    "activation_grad",
+    { dy, x },
+    x.shape,
+    size(x.shape),
+    { alpha, relu: alpha === 0 ? 1 : 0 },
+    `
+        let v = x[index];
+        var f = uniforms.alpha;
+        if (v > 0.0) {
+          f = 1.0;
+        } else if (uniforms.relu == 1 && !(v <= 0.0)) {
+          f = uniforms.NAN;
+        }
+        result[index] = dy[index] * f;`,
+    { floats: ["alpha"] },
+  );
+}
+
 let kernelsOn = true;
 
 /**
@@ -663,6 +756,8 @@ export const WEBGPU_KERNELS: readonly string[] = [
   REFLECT_PAD_GRAD,
   UPSAMPLE_2X,
   UPSAMPLE_2X_GRAD,
+  ACTIVATION_GRAD,
+  LERP,
 ];
 
 /**
@@ -680,6 +775,8 @@ export function registerWebGpuKernels(): boolean {
     [REFLECT_PAD_GRAD, reflectPadGradKernel],
     [UPSAMPLE_2X, upsampleKernel],
     [UPSAMPLE_2X_GRAD, upsampleGradKernel],
+    [ACTIVATION_GRAD, activationGradKernel],
+    [LERP, lerpKernel],
   ];
   for (const [kernelName, kernel] of table) {
     if (tf.getKernel(kernelName, "webgpu")) tf.unregisterKernel(kernelName, "webgpu");
@@ -690,5 +787,6 @@ export function registerWebGpuKernels(): boolean {
       kernelFunc: kernel as unknown as tf.KernelFunc,
     });
   }
+  if (kernelsOn) useActivationGradients();
   return kernelsOn;
 }

@@ -96,7 +96,9 @@ export interface PlanOptions {
   readonly offsetAlignment?: number;
 }
 
-const align = (n: number, a = 16) => Math.ceil(n / a) * a;
+// Buffer sizes: whole 4-byte words, no more. TensorFlow.js reads a tensor made over a plan buffer
+// (the state between calls) as the whole buffer, so a state buffer must be its tensor's size.
+const align = (n: number, a = 4) => Math.ceil(n / a) * a;
 
 /**
  * Where a slice starts in its tensor, when it is one contiguous range of it: every dimension

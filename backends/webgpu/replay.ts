@@ -49,7 +49,10 @@ export interface Replay {
    * frees nothing). Valid until the next call.
    */
   state(): tf.Tensor[];
-  /** The last call's outputs, as new tensors (copies) owned by the caller. */
+  /**
+   * The last call's outputs as tensors over the plan's output buffers (the caller may dispose
+   * them; that frees nothing). Valid until the next call overwrites them: read or copy them first.
+   */
   outputs(): tf.Tensor[];
   /**
    * Runs one call with a GPU timestamp around every dispatch (slower; for profiles).
@@ -137,17 +140,27 @@ export function buildReplay(
 
   const copy = (encoder: GPUCommandEncoder, from: GPUBuffer, to: PlanBinding, bytes = to.bytes) =>
     encoder.copyBufferToBuffer(from, 0, buffers[to.buffer], to.offset, bytes);
-  // The call's tensors into the plan's buffers (none for state tensors that are the plan's own).
+  // The call's tensors into the plan's buffers: none for state tensors that are the plan's own,
+  // host data written straight in (not through TensorFlow.js's upload, whose staging buffer is
+  // destroyed at its next submit, and a destroy waits for the GPU to finish the replay), GPU
+  // data copied.
   const bringIn = (
     encoder: GPUCommandEncoder,
     tensors: readonly tf.Tensor[],
     at: readonly PlanBinding[],
   ) => {
     tensors.forEach((t, i) => {
-      const resource = backend.tensorMap.get(t.dataId)?.resource;
+      const data = backend.tensorMap.get(t.dataId);
+      const resource = data?.resource;
       if (resource === buffers[at[i].buffer] && at[i].offset === 0) return;
-      if (!(resource instanceof GPUBuffer)) throw new Error(`replay: tensor ${i} has no GPU data`);
-      copy(encoder, resource, at[i], Math.min(at[i].bytes, t.size * 4));
+      if (resource instanceof GPUBuffer) {
+        copy(encoder, resource, at[i], Math.min(at[i].bytes, t.size * 4));
+      } else if (data?.values) {
+        const host = t.dtype === "float32"
+          ? Float32Array.from(data.values)
+          : Int32Array.from(data.values, Number);
+        device.queue.writeBuffer(buffers[at[i].buffer], at[i].offset, host);
+      } else throw new Error(`replay: tensor ${i} has no data`);
     });
   };
   const prepare = (state: readonly tf.Tensor[], inputs: readonly tf.Tensor[]) => {
@@ -157,7 +170,6 @@ export function buildReplay(
           `${plan.state.length} and ${plan.inputs.length}`,
       );
     }
-    for (const t of [...state, ...inputs]) backend.uploadToGPU(t.dataId);
     flushBackend(backend); // TensorFlow.js's pending work (uploads, reads of the old state) first
     const encoder = device.createCommandEncoder();
     bringIn(encoder, state, plan.state);
@@ -216,7 +228,7 @@ export function buildReplay(
     outputs() {
       return outputBuffers.map((buffer, i) =>
         backend.createTensorFromGPUData(
-          { buffer, zeroCopy: false },
+          { buffer, zeroCopy: true },
           [...specs.outputs[i].shape],
           specs.outputs[i].dtype,
         )

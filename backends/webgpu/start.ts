@@ -32,7 +32,8 @@ export interface GpuAdapter {
   requestDevice(descriptor?: Record<string, unknown>): Promise<unknown>;
 }
 
-// The limits tfjs-backend-webgpu raises above WebGPU's defaults (as its own start-up does).
+// The limits requested at the adapter's values: those tfjs-backend-webgpu raises above WebGPU's
+// defaults (as its own start-up does), and the alignments a replayed step packs by.
 const LIMITS = [
   "maxComputeWorkgroupStorageSize",
   "maxComputeWorkgroupsPerDimension",
@@ -40,6 +41,10 @@ const LIMITS = [
   "maxBufferSize",
   "maxComputeWorkgroupSizeX",
   "maxComputeInvocationsPerWorkgroup",
+  // A replayed step binds slices of buffers as views where they start at this alignment (the
+  // device default is 256 bytes; adapters often take 32 or less), and packs uniform blocks by it.
+  "minStorageBufferOffsetAlignment",
+  "minUniformBufferOffsetAlignment",
 ] as const;
 
 function gpu(): { requestAdapter(o?: unknown): Promise<unknown> } | undefined {
