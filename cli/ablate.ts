@@ -9,6 +9,7 @@
  */
 import type { EvalResult } from "../eval/eval_result.ts";
 import { runEval } from "../eval/evaluate.ts";
+import { writeTextAtomically } from "../files/write_file.ts";
 import type { RunnerIO } from "../train/runner.ts";
 import { CONSOLE, runCommand } from "./command.ts";
 import { EVAL_OWN_FLAGS } from "./eval.ts";
@@ -122,7 +123,11 @@ export async function runAblation(
   }
   io.out(`features: ${Object.values(results)[0]?.features}`);
   for (const row of rows) io.out(row.map((c, i) => c.padEnd(i === 0 ? 10 : 22)).join("").trimEnd());
-  await Deno.writeTextFile(`${root}/ablation.json`, JSON.stringify(results, null, 2) + "\n");
+  await writeTextAtomically(
+    `${root}/ablation.json`,
+    JSON.stringify(results, null, 2) + "\n",
+    "the ablation table",
+  );
   io.out(`wrote ${root}/ablation.json`);
   return results;
 }

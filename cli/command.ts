@@ -1,8 +1,9 @@
 /**
  * The one entry of every command: `--help` (its usage, what it does and its flags), the flags
  * decoded (a bad one is `error: <message>` on one line, exit status 2), the command run, and its
- * errors folded the same way: a mistake in the user's input prints one line, the WebAssembly heap
- * running out names the backend to use instead, anything else is a bug and is thrown on.
+ * errors folded the same way: a mistake in the user's input, a run folder in use or holding a run,
+ * or a write the file system refused (no space, no permission) prints one line, the WebAssembly
+ * heap running out names the backend to use instead, anything else is a bug and is thrown on.
  *
  * @example
  * ```ts ignore
@@ -56,14 +57,16 @@ export function userError(e: Error): never {
 }
 
 /**
- * The end of every command: a mistake in the user's input (a flag, a dataset, a weight file;
- * matched by error name, so this module needs none of their modules) prints one line and exits
- * with status 2; the wasm heap running out prints which backend to use instead and exits with
- * status 3; anything else is a bug and is thrown on.
+ * The end of every command: a mistake in the user's input (a flag, a dataset, a weight file), a
+ * run folder that cannot be used as asked, or a write the file system refused (all matched by
+ * error name, so this module needs none of their modules) prints one line and exits with status
+ * 2; the wasm heap running out prints which backend to use instead and exits with status 3;
+ * anything else is a bug and is thrown on.
  * @param e the caught error
  */
 export function exitOnUserError(e: unknown): never {
-  if (e instanceof Error && ["FlagError", "DatasetError", "WeightFileError"].includes(e.name)) {
+  const known = ["FlagError", "DatasetError", "WeightFileError", "RunFolderError", "WriteError"];
+  if (e instanceof Error && known.includes(e.name)) {
     userError(e);
   }
   // The wasm heap (native and wasm backends) ends at 4 GiB; its allocator aborts past that.

@@ -125,7 +125,17 @@ export const TRAINING_FLAGS = {
     help: "keep a moving average of the generators' weights, this decay per iteration " +
       "(e.g. 0.999; 0: none, as the reference)",
   },
-  resume: { kind: "bool", default: false, help: "continue from the latest checkpoint" },
+  resume: {
+    kind: "bool",
+    default: false,
+    help: "continue from the newest valid checkpoint (latest, else the newest whole ckpt_*)",
+  },
+  overwrite: {
+    kind: "bool",
+    default: false,
+    help: "start over in a run folder that holds a run (removes its checkpoints, log, pictures " +
+      "and evaluations)",
+  },
 } as const satisfies FlagGroup;
 
 /**

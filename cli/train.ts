@@ -4,7 +4,10 @@
  * paper's configuration is `--light false --img_size 256 --ch 64 --n_dis 6 --iteration 1000000
  * --cycle_weight 10 --identity_weight 10 --ema 0 --print_freq 1000 --save_freq 100000`. `--phase
  * test` translates the test split with the latest checkpoint (as `deno task translate`). The run
- * report follows the run: it is refreshed after each sample picture and checkpoint.
+ * report follows the run: it is refreshed after each sample picture and checkpoint. One training
+ * at a time holds a run folder; a folder that holds a run is continued with `--resume` (from its
+ * newest valid checkpoint) or started over with `--overwrite`, never trained over silently
+ * (`train/run_folder.ts`).
  *
  * @module
  */

@@ -17,6 +17,7 @@ import {
   openDataset,
 } from "../data/dataset.ts";
 import { loadTestImages } from "../data/domain_stream.ts";
+import { makeFolder, writeTextAtomically } from "../files/write_file.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
 import { loadGenerators } from "../train/checkpoint.ts";
 import type { RunnerIO } from "../train/runner.ts";
@@ -161,7 +162,7 @@ export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise
   const out = flags.model
     ? `${flags.result_dir}/translate_${flags.model}`
     : `${path.replace(/\/model\/[^/]*$/, "").replace(/\/[^/]*\.safetensors$/, "")}/translate`;
-  await Deno.mkdir(out, { recursive: true });
+  await makeFolder(out, "the translations' folder");
   io.out(`translating with ${path} (iteration ${model.step}) on ${backend.name} into ${out}`);
 
   const sections: string[] = [];
@@ -172,7 +173,7 @@ export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise
       ? (dir === "A2B" ? data!.testB : data!.testA)
       : undefined;
     const { batch, files: used } = await loadTestImages(files, S, io.warn);
-    await Deno.mkdir(`${out}/${dir}`, { recursive: true });
+    await makeFolder(`${out}/${dir}`, "the translations' folder");
     const params = generators[dir as Direction]!;
     const back = generators[inverse]; // the cycle, where the file holds both directions
     const rows: string[] = [];
@@ -189,13 +190,13 @@ export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise
       for (let j = 0; j < x.shape[0]; j++) {
         const name = `${String(i + j).padStart(4, "0")}_${stem(used[i + j])}`;
         const img = tf.tidy(() => shown.slice(j, 1).squeeze([0]) as tf.Tensor3D);
-        await writePng(`${out}/${dir}/${name}.png`, img);
+        await writePng(`${out}/${dir}/${name}.png`, img, "a translation");
         const heat = tf.tidy(() =>
           jetHeatmap(fwd.heatmap.slice(j, 1), S).squeeze([0]) as tf.Tensor3D
         );
-        await writePng(`${out}/${dir}/${name}_cam.png`, heat);
+        await writePng(`${out}/${dir}/${name}_cam.png`, heat, "a CAM heatmap");
         const input = tf.tidy(() => toDisplay(x.slice(j, 1)).squeeze([0]) as tf.Tensor3D);
-        await writePng(`${out}/${dir}/${name}_input.png`, input);
+        await writePng(`${out}/${dir}/${name}_input.png`, input, "an input picture");
         tf.dispose([img, heat, input]);
         const target = targets?.[files.indexOf(used[i + j])];
         rows.push(
@@ -217,7 +218,11 @@ export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise
           ...(cyc ? [jetHeatmap(cyc.heatmap, S), toDisplay(cyc.image)] : []),
         ])
       );
-      await writePng(`${out}/${dir}_grid_${String(i / COLUMNS).padStart(3, "0")}.png`, grid);
+      await writePng(
+        `${out}/${dir}_grid_${String(i / COLUMNS).padStart(3, "0")}.png`,
+        grid,
+        "a grid of translations",
+      );
       tf.dispose([
         x,
         fwd.image,
@@ -242,7 +247,7 @@ export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise
       } per image, of which the ${S}-px forward pass ${perImage(forwardMs)}`,
     );
   }
-  await Deno.writeTextFile(
+  await writeTextAtomically(
     `${out}/index.html`,
     `<!doctype html><meta charset="utf-8"><title>U-GAT-IT translations</title>` +
       `<style>body{font-family:sans-serif}img{width:${
@@ -251,6 +256,7 @@ export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise
       `td{padding:2px 6px}</style><h1>${escape(path)} (iteration ${model.step})</h1>${
         sections.join("\n")
       }`,
+    "the translations' page",
   );
   Object.values(generators).forEach((g) => dispose(g!));
   io.out(`wrote ${out}/index.html`);

@@ -13,6 +13,7 @@ import type { BackendName } from "../backends/backend.ts";
 import { selectBackend } from "../backends/select_backend.ts";
 import { datasetName, openDataset } from "../data/dataset.ts";
 import { loadTestImages } from "../data/domain_stream.ts";
+import { writeTextAtomically } from "../files/write_file.ts";
 import { generator } from "../layers/generator.ts";
 import { loadCheckpoint, readCheckpointFlags, recordedConfig } from "../train/checkpoint.ts";
 import type { RunnerIO } from "../train/runner.ts";
@@ -176,8 +177,7 @@ export async function runEval(flags: EvalSettings, io: RunnerIO): Promise<EvalRe
       const numbered = `${run}/eval_${raw}${String(last.iteration).padStart(7, "0")}.json`;
       const final = `${run}/eval${raw ? "_raw" : ""}.json`;
       for (const file of [numbered, ...(path === paths.at(-1) ? [final] : [])]) {
-        await Deno.writeTextFile(`${file}.tmp`, text);
-        await Deno.rename(`${file}.tmp`, file);
+        await writeTextAtomically(file, text, `the evaluation of iteration ${last.iteration}`);
       }
       printTable(last, io);
       io.out(`wrote ${numbered}`);

@@ -9,6 +9,7 @@
  */
 import * as vega from "vega";
 import * as vl from "vega-lite";
+import { writeTextAtomically } from "../files/write_file.ts";
 import { readCheckpointFlags } from "../train/checkpoint.ts";
 import type { EvalResult } from "./eval_result.ts";
 
@@ -227,7 +228,6 @@ addEventListener("load", () => {
 });
 </script></html>
 `;
-  await Deno.writeTextFile(`${dir}/report.html.tmp`, html);
-  await Deno.rename(`${dir}/report.html.tmp`, `${dir}/report.html`);
+  await writeTextAtomically(`${dir}/report.html`, html, "the run report");
   return `${dir}/report.html`;
 }

@@ -7,6 +7,9 @@
  *
  *     deno run -A examples/train_tiny.ts [--iteration 300] [--result_dir results/examples]
  *
+ * Run again, it stops rather than train over the first run: add `--resume` to go on with it, or
+ * `--overwrite` to start over.
+ *
  * @module
  */
 import { parseFlags } from "../cli/flags.ts";

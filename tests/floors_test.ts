@@ -3,7 +3,8 @@
  * higher floor, no module imports one of another room on its own floor, and no import circle.
  * The floors, from the ground up:
  *
- * 0. `tree/` (parameter records), `decoded/` (the `Either` of user input), `std_shim/`
+ * 0. `tree/` (parameter records), `decoded/` (the `Either` of user input), `files/` (whole-file
+ *    writes and the one line of a failed one), `std_shim/`
  * 1. `ops/`: our ops, each a contract with its composed fallback
  * 2. `layers/`, which use the ops, and `backends/`, which implement them (neither sees the other)
  * 3. `losses/`, `optim/`
@@ -18,7 +19,7 @@
 import { assertEquals } from "@std/assert";
 
 const FLOORS: readonly (readonly string[])[] = [
-  ["tree", "decoded", "std_shim"],
+  ["tree", "decoded", "files", "std_shim"],
   ["ops"],
   ["layers", "backends"],
   ["losses", "optim"],

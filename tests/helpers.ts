@@ -148,6 +148,17 @@ export async function makeDataset(
   return root;
 }
 
+/** `deno run` with the permissions the training tasks grant (`deno.json`), for running a command. */
+export const RUN_AS_TASK: readonly string[] = [
+  "run",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-net",
+  "--allow-ffi",
+  "--allow-sys",
+];
+
 /** Every command's flags together (train, translate, eval, export, ablate): what {@linkcode tinyFlags} decodes. */
 export const TEST_FLAGS = { ...TRAIN_FLAGS, ...EVAL_FLAGS, ...EXPORT_FLAGS, ...ABLATE_FLAGS };
 

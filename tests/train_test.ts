@@ -11,7 +11,7 @@ import { runTranslate } from "../cli/translate.ts";
 import { runEval } from "../eval/evaluate.ts";
 import { runExport } from "../cli/export.ts";
 import { readSafetensors } from "../weights/safetensors.ts";
-import { makeDataset, tinyFlags } from "./helpers.ts";
+import { makeDataset, RUN_AS_TASK, tinyFlags } from "./helpers.ts";
 
 const TINY = {
   generator: { ch: 4, nRes: 1, imgSize: 24, light: true },
@@ -308,13 +308,7 @@ Deno.test("Ctrl-C during `deno task train` saves a checkpoint and exits cleanly"
     const main = new URL("../cli/train.ts", import.meta.url).pathname;
     const child = new Deno.Command(Deno.execPath(), {
       args: [
-        "run",
-        "--allow-read",
-        "--allow-write",
-        "--allow-env",
-        "--allow-net",
-        "--allow-ffi",
-        "--allow-sys",
+        ...RUN_AS_TASK,
         main,
         "--dataset",
         root,

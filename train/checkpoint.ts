@@ -119,7 +119,8 @@ export function checkpointTemplate(
 
 /**
  * Writes a checkpoint atomically (the generators' moving average, where the state has one, as
- * `ema.genA2B.<path>`, ...).
+ * `ema.genA2B.<path>`, ...); a failure of the file system is a `WriteError` naming the file and
+ * the iteration, the temporary file removed and the previous file intact.
  * @param path the file
  * @param ckpt what to save
  */
@@ -143,7 +144,7 @@ export async function saveCheckpoint(path: string, ckpt: Checkpoint): Promise<vo
     streams: JSON.stringify(ckpt.streams),
     flags: JSON.stringify(ckpt.flags),
     optimisers: JSON.stringify({ optG, optD }),
-  });
+  }, `the checkpoint of iteration ${ckpt.state.step}`);
 }
 
 /**
@@ -185,9 +186,20 @@ export function checkpointFits(
  * @throws {WeightFileError} naming the file and the first tensor that does not fit
  */
 export async function loadCheckpoint(path: string, config: TrainConfig): Promise<Checkpoint> {
-  const { tensors: host, metadata } = orThrow(
-    checkpointFits(await readSafetensors(path), path, config),
-  );
+  return checkpointOf(await readSafetensors(path), path, config);
+}
+
+/**
+ * A checkpoint from a decoded file ({@linkcode loadCheckpoint} without the reading), checked
+ * against the model ({@linkcode checkpointFits}).
+ * @param file the decoded safetensors file
+ * @param path its name, for messages
+ * @param config the model it must fit
+ * @returns the checkpoint (tensors owned by the caller)
+ * @throws {WeightFileError} naming the file and the first tensor that does not fit
+ */
+export function checkpointOf(file: SafetensorsFile, path: string, config: TrainConfig): Checkpoint {
+  const { tensors: host, metadata } = orThrow(checkpointFits(file, path, config));
   const tensors: Record<string, tf.Tensor> = {};
   for (const [k, t] of Object.entries(host)) {
     tensors[k] = tf.tensor(t.data as Float32Array, [...t.shape]);
@@ -287,6 +299,19 @@ export async function loadGenerators(
  * @throws {WeightFileError} when the file is not a training checkpoint
  */
 export async function readCheckpointFlags(path: string): Promise<Record<string, unknown>> {
+  return (await readCheckpointHeader(path)).flags;
+}
+
+/**
+ * Reads only a checkpoint's header: its iteration and flags, without its tensors (a file whose
+ * data is cut short still has a readable header; {@linkcode loadCheckpoint} checks the rest).
+ * @param path the file
+ * @returns the iteration it holds and the flags the run was trained with
+ * @throws {WeightFileError} when the file is not a training checkpoint
+ */
+export async function readCheckpointHeader(
+  path: string,
+): Promise<{ step: number; flags: Record<string, unknown> }> {
   let file: Deno.FsFile;
   try {
     file = await Deno.open(path);
@@ -309,11 +334,22 @@ export async function readCheckpointFlags(path: string): Promise<Record<string, 
       if (got === null) throw new WeightFileError(`${path}: header is truncated`);
       at += got;
     }
-    const meta = JSON.parse(new TextDecoder().decode(header)).__metadata__ ?? {};
+    let meta: Record<string, string>;
+    let flags: Record<string, unknown>;
+    try {
+      meta = JSON.parse(new TextDecoder().decode(header)).__metadata__ ?? {};
+      flags = FORMATS.includes(meta.format) ? JSON.parse(meta.flags) : {};
+    } catch (e) {
+      throw new WeightFileError(`${path}: header is not valid JSON (${(e as Error).message})`);
+    }
     if (!FORMATS.includes(meta.format)) {
       throw new WeightFileError(`${path}: not a training checkpoint`);
     }
-    return JSON.parse(meta.flags);
+    const step = Number(meta.step);
+    if (!Number.isSafeInteger(step) || step < 0) {
+      throw new WeightFileError(`${path}: iteration "${meta.step}" is not a count`);
+    }
+    return { step, flags };
   } finally {
     file.close();
   }

@@ -11,13 +11,15 @@
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/select_backend.ts";
 import { webgpuDeviceLost } from "../backends/webgpu/start.ts";
-import { openDataset } from "../data/dataset.ts";
+import { datasetName, openDataset } from "../data/dataset.ts";
 import { DomainStream, loadTestImages } from "../data/domain_stream.ts";
 import { Rng } from "../data/random.ts";
+import { WriteError } from "../files/write_file.ts";
 import { referenceRate } from "../optim/schedule.ts";
-import { type Checkpoint, loadCheckpoint, saveCheckpoint } from "./checkpoint.ts";
+import { type Checkpoint, saveCheckpoint } from "./checkpoint.ts";
+import { keptCheckpoint, openRunFolder, openRunLog } from "./run_folder.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
-import { configFromSettings, MODEL_SETTINGS, type RunSettings } from "./settings.ts";
+import { configFromSettings, type RunSettings } from "./settings.ts";
 import { disposeState, trainer, type TrainState, type Translations } from "./step.ts";
 
 /** Where the runner writes its lines. */
@@ -113,7 +115,11 @@ export async function writeSamples(
         toDisplay(p.cycle.image),
       ])
     );
-    await writePng(`${dir}/${name}_${String(step).padStart(7, "0")}.png`, grid);
+    await writePng(
+      `${dir}/${name}_${String(step).padStart(7, "0")}.png`,
+      grid,
+      `the sample picture of iteration ${step}`,
+    );
     grid.dispose();
   }
 }
@@ -131,47 +137,24 @@ export async function runTraining(
   if (flags.img_ch !== 3) {
     throw new Error(`--img_ch: the data loader reads RGB images; got ${flags.img_ch}`);
   }
+  const config = configFromSettings(flags);
+  // The folder first: a second training there, or a run to be kept, stops this one at once.
+  const dir = `${flags.result_dir}/${datasetName(flags.dataset)}`;
+  await using folder = await openRunFolder(dir, flags, config, io);
   const backend = await selectBackend(flags.backend, { log: io.warn });
   const data = await openDataset(flags.dataset, io.warn);
-  const dir = `${flags.result_dir}/${data.name}`;
-  await Deno.mkdir(`${dir}/img`, { recursive: true });
-  await Deno.mkdir(`${dir}/model`, { recursive: true });
   const latest = `${dir}/model/latest.safetensors`;
-  const config = configFromSettings(flags);
   const model = trainer(config);
   const S = flags.img_size;
 
   let state: TrainState;
   let rng: Rng;
   let streams: Checkpoint["streams"] = {};
-  const exists = await Deno.stat(latest).then(() => true, () => false);
-  if (flags.resume && exists) {
-    const ck = await loadCheckpoint(latest, config);
-    for (const f of MODEL_SETTINGS) {
-      if (ck.flags[f] !== flags[f]) {
-        throw new Error(
-          `--${f}: the run in ${dir} was trained with ${f}=${ck.flags[f]}, not ${flags[f]}`,
-        );
-      }
-    }
+  if (folder.resume) {
+    const ck = folder.resume.load();
     [state, rng, streams] = [ck.state, new Rng(ck.rng), ck.streams];
-    io.out(`resuming ${dir} at iteration ${state.step}`);
-    // Iterations logged after the checkpoint (a crash) are done again: drop their old lines.
-    const logPath = `${dir}/log.jsonl`;
-    const lines = (await Deno.readTextFile(logPath).catch(() => "")).split("\n").filter(Boolean);
-    const kept = lines.filter((l) => {
-      try {
-        return JSON.parse(l).iteration <= ck.state.step;
-      } catch {
-        return false; // a line cut off by the crash
-      }
-    });
-    if (kept.length !== lines.length) {
-      await Deno.writeTextFile(`${logPath}.tmp`, kept.map((l) => l + "\n").join(""));
-      await Deno.rename(`${logPath}.tmp`, logPath);
-    }
+    io.out(folder.resume.line);
   } else {
-    if (flags.resume) io.warn(`--resume: no checkpoint at ${latest}; starting a new run`);
     state = model.init(flags.seed);
     rng = new Rng(flags.seed);
   }
@@ -190,7 +173,9 @@ export async function runTraining(
   const sampleA = await pick(data.trainA, data.testA);
   const sampleB = await pick(data.trainB, data.testB);
 
-  let savedStep = exists && flags.resume ? state.step : undefined; // the iteration `latest` holds
+  let savedStep = folder.resume?.path === latest ? state.step : undefined; // what `latest` holds
+  // The last checkpoint written whole (or resumed from): what a failed run keeps.
+  let saved = folder.resume && { path: folder.resume.path, step: state.step };
   const save = async (path: string) => {
     await saveCheckpoint(path, {
       state,
@@ -199,9 +184,9 @@ export async function runTraining(
       flags: flags as unknown as Record<string, unknown>,
     });
     if (path === latest) savedStep = state.step;
+    saved = { path, step: state.step };
   };
-  const log = await Deno.open(`${dir}/log.jsonl`, { append: true, create: true, write: true });
-  const encoder = new TextEncoder();
+  const log = await openRunLog(dir);
   io.out(
     `training ${data.name} on ${backend.name}: ${
       flags.light ? "light" : "full"
@@ -217,10 +202,7 @@ export async function runTraining(
   let lastSave = t0;
   let terms: Record<string, number> = {};
   let status: RunResult["status"] = "done";
-  const kept = () =>
-    savedStep === undefined
-      ? "no checkpoint was written yet"
-      : `the last good checkpoint is ${latest} (iteration ${savedStep})`;
+  const kept = () => keptCheckpoint(saved);
 
   // Loss terms come back asynchronously, all of an iteration in one read. On a GPU they are read
   // one iteration late, so that the next iteration is queued while the GPU finishes the last
@@ -251,7 +233,7 @@ export async function runTraining(
         lr: schedule(step),
         ...terms,
       };
-      await log.write(encoder.encode(JSON.stringify(record) + "\n"));
+      await log.append(record);
       const summary = ["d_adv", "adv", "cycle", "identity", "cam"]
         .filter((k) => `${k}_A` in terms)
         .map((k) => `${k} ${((terms[`${k}_A`] + terms[`${k}_B`]) / 2).toFixed(3)}`).join("  ");
@@ -332,6 +314,8 @@ export async function runTraining(
     );
     return { step: state.step, status, dir, terms };
   } catch (e) {
+    // A full disk, a folder not writable or removed: one line, with what is kept.
+    if (e instanceof WriteError) throw e.and(`${kept()}; once it can be written, --resume goes on`);
     // A lost GPU device ends the run like a divergence: nothing more is saved from it.
     const lost = webgpuDeviceLost();
     if (!lost) throw e;

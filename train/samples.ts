@@ -7,6 +7,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import sharp from "sharp";
+import { writeAtomically } from "../files/write_file.ts";
 import { tidy } from "../tree/tree.ts";
 
 // Shared with the web page, which may not import train/.
@@ -25,20 +26,26 @@ export function sampleGrid(rows: readonly tf.Tensor4D[]): tf.Tensor3D {
 }
 
 /**
- * Writes an RGB image in [0, 1] as a PNG, atomically (temporary file, then rename).
+ * Writes an RGB image in [0, 1] as a PNG, atomically (temporary file, then rename); a failure of
+ * the file system is a `WriteError` naming the file (the temporary file removed).
  * @param path the file
  * @param image `[H, W, 3]` in [0, 1]
+ * @param what what the picture is, for the message of a failed write
  */
-export async function writePng(path: string, image: tf.Tensor3D): Promise<void> {
+export async function writePng(
+  path: string,
+  image: tf.Tensor3D,
+  what = "a picture",
+): Promise<void> {
   const [height, width, channels] = image.shape;
   const values = await image.data();
   const bytes = new Uint8Array(values.length);
   for (let i = 0; i < values.length; i++) {
     bytes[i] = Math.round(Math.min(1, Math.max(0, values[i])) * 255);
   }
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  await sharp(bytes, { raw: { width, height, channels: channels as 3 } }).png().toFile(tmp);
-  await Deno.rename(tmp, path);
+  const png = await sharp(bytes, { raw: { width, height, channels: channels as 3 } }).png()
+    .toBuffer();
+  await writeAtomically(path, new Uint8Array(png.buffer, png.byteOffset, png.byteLength), what);
 }
 
 /**

@@ -89,8 +89,10 @@ export interface RunSettings extends TrainingSettings {
   readonly backend: BackendName;
   /** Seed of the initialisation and the data order. */
   readonly seed: number;
-  /** Continue from the run's latest checkpoint. */
+  /** Continue from the run's newest valid checkpoint. */
   readonly resume: boolean;
+  /** Start over in a run folder that holds a run (its checkpoints, log and pictures removed). */
+  readonly overwrite: boolean;
   /** Images per batch. */
   readonly batch_size: number;
   /** Iterations between sample pictures. */

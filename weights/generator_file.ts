@@ -113,7 +113,11 @@ export async function writeGeneratorFile(
   options: GeneratorFileOptions = {},
   metadata: Record<string, string> = {},
 ): Promise<void> {
-  await writeAtomically(path, encodeGeneratorFile(generators, config, options, metadata));
+  await writeAtomically(
+    path,
+    encodeGeneratorFile(generators, config, options, metadata),
+    "the exported generators",
+  );
 }
 
 /**

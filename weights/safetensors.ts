@@ -18,6 +18,9 @@
 import * as E from "fp-ts/Either";
 import { pipe } from "fp-ts/function";
 import { type Decoded, orThrow } from "../decoded/decoded.ts";
+import { writeAtomically } from "../files/write_file.ts";
+
+export { writeAtomically, WriteError } from "../files/write_file.ts";
 
 /** Data types this toolkit reads and writes. */
 export type SafetensorsDtype = "F16" | "F32" | "F64" | "I32" | "I64";
@@ -294,38 +297,18 @@ export async function readSafetensors(path: string): Promise<SafetensorsFile> {
 
 /**
  * Writes a safetensors file atomically: to a temporary file beside it, then renamed over it, so
- * that a crash mid-write leaves the previous file intact.
+ * that a crash mid-write leaves the previous file intact; a failure of the file system is a
+ * `WriteError` naming the file, what was being written and the cause (the temporary file removed).
  * @param path the file
  * @param tensors tensors by name
  * @param metadata optional string metadata
+ * @param what what the file is, for the message of a failed write
  */
 export async function writeSafetensors(
   path: string,
   tensors: Record<string, HostTensor>,
   metadata: Record<string, string> = {},
+  what = "a safetensors file",
 ): Promise<void> {
-  await writeAtomically(path, encodeSafetensors(tensors, metadata));
-}
-
-/**
- * Writes bytes to a file atomically: to a temporary file beside it (synced), then renamed over
- * it, so that a crash mid-write leaves the previous file intact.
- * @param path the file
- * @param bytes its new contents
- */
-export async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${Deno.pid}.tmp`;
-  const file = await Deno.open(tmp, { write: true, create: true, truncate: true });
-  try {
-    for (let at = 0; at < bytes.length;) at += await file.write(bytes.subarray(at));
-    await file.sync();
-    file.close();
-    await Deno.rename(tmp, path);
-  } catch (e) {
-    try {
-      file.close();
-    } catch { /* already closed */ }
-    await Deno.remove(tmp).catch(() => {});
-    throw e;
-  }
+  await writeAtomically(path, encodeSafetensors(tensors, metadata), what);
 }

@@ -7,7 +7,11 @@ Tensor names: genA2B.<state_dict name>, disGA.<...> (global D), disLA.<...> (loc
 (NCHW in [-1, 1]) and the outputs genA2B.out.{image,cam_logit,heatmap},
 dis{GA,LA}.out.{logit,cam_logit,heatmap}, all NCHW; discriminators in evaluation mode. Then one
 training-mode forward of the global D: disGA.out_train.{logit,cam_logit} and its updated
-spectral-norm vectors disGA.after_train.<name>.weight_{u,v}."""
+spectral-norm vectors disGA.after_train.<name>.weight_{u,v}.
+
+With --float64 the same float32 weights and input are widened and every sum (the power iterations,
+the forward passes) is computed in float64, then written as float32: the results float32 runs on
+any processor are judged against (tests/golden_test.ts)."""
 import argparse
 import json
 import os
@@ -37,7 +41,7 @@ def perturb_norms(gen):
                 p.copy_(0.2 * torch.randn_like(p))
 
 
-def make(name, cfg, out_dir, seed):
+def make(name, cfg, out_dir, seed, float64=False):
     torch.manual_seed(seed)
     gen = Generator(cfg["ch"], cfg["n_res"], cfg["img_size"], cfg["light"])
     perturb_norms(gen)
@@ -45,6 +49,8 @@ def make(name, cfg, out_dir, seed):
     dis_l = Discriminator(cfg["ch"], cfg["n_layers_local"])
     x = torch.rand(2, 3, cfg["img_size"], cfg["img_size"]) * 2 - 1
     tensors = {"input": x}
+    if float64:
+        gen, dis_g, dis_l, x = gen.double(), dis_g.double(), dis_l.double(), x.double()
     with torch.no_grad():
         # A few power iterations in training mode give converged u, v; then evaluation mode.
         for d in (dis_g, dis_l):
@@ -79,11 +85,12 @@ def make(name, cfg, out_dir, seed):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="tests/fixtures", help="folder for the fixture files")
+    ap.add_argument("--float64", action="store_true", help="every sum in float64 (see above)")
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    torch.set_num_threads(1)  # one thread: the same sums in the same order on every machine
+    torch.set_num_threads(1)  # one thread: the same sums from run to run (their order is the kernels', by processor)
     for i, (name, cfg) in enumerate(sorted(CONFIGS.items())):
-        make(name, cfg, args.out, seed=1000 + i)
+        make(name, cfg, args.out, seed=1000 + i, float64=args.float64)
         print(f"wrote {os.path.join(args.out, name)}.safetensors (torch {torch.__version__})")
 
 
