@@ -35,6 +35,7 @@ import {
   UPSAMPLE_2X,
   UPSAMPLE_2X_GRAD,
 } from "./js_kernels.ts";
+import { registerWebGpuConvKernels } from "./webgpu_conv.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -694,5 +695,6 @@ export function registerWebGpuKernels(): boolean {
       kernelFunc: kernel as unknown as tf.KernelFunc,
     });
   }
+  registerWebGpuConvKernels(kernelsOn);
   return kernelsOn;
 }
