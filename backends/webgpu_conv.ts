@@ -177,7 +177,58 @@ interface Layout {
   readonly b: "k" | "n";
 }
 
-/** Workgroup memory declarations for a tile configuration and layout. */
+/**
+ * An operand of the GEMM as a pass reads it from global memory. Its tile in workgroup memory is
+ * `units` x `depth` vec4s at `[depth * units + unit]`: units along M (A) or N (B), each a row or
+ * column (vec4 along K) or a quad of them (vec4 along M or N); depth along K, each a K index or a
+ * quad of them. A pass says how a unit's fixed part is set up, how a depth index decodes (once
+ * per tile, shared by the units), and the vec4 at a unit and depth index.
+ */
+interface Operand {
+  readonly units: number;
+  readonly depth: number;
+  /** Setup of the unit at tile index `idx`: `let`s named with prefix `u`. */
+  unit(u: string, idx: string): string;
+  /** Decode of the depth index `idx` of tile `k0`: `let`s named with prefix `d`. */
+  depthAt(d: string, idx: string): string;
+  /** The vec4 at unit `u` and depth `d`: statements, then the expression. */
+  value(u: string, d: string): [string, string];
+}
+
+/** The thread-invariant setup and the per-tile copy of an operand into workgroup memory. */
+function staging(name: string, op: Operand, threads: number): { setup: string; copy: string } {
+  const { units: r, depth: dd } = op;
+  const store = (u: string, d: string, unit: string, depth: string) => {
+    const [pre, e] = op.value(u, d);
+    return `${pre}\n        ${name}[(${depth}) * ${r} + ${unit}] = ${e};`;
+  };
+  if (threads % r === 0) {
+    // Each thread copies one unit at several depths.
+    const step = threads / r;
+    const unit = r === 1 ? "0" : `tid % ${r}`;
+    const copy = range(Math.ceil(dd / step)).map((p) => {
+      const depth = `tid / ${r} + ${p * step}`;
+      const body = `${op.depthAt(`${name}d`, depth)}${store(`${name}u`, `${name}d`, unit, depth)}`;
+      return (p + 1) * step > dd ? `if (${depth} < ${dd}) {${body}\n      }` : `{${body}\n      }`;
+    });
+    return { setup: op.unit(`${name}u`, unit), copy: copy.join("\n      ") };
+  }
+  // Each thread copies several units (r is a multiple of threads: both are powers of two) at
+  // every depth.
+  const each = range(r / threads);
+  const unit = (j: number) => `tid + ${j * threads}`;
+  const copy = range(dd).map((d) =>
+    `{${op.depthAt(`${name}d`, `${d}`)}${
+      each.map((j) => store(`${name}u${j}`, `${name}d`, unit(j), `${d}`)).join("")
+    }\n      }`
+  );
+  return {
+    setup: each.map((j) => op.unit(`${name}u${j}`, unit(j))).join(""),
+    copy: copy.join("\n      "),
+  };
+}
+
+/** Workgroup memory declarations: A's tile unless A is read directly. */
 function sharedDecl(t: ConvTiles, direct: boolean): string {
   const bm = t.wgM * t.tm, bn = t.wgN * t.tn;
   return `
@@ -185,9 +236,17 @@ function sharedDecl(t: ConvTiles, direct: boolean): string {
   var<workgroup> Bs : array<vec4<f32>, ${(bn * t.kt) / 4}>;`;
 }
 
-/** The thread's row (in the workgroup's tile) of block row i, for the A layout. */
+/**
+ * The thread's unit (in the workgroup's tile) holding its block row i: the row itself (A along
+ * K) or its quad of rows (A along M).
+ */
+function rowUnit(t: ConvTiles, l: Layout, i: number): string {
+  return l.a === "k" ? `${i * t.wgM} + ty` : `${Math.floor(i / 4) * t.wgM} + ty`;
+}
+
+/** The thread's row (in the workgroup's tile) of block row i. */
 function rowOf(t: ConvTiles, l: Layout, i: number): string {
-  return l.a === "k" ? `${i * t.wgM} + ty` : `(${Math.floor(i / 4) * t.wgM} + ty) * 4 + ${i % 4}`;
+  return l.a === "k" ? rowUnit(t, l, i) : `(${rowUnit(t, l, i)}) * 4 + ${i % 4}`;
 }
 
 /** The thread's first column of column quad jq (4 consecutive columns). */
@@ -195,27 +254,44 @@ function colOf(t: ConvTiles, jq: number): string {
   return `(${jq * t.wgN} + tx) * 4`;
 }
 
+/** Where A is read directly: the thread's units, set up once. */
+function directSetup(t: ConvTiles, l: Layout, a: Operand): string {
+  const n = l.a === "k" ? t.tm : t.tm / 4;
+  return range(n).map((i) => a.unit(`r${i}`, rowUnit(t, l, l.a === "k" ? i : 4 * i))).join("");
+}
+
 /**
- * The multiply-accumulate of one K tile from workgroup memory: per quad of K, the thread's A and
- * B fragments as vec4 loads, then tm * tn * 4 FMAs into its accumulators `c{i}_{j}`.
+ * The multiply-accumulate of one K tile: per quad of K, the thread's A fragments (from workgroup
+ * memory, or straight from global memory where `direct`) and B fragments as vec4 loads, then
+ * tm * tn * 4 FMAs into its accumulators `c{i}_{j}`.
  */
-function computeSnippet(t: ConvTiles, l: Layout, direct?: DirectA): string {
+function computeSnippet(t: ConvTiles, l: Layout, direct?: Operand): string {
   const bm = t.wgM * t.tm, bn = t.wgN * t.tn;
   const rows = range(t.tm), cols = range(t.tn);
   const loads: string[] = [];
   let aOf: (i: number, k: number) => string;
   let bOf: (k: number, j: number) => string;
-  if (direct) {
-    loads.push("let kq = k0 + q * 4;", direct.decode);
-    rows.forEach((i) => loads.push(direct.load(i)));
-    aOf = (i, k) => `a${i}.${XYZW[k]}`;
-  } else if (l.a === "k") {
-    rows.forEach((i) => loads.push(`let a${i} = As[q * ${bm} + ${rowOf(t, l, i)}];`));
+  if (l.a === "k") {
+    if (direct) loads.push(direct.depthAt("dq", "q"));
+    for (const i of rows) {
+      if (!direct) {
+        loads.push(`let a${i} = As[q * ${bm} + ${rowUnit(t, l, i)}];`);
+        continue;
+      }
+      const [pre, e] = direct.value(`r${i}`, "dq");
+      loads.push(`${pre}\n        let a${i} = ${e};`);
+    }
     aOf = (i, k) => `a${i}.${XYZW[k]}`;
   } else {
     for (let k = 0; k < 4; k++) {
+      if (direct) loads.push(direct.depthAt(`dq${k}`, `q * 4 + ${k}`));
       for (let iq = 0; iq < t.tm / 4; iq++) {
-        loads.push(`let a${iq}_${k} = As[(q * 4 + ${k}) * ${bm / 4} + ${iq * t.wgM} + ty];`);
+        if (!direct) {
+          loads.push(`let a${iq}_${k} = As[(q * 4 + ${k}) * ${bm / 4} + ${iq * t.wgM} + ty];`);
+          continue;
+        }
+        const [pre, e] = direct.value(`r${iq}`, `dq${k}`);
+        loads.push(`${pre}\n        let a${iq}_${k} = ${e};`);
       }
     }
     aOf = (i, k) => `a${Math.floor(i / 4)}_${k}.${XYZW[i % 4]}`;
@@ -249,62 +325,31 @@ function computeSnippet(t: ConvTiles, l: Layout, direct?: DirectA): string {
       }`;
 }
 
-/**
- * The cooperative copy of `slots` vec4 slots into workgroup memory, each thread taking slots
- * tid, tid + threads, ...: `setup(p)` runs once before the K loop (its `let`s name slot p's
- * fixed part), `stage(p)` each K tile (assigning the slot).
- */
-interface Slots {
-  readonly count: number;
-  setup(p: number, slot: string): string;
-  stage(p: number): string;
-}
-
-/**
- * A read straight from global memory into the thread's fragments (no staging): where a
- * workgroup has one thread along N, each A value has one reader, and staging it would only add a
- * copy. `setup(i)` runs once for the thread's block row i, `decode` per K quad `kq`, and
- * `load(i)` defines `a{i}` (a vec4 along K).
- */
-interface DirectA {
-  setup(i: number): string;
-  readonly decode: string;
-  load(i: number): string;
-}
-
-function slotLines(t: ConvTiles, s: Slots, part: "setup" | "stage"): string {
-  const threads = t.wgM * t.wgN;
-  const n = Math.ceil(s.count / threads);
-  return range(n).map((p) => {
-    const slot = `(tid + ${p * threads})`;
-    if (part === "setup") return s.setup(p, slot);
-    // Slots past the tile (when threads do not divide it) copy nothing.
-    const guard = (p + 1) * threads > s.count;
-    return guard ? `if (${slot} < ${s.count}) { ${s.stage(p)} }` : `{ ${s.stage(p)} }`;
-  }).join("\n");
-}
-
 /** A convolution GEMM program: its WGSL pieces, the rest being common. */
 interface GemmParts {
   readonly key: string;
   readonly tiles: ConvTiles;
   readonly layout: Layout;
-  readonly a: Slots;
-  readonly b: Slots;
-  /** A read without staging (then `a` is unused). */
-  readonly direct?: DirectA;
-  /** Values of the workgroup (phase, K range) before the slots' setup. */
+  readonly a: Operand;
+  readonly b: Operand;
+  /** Values of the workgroup before the operands' setup, `kBeg` and `kEnd` (its K range) among them. */
   readonly head: string;
-  /** The K tiles' range: `kBeg`, `kEnd` are defined in `head`. */
-  /** Stores accumulator row i (columns quads as `v`, at column `n`): code using `c{i}_{j}`. */
+  /** Stores block row i of the accumulators `c{i}_{j}`. */
   store(i: number): string;
 }
 
+/** Whether A goes straight from global memory: one thread along N reads each value once. */
+const directA = (t: ConvTiles) => t.wgN === 1;
+
 function gemmCode(p: GemmParts): string {
   const { tiles: t, layout: l } = p;
+  const threads = t.wgM * t.wgN;
+  const direct = directA(t);
+  const a = direct ? undefined : staging("As", p.a, threads);
+  const b = staging("Bs", p.b, threads);
   const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
   return `
-  ${sharedDecl(t, !!p.direct)}
+  ${sharedDecl(t, direct)}
   ${DIVF}
   fn main() {
     let tid = i32(localIndex);
@@ -313,14 +358,14 @@ function gemmCode(p: GemmParts): string {
     let m0 = i32(workgroupId.x) * ${t.wgM * t.tm};
     let n0 = i32(workgroupId.y) * ${t.wgN * t.tn};
     ${p.head}
-    ${p.direct ? range(t.tm).map((i) => p.direct!.setup(i)).join("\n") : slotLines(t, p.a, "setup")}
-    ${slotLines(t, p.b, "setup")}
+    ${direct ? directSetup(t, l, p.a) : a!.setup}
+    ${b.setup}
     ${acc.join(" ")}
     for (var k0 = kBeg; k0 < kEnd; k0 += ${t.kt}) {
-      ${p.direct ? "" : slotLines(t, p.a, "stage")}
-      ${slotLines(t, p.b, "stage")}
+      ${a?.copy ?? ""}
+      ${b.copy}
       workgroupBarrier();
-      ${computeSnippet(t, l, p.direct)}
+      ${computeSnippet(t, l, direct ? p.a : undefined)}
       workgroupBarrier();
     }
     ${range(t.tm).map((i) => p.store(i)).join("\n")}
@@ -350,6 +395,69 @@ const load4 = (buf: string, at: string, ok: string) =>
 const load1 = (buf: string, at: string, ok: string) =>
   `select(0.0, ${buf}[select(0, ${at}, ${ok})], ${ok})`;
 
+/**
+ * A vec4 of four values along K: one decode and one vec4 load where the channels are a multiple
+ * of 4 (the four share a tap), else four decodes (suffixes `_0`..`_3`) and four scalar loads.
+ * `decode(d, k)` defines `let`s with prefix d for K index k; `at(d)` is the element offset and
+ * `ok(d)` the condition, both given a decode's prefix.
+ */
+function alongK(
+  vec: boolean,
+  decode: (d: string, k: string) => string,
+  k: string,
+): {
+  depthAt: (d: string) => string;
+  value: (
+    buf: string,
+    at: (d: string) => string,
+    ok: (d: string) => string,
+    d: string,
+  ) => [string, string];
+} {
+  return {
+    depthAt: (d) =>
+      vec ? decode(d, k) : range(4).map((u) => decode(`${d}_${u}`, `(${k} + ${u})`)).join(""),
+    value: (buf, at, ok, d) =>
+      vec ? ["", load4(buf, at(d), ok(d))] : [
+        "",
+        `vec4<f32>(${
+          range(4).map((u) => load1(buf, at(`${d}_${u}`), ok(`${d}_${u}`))).join(", ")
+        })`,
+      ],
+  };
+}
+
+/** A B operand read along N from a [K, N] matrix `buf` (K index `k0 + depth`, column quads). */
+function alongN(
+  buf: string,
+  bn: number,
+  kt: number,
+  vecN: boolean,
+  kOk: (k: string) => string,
+): Operand {
+  return {
+    units: bn / 4,
+    depth: kt,
+    unit: (u, idx) => `
+    let ${u}N = n0 + (${idx}) * 4;`,
+    depthAt: (d, idx) => `
+        let ${d}K = k0 + ${idx};`,
+    value: (u, d) => {
+      const at = `${d}K * uniforms.n + ${u}N`;
+      if (vecN) return ["", load4(buf, at, `${kOk(`${d}K`)} && ${u}N < uniforms.n`)];
+      return [
+        "",
+        `vec4<f32>(${
+          range(4).map((c) =>
+            load1(buf, `${at} + ${c}`, `${kOk(`${d}K`)} && ${u}N + ${c} < uniforms.n`)
+          )
+            .join(", ")
+        })`,
+      ];
+    },
+  };
+}
+
 function runGemm(
   backend: WebGPUBackendLike,
   parts: GemmParts,
@@ -368,9 +476,7 @@ function runGemm(
     variableComponents,
     outputComponent: outVec ? 4 : 1,
     outputShape,
-    shaderKey: `ugatit_conv_${parts.key}_${
-      parts.direct ? "direct" : "staged"
-    }_${t.wgM}_${t.wgN}_${t.tm}_${t.tn}_${t.kt}_${outVec}`,
+    shaderKey: `ugatit_conv_${parts.key}_${t.wgM}_${t.wgN}_${t.tm}_${t.tn}_${t.kt}_${outVec}`,
     // y and z in the layout make tfjs call main() without an index (the dispatch is ours).
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch,
@@ -383,61 +489,6 @@ function runGemm(
 
 // ---- forward -------------------------------------------------------------------------------
 
-/**
- * The A operand of a pass read along K (forward, input gradient): how a row's fixed part is set
- * up, how a K index decodes, and the value of a row at a decoded K index (statements, then the
- * expression).
- */
-interface RowsAlongK {
-  row(v: string, m: string): string;
-  decode(s: string, k: string): string;
-  value(v: string, s: string): [string, string];
-}
-
-/** The A slots (staged) and the direct read of a pass whose A runs along K. */
-function operandA(t: ConvTiles, r: RowsAlongK, vec: boolean): { slots: Slots; direct: DirectA } {
-  const bm = t.wgM * t.tm, kq = t.kt / 4;
-  // A vec4 of four K indices: one decode when they share a tap (vec), else one each.
-  const quad = (v: string, k: string, decoded: boolean) => {
-    if (vec) {
-      const [pre, e] = r.value(v, "");
-      return { pre: (decoded ? "" : r.decode("", k)) + pre, e };
-    }
-    const parts = range(4).map((u) => r.value(v, `_${u}`));
-    return {
-      pre: (decoded ? "" : range(4).map((u) => r.decode(`_${u}`, `(${k} + ${u})`)).join("")) +
-        parts.map(([pre]) => pre).join(""),
-      e: `vec4<f32>(${parts.map(([, e]) => e).join(", ")})`,
-    };
-  };
-  const slots: Slots = {
-    count: bm * kq,
-    setup: (p, slot) => `
-    let aRow${p} = ${slot} / ${kq};
-    let aQ${p} = ${slot} % ${kq};${r.row(`a${p}`, `m0 + aRow${p}`)}`,
-    stage: (p) => {
-      const { pre, e } = quad(`a${p}`, `k0 + aQ${p} * 4`, false);
-      return `${pre}
-      As[aQ${p} * ${bm} + aRow${p}] = ${e};`;
-    },
-  };
-  const direct: DirectA = {
-    setup: (i) => r.row(`r${i}`, `m0 + ${rowOf(t, { a: "k", b: "n" }, i)}`),
-    decode: vec
-      ? r.decode("", "kq")
-      : range(4).map((u) => r.decode(`_${u}`, `(kq + ${u})`)).join(""),
-    load: (i) => {
-      const { pre, e } = quad(`r${i}`, "kq", true);
-      return `${pre}
-        let a${i} = ${e};`;
-    },
-  };
-  return { slots, direct };
-}
-
-/** Whether A goes straight from global memory: one thread along N reads each value once. */
-const directA = (t: ConvTiles) => t.wgN === 1;
-
 function forward(
   backend: WebGPUBackendLike,
   x: Info,
@@ -449,63 +500,46 @@ function forward(
   const vecC = c % 4 === 0, vecN = outChannels % 4 === 0;
   const bm = t.wgM * t.tm, bn = t.wgN * t.tn;
   const l: Layout = { a: "k", b: "n" };
-  // Row m: output pixel (b, oy, ox), where its window starts in the input; K: (ky, kx, ci).
-  const rows: RowsAlongK = {
-    row: (v, m) => `
-    let ${v}M = ${m};
-    let ${v}B = divf(${v}M, uniforms.ohw);
-    let ${v}R = ${v}M - ${v}B * uniforms.ohw;
-    let ${v}Oy = divf(${v}R, uniforms.ow);
-    let ${v}Iy = ${v}Oy * uniforms.sh - uniforms.pt;
-    let ${v}Ix = (${v}R - ${v}Oy * uniforms.ow) * uniforms.sw - uniforms.pl;
-    let ${v}Ok = ${v}M < uniforms.m;
-    let ${v}Base = ${v}B * uniforms.h;`,
-    decode: (s, k) => `
-        let tap${s} = divf(${k}, uniforms.c);
-        let ch${s} = ${k} - tap${s} * uniforms.c;
-        let ky${s} = divf(tap${s}, uniforms.kw);
-        let kx${s} = tap${s} - ky${s} * uniforms.kw;
-        let kOk${s} = ${k} < uniforms.k;`,
-    value: (v, s) => [
-      `
-        let ${v}Y${s} = ${v}Iy + ky${s};
-        let ${v}X${s} = ${v}Ix + kx${s};
-        let ${v}In${s} = ${v}Ok && kOk${s} && ${v}Y${s} >= 0 && ${v}Y${s} < uniforms.h &&
-          ${v}X${s} >= 0 && ${v}X${s} < uniforms.w;`,
-      (vecC ? load4 : load1)(
+  // K index k: tap (ky, kx) and input channel.
+  const k4 = (idx: string) =>
+    alongK(vecC, (d, k) => `
+        let ${d}Tap = divf(${k}, uniforms.c);
+        let ${d}Ch = ${k} - ${d}Tap * uniforms.c;
+        let ${d}Ky = divf(${d}Tap, uniforms.kw);
+        let ${d}Kx = ${d}Tap - ${d}Ky * uniforms.kw;
+        let ${d}Ok = ${k} < uniforms.k;`, `k0 + (${idx}) * 4`);
+  // A unit: a row, i.e. an output pixel (b, oy, ox), and where its window starts in the input.
+  const a: Operand = {
+    units: bm,
+    depth: t.kt / 4,
+    unit: (u, idx) => `
+    let ${u}M = m0 + ${idx};
+    let ${u}B = divf(${u}M, uniforms.ohw);
+    let ${u}R = ${u}M - ${u}B * uniforms.ohw;
+    let ${u}Oy = divf(${u}R, uniforms.ow);
+    let ${u}Iy = ${u}Oy * uniforms.sh - uniforms.pt;
+    let ${u}Ix = (${u}R - ${u}Oy * uniforms.ow) * uniforms.sw - uniforms.pl;
+    let ${u}Ok = ${u}M < uniforms.m;
+    let ${u}Base = ${u}B * uniforms.h;`,
+    depthAt: (d, idx) => k4(idx).depthAt(d),
+    value: (u, d) => {
+      const y = (dd: string) => `(${u}Iy + ${dd}Ky)`, xx = (dd: string) => `(${u}Ix + ${dd}Kx)`;
+      return k4("0").value(
         "x",
-        `((${v}Base + ${v}Y${s}) * uniforms.w + ${v}X${s}) * uniforms.c + ch${s}`,
-        `${v}In${s}`,
-      ),
-    ],
-  };
-  const { slots: a, direct } = operandA(t, rows, vecC);
-  // B slot: (k, column quad) of the [kt x BN] filter tile; rows of HWIO are contiguous in N.
-  const b: Slots = {
-    count: t.kt * bn / 4,
-    setup: (p, slot) => `
-    let bK${p} = ${slot} / ${bn / 4};
-    let bN${p} = n0 + (${slot} % ${bn / 4}) * 4;`,
-    stage: (p) => {
-      const k = `k0 + bK${p}`;
-      const at = `(${k}) * uniforms.n + bN${p}`;
-      const value = vecN
-        ? load4("w", at, `${k} < uniforms.k && bN${p} < uniforms.n`)
-        : `vec4<f32>(${
-          range(4).map((u) =>
-            load1("w", `${at} + ${u}`, `${k} < uniforms.k && bN${p} + ${u} < uniforms.n`)
-          ).join(", ")
-        })`;
-      return `Bs[bK${p} * ${bn / 4} + (bN${p} - n0) / 4] = ${value};`;
+        (dd) => `((${u}Base + ${y(dd)}) * uniforms.w + ${xx(dd)}) * uniforms.c + ${dd}Ch`,
+        (dd) =>
+          `${u}Ok && ${dd}Ok && ${y(dd)} >= 0 && ${y(dd)} < uniforms.h && ${xx(dd)} >= 0 && ` +
+          `${xx(dd)} < uniforms.w`,
+        d,
+      );
     },
   };
   const parts: GemmParts = {
-    key: `fwd_${vecC}_${vecN}`,
+    key: `fwd_${vecC}_${vecN}_${directA(t)}`,
     tiles: t,
     layout: l,
     a,
-    b,
-    direct: directA(t) ? direct : undefined,
+    b: alongN("w", bn, t.kt, vecN, (k) => `${k} < uniforms.k`),
     head: "let kBeg = 0;\n    let kEnd = uniforms.k;",
     store: (i) => {
       const m = `(m0 + ${rowOf(t, l, i)})`;
@@ -513,7 +547,6 @@ function forward(
     },
   };
   const m = batchSize * outHeight * outWidth;
-  const k = g.filterHeight * g.filterWidth * c;
   return runGemm(
     backend,
     parts,
@@ -526,7 +559,7 @@ function forward(
     {
       m,
       n: outChannels,
-      k,
+      k: g.filterHeight * g.filterWidth * c,
       c,
       h: inHeight,
       w: inWidth,
@@ -553,15 +586,16 @@ function inputGrad(
   const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels: oc } = g;
   const { strideHeight: sh, strideWidth: sw } = g;
   const vecO = oc % 4 === 0, vecN = inChannels % 4 === 0;
-  const bm = t.wgM * t.tm, bn = t.wgN * t.tn, kq = t.kt / 4;
+  const bm = t.wgM * t.tm, bn = t.wgN * t.tn;
   const l: Layout = { a: "k", b: "k" };
   // K index of the phase: its tap (jy, jx) among the phase's taps and its output channel.
-  const decode = (s: string, k: string) => `
-        let tap${s} = divf(${k}, uniforms.oc);
-        let ch${s} = ${k} - tap${s} * uniforms.oc;
-        let jy${s} = divf(tap${s}, tx_);
-        let jx${s} = tap${s} - jy${s} * tx_;
-        let kOk${s} = ${k} < kEnd;`;
+  const k4 = (idx: string) =>
+    alongK(vecO, (d, k) => `
+        let ${d}Tap = divf(${k}, uniforms.oc);
+        let ${d}Ch = ${k} - ${d}Tap * uniforms.oc;
+        let ${d}Jy = divf(${d}Tap, phaseKw);
+        let ${d}Jx = ${d}Tap - ${d}Jy * phaseKw;
+        let ${d}Ok = ${k} < kEnd;`, `k0 + (${idx}) * 4`);
   // The phase (ry, rx) of this workgroup, its first taps (ky0, kx0), the offsets from a phase
   // pixel to the output pixel of its first tap, and its taps per axis.
   const head = `
@@ -571,69 +605,62 @@ function inputGrad(
     let kx0 = (rx + uniforms.pl) % uniforms.sw;
     let dy0 = (ry + uniforms.pt) / uniforms.sh;
     let dx0 = (rx + uniforms.pl) / uniforms.sw;
-    let ty_ = (uniforms.kh - ky0 + uniforms.sh - 1) / uniforms.sh;
-    let tx_ = (uniforms.kw - kx0 + uniforms.sw - 1) / uniforms.sw;
+    let phaseKh = (uniforms.kh - ky0 + uniforms.sh - 1) / uniforms.sh;
+    let phaseKw = (uniforms.kw - kx0 + uniforms.sw - 1) / uniforms.sw;
     let kBeg = 0;
-    let kEnd = ty_ * tx_ * uniforms.oc;`;
+    let kEnd = phaseKh * phaseKw * uniforms.oc;`;
   // Row m of a phase: batch b, phase pixel (qy, qx), input pixel (qy * sh + ry, qx * sw + rx).
-  const rowInfo = (v: string, m: string) => `
-    let ${v}M = ${m};
-    let ${v}B = divf(${v}M, uniforms.qhw);
-    let ${v}R = ${v}M - ${v}B * uniforms.qhw;
-    let ${v}Qy = divf(${v}R, uniforms.qw);
-    let ${v}Qx = ${v}R - ${v}Qy * uniforms.qw;
-    let ${v}Iy = ${v}Qy * uniforms.sh + ry;
-    let ${v}Ix = ${v}Qx * uniforms.sw + rx;
-    let ${v}Ok = ${v}M < uniforms.mq && ${v}Iy < uniforms.h && ${v}Ix < uniforms.w;`;
-  const rows: RowsAlongK = {
-    row: rowInfo,
-    decode,
-    value: (v, s) => [
-      `
-        let ${v}Y${s} = ${v}Qy + dy0 - jy${s};
-        let ${v}X${s} = ${v}Qx + dx0 - jx${s};
-        let ${v}In${s} = ${v}Ok && kOk${s} && ${v}Y${s} >= 0 && ${v}Y${s} < uniforms.oh &&
-          ${v}X${s} >= 0 && ${v}X${s} < uniforms.ow;`,
-      (vecO ? load4 : load1)(
+  const rowInfo = (u: string, m: string) => `
+    let ${u}M = ${m};
+    let ${u}B = divf(${u}M, uniforms.qhw);
+    let ${u}R = ${u}M - ${u}B * uniforms.qhw;
+    let ${u}Qy = divf(${u}R, uniforms.qw);
+    let ${u}Qx = ${u}R - ${u}Qy * uniforms.qw;
+    let ${u}Iy = ${u}Qy * uniforms.sh + ry;
+    let ${u}Ix = ${u}Qx * uniforms.sw + rx;
+    let ${u}Ok = ${u}M < uniforms.mq && ${u}Iy < uniforms.h && ${u}Ix < uniforms.w;`;
+  const a: Operand = {
+    units: bm,
+    depth: t.kt / 4,
+    unit: (u, idx) => rowInfo(u, `m0 + ${idx}`),
+    depthAt: (d, idx) => k4(idx).depthAt(d),
+    value: (u, d) => {
+      const y = (dd: string) => `(${u}Qy + dy0 - ${dd}Jy)`;
+      const xx = (dd: string) => `(${u}Qx + dx0 - ${dd}Jx)`;
+      return k4("0").value(
         "dy",
-        `((${v}B * uniforms.oh + ${v}Y${s}) * uniforms.ow + ${v}X${s}) * uniforms.oc + ch${s}`,
-        `${v}In${s}`,
-      ),
-    ],
-  };
-  const { slots: a, direct } = operandA(t, rows, vecO);
-  // B slot: (column, k quad): W[ky, kx, column, oc..oc+3], contiguous along the output channels.
-  const b: Slots = {
-    count: bn * kq,
-    setup: (p, slot) => `
-    let bCol${p} = ${slot} / ${kq};
-    let bQ${p} = ${slot} % ${kq};
-    let bN${p} = n0 + bCol${p};`,
-    stage: (p) => {
-      const value = (s: string) =>
-        (vecO ? load4 : load1)(
-          "w",
-          `(((ky0 + jy${s} * uniforms.sh) * uniforms.kw + kx0 + jx${s} * uniforms.sw) * ` +
-            `uniforms.ic + bN${p}) * uniforms.oc + ch${s}`,
-          `bN${p} < uniforms.ic && kOk${s}`,
-        );
-      const k = `k0 + bQ${p} * 4`;
-      const body = vecO
-        ? `${decode("", k)}
-      let v = ${value("")};`
-        : `${range(4).map((u) => decode(`_${u}`, `(${k} + ${u})`)).join("")}
-      let v = vec4<f32>(${range(4).map((u) => value(`_${u}`)).join(", ")});`;
-      return `${body}
-      Bs[bQ${p} * ${bn} + bCol${p}] = v;`;
+        (dd) =>
+          `((${u}B * uniforms.oh + ${y(dd)}) * uniforms.ow + ${xx(dd)}) * uniforms.oc + ${dd}Ch`,
+        (dd) =>
+          `${u}Ok && ${dd}Ok && ${y(dd)} >= 0 && ${y(dd)} < uniforms.oh && ${xx(dd)} >= 0 && ` +
+          `${xx(dd)} < uniforms.ow`,
+        d,
+      );
     },
   };
+  // B unit: a column (input channel): W[ky, kx, column, oc..oc+3], contiguous along K.
+  const b: Operand = {
+    units: bn,
+    depth: t.kt / 4,
+    unit: (u, idx) => `
+    let ${u}N = n0 + ${idx};`,
+    depthAt: (d, idx) => k4(idx).depthAt(d),
+    value: (u, d) =>
+      k4("0").value(
+        "w",
+        (dd) =>
+          `(((ky0 + ${dd}Jy * uniforms.sh) * uniforms.kw + kx0 + ${dd}Jx * uniforms.sw) * ` +
+          `uniforms.ic + ${u}N) * uniforms.oc + ${dd}Ch`,
+        (dd) => `${u}N < uniforms.ic && ${dd}Ok`,
+        d,
+      ),
+  };
   const parts: GemmParts = {
-    key: `dgrad_${vecO}_${vecN}`,
+    key: `dgrad_${vecO}_${vecN}_${directA(t)}`,
     tiles: t,
     layout: l,
     a,
     b,
-    direct: directA(t) ? direct : undefined,
     head,
     store: (i) =>
       `{${rowInfo("o", `m0 + ${rowOf(t, l, i)}`)}
@@ -709,82 +736,52 @@ function filterGrad(
   const perSlice = Math.ceil(Math.ceil(k / splits) / t.kt) * t.kt;
   const slices = Math.ceil(k / perSlice);
   // Row m = (ky, kx, ci): tap and channel.
-  const rowInfo = (v: string, row: string) => `
-    let ${v}Tap = divf(${row}, uniforms.c);
-    let ${v}C = ${row} - ${v}Tap * uniforms.c;
-    let ${v}Ky = divf(${v}Tap, uniforms.kw);
-    let ${v}Kx = ${v}Tap - ${v}Ky * uniforms.kw;
-    let ${v}Ok = ${row} < uniforms.m;`;
-  // A slot: (k, row quad) of the [kt x BM] tile: x at output pixel k's window, rows' channels.
-  const a: Slots = {
-    count: t.kt * bm / 4,
-    setup: (p, slot) => {
-      const head = `
-    let aK${p} = ${slot} / ${bm / 4};
-    let aRow${p} = (${slot} % ${bm / 4}) * 4;`;
-      // A vec4 of rows shares its tap when C % 4 == 0; else each row has its own.
-      return head +
-        (vecC
-          ? rowInfo(`a${p}`, `(m0 + aRow${p})`)
-          : range(4).map((u) => rowInfo(`a${p}_${u}`, `(m0 + aRow${p} + ${u})`)).join(""));
-    },
-    stage: (p) => {
-      const pix = `
-        let px = k0 + aK${p};
-        let pb = divf(px, uniforms.ohw);
-        let pr = px - pb * uniforms.ohw;
-        let poy = divf(pr, uniforms.ow);
-        let pIy = poy * uniforms.sh - uniforms.pt;
-        let pIx = (pr - poy * uniforms.ow) * uniforms.sw - uniforms.pl;
-        let pOk = px < kEnd;`;
-      const one = (v: string, out: string) => `
-        {
-          let iy = pIy + ${v}Ky;
-          let ix = pIx + ${v}Kx;
-          let ok = pOk && ${v}Ok && iy >= 0 && iy < uniforms.h && ix >= 0 && ix < uniforms.w;
-          ${out} = ${
-        (vecC ? load4 : load1)(
-          "x",
-          `((pb * uniforms.h + iy) * uniforms.w + ix) * uniforms.c + ${v}C`,
-          "ok",
-        )
+  const rowInfo = (u: string, row: string) => `
+    let ${u}Tap = divf(${row}, uniforms.c);
+    let ${u}C = ${row} - ${u}Tap * uniforms.c;
+    let ${u}Ky = divf(${u}Tap, uniforms.kw);
+    let ${u}Kx = ${u}Tap - ${u}Ky * uniforms.kw;
+    let ${u}Ok = ${row} < uniforms.m;`;
+  // A unit: a quad of rows (one tap when C % 4 == 0, else a tap each); depth: an output pixel.
+  const a: Operand = {
+    units: bm / 4,
+    depth: t.kt,
+    unit: (u, idx) =>
+      vecC
+        ? rowInfo(u, `(m0 + (${idx}) * 4)`)
+        : range(4).map((r) => rowInfo(`${u}_${r}`, `(m0 + (${idx}) * 4 + ${r})`)).join(""),
+    depthAt: (d, idx) => `
+        let ${d}P = k0 + ${idx};
+        let ${d}B = divf(${d}P, uniforms.ohw);
+        let ${d}R = ${d}P - ${d}B * uniforms.ohw;
+        let ${d}Oy = divf(${d}R, uniforms.ow);
+        let ${d}Iy = ${d}Oy * uniforms.sh - uniforms.pt;
+        let ${d}Ix = (${d}R - ${d}Oy * uniforms.ow) * uniforms.sw - uniforms.pl;
+        let ${d}Ok = ${d}P < kEnd;`,
+    value: (u, d) => {
+      const one = (uu: string) => {
+        const y = `(${d}Iy + ${uu}Ky)`, xx = `(${d}Ix + ${uu}Kx)`;
+        return [
+          `((${d}B * uniforms.h + ${y}) * uniforms.w + ${xx}) * uniforms.c + ${uu}C`,
+          `${d}Ok && ${uu}Ok && ${y} >= 0 && ${y} < uniforms.h && ${xx} >= 0 && ${xx} < uniforms.w`,
+        ];
       };
-        }`;
-      const body = vecC
-        ? one(`a${p}`, "v")
-        : range(4).map((u) => one(`a${p}_${u}`, `v.${XYZW[u]}`)).join("");
-      return `{${pix}
-        var v = vec4<f32>(0.0);${body}
-        As[aK${p} * ${bm / 4} + aRow${p} / 4] = v;
-      }`;
-    },
-  };
-  // B slot: (k, column quad) of the [kt x BN] tile: dy at output pixel k, contiguous in N.
-  const b: Slots = {
-    count: t.kt * bn / 4,
-    setup: (p, slot) => `
-    let bK${p} = ${slot} / ${bn / 4};
-    let bN${p} = n0 + (${slot} % ${bn / 4}) * 4;`,
-    stage: (p) => {
-      const px = `k0 + bK${p}`;
-      const at = `(${px}) * uniforms.n + bN${p}`;
-      const value = vecN
-        ? load4("dy", at, `${px} < kEnd && bN${p} < uniforms.n`)
-        : `vec4<f32>(${
-          range(4).map((u) =>
-            load1("dy", `${at} + ${u}`, `${px} < kEnd && bN${p} + ${u} < uniforms.n`)
-          )
-            .join(", ")
-        })`;
-      return `Bs[bK${p} * ${bn / 4} + (bN${p} - n0) / 4] = ${value};`;
+      if (vecC) return ["", load4("x", ...(one(u) as [string, string]))];
+      return [
+        "",
+        `vec4<f32>(${
+          range(4).map((r) => load1("x", ...(one(`${u}_${r}`) as [string, string]))).join(", ")
+        })`,
+      ];
     },
   };
   const parts: GemmParts = {
-    key: `wgrad_${vecC}_${vecN}`,
+    key: `wgrad_${vecC}_${vecN}_${directA(t)}`,
     tiles: t,
     layout: l,
     a,
-    b,
+    // B: dy at output pixel k, contiguous along N.
+    b: alongN("dy", bn, t.kt, vecN, (kk) => `${kk} < kEnd`),
     head: `
     let kBeg = i32(workgroupId.z) * uniforms.slice;
     let kEnd = min(uniforms.k, kBeg + uniforms.slice);`,
