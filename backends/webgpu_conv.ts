@@ -2,32 +2,37 @@
  * Convolutions of ours in WGSL for the `webgpu` backend: `Conv2D`, `Conv2DBackpropInput` and
  * `Conv2DBackpropFilter`, registered under TensorFlow.js's kernel names in front of the stock
  * kernels (which stay the fallback for what these do not take: dilation, NCHW, other dtypes,
- * sizes past 2^22 elements along one GEMM side), so the layers and the autodiff use them
- * unchanged.
+ * empty tensors, flat indices past 2^22), so the layers and the autodiff use them unchanged.
  *
- * Each pass is an implicit GEMM, C[M x N] = A[M x K] B[K x N], tiled:
+ * Each pass is an implicit GEMM, C[M x N] = A[M x K] B[K x N], whose A (the im2col matrix) is
+ * never formed: a workgroup copies a patch of its input (a block of pixels with the filter's halo,
+ * `kc` channels, zeros where the padding or the image ends) into workgroup memory once, and every
+ * filter tap reads its rows from there, so each input value is loaded from global memory once per
+ * workgroup and reused by every tap that covers it.
  *
- * - forward: M = batch x output pixels, N = output channels, K = taps x input channels; A is the
- *   input under the filter window (gathered on the fly), B the HWIO filter as it lies.
- * - input gradient: a convolution of the output gradient with the filter, split by stride phase
- *   (the input pixels whose row and column are congruent mod the stride see the same taps), so a
- *   stride-2 gradient does no work on the zeros a transposed convolution would insert; M = batch x
- *   the phase's pixels, N = input channels, K = the phase's taps x output channels.
- * - filter gradient: M = taps x input channels, N = output channels, K = every output pixel of
- *   the batch, split into slices (split-K): one dispatch writes each slice's partial sums, a second
- *   adds the slices (WGSL has no float atomics).
+ * - forward: M = the output pixels of a `th` x `tw` block, N = output channels, K = taps x input
+ *   channels; B is the HWIO filter, one filter row of taps at a time in workgroup memory.
+ * - input gradient: the same correlation, of the output gradient with the filter flipped and
+ *   transposed, split by stride phase: the input pixels whose row and column are congruent mod the
+ *   stride see the same taps, so a stride-2 gradient is four stride-1 correlations with the taps
+ *   of each phase, and does no work on the zeros a transposed convolution would insert.
+ * - filter gradient: M = taps x input channels, N = output channels, K = every output pixel of the
+ *   batch, split into slices (split-K): one dispatch writes each slice's partial sums, a second
+ *   adds them (WGSL has no float atomics). A workgroup takes `kc` input channels at every tap and
+ *   walks its slice's pixel blocks, each an input patch and an output-gradient block in workgroup
+ *   memory.
  *
- * A workgroup computes a BM x BN tile of C: per step of `kt` along K its threads copy the A and B
- * tiles into workgroup memory as vec4s (bounds and padding checked there, zeros outside), then
- * each thread accumulates its `tm` x `tn` block in registers from vec4 loads of those tiles. The
- * vec4s run along whichever side of each operand is contiguous in memory (channels), with scalar
- * copies where a channel count is not a multiple of 4. Every size travels as a uniform, so a new
- * geometry compiles nothing; the shader key holds the tile configuration and vector widths only.
+ * Each thread accumulates a `tm` x `tn` block of C in registers from vec4 loads of workgroup
+ * memory (4 x tm x tn FMAs per tm + tn loads). The vec4s run along the channels, the contiguous
+ * axis; a reduction channel count that is not a multiple of 4 is padded to one first (a copy of
+ * the input and filter with zero channels, the filter gradient cropped back), since on a software
+ * adapter a scalar load costs as much as a vec4. Every size travels as a uniform, so a new image
+ * size, channel count, batch or padding compiles nothing; the shader key holds the tile
+ * configuration, the vector widths and the patch's size (the filter's size and stride).
  *
  * The tile configuration is chosen per geometry and adapter ({@linkcode convTiles}): on a software
- * adapter (lavapipe), where every load from memory inside a loop is a per-lane gather costing
- * about 30 FMAs, large blocks per thread (8 x 8) that do the most arithmetic per load; on a GPU,
- * 4 x 4 blocks over more threads.
+ * adapter (lavapipe, where every load is a per-lane gather costing dozens of FMAs) large blocks
+ * per thread and large patches; on a GPU, 4 x 4 blocks over more threads.
  *
  * Everything runs through tfjs-backend-webgpu's `runWebGPUProgram` (temporaries disposed with
  * `disposeData`), so a recorder of its dispatches sees every step.
@@ -58,25 +63,47 @@ interface ConvAttrs {
 export type ConvPass = "forward" | "inputGrad" | "filterGrad";
 
 /**
- * The tile configuration of a convolution program: with the vector widths, all that changes its
- * WGSL. A workgroup has `wgM x wgN` threads and computes `wgM * tm` rows by `wgN * tn` columns of
- * the GEMM, `kt` deep per step through workgroup memory.
+ * The tile configuration of a convolution program: with the vector widths and the patch's size,
+ * all that changes its WGSL. A workgroup has `wgM x wgN` threads, each computing `tm` x `tn` of
+ * the GEMM's output, `kc` channels deep per step through workgroup memory over a `th` x `tw`
+ * block of pixels (the forward pass and input gradient: the block is the workgroup's output rows,
+ * th * tw = wgM * tm; the filter gradient: the block is one K step).
  */
 export interface ConvTiles {
-  /** Threads along M (output rows of the GEMM). */
+  /** Threads along M. */
   readonly wgM: number;
-  /** Threads along N (output columns). */
+  /** Threads along N. */
   readonly wgN: number;
   /** Rows per thread (a multiple of 4). */
   readonly tm: number;
   /** Columns per thread (a multiple of 4). */
   readonly tn: number;
-  /** Depth along K per step (a multiple of 4). */
-  readonly kt: number;
+  /** Channels per step (a multiple of 4). */
+  readonly kc: number;
+  /** Pixel block height. */
+  readonly th: number;
+  /** Pixel block width (a power of 2). */
+  readonly tw: number;
 }
 
 /** Tile profiles: `software` for CPU-emulated adapters (lavapipe), `gpu` for the rest. */
 export type ConvProfile = "software" | "gpu";
+
+/** What a tile choice sees of a pass. */
+export interface ConvShape {
+  /** The pass. */
+  readonly pass: ConvPass;
+  /** GEMM columns: output channels (input channels for the input gradient). */
+  readonly n: number;
+  /** Reduction channels (padded to a multiple of 4): the input's, or the output gradient's. */
+  readonly c: number;
+  /** Filter taps per axis the patch holds (the input gradient: per stride phase). */
+  readonly taps: [number, number];
+  /** Input strides per axis. */
+  readonly strides: [number, number];
+  /** The output grid the pixel blocks cover (rows, columns). */
+  readonly grid: [number, number];
+}
 
 // Index arithmetic decodes flat indices with float division (exact below 2^22, see divf), which
 // LLVM-based software adapters vectorise where integer division by a runtime value is scalar.
@@ -91,14 +118,14 @@ const DIVF = `
   }`;
 
 let profileOverride: ConvProfile | undefined;
-let tilesOverride: ((m: number, n: number, profile: ConvProfile) => ConvTiles) | undefined;
+let tilesOverride: ((shape: ConvShape, profile: ConvProfile) => ConvTiles) | undefined;
 
 /**
  * Replaces the tile choice (tuning on a new device), or restores ours with undefined.
- * @param choose the tiles for an M x N GEMM on a profile
+ * @param choose the tiles for a pass's shape on a profile
  */
 export function setConvTiles(
-  choose: ((m: number, n: number, profile: ConvProfile) => ConvTiles) | undefined,
+  choose: ((shape: ConvShape, profile: ConvProfile) => ConvTiles) | undefined,
 ): void {
   tilesOverride = choose;
 }
@@ -120,45 +147,72 @@ function profileOf(backend: WebGPUBackendLike): ConvProfile {
   return software ? "software" : "gpu";
 }
 
-const pow2Below = (n: number) => 2 ** Math.floor(Math.log2(Math.max(1, n)));
-const pow2Above = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
-
-/**
- * The tile configuration for an M x N GEMM on a profile. Per thread, 16 x 8 or 8 x 8 blocks on
- * a software adapter (each load there costs as much as 30 to 50 FMAs, so the most arithmetic per
- * load wins) and 4 x 4 on a GPU; enough threads along N to cover the columns, the rest along M
- * (no more than the rows need); then the deepest K step whose tiles fit in `storage` bytes of
- * workgroup memory.
- * @param m the GEMM's rows
- * @param n the GEMM's columns
- * @param profile the adapter's profile
- * @param storage workgroup memory available, in bytes
- * @returns the tiles
- */
-export function convTiles(m: number, n: number, profile: ConvProfile, storage = 16384): ConvTiles {
-  if (tilesOverride) return tilesOverride(m, n, profile);
-  const soft = profile === "software";
-  const tn = n <= 4 || !soft ? 4 : 8;
-  const wgN = Math.min(soft ? 8 : 16, pow2Below(Math.ceil(n / tn)));
-  const tm = soft ? (wgN >= 4 ? 16 : 8) : 4;
-  // Threads along M: up to 64 (software) or 256 threads, 128 rows (GPU), the rows there are,
-  // and at least 8 threads (a software adapter's SIMD width, a quarter of a warp).
-  let wgM = Math.min(soft ? 64 / wgN : Math.min(32, 256 / wgN), pow2Above(Math.ceil(m / tm)));
-  wgM = Math.max(wgM, Math.ceil(8 / wgN));
-  // A is staged unless one thread along N reads it (see directA).
-  const rowsStaged = wgN === 1 ? 0 : wgM * tm;
-  for (const kt of [32, 16, 8]) {
-    if ((rowsStaged + wgN * tn) * kt * 4 <= storage) return { wgM, wgN, tm, tn, kt };
-  }
-  return { wgM: Math.max(1, Math.floor(wgM / 4)), wgN, tm, tn, kt: 8 };
-}
-
 /** Workgroup memory the device gives a workgroup, in bytes. */
 function storageOf(backend: WebGPUBackendLike): number {
   return Number(backend.device?.limits?.maxComputeWorkgroupStorageSize) || 16384;
 }
 
 const range = (n: number) => [...Array(n).keys()];
+const pow2Below = (n: number) => 2 ** Math.floor(Math.log2(Math.max(1, n)));
+const pow2Above = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/** The patch a block of th x tw outputs reads: rows and columns of input pixels. */
+function patchOf(t: ConvTiles, s: ConvShape): [number, number] {
+  return [(t.th - 1) * s.strides[0] + s.taps[0], (t.tw - 1) * s.strides[1] + s.taps[1]];
+}
+
+/** Workgroup memory of a configuration, in bytes: the patch and the B (or output-gradient) tile. */
+function bytesOf(t: ConvTiles, s: ConvShape): number {
+  const [ph, pw] = patchOf(t, s);
+  const bn = t.wgN * t.tn;
+  const b = s.pass === "filterGrad" ? t.th * t.tw * bn : s.taps[1] * t.kc * bn;
+  return 4 * (ph * pw * t.kc + b);
+}
+
+/**
+ * The tile configuration for a pass on a profile. Per thread, 16 x 8 blocks on a software
+ * adapter (each load costs dozens of FMAs there, so the most arithmetic per load wins) and 4 x 4
+ * on a GPU; enough threads along N to cover the columns, the rest along M; then the most channels
+ * per step (up to 16) and the largest pixel block whose workgroup memory fits in `storage` bytes.
+ * @param s the pass's shape
+ * @param profile the adapter's profile
+ * @param storage workgroup memory available, in bytes
+ * @returns the tiles
+ */
+export function convTiles(s: ConvShape, profile: ConvProfile, storage = 16384): ConvTiles {
+  if (tilesOverride) return tilesOverride(s, profile);
+  const soft = profile === "software";
+  const threads = soft ? 64 : 256;
+  const tn = s.n <= 4 || !soft ? 4 : 8;
+  const wgN = Math.min(soft ? 8 : 16, pow2Below(Math.ceil(s.n / tn)));
+  const kcs = [16, 8, 4].filter((k) => k <= Math.max(4, s.c));
+  if (s.pass === "filterGrad") {
+    // Threads along M cover the taps x channel quads of kc channels; a K step is a pixel block.
+    const taps = s.taps[0] * s.taps[1];
+    for (const kc of kcs) {
+      const tm = soft ? 16 : 4;
+      const wgM = Math.min(threads / wgN, pow2Above(Math.ceil((taps * kc) / tm)));
+      for (const [th, tw] of [[8, 16], [8, 8], [4, 8], [4, 4]]) {
+        const t = { wgM, wgN, tm, tn, kc, th, tw };
+        if (bytesOf(t, s) <= storage) return t;
+      }
+    }
+    return { wgM: 8, wgN, tm: 4, tn, kc: 4, th: 2, tw: 4 };
+  }
+  const tm = soft ? 16 : 4;
+  // With one thread along N, 16 threads (two SIMD rows of a software adapter) measured as fast
+  // as 64 there, and make smaller blocks: more workgroups for the cores.
+  const wgM = soft && wgN === 1 ? 16 : threads / wgN;
+  // Pixel blocks no wider than the grid needs, then as tall as the rows per workgroup make them.
+  const tw = Math.min(16, pow2Above(s.grid[1]), wgM * tm);
+  for (const kc of kcs) {
+    for (let rows = wgM; rows >= 1; rows /= 2) {
+      const t = { wgM: rows, wgN, tm, tn, kc, th: (rows * tm) / tw, tw };
+      if (t.th >= 1 && Number.isInteger(t.th) && bytesOf(t, s) <= storage) return t;
+    }
+  }
+  return { wgM: 1, wgN: 1, tm: 4, tn: 4, kc: 4, th: 1, tw: 4 };
+}
 
 /** Uniform declarations (all i32) and their data, in one order. */
 function uniformsOf(values: Record<string, number>): { decl: string; data: Uniform[] } {
@@ -168,214 +222,61 @@ function uniformsOf(values: Record<string, number>): { decl: string; data: Unifo
   };
 }
 
-/**
- * The direction of each operand's vec4s in workgroup memory: A along K (`k`) or along M (`m`),
- * B along K (`k`) or along N (`n`); whichever is contiguous in the tensor it is read from.
- */
-interface Layout {
-  readonly a: "k" | "m";
-  readonly b: "k" | "n";
-}
+/** A vec4 from global memory `buf` at element offset `at` (a multiple of 4) where `ok`, else 0. */
+const load4 = (buf: string, at: string, ok: string) =>
+  `select(vec4<f32>(0.0), ${buf}[select(0, (${at}) / 4, ${ok})], ${ok})`;
+/** A scalar from `buf` at `at` where `ok`, else 0. */
+const load1 = (buf: string, at: string, ok: string) =>
+  `select(0.0, ${buf}[select(0, ${at}, ${ok})], ${ok})`;
+/** Four values along N from `buf` at `at` (columns `n`..`n+3`, those < `nMax` read). */
+const loadN = (buf: string, at: string, n: string, nMax: string, ok: string, vec: boolean) =>
+  vec
+    ? load4(buf, at, `${ok} && ${n} < ${nMax}`)
+    : `vec4<f32>(${
+      range(4).map((u) => load1(buf, `${at} + ${u}`, `${ok} && ${n} + ${u} < ${nMax}`)).join(", ")
+    })`;
 
 /**
- * An operand of the GEMM as a pass reads it from global memory. Its tile in workgroup memory is
- * `units` x `depth` vec4s at `[depth * units + unit]`: units along M (A) or N (B), each a row or
- * column (vec4 along K) or a quad of them (vec4 along M or N); depth along K, each a K index or a
- * quad of them. A pass says how a unit's fixed part is set up, how a depth index decodes (once
- * per tile, shared by the units), and the vec4 at a unit and depth index.
+ * The cooperative copy of `count` vec4 slots into workgroup memory `name`: each thread takes
+ * slots tid, tid + threads, ...; `value(slot)` gives the statements and expression of one.
  */
-interface Operand {
-  readonly units: number;
-  readonly depth: number;
-  /** Setup of the unit at tile index `idx`: `let`s named with prefix `u`. */
-  unit(u: string, idx: string): string;
-  /** Decode of the depth index `idx` of tile `k0`: `let`s named with prefix `d`. */
-  depthAt(d: string, idx: string): string;
-  /** The vec4 at unit `u` and depth `d`: statements, then the expression. */
-  value(u: string, d: string): [string, string];
+function copySlots(
+  name: string,
+  count: number,
+  threads: number,
+  value: (slot: string) => [string, string],
+): string {
+  return range(Math.ceil(count / threads)).map((p) => {
+    const slot = `s${name}${p}`;
+    const [pre, e] = value(slot);
+    const body = `let ${slot} = tid + ${p * threads};${pre}\n        ${name}[${slot}] = ${e};`;
+    return (p + 1) * threads > count
+      ? `if (tid + ${p * threads} < ${count}) { ${body} }`
+      : `{ ${body} }`;
+  }).join("\n      ");
 }
 
-/** The thread-invariant setup and the per-tile copy of an operand into workgroup memory. */
-function staging(name: string, op: Operand, threads: number): { setup: string; copy: string } {
-  const { units: r, depth: dd } = op;
-  const store = (u: string, d: string, unit: string, depth: string) => {
-    const [pre, e] = op.value(u, d);
-    return `${pre}\n        ${name}[(${depth}) * ${r} + ${unit}] = ${e};`;
-  };
-  if (threads % r === 0) {
-    // Each thread copies one unit at several depths.
-    const step = threads / r;
-    const unit = r === 1 ? "0" : `tid % ${r}`;
-    const copy = range(Math.ceil(dd / step)).map((p) => {
-      const depth = `tid / ${r} + ${p * step}`;
-      const body = `${op.depthAt(`${name}d`, depth)}${store(`${name}u`, `${name}d`, unit, depth)}`;
-      return (p + 1) * step > dd ? `if (${depth} < ${dd}) {${body}\n      }` : `{${body}\n      }`;
-    });
-    return { setup: op.unit(`${name}u`, unit), copy: copy.join("\n      ") };
-  }
-  // Each thread copies several units (r is a multiple of threads: both are powers of two) at
-  // every depth.
-  const each = range(r / threads);
-  const unit = (j: number) => `tid + ${j * threads}`;
-  const copy = range(dd).map((d) =>
-    `{${op.depthAt(`${name}d`, `${d}`)}${
-      each.map((j) => store(`${name}u${j}`, `${name}d`, unit(j), `${d}`)).join("")
-    }\n      }`
-  );
-  return {
-    setup: each.map((j) => op.unit(`${name}u${j}`, unit(j))).join(""),
-    copy: copy.join("\n      "),
-  };
-}
-
-/** Workgroup memory declarations: A's tile unless A is read directly. */
-function sharedDecl(t: ConvTiles, direct: boolean): string {
-  const bm = t.wgM * t.tm, bn = t.wgN * t.tn;
-  return `
-  ${direct ? "" : `var<workgroup> As : array<vec4<f32>, ${(bm * t.kt) / 4}>;`}
-  var<workgroup> Bs : array<vec4<f32>, ${(bn * t.kt) / 4}>;`;
-}
-
-/**
- * The thread's unit (in the workgroup's tile) holding its block row i: the row itself (A along
- * K) or its quad of rows (A along M).
- */
-function rowUnit(t: ConvTiles, l: Layout, i: number): string {
-  return l.a === "k" ? `${i * t.wgM} + ty` : `${Math.floor(i / 4) * t.wgM} + ty`;
-}
-
-/** The thread's row (in the workgroup's tile) of block row i. */
-function rowOf(t: ConvTiles, l: Layout, i: number): string {
-  return l.a === "k" ? rowUnit(t, l, i) : `(${rowUnit(t, l, i)}) * 4 + ${i % 4}`;
-}
-
-/** The thread's first column of column quad jq (4 consecutive columns). */
-function colOf(t: ConvTiles, jq: number): string {
-  return `(${jq * t.wgN} + tx) * 4`;
-}
-
-/** Where A is read directly: the thread's units, set up once. */
-function directSetup(t: ConvTiles, l: Layout, a: Operand): string {
-  const n = l.a === "k" ? t.tm : t.tm / 4;
-  return range(n).map((i) => a.unit(`r${i}`, rowUnit(t, l, l.a === "k" ? i : 4 * i))).join("");
-}
-
-/**
- * The multiply-accumulate of one K tile: per quad of K, the thread's A fragments (from workgroup
- * memory, or straight from global memory where `direct`) and B fragments as vec4 loads, then
- * tm * tn * 4 FMAs into its accumulators `c{i}_{j}`.
- */
-function computeSnippet(t: ConvTiles, l: Layout, direct?: Operand): string {
-  const bm = t.wgM * t.tm, bn = t.wgN * t.tn;
-  const rows = range(t.tm), cols = range(t.tn);
-  const loads: string[] = [];
-  let aOf: (i: number, k: number) => string;
-  let bOf: (k: number, j: number) => string;
-  if (l.a === "k") {
-    if (direct) loads.push(direct.depthAt("dq", "q"));
-    for (const i of rows) {
-      if (!direct) {
-        loads.push(`let a${i} = As[q * ${bm} + ${rowUnit(t, l, i)}];`);
-        continue;
-      }
-      const [pre, e] = direct.value(`r${i}`, "dq");
-      loads.push(`${pre}\n        let a${i} = ${e};`);
-    }
-    aOf = (i, k) => `a${i}.${XYZW[k]}`;
-  } else {
-    for (let k = 0; k < 4; k++) {
-      if (direct) loads.push(direct.depthAt(`dq${k}`, `q * 4 + ${k}`));
-      for (let iq = 0; iq < t.tm / 4; iq++) {
-        if (!direct) {
-          loads.push(`let a${iq}_${k} = As[(q * 4 + ${k}) * ${bm / 4} + ${iq * t.wgM} + ty];`);
-          continue;
-        }
-        const [pre, e] = direct.value(`r${iq}`, `dq${k}`);
-        loads.push(`${pre}\n        let a${iq}_${k} = ${e};`);
-      }
-    }
-    aOf = (i, k) => `a${Math.floor(i / 4)}_${k}.${XYZW[i % 4]}`;
-  }
-  if (l.b === "n") {
-    for (let k = 0; k < 4; k++) {
-      for (let jq = 0; jq < t.tn / 4; jq++) {
-        loads.push(`let b${jq}_${k} = Bs[(q * 4 + ${k}) * ${bn / 4} + ${jq * t.wgN} + tx];`);
-      }
-    }
-    bOf = (k, j) => `b${Math.floor(j / 4)}_${k}.${XYZW[j % 4]}`;
-  } else {
-    cols.forEach((j) =>
-      loads.push(`let b${j} = Bs[q * ${bn} + ${colOf(t, Math.floor(j / 4))} + ${j % 4}];`)
-    );
-    bOf = (k, j) => `b${j}.${XYZW[k]}`;
-  }
+/** Multiply-accumulates of one K quad: fragment expressions in, FMA statements out. */
+function fmaSnippet(
+  t: ConvTiles,
+  aOf: (i: number, k: number) => string,
+  bOf: (k: number, j: number) => string,
+): string {
   // Each accumulator takes its four FMAs in a row: on a software adapter, where the accumulators
   // live in memory, it is then read and written once per quad rather than four times.
-  const fmas = rows.flatMap((i) =>
-    cols.map((j) =>
+  return range(t.tm).flatMap((i) =>
+    range(t.tn).map((j) =>
       `c${i}_${j} = ${
         range(4).reduce((e, k) => `fma(${aOf(i, k)}, ${bOf(k, j)}, ${e})`, `c${i}_${j}`)
       };`
     )
-  );
-  return `
-      for (var q = 0; q < ${t.kt / 4}; q++) {
-        ${loads.join("\n        ")}
-        ${fmas.join("\n        ")}
-      }`;
+  ).join("\n          ");
 }
 
-/** A convolution GEMM program: its WGSL pieces, the rest being common. */
-interface GemmParts {
-  readonly key: string;
-  readonly tiles: ConvTiles;
-  readonly layout: Layout;
-  readonly a: Operand;
-  readonly b: Operand;
-  /** Values of the workgroup before the operands' setup, `kBeg` and `kEnd` (its K range) among them. */
-  readonly head: string;
-  /** Stores block row i of the accumulators `c{i}_{j}`. */
-  store(i: number): string;
-}
-
-/** Whether A goes straight from global memory: one thread along N reads each value once. */
-const directA = (t: ConvTiles) => t.wgN === 1;
-
-function gemmCode(p: GemmParts): string {
-  const { tiles: t, layout: l } = p;
-  const threads = t.wgM * t.wgN;
-  const direct = directA(t);
-  const a = direct ? undefined : staging("As", p.a, threads);
-  const b = staging("Bs", p.b, threads);
-  const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
-  return `
-  ${sharedDecl(t, direct)}
-  ${DIVF}
-  fn main() {
-    let tid = i32(localIndex);
-    let tx = i32(localId.x);
-    let ty = i32(localId.y);
-    let m0 = i32(workgroupId.x) * ${t.wgM * t.tm};
-    let n0 = i32(workgroupId.y) * ${t.wgN * t.tn};
-    ${p.head}
-    ${direct ? directSetup(t, l, p.a) : a!.setup}
-    ${b.setup}
-    ${acc.join(" ")}
-    for (var k0 = kBeg; k0 < kEnd; k0 += ${t.kt}) {
-      ${a?.copy ?? ""}
-      ${b.copy}
-      workgroupBarrier();
-      ${computeSnippet(t, l, direct ? p.a : undefined)}
-      workgroupBarrier();
-    }
-    ${range(t.tm).map((i) => p.store(i)).join("\n")}
-  }`;
-}
-
-/** Stores one accumulator row at flat output offset `at` + column, columns < `nMax`. */
+/** Stores block row i at flat output offset `at` + column, columns < `nMax`. */
 function storeRow(t: ConvTiles, i: number, ok: string, at: string, nMax: string, vec: boolean) {
   return range(t.tn / 4).map((jq) => {
-    const n = `n0 + ${colOf(t, jq)}`;
+    const n = `n0 + (${jq * t.wgN} + tx) * 4`;
     const v = range(4).map((u) => `c${i}_${jq * 4 + u}`);
     if (vec) {
       return `if (${ok} && ${n} < ${nMax}) { result[(${at} + ${n}) / 4] = vec4<f32>(${
@@ -388,332 +289,423 @@ function storeRow(t: ConvTiles, i: number, ok: string, at: string, nMax: string,
   }).join("\n    ");
 }
 
-/** A vec4 from global memory `buf` at element offset `at` (a multiple of 4) where `ok`, else 0. */
-const load4 = (buf: string, at: string, ok: string) =>
-  `select(vec4<f32>(0.0), ${buf}[select(0, (${at}) / 4, ${ok})], ${ok})`;
-/** A scalar from `buf` at `at` where `ok`, else 0. */
-const load1 = (buf: string, at: string, ok: string) =>
-  `select(0.0, ${buf}[select(0, ${at}, ${ok})], ${ok})`;
-
-/**
- * A vec4 of four values along K: one decode and one vec4 load where the channels are a multiple
- * of 4 (the four share a tap), else four decodes (suffixes `_0`..`_3`) and four scalar loads.
- * `decode(d, k)` defines `let`s with prefix d for K index k; `at(d)` is the element offset and
- * `ok(d)` the condition, both given a decode's prefix.
- */
-function alongK(
-  vec: boolean,
-  decode: (d: string, k: string) => string,
-  k: string,
-): {
-  depthAt: (d: string) => string;
-  value: (
-    buf: string,
-    at: (d: string) => string,
-    ok: (d: string) => string,
-    d: string,
-  ) => [string, string];
-} {
-  return {
-    depthAt: (d) =>
-      vec ? decode(d, k) : range(4).map((u) => decode(`${d}_${u}`, `(${k} + ${u})`)).join(""),
-    value: (buf, at, ok, d) =>
-      vec ? ["", load4(buf, at(d), ok(d))] : [
-        "",
-        `vec4<f32>(${
-          range(4).map((u) => load1(buf, at(`${d}_${u}`), ok(`${d}_${u}`))).join(", ")
-        })`,
-      ],
-  };
-}
-
-/** A B operand read along N from a [K, N] matrix `buf` (K index `k0 + depth`, column quads). */
-function alongN(
-  buf: string,
-  bn: number,
-  kt: number,
-  vecN: boolean,
-  kOk: (k: string) => string,
-): Operand {
-  return {
-    units: bn / 4,
-    depth: kt,
-    unit: (u, idx) => `
-    let ${u}N = n0 + (${idx}) * 4;`,
-    depthAt: (d, idx) => `
-        let ${d}K = k0 + ${idx};`,
-    value: (u, d) => {
-      const at = `${d}K * uniforms.n + ${u}N`;
-      if (vecN) return ["", load4(buf, at, `${kOk(`${d}K`)} && ${u}N < uniforms.n`)];
-      return [
-        "",
-        `vec4<f32>(${
-          range(4).map((c) =>
-            load1(buf, `${at} + ${c}`, `${kOk(`${d}K`)} && ${u}N + ${c} < uniforms.n`)
-          )
-            .join(", ")
-        })`,
-      ];
-    },
-  };
-}
-
-function runGemm(
+function run(
   backend: WebGPUBackendLike,
-  parts: GemmParts,
-  variableNames: string[],
-  variableComponents: number[],
-  inputs: Info[],
+  key: string,
+  t: ConvTiles,
+  code: string,
+  inputs: Record<string, Info>,
+  components: number[],
   outputShape: number[],
   outVec: boolean,
   dispatch: [number, number, number],
   uniforms: Record<string, number>,
 ): Info {
   const u = uniformsOf(uniforms);
-  const t = parts.tiles;
   const program = {
-    variableNames,
-    variableComponents,
+    variableNames: Object.keys(inputs),
+    variableComponents: components,
     outputComponent: outVec ? 4 : 1,
     outputShape,
-    shaderKey: `ugatit_conv_${parts.key}_${t.wgM}_${t.wgN}_${t.tm}_${t.tn}_${t.kt}_${outVec}`,
+    shaderKey: `ugatit_conv_${key}_${Object.values(t).join("_")}_${outVec}`,
     // y and z in the layout make tfjs call main() without an index (the dispatch is ours).
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch,
     workgroupSize: [t.wgN, t.wgM, 1] as [number, number, number],
     uniforms: u.decl,
-    getUserCode: () => gemmCode(parts),
+    getUserCode: () => code,
   };
-  return backend.runWebGPUProgram(program, inputs, "float32", u.data);
+  return backend.runWebGPUProgram(program, Object.values(inputs), "float32", u.data);
 }
 
-// ---- forward -------------------------------------------------------------------------------
+// ---- channel padding ------------------------------------------------------------------------
+
+const COPY_THREADS = 64;
+
+/**
+ * `t` viewed as [outer, from, inner] copied to [outer, to, inner]: channels past `from` zero
+ * (padding), those past `to` dropped (cropping).
+ */
+function resizeAxis(
+  backend: WebGPUBackendLike,
+  t: Info,
+  shape: number[],
+  outer: number,
+  from: number,
+  to: number,
+  inner: number,
+): Info {
+  const size = outer * to * inner;
+  const u = uniformsOf({ size, cFrom: from, cTo: to, inner });
+  const program = {
+    variableNames: ["src"],
+    outputShape: shape,
+    shaderKey: "ugatit_conv_resize",
+    dispatchLayout: { x: [0], y: [1], z: [2] },
+    dispatch: [Math.ceil(size / COPY_THREADS), 1, 1] as [number, number, number],
+    workgroupSize: [COPY_THREADS, 1, 1] as [number, number, number],
+    uniforms: u.decl,
+    getUserCode: () => `
+  fn main() {
+    let i = i32(globalId.x);
+    if (i >= uniforms.size) { return; }
+    let k = i % uniforms.inner;
+    let c = (i / uniforms.inner) % uniforms.cTo;
+    let o = i / (uniforms.inner * uniforms.cTo);
+    let ok = c < uniforms.cFrom;
+    result[i] = select(0.0, src[select(0, (o * uniforms.cFrom + c) * uniforms.inner + k, ok)], ok);
+  }`,
+  };
+  return backend.runWebGPUProgram(program, [t], "float32", u.data);
+}
+
+const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
+
+// ---- forward and input gradient ----------------------------------------------------------
+
+/**
+ * A correlation of an input [B, ih, iw, c] (c a multiple of 4) with a filter, on a grid of
+ * outputs: output (oy, ox) reads input rows oy * sy - offY + ty for taps ty, columns likewise.
+ * The forward pass is one (filter as it lies, offsets the padding); the input gradient one per
+ * stride phase (the filter's taps of the phase, flipped; offsets from the phase). The pass gives
+ * the phase set-up, the B copy of one row of taps and the store.
+ */
+interface Correlation {
+  readonly key: string;
+  /** Taps and offsets of the workgroup: defines tapsY, tapsX, offY, offX, sy, sx. */
+  readonly head: string;
+  /** B slot of filter row `ky` (tap ty of the correlation): statements, expression. */
+  bValue(slot: string): [string, string];
+  /** B's layout in workgroup memory: vec4 along N (`n`) or along K (`k`). */
+  readonly bAlong: "n" | "k";
+  /** Stores block row i, given its output pixel (oy, ox) of the grid and batch bb. */
+  store(i: number, oy: string, ox: string): string;
+}
+
+function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
+  const [ph, pw] = patchOf(t, s);
+  const kq = t.kc / 4, bn = t.wgN * t.tn, threads = t.wgM * t.wgN;
+  const tapsW = s.taps[1];
+  const bCount = tapsW * t.kc * bn / 4;
+  // The thread's pixel of block row i: (i * wgM + ty) in the block, row-major over tw columns.
+  const pixel = (i: number) => `(${i * t.wgM} + ty)`;
+  const patch = copySlots("P", ph * pw * kq, threads, (slot) => [
+    `
+        let pp = ${slot} / ${kq};
+        let py = iy0 + pp / ${pw};
+        let px = ix0 + pp % ${pw};
+        let pc = c0 + (${slot} % ${kq}) * 4;
+        let pok = py >= 0 && py < uniforms.ih && px >= 0 && px < uniforms.iw && pc < uniforms.c;`,
+    load4("x", "((bb * uniforms.ih + py) * uniforms.iw + px) * uniforms.c + pc", "pok"),
+  ]);
+  const b = copySlots("Bs", bCount, threads, (slot) => p.bValue(slot));
+  const loads = range(t.tm).map((i) => `let a${i} = P[base${i} + tapOff + q];`);
+  let bOf: (k: number, j: number) => string;
+  if (p.bAlong === "n") {
+    for (let k = 0; k < 4; k++) {
+      for (let jq = 0; jq < t.tn / 4; jq++) {
+        loads.push(
+          `let b${jq}_${k} = Bs[(tx_ * ${t.kc} + q * 4 + ${k}) * ${bn / 4} + ${jq * t.wgN} + tx];`,
+        );
+      }
+    }
+    bOf = (k, j) => `b${Math.floor(j / 4)}_${k}.${XYZW[j % 4]}`;
+  } else {
+    range(t.tn).forEach((j) =>
+      loads.push(
+        `let b${j} = Bs[(tx_ * ${kq} + q) * ${bn} + (${Math.floor(j / 4) * t.wgN} + tx) * 4 + ${
+          j % 4
+        }];`,
+      )
+    );
+    bOf = (k, j) => `b${j}.${XYZW[k]}`;
+  }
+  const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
+  return `
+  var<workgroup> P : array<vec4<f32>, ${ph * pw * kq}>;
+  var<workgroup> Bs : array<vec4<f32>, ${bCount}>;
+  ${DIVF}
+  fn main() {
+    let tid = i32(localIndex);
+    let tx = i32(localId.x);
+    let ty = i32(localId.y);
+    let blocks = uniforms.blocksY * uniforms.blocksX;
+    let bb = divf(i32(workgroupId.x), blocks);
+    let br = i32(workgroupId.x) - bb * blocks;
+    let by = divf(br, uniforms.blocksX);
+    let oy0 = by * ${t.th};
+    let ox0 = (br - by * uniforms.blocksX) * ${t.tw};
+    let n0 = i32(workgroupId.y) * ${bn};
+    ${p.head}
+    let iy0 = oy0 * sy - offY;
+    let ix0 = ox0 * sx - offX;
+    ${
+    range(t.tm).map((i) =>
+      `let base${i} = ((${pixel(i)} / ${t.tw}) * sy * ${pw} + (${
+        pixel(i)
+      } % ${t.tw}) * sx) * ${kq};`
+    ).join("\n    ")
+  }
+    ${acc.join(" ")}
+    for (var c0 = 0; c0 < uniforms.c; c0 += ${t.kc}) {
+      ${patch}
+      for (var ty_ = 0; ty_ < tapsY; ty_++) {
+        ${b}
+        workgroupBarrier();
+        for (var tx_ = 0; tx_ < tapsX; tx_++) {
+          let tapOff = (ty_ * ${pw} + tx_) * ${kq};
+          for (var q = 0; q < ${kq}; q++) {
+            ${loads.join("\n            ")}
+            ${fmaSnippet(t, (i, k) => `a${i}.${XYZW[k]}`, bOf)}
+          }
+        }
+        workgroupBarrier();
+      }
+    }
+    ${
+    range(t.tm).map((i) =>
+      p.store(i, `(oy0 + ${pixel(i)} / ${t.tw})`, `(ox0 + ${pixel(i)} % ${t.tw})`)
+    ).join("\n    ")
+  }
+  }`;
+}
+
+/** Dispatch and block uniforms of a correlation over a grid of gh x gw outputs per image. */
+function blocksOf(t: ConvTiles, batch: number, gh: number, gw: number) {
+  const blocksY = Math.ceil(gh / t.th), blocksX = Math.ceil(gw / t.tw);
+  return { count: batch * blocksY * blocksX, uniforms: { blocksY, blocksX } };
+}
 
 function forward(
   backend: WebGPUBackendLike,
   x: Info,
   w: Info,
   g: tf.backend_util.Conv2DInfo,
-  t: ConvTiles,
+  profile: ConvProfile,
 ): Info {
-  const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth, outChannels } = g;
-  const vecC = c % 4 === 0, vecN = outChannels % 4 === 0;
-  const bm = t.wgM * t.tm, bn = t.wgN * t.tn;
-  const l: Layout = { a: "k", b: "n" };
-  // K index k: tap (ky, kx) and input channel.
-  const k4 = (idx: string) =>
-    alongK(vecC, (d, k) => `
-        let ${d}Tap = divf(${k}, uniforms.c);
-        let ${d}Ch = ${k} - ${d}Tap * uniforms.c;
-        let ${d}Ky = divf(${d}Tap, uniforms.kw);
-        let ${d}Kx = ${d}Tap - ${d}Ky * uniforms.kw;
-        let ${d}Ok = ${k} < uniforms.k;`, `k0 + (${idx}) * 4`);
-  // A unit: a row, i.e. an output pixel (b, oy, ox), and where its window starts in the input.
-  const a: Operand = {
-    units: bm,
-    depth: t.kt / 4,
-    unit: (u, idx) => `
-    let ${u}M = m0 + ${idx};
-    let ${u}B = divf(${u}M, uniforms.ohw);
-    let ${u}R = ${u}M - ${u}B * uniforms.ohw;
-    let ${u}Oy = divf(${u}R, uniforms.ow);
-    let ${u}Iy = ${u}Oy * uniforms.sh - uniforms.pt;
-    let ${u}Ix = (${u}R - ${u}Oy * uniforms.ow) * uniforms.sw - uniforms.pl;
-    let ${u}Ok = ${u}M < uniforms.m;
-    let ${u}Base = ${u}B * uniforms.h;`,
-    depthAt: (d, idx) => k4(idx).depthAt(d),
-    value: (u, d) => {
-      const y = (dd: string) => `(${u}Iy + ${dd}Ky)`, xx = (dd: string) => `(${u}Ix + ${dd}Kx)`;
-      return k4("0").value(
-        "x",
-        (dd) => `((${u}Base + ${y(dd)}) * uniforms.w + ${xx(dd)}) * uniforms.c + ${dd}Ch`,
-        (dd) =>
-          `${u}Ok && ${dd}Ok && ${y(dd)} >= 0 && ${y(dd)} < uniforms.h && ${xx(dd)} >= 0 && ` +
-          `${xx(dd)} < uniforms.w`,
-        d,
-      );
-    },
-  };
-  const parts: GemmParts = {
-    key: `fwd_${vecC}_${vecN}_${directA(t)}`,
-    tiles: t,
-    layout: l,
-    a,
-    b: alongN("w", bn, t.kt, vecN, (k) => `${k} < uniforms.k`),
-    head: "let kBeg = 0;\n    let kEnd = uniforms.k;",
-    store: (i) => {
-      const m = `(m0 + ${rowOf(t, l, i)})`;
-      return storeRow(t, i, `${m} < uniforms.m`, `${m} * uniforms.n`, "uniforms.n", vecN);
-    },
-  };
-  const m = batchSize * outHeight * outWidth;
-  return runGemm(
-    backend,
-    parts,
-    ["x", "w"],
-    [vecC ? 4 : 1, vecN ? 4 : 1],
-    [x, w],
-    [batchSize, outHeight, outWidth, outChannels],
-    vecN,
-    [Math.ceil(m / bm), Math.ceil(outChannels / bn), 1],
-    {
-      m,
-      n: outChannels,
-      k: g.filterHeight * g.filterWidth * c,
+  const { batchSize, inHeight, inWidth, outHeight, outWidth, outChannels: n } = g;
+  const { filterHeight: kh, filterWidth: kw } = g;
+  const c = roundUp4(g.inChannels);
+  const temps: Info[] = [];
+  if (c !== g.inChannels) {
+    x = resizeAxis(
+      backend,
+      x,
+      [batchSize, inHeight, inWidth, c],
+      batchSize * inHeight * inWidth,
+      g.inChannels,
       c,
-      h: inHeight,
-      w: inWidth,
+      1,
+    );
+    w = resizeAxis(backend, w, [kh, kw, c, n], kh * kw, g.inChannels, c, n);
+    temps.push(x, w);
+  }
+  const shape: ConvShape = {
+    pass: "forward",
+    n,
+    c,
+    taps: [kh, kw],
+    strides: [g.strideHeight, g.strideWidth],
+    grid: [outHeight, outWidth],
+  };
+  const t = convTiles(shape, profile, storageOf(backend));
+  const vecN = n % 4 === 0, bn = t.wgN * t.tn;
+  const corr: Correlation = {
+    key: `fwd_${kh}_${kw}_${shape.strides.join("_")}_${vecN}`,
+    head: `
+    let tapsY = uniforms.kh;
+    let tapsX = uniforms.kw;
+    let offY = uniforms.pt;
+    let offX = uniforms.pl;
+    let sy = uniforms.sy;
+    let sx = uniforms.sx;`,
+    // Slot: (tap tx_, channel k, column quad) of filter row ty_: W[ty_, tx_, c0 + k, n..n+3].
+    bValue: (slot) => [
+      `
+        let bq = ${slot} % ${bn / 4};
+        let bk = (${slot} / ${bn / 4}) % ${t.kc};
+        let bt = ${slot} / ${(bn / 4) * t.kc};
+        let bnn = n0 + bq * 4;
+        let bok = bt < tapsX && c0 + bk < uniforms.c;`,
+      loadN(
+        "w",
+        "((ty_ * uniforms.kw + bt) * uniforms.c + c0 + bk) * uniforms.n + bnn",
+        "bnn",
+        "uniforms.n",
+        "bok",
+        vecN,
+      ),
+    ],
+    bAlong: "n",
+    store: (i, oy, ox) =>
+      storeRow(
+        t,
+        i,
+        `${oy} < uniforms.oh && ${ox} < uniforms.ow`,
+        `((bb * uniforms.oh + ${oy}) * uniforms.ow + ${ox}) * uniforms.n`,
+        "uniforms.n",
+        vecN,
+      ),
+  };
+  const blocks = blocksOf(t, batchSize, outHeight, outWidth);
+  const y = run(
+    backend,
+    corr.key,
+    t,
+    correlationCode(t, shape, corr),
+    { x, w },
+    [4, vecN ? 4 : 1],
+    [batchSize, outHeight, outWidth, n],
+    vecN,
+    [blocks.count, Math.ceil(n / bn), 1],
+    {
+      ...blocks.uniforms,
+      ih: inHeight,
+      iw: inWidth,
+      c,
+      n,
+      oh: outHeight,
       ow: outWidth,
-      ohw: outHeight * outWidth,
-      kw: g.filterWidth,
-      sh: g.strideHeight,
-      sw: g.strideWidth,
+      kh,
+      kw,
+      sy: g.strideHeight,
+      sx: g.strideWidth,
       pt: g.padInfo.top,
       pl: g.padInfo.left,
     },
   );
+  temps.forEach((d) => backend.disposeData(d.dataId));
+  return y;
 }
-
-// ---- input gradient ------------------------------------------------------------------------
 
 function inputGrad(
   backend: WebGPUBackendLike,
   dy: Info,
   w: Info,
   g: tf.backend_util.Conv2DInfo,
-  t: ConvTiles,
+  profile: ConvProfile,
 ): Info {
-  const { batchSize, inHeight, inWidth, inChannels, outHeight, outWidth, outChannels: oc } = g;
-  const { strideHeight: sh, strideWidth: sw } = g;
-  const vecO = oc % 4 === 0, vecN = inChannels % 4 === 0;
-  const bm = t.wgM * t.tm, bn = t.wgN * t.tn;
-  const l: Layout = { a: "k", b: "k" };
-  // K index of the phase: its tap (jy, jx) among the phase's taps and its output channel.
-  const k4 = (idx: string) =>
-    alongK(vecO, (d, k) => `
-        let ${d}Tap = divf(${k}, uniforms.oc);
-        let ${d}Ch = ${k} - ${d}Tap * uniforms.oc;
-        let ${d}Jy = divf(${d}Tap, phaseKw);
-        let ${d}Jx = ${d}Tap - ${d}Jy * phaseKw;
-        let ${d}Ok = ${k} < kEnd;`, `k0 + (${idx}) * 4`);
-  // The phase (ry, rx) of this workgroup, its first taps (ky0, kx0), the offsets from a phase
-  // pixel to the output pixel of its first tap, and its taps per axis.
-  const head = `
+  const { batchSize, inHeight, inWidth, inChannels: ic, outHeight, outWidth } = g;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = g;
+  const oc = roundUp4(g.outChannels);
+  const temps: Info[] = [];
+  if (oc !== g.outChannels) {
+    const pixels = batchSize * outHeight * outWidth;
+    dy = resizeAxis(
+      backend,
+      dy,
+      [batchSize, outHeight, outWidth, oc],
+      pixels,
+      g.outChannels,
+      oc,
+      1,
+    );
+    w = resizeAxis(backend, w, [kh, kw, ic, oc], kh * kw * ic, g.outChannels, oc, 1);
+    temps.push(dy, w);
+  }
+  const qh = Math.ceil(inHeight / sh), qw = Math.ceil(inWidth / sw);
+  const shape: ConvShape = {
+    pass: "inputGrad",
+    n: ic,
+    c: oc,
+    taps: [Math.ceil(kh / sh), Math.ceil(kw / sw)],
+    strides: [1, 1],
+    grid: [qh, qw],
+  };
+  const t = convTiles(shape, profile, storageOf(backend));
+  const vecN = ic % 4 === 0, bn = t.wgN * t.tn, kq = t.kc / 4;
+  const corr: Correlation = {
+    key: `dgrad_${shape.taps.join("_")}_${vecN}`,
+    // The phase (ry, rx) of this workgroup, its first filter taps (ky0, kx0), its taps per axis,
+    // and where its correlation starts: phase pixel q reads output-gradient rows
+    // q + (ry + pt) / sh - j for its taps j, i.e. rows q - offY + ty with ty = tapsY - 1 - j.
+    head: `
     let ry = i32(workgroupId.z) / uniforms.sw;
     let rx = i32(workgroupId.z) - ry * uniforms.sw;
     let ky0 = (ry + uniforms.pt) % uniforms.sh;
     let kx0 = (rx + uniforms.pl) % uniforms.sw;
-    let dy0 = (ry + uniforms.pt) / uniforms.sh;
-    let dx0 = (rx + uniforms.pl) / uniforms.sw;
-    let phaseKh = (uniforms.kh - ky0 + uniforms.sh - 1) / uniforms.sh;
-    let phaseKw = (uniforms.kw - kx0 + uniforms.sw - 1) / uniforms.sw;
-    let kBeg = 0;
-    let kEnd = phaseKh * phaseKw * uniforms.oc;`;
-  // Row m of a phase: batch b, phase pixel (qy, qx), input pixel (qy * sh + ry, qx * sw + rx).
-  const rowInfo = (u: string, m: string) => `
-    let ${u}M = ${m};
-    let ${u}B = divf(${u}M, uniforms.qhw);
-    let ${u}R = ${u}M - ${u}B * uniforms.qhw;
-    let ${u}Qy = divf(${u}R, uniforms.qw);
-    let ${u}Qx = ${u}R - ${u}Qy * uniforms.qw;
-    let ${u}Iy = ${u}Qy * uniforms.sh + ry;
-    let ${u}Ix = ${u}Qx * uniforms.sw + rx;
-    let ${u}Ok = ${u}M < uniforms.mq && ${u}Iy < uniforms.h && ${u}Ix < uniforms.w;`;
-  const a: Operand = {
-    units: bm,
-    depth: t.kt / 4,
-    unit: (u, idx) => rowInfo(u, `m0 + ${idx}`),
-    depthAt: (d, idx) => k4(idx).depthAt(d),
-    value: (u, d) => {
-      const y = (dd: string) => `(${u}Qy + dy0 - ${dd}Jy)`;
-      const xx = (dd: string) => `(${u}Qx + dx0 - ${dd}Jx)`;
-      return k4("0").value(
-        "dy",
-        (dd) =>
-          `((${u}B * uniforms.oh + ${y(dd)}) * uniforms.ow + ${xx(dd)}) * uniforms.oc + ${dd}Ch`,
-        (dd) =>
-          `${u}Ok && ${dd}Ok && ${y(dd)} >= 0 && ${y(dd)} < uniforms.oh && ${xx(dd)} >= 0 && ` +
-          `${xx(dd)} < uniforms.ow`,
-        d,
+    let tapsY = (uniforms.kh - ky0 + uniforms.sh - 1) / uniforms.sh;
+    let tapsX = (uniforms.kw - kx0 + uniforms.sw - 1) / uniforms.sw;
+    let offY = tapsY - 1 - (ry + uniforms.pt) / uniforms.sh;
+    let offX = tapsX - 1 - (rx + uniforms.pl) / uniforms.sw;
+    let sy = 1;
+    let sx = 1;`,
+    // Slot: (tap tx_, output-channel quad, column) of row ty_: the filter at tap
+    // (ky0 + (tapsY - 1 - ty_) * sh, kx0 + (tapsX - 1 - tx_) * sw), contiguous along the quad.
+    bValue: (slot) => [
+      `
+        let bcol = ${slot} % ${bn};
+        let bq = (${slot} / ${bn}) % ${kq};
+        let bt = ${slot} / ${bn * kq};
+        let bky = ky0 + (tapsY - 1 - ty_) * uniforms.sh;
+        let bkx = kx0 + (tapsX - 1 - bt) * uniforms.sw;
+        let bok = bt < tapsX && n0 + bcol < uniforms.ic && c0 + bq * 4 < uniforms.c;`,
+      load4(
+        "w",
+        "((bky * uniforms.kw + bkx) * uniforms.ic + n0 + bcol) * uniforms.c + c0 + bq * 4",
+        "bok",
+      ),
+    ],
+    bAlong: "k",
+    store: (i, qy, qx) => {
+      const iy = `(${qy} * uniforms.sh + ry)`, ix = `(${qx} * uniforms.sw + rx)`;
+      return storeRow(
+        t,
+        i,
+        `${qy} < uniforms.oh && ${qx} < uniforms.ow && ${iy} < uniforms.h && ${ix} < uniforms.w`,
+        `((bb * uniforms.h + ${iy}) * uniforms.w + ${ix}) * uniforms.ic`,
+        "uniforms.ic",
+        vecN,
       );
     },
   };
-  // B unit: a column (input channel): W[ky, kx, column, oc..oc+3], contiguous along K.
-  const b: Operand = {
-    units: bn,
-    depth: t.kt / 4,
-    unit: (u, idx) => `
-    let ${u}N = n0 + ${idx};`,
-    depthAt: (d, idx) => k4(idx).depthAt(d),
-    value: (u, d) =>
-      k4("0").value(
-        "w",
-        (dd) =>
-          `(((ky0 + ${dd}Jy * uniforms.sh) * uniforms.kw + kx0 + ${dd}Jx * uniforms.sw) * ` +
-          `uniforms.ic + ${u}N) * uniforms.oc + ${dd}Ch`,
-        (dd) => `${u}N < uniforms.ic && ${dd}Ok`,
-        d,
-      ),
-  };
-  const parts: GemmParts = {
-    key: `dgrad_${vecO}_${vecN}_${directA(t)}`,
-    tiles: t,
-    layout: l,
-    a,
-    b,
-    head,
-    store: (i) =>
-      `{${rowInfo("o", `m0 + ${rowOf(t, l, i)}`)}
-    let at = ((oB * uniforms.h + oIy) * uniforms.w + oIx) * uniforms.ic;
-    ${storeRow(t, i, "oOk", "at", "uniforms.ic", vecN)}
-    }`,
-  };
-  const qh = Math.ceil(inHeight / sh), qw = Math.ceil(inWidth / sw);
-  const mq = batchSize * qh * qw;
-  return runGemm(
+  const blocks = blocksOf(t, batchSize, qh, qw);
+  const dx = run(
     backend,
-    parts,
-    ["dy", "w"],
-    [vecO ? 4 : 1, vecO ? 4 : 1],
-    [dy, w],
-    [batchSize, inHeight, inWidth, inChannels],
+    corr.key,
+    t,
+    correlationCode(t, shape, corr),
+    { x: dy, w },
+    [4, 4],
+    [batchSize, inHeight, inWidth, ic],
     vecN,
-    [Math.ceil(mq / bm), Math.ceil(inChannels / bn), sh * sw],
+    [blocks.count, Math.ceil(ic / bn), sh * sw],
     {
-      mq,
-      qw,
-      qhw: qh * qw,
+      ...blocks.uniforms,
+      ih: outHeight,
+      iw: outWidth,
+      c: oc,
+      ic,
+      oh: qh,
+      ow: qw,
       h: inHeight,
       w: inWidth,
-      ic: inChannels,
-      oc,
-      oh: outHeight,
-      ow: outWidth,
-      kh: g.filterHeight,
-      kw: g.filterWidth,
+      kh,
+      kw,
       sh,
       sw,
       pt: g.padInfo.top,
       pl: g.padInfo.left,
     },
   );
+  temps.forEach((d) => backend.disposeData(d.dataId));
+  return dx;
 }
 
 // ---- filter gradient -----------------------------------------------------------------------
 
 /**
  * How many K slices the filter gradient splits into: enough workgroups to fill the device
- * (`target`), each slice at least `minTiles` K tiles deep.
+ * (`target`), each slice at least `minBlocks` pixel blocks deep.
  * @param tilesMN workgroups of one slice
- * @param k the reduction length (output pixels of the batch)
- * @param kt the tile depth
+ * @param blocks pixel blocks of the batch
  * @param profile the adapter's profile
  * @returns the slice count
  */
-export function splitCount(tilesMN: number, k: number, kt: number, profile: ConvProfile): number {
+export function splitCount(tilesMN: number, blocks: number, profile: ConvProfile): number {
   const target = profile === "software" ? 16 : 512;
-  const minTiles = profile === "software" ? 8 : 4;
-  const most = Math.max(1, Math.floor(k / (kt * minTiles)));
+  const minBlocks = profile === "software" ? 4 : 2;
+  const most = Math.max(1, Math.floor(blocks / minBlocks));
   return Math.max(1, Math.min(most, Math.ceil(target / tilesMN), 1024));
 }
 
@@ -722,112 +714,176 @@ function filterGrad(
   x: Info,
   dy: Info,
   g: tf.backend_util.Conv2DInfo,
-  t: ConvTiles,
   profile: ConvProfile,
 ): Info {
-  const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth, outChannels: oc } = g;
-  const vecC = c % 4 === 0, vecN = oc % 4 === 0;
-  const bm = t.wgM * t.tm, bn = t.wgN * t.tn;
-  const l: Layout = { a: "m", b: "n" };
-  const m = g.filterHeight * g.filterWidth * c;
-  const k = batchSize * outHeight * outWidth;
-  const tilesMN = Math.ceil(m / bm) * Math.ceil(oc / bn);
-  const splits = splitCount(tilesMN, k, t.kt, profile);
-  const perSlice = Math.ceil(Math.ceil(k / splits) / t.kt) * t.kt;
-  const slices = Math.ceil(k / perSlice);
-  // Row m = (ky, kx, ci): tap and channel.
-  const rowInfo = (u: string, row: string) => `
-    let ${u}Tap = divf(${row}, uniforms.c);
-    let ${u}C = ${row} - ${u}Tap * uniforms.c;
-    let ${u}Ky = divf(${u}Tap, uniforms.kw);
-    let ${u}Kx = ${u}Tap - ${u}Ky * uniforms.kw;
-    let ${u}Ok = ${row} < uniforms.m;`;
-  // A unit: a quad of rows (one tap when C % 4 == 0, else a tap each); depth: an output pixel.
-  const a: Operand = {
-    units: bm / 4,
-    depth: t.kt,
-    unit: (u, idx) =>
-      vecC
-        ? rowInfo(u, `(m0 + (${idx}) * 4)`)
-        : range(4).map((r) => rowInfo(`${u}_${r}`, `(m0 + (${idx}) * 4 + ${r})`)).join(""),
-    depthAt: (d, idx) => `
-        let ${d}P = k0 + ${idx};
-        let ${d}B = divf(${d}P, uniforms.ohw);
-        let ${d}R = ${d}P - ${d}B * uniforms.ohw;
-        let ${d}Oy = divf(${d}R, uniforms.ow);
-        let ${d}Iy = ${d}Oy * uniforms.sh - uniforms.pt;
-        let ${d}Ix = (${d}R - ${d}Oy * uniforms.ow) * uniforms.sw - uniforms.pl;
-        let ${d}Ok = ${d}P < kEnd;`,
-    value: (u, d) => {
-      const one = (uu: string) => {
-        const y = `(${d}Iy + ${uu}Ky)`, xx = `(${d}Ix + ${uu}Kx)`;
-        return [
-          `((${d}B * uniforms.h + ${y}) * uniforms.w + ${xx}) * uniforms.c + ${uu}C`,
-          `${d}Ok && ${uu}Ok && ${y} >= 0 && ${y} < uniforms.h && ${xx} >= 0 && ${xx} < uniforms.w`,
-        ];
-      };
-      if (vecC) return ["", load4("x", ...(one(u) as [string, string]))];
-      return [
-        "",
-        `vec4<f32>(${
-          range(4).map((r) => load1("x", ...(one(`${u}_${r}`) as [string, string]))).join(", ")
-        })`,
-      ];
-    },
+  const { batchSize, inHeight, inWidth, outHeight, outWidth, outChannels: n } = g;
+  const { filterHeight: kh, filterWidth: kw } = g;
+  const c = roundUp4(g.inChannels);
+  const temps: Info[] = [];
+  if (c !== g.inChannels) {
+    const pixels = batchSize * inHeight * inWidth;
+    x = resizeAxis(backend, x, [batchSize, inHeight, inWidth, c], pixels, g.inChannels, c, 1);
+    temps.push(x);
+  }
+  const shape: ConvShape = {
+    pass: "filterGrad",
+    n,
+    c,
+    taps: [kh, kw],
+    strides: [g.strideHeight, g.strideWidth],
+    grid: [outHeight, outWidth],
   };
-  const parts: GemmParts = {
-    key: `wgrad_${vecC}_${vecN}_${directA(t)}`,
-    tiles: t,
-    layout: l,
-    a,
-    // B: dy at output pixel k, contiguous along N.
-    b: alongN("dy", bn, t.kt, vecN, (kk) => `${kk} < kEnd`),
-    head: `
-    let kBeg = i32(workgroupId.z) * uniforms.slice;
-    let kEnd = min(uniforms.k, kBeg + uniforms.slice);`,
-    store: (i) => {
-      const row = `(m0 + ${rowOf(t, l, i)})`;
+  const t = convTiles(shape, profile, storageOf(backend));
+  const [ph, pw] = patchOf(t, shape);
+  const vecN = n % 4 === 0, bn = t.wgN * t.tn, kq = t.kc / 4, threads = t.wgM * t.wgN;
+  const taps = kh * kw;
+  // Units of M: (tap, channel quad) of the workgroup's kc channels; a thread has tm / 4 of them.
+  const units = taps * kq, perTile = (t.wgM * t.tm) / 4;
+  const tilesPerChunk = Math.ceil(units / perTile), chunks = Math.ceil(c / t.kc);
+  const blocks = blocksOf(t, batchSize, outHeight, outWidth);
+  const splits = splitCount(chunks * tilesPerChunk * Math.ceil(n / bn), blocks.count, profile);
+  const perSlice = Math.ceil(blocks.count / splits);
+  const slices = Math.ceil(blocks.count / perSlice);
+  const m = taps * c;
+  const unit = (iq: number) => `(mt * ${perTile} + ${iq * t.wgM} + ty)`;
+  const patch = copySlots("P", ph * pw * kq, threads, (slot) => [
+    `
+        let pp = ${slot} / ${kq};
+        let py = iy0 + pp / ${pw};
+        let px = ix0 + pp % ${pw};
+        let pc = c0 + (${slot} % ${kq}) * 4;
+        let pok = py >= 0 && py < uniforms.ih && px >= 0 && px < uniforms.iw && pc < uniforms.c;`,
+    load4("x", "((bb * uniforms.ih + py) * uniforms.iw + px) * uniforms.c + pc", "pok"),
+  ]);
+  // The output gradient at the block's pixels, column quads along N.
+  const grads = copySlots("D", t.th * t.tw * bn / 4, threads, (slot) => [
+    `
+        let dp = ${slot} / ${bn / 4};
+        let doy = oy0 + dp / ${t.tw};
+        let dox = ox0 + dp % ${t.tw};
+        let dn = n0 + (${slot} % ${bn / 4}) * 4;
+        let dok = doy < uniforms.oh && dox < uniforms.ow;`,
+    loadN(
+      "dy",
+      "((bb * uniforms.oh + doy) * uniforms.ow + dox) * uniforms.n + dn",
+      "dn",
+      "uniforms.n",
+      "dok",
+      vecN,
+    ),
+  ]);
+  const loads: string[] = [];
+  for (let k = 0; k < 4; k++) {
+    const p = `(p4 * 4 + ${k})`;
+    loads.push(
+      `let off${k} = ((${p} / ${t.tw}) * uniforms.sy * ${pw} + (${p} % ${t.tw}) * uniforms.sx) * ${kq};`,
+    );
+    for (let iq = 0; iq < t.tm / 4; iq++) loads.push(`let a${iq}_${k} = P[base${iq} + off${k}];`);
+    for (let jq = 0; jq < t.tn / 4; jq++) {
+      loads.push(`let b${jq}_${k} = D[${p} * ${bn / 4} + ${jq * t.wgN} + tx];`);
+    }
+  }
+  const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
+  const code = `
+  var<workgroup> P : array<vec4<f32>, ${ph * pw * kq}>;
+  var<workgroup> D : array<vec4<f32>, ${t.th * t.tw * bn / 4}>;
+  ${DIVF}
+  fn main() {
+    let tid = i32(localIndex);
+    let tx = i32(localId.x);
+    let ty = i32(localId.y);
+    let cm = i32(workgroupId.x) / ${tilesPerChunk};
+    let mt = i32(workgroupId.x) - cm * ${tilesPerChunk};
+    let c0 = cm * ${t.kc};
+    let n0 = i32(workgroupId.y) * ${bn};
+    let z = i32(workgroupId.z);
+    let blocks = uniforms.blocksY * uniforms.blocksX;
+    ${
+    range(t.tm / 4).map((iq) => `
+    let u${iq} = ${unit(iq)};
+    let tap${iq} = u${iq} / ${kq};
+    let ky${iq} = tap${iq} / ${kw};
+    let base${iq} = (ky${iq} * ${pw} + tap${iq} - ky${iq} * ${kw}) * ${kq} + u${iq} % ${kq};`).join(
+      "",
+    )
+  }
+    ${acc.join(" ")}
+    let blkEnd = min(uniforms.blocksAll, (z + 1) * uniforms.slice);
+    for (var blk = z * uniforms.slice; blk < blkEnd; blk++) {
+      let bb = divf(blk, blocks);
+      let br = blk - bb * blocks;
+      let by = divf(br, uniforms.blocksX);
+      let oy0 = by * ${t.th};
+      let ox0 = (br - by * uniforms.blocksX) * ${t.tw};
+      let iy0 = oy0 * uniforms.sy - uniforms.pt;
+      let ix0 = ox0 * uniforms.sx - uniforms.pl;
+      ${patch}
+      ${grads}
+      workgroupBarrier();
+      for (var p4 = 0; p4 < ${(t.th * t.tw) / 4}; p4++) {
+        ${loads.join("\n        ")}
+        ${
+    fmaSnippet(t, (i, k) =>
+      `a${Math.floor(i / 4)}_${k}.${XYZW[i % 4]}`, (k, j) =>
+      `b${Math.floor(j / 4)}_${k}.${XYZW[j % 4]}`)
+  }
+      }
+      workgroupBarrier();
+    }
+    ${
+    range(t.tm).map((i) => {
+      const iq = Math.floor(i / 4);
+      const cc = `(c0 + (u${iq} % ${kq}) * 4 + ${i % 4})`;
       return storeRow(
         t,
         i,
-        `${row} < uniforms.m`,
-        `(i32(workgroupId.z) * uniforms.m + ${row}) * uniforms.n`,
+        `u${iq} < ${units} && ${cc} < uniforms.c`,
+        `(z * ${m} + tap${iq} * uniforms.c + ${cc}) * uniforms.n`,
         "uniforms.n",
         vecN,
       );
-    },
-  };
-  const filterShape = [g.filterHeight, g.filterWidth, c, oc];
-  const partials = runGemm(
+    }).join("\n    ")
+  }
+  }`;
+  const padded = [kh, kw, c, n];
+  const partials = run(
     backend,
-    parts,
-    ["x", "dy"],
-    [vecC ? 4 : 1, vecN ? 4 : 1],
-    [x, dy],
-    slices > 1 ? [slices, m, oc] : filterShape,
+    `wgrad_${kh}_${kw}_${shape.strides.join("_")}_${vecN}`,
+    t,
+    code,
+    { x, dy },
+    [4, vecN ? 4 : 1],
+    slices > 1 ? [slices, m, n] : padded,
     vecN,
-    [Math.ceil(m / bm), Math.ceil(oc / bn), slices],
+    [chunks * tilesPerChunk, Math.ceil(n / bn), slices],
     {
-      m,
-      n: oc,
-      k,
+      ...blocks.uniforms,
+      blocksAll: blocks.count,
+      slice: perSlice,
+      ih: inHeight,
+      iw: inWidth,
       c,
-      h: inHeight,
-      w: inWidth,
+      n,
+      oh: outHeight,
       ow: outWidth,
-      ohw: outHeight * outWidth,
-      kw: g.filterWidth,
-      sh: g.strideHeight,
-      sw: g.strideWidth,
+      sy: g.strideHeight,
+      sx: g.strideWidth,
       pt: g.padInfo.top,
       pl: g.padInfo.left,
-      slice: perSlice,
     },
   );
-  if (slices === 1) return partials;
-  const out = sumSlices(backend, partials, filterShape, slices);
-  backend.disposeData(partials.dataId);
-  return out;
+  let dw = partials;
+  if (slices > 1) {
+    dw = sumSlices(backend, partials, padded, slices);
+    backend.disposeData(partials.dataId);
+  }
+  if (c !== g.inChannels) {
+    const cropped = resizeAxis(backend, dw, [kh, kw, g.inChannels, n], taps, c, g.inChannels, n);
+    backend.disposeData(dw.dataId);
+    dw = cropped;
+  }
+  temps.forEach((d) => backend.disposeData(d.dataId));
+  return dw;
 }
 
 const REDUCE_THREADS = 64;
@@ -894,12 +950,7 @@ function geometryOf(
   if ([b * h * w * c, b * g.outHeight * g.outWidth * oc, c * oc].some((s) => s === 0)) {
     return undefined;
   }
-  const decoded = [
-    b * g.outHeight * g.outWidth,
-    b * h * w,
-    g.filterHeight * g.filterWidth * c * oc,
-  ];
-  if (decoded.some((s) => s >= MAX_INDEX)) return undefined;
+  if (b * Math.max(h * w, g.outHeight * g.outWidth) >= MAX_INDEX) return undefined;
   return g;
 }
 
@@ -911,9 +962,7 @@ const conv2dKernel: Kernel = (args, stock) => {
   const g = geometryOf(x.shape, filter.shape, attrs, [x, filter]);
   if (!g) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
   const backend = args.backend as unknown as WebGPUBackendLike;
-  const m = g.batchSize * g.outHeight * g.outWidth;
-  const tiles = convTiles(m, g.outChannels, profileOf(backend), storageOf(backend));
-  return forward(backend, x, filter, g, tiles);
+  return forward(backend, x, filter, g, profileOf(backend));
 };
 
 const conv2dBackpropInputKernel: Kernel = (args, stock) => {
@@ -922,10 +971,7 @@ const conv2dBackpropInputKernel: Kernel = (args, stock) => {
   const g = geometryOf(attrs.inputShape!, filter.shape, attrs, [dy, filter]);
   if (!g) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
   const backend = args.backend as unknown as WebGPUBackendLike;
-  const m = g.batchSize * Math.ceil(g.inHeight / g.strideHeight) *
-    Math.ceil(g.inWidth / g.strideWidth);
-  const tiles = convTiles(m, g.inChannels, profileOf(backend), storageOf(backend));
-  return inputGrad(backend, dy, filter, g, tiles);
+  return inputGrad(backend, dy, filter, g, profileOf(backend));
 };
 
 const conv2dBackpropFilterKernel: Kernel = (args, stock) => {
@@ -934,10 +980,7 @@ const conv2dBackpropFilterKernel: Kernel = (args, stock) => {
   const g = geometryOf(x.shape, attrs.filterShape!, attrs, [x, dy]);
   if (!g) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
   const backend = args.backend as unknown as WebGPUBackendLike;
-  const profile = profileOf(backend);
-  const m = g.filterHeight * g.filterWidth * g.inChannels;
-  const tiles = convTiles(m, g.outChannels, profile, storageOf(backend));
-  return filterGrad(backend, x, dy, g, tiles, profile);
+  return filterGrad(backend, x, dy, g, profileOf(backend));
 };
 
 /** The kernel names these convolutions register under. */
