@@ -237,6 +237,22 @@ const loadN = (buf: string, at: string, n: string, nMax: string, ok: string, vec
     })`;
 
 /**
+ * The copy of the input patch `P` (ph x pw pixels from (iy0, ix0) of image bb, kq channel quads
+ * from c0), zeros outside the image.
+ */
+function patchCopy(ph: number, pw: number, kq: number, threads: number): string {
+  return copySlots("P", ph * pw * kq, threads, (slot) => [
+    `
+        let pp = ${slot} / ${kq};
+        let py = iy0 + pp / ${pw};
+        let px = ix0 + pp % ${pw};
+        let pc = c0 + (${slot} % ${kq}) * 4;
+        let pok = py >= 0 && py < uniforms.ih && px >= 0 && px < uniforms.iw && pc < uniforms.c;`,
+    load4("x", "((bb * uniforms.ih + py) * uniforms.iw + px) * uniforms.c + pc", "pok"),
+  ]);
+}
+
+/**
  * The cooperative copy of `count` vec4 slots into workgroup memory `name`: each thread takes
  * slots tid, tid + threads, ...; `value(slot)` gives the statements and expression of one.
  */
@@ -361,6 +377,16 @@ function resizeAxis(
 
 const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
 
+/** `t` with its last axis padded with zeros to `to` channels (itself where it has them). */
+function padChannels(backend: WebGPUBackendLike, t: Info, to: number, temps: Info[]): Info {
+  const from = t.shape[t.shape.length - 1];
+  if (from === to) return t;
+  const outer = t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const out = resizeAxis(backend, t, [...t.shape.slice(0, -1), to], outer, from, to, 1);
+  temps.push(out);
+  return out;
+}
+
 // ---- forward and input gradient ----------------------------------------------------------
 
 /**
@@ -389,15 +415,7 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
   const bCount = tapsW * t.kc * bn / 4;
   // The thread's pixel of block row i: (i * wgM + ty) in the block, row-major over tw columns.
   const pixel = (i: number) => `(${i * t.wgM} + ty)`;
-  const patch = copySlots("P", ph * pw * kq, threads, (slot) => [
-    `
-        let pp = ${slot} / ${kq};
-        let py = iy0 + pp / ${pw};
-        let px = ix0 + pp % ${pw};
-        let pc = c0 + (${slot} % ${kq}) * 4;
-        let pok = py >= 0 && py < uniforms.ih && px >= 0 && px < uniforms.iw && pc < uniforms.c;`,
-    load4("x", "((bb * uniforms.ih + py) * uniforms.iw + px) * uniforms.c + pc", "pok"),
-  ]);
+  const patch = patchCopy(ph, pw, kq, threads);
   const b = copySlots("Bs", bCount, threads, (slot) => p.bValue(slot));
   const loads = range(t.tm).map((i) => `let a${i} = P[base${i} + tapOff + q];`);
   let bOf: (k: number, j: number) => string;
@@ -470,6 +488,38 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
   }`;
 }
 
+/**
+ * Runs a correlation over its shape's grid of outputs (a workgroup a pixel block, column tile and
+ * phase), then frees `temps` (the channel-padded copies).
+ */
+function correlate(
+  backend: WebGPUBackendLike,
+  t: ConvTiles,
+  shape: ConvShape,
+  corr: Correlation,
+  { x, w, wVec }: { x: Info; w: Info; wVec: boolean },
+  outShape: number[],
+  phases: number,
+  uniforms: Record<string, number>,
+  temps: Info[],
+): Info {
+  const blocks = blocksOf(t, outShape[0], ...shape.grid);
+  const out = run(
+    backend,
+    corr.key,
+    t,
+    correlationCode(t, shape, corr),
+    { x, w },
+    [4, wVec ? 4 : 1],
+    outShape,
+    outShape[3] % 4 === 0,
+    [blocks.count, Math.ceil(shape.n / (t.wgN * t.tn)), phases],
+    { ...blocks.uniforms, ...uniforms },
+  );
+  temps.forEach((d) => backend.disposeData(d.dataId));
+  return out;
+}
+
 /** Dispatch and block uniforms of a correlation over a grid of gh x gw outputs per image. */
 function blocksOf(t: ConvTiles, batch: number, gh: number, gw: number) {
   const blocksY = Math.ceil(gh / t.th), blocksX = Math.ceil(gw / t.tw);
@@ -487,18 +537,10 @@ function forward(
   const { filterHeight: kh, filterWidth: kw } = g;
   const c = roundUp4(g.inChannels);
   const temps: Info[] = [];
+  x = padChannels(backend, x, c, temps);
   if (c !== g.inChannels) {
-    x = resizeAxis(
-      backend,
-      x,
-      [batchSize, inHeight, inWidth, c],
-      batchSize * inHeight * inWidth,
-      g.inChannels,
-      c,
-      1,
-    );
     w = resizeAxis(backend, w, [kh, kw, c, n], kh * kw, g.inChannels, c, n);
-    temps.push(x, w);
+    temps.push(w);
   }
   const shape: ConvShape = {
     pass: "forward",
@@ -547,19 +589,15 @@ function forward(
         vecN,
       ),
   };
-  const blocks = blocksOf(t, batchSize, outHeight, outWidth);
-  const y = run(
+  return correlate(
     backend,
-    corr.key,
     t,
-    correlationCode(t, shape, corr),
-    { x, w },
-    [4, vecN ? 4 : 1],
+    shape,
+    corr,
+    { x, w, wVec: vecN },
     [batchSize, outHeight, outWidth, n],
-    vecN,
-    [blocks.count, Math.ceil(n / bn), 1],
+    1,
     {
-      ...blocks.uniforms,
       ih: inHeight,
       iw: inWidth,
       c,
@@ -573,9 +611,8 @@ function forward(
       pt: g.padInfo.top,
       pl: g.padInfo.left,
     },
+    temps,
   );
-  temps.forEach((d) => backend.disposeData(d.dataId));
-  return y;
 }
 
 function inputGrad(
@@ -589,20 +626,8 @@ function inputGrad(
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = g;
   const oc = roundUp4(g.outChannels);
   const temps: Info[] = [];
-  if (oc !== g.outChannels) {
-    const pixels = batchSize * outHeight * outWidth;
-    dy = resizeAxis(
-      backend,
-      dy,
-      [batchSize, outHeight, outWidth, oc],
-      pixels,
-      g.outChannels,
-      oc,
-      1,
-    );
-    w = resizeAxis(backend, w, [kh, kw, ic, oc], kh * kw * ic, g.outChannels, oc, 1);
-    temps.push(dy, w);
-  }
+  dy = padChannels(backend, dy, oc, temps);
+  w = padChannels(backend, w, oc, temps);
   const qh = Math.ceil(inHeight / sh), qw = Math.ceil(inWidth / sw);
   const shape: ConvShape = {
     pass: "inputGrad",
@@ -659,19 +684,15 @@ function inputGrad(
       );
     },
   };
-  const blocks = blocksOf(t, batchSize, qh, qw);
-  const dx = run(
+  return correlate(
     backend,
-    corr.key,
     t,
-    correlationCode(t, shape, corr),
-    { x: dy, w },
-    [4, 4],
+    shape,
+    corr,
+    { x: dy, w, wVec: true },
     [batchSize, inHeight, inWidth, ic],
-    vecN,
-    [blocks.count, Math.ceil(ic / bn), sh * sw],
+    sh * sw,
     {
-      ...blocks.uniforms,
       ih: outHeight,
       iw: outWidth,
       c: oc,
@@ -687,9 +708,8 @@ function inputGrad(
       pt: g.padInfo.top,
       pl: g.padInfo.left,
     },
+    temps,
   );
-  temps.forEach((d) => backend.disposeData(d.dataId));
-  return dx;
 }
 
 // ---- filter gradient -----------------------------------------------------------------------
@@ -720,11 +740,7 @@ function filterGrad(
   const { filterHeight: kh, filterWidth: kw } = g;
   const c = roundUp4(g.inChannels);
   const temps: Info[] = [];
-  if (c !== g.inChannels) {
-    const pixels = batchSize * inHeight * inWidth;
-    x = resizeAxis(backend, x, [batchSize, inHeight, inWidth, c], pixels, g.inChannels, c, 1);
-    temps.push(x);
-  }
+  x = padChannels(backend, x, c, temps);
   const shape: ConvShape = {
     pass: "filterGrad",
     n,
@@ -746,15 +762,7 @@ function filterGrad(
   const slices = Math.ceil(blocks.count / perSlice);
   const m = taps * c;
   const unit = (iq: number) => `(mt * ${perTile} + ${iq * t.wgM} + ty)`;
-  const patch = copySlots("P", ph * pw * kq, threads, (slot) => [
-    `
-        let pp = ${slot} / ${kq};
-        let py = iy0 + pp / ${pw};
-        let px = ix0 + pp % ${pw};
-        let pc = c0 + (${slot} % ${kq}) * 4;
-        let pok = py >= 0 && py < uniforms.ih && px >= 0 && px < uniforms.iw && pc < uniforms.c;`,
-    load4("x", "((bb * uniforms.ih + py) * uniforms.iw + px) * uniforms.c + pc", "pok"),
-  ]);
+  const patch = patchCopy(ph, pw, kq, threads);
   // The output gradient at the block's pixels, column quads along N.
   const grads = copySlots("D", t.th * t.tw * bn / 4, threads, (slot) => [
     `

@@ -1,9 +1,10 @@
 /**
  * Our WGSL convolutions (`backends/webgpu_conv.ts`) against the cpu backend: forward, input and
- * filter gradients (through `tf.grads` of a convolution), on shapes that reach every path (vec4
- * and scalar channels, staged and direct A, stride phases without taps, split-K), under both tile
- * profiles, with counts of our programs' dispatches to show that ours ran. Runs on any WebGPU
- * adapter (CI: lavapipe); says that it skipped where there is none.
+ * filter gradients (through `tf.grads` of a convolution), on shapes that reach every path
+ * (reduction channels padded to 4 and cropped back, output channels not a multiple of 4, stride
+ * phases without taps, pixel blocks cut by the image's edge, split-K), under both tile profiles,
+ * with counts of our programs' dispatches to show that ours ran. Runs on any WebGPU adapter (CI:
+ * lavapipe); says that it skipped where there is none.
  *
  * Tolerance, per element: a float32 dot product of K terms, summed in any order with or without
  * FMA, is within gamma_K * sum_k |a_k b_k| of the exact sum, gamma_K = K u / (1 - K u), u = 2^-24
@@ -33,10 +34,10 @@ interface Case {
   readonly pad: Pad;
 }
 
-// Every path: vec4 and scalar channels (3, 5, 7), one or four output channels (direct A), wide
-// N (staged A), stride 2 with odd sizes (phases of unequal rows), a 1x1 stride-2 gradient (phases
-// with no taps), 'same' and numeric padding, batches of 1 and 2, and reductions long enough for
-// several split-K slices.
+// Every path: channel counts that need padding (3, 5, 7), one to four output channels and wide N
+// (one or several threads along N), stride 2 with odd sizes (phases of unequal rows), a 1x1
+// stride-2 gradient (phases with no taps), 'same' and numeric padding, batches of 1 and 2, and
+// reductions long enough for several split-K slices.
 const CASES: Case[] = [
   { x: [2, 11, 9, 8], k: [3, 3], cout: 16, stride: 1, pad: "valid" },
   { x: [1, 13, 12, 3], k: [7, 7], cout: 5, stride: 1, pad: "same" },
@@ -199,9 +200,9 @@ Deno.test("webgpu convolutions of ours equal the cpu backend within float32's bo
       } finally {
         setConvProfile(undefined);
       }
-      // Every pass ran on ours (a fallback to the stock kernels would give the same values), and
-      // the split-K cases added their slices.
-      for (const kind of ["fwd", "dgrad", "wgrad", "sum"]) {
+      // Every pass ran on ours (a fallback to the stock kernels would give the same values), the
+      // split-K cases added their slices, and odd channel counts were padded.
+      for (const kind of ["fwd", "dgrad", "wgrad", "sum", "resize"]) {
         assert((dispatched.get(kind) ?? 0) > 0, `no ${kind} dispatch of ours under ${profile}`);
       }
     });
