@@ -74,7 +74,7 @@ export interface ConvTiles {
   readonly wgM: number;
   /** Threads along N. */
   readonly wgN: number;
-  /** Rows per thread (a multiple of 4). */
+  /** Rows per thread (a multiple of 4 for the filter gradient, whose rows go in quads). */
   readonly tm: number;
   /** Columns per thread (a multiple of 4). */
   readonly tn: number;
@@ -186,25 +186,29 @@ export function convTiles(s: ConvShape, profile: ConvProfile, storage = 16384): 
   const tn = s.n <= 4 || !soft ? 4 : 8;
   const wgN = Math.min(soft ? 8 : 16, pow2Below(Math.ceil(s.n / tn)));
   const kcs = [16, 8, 4].filter((k) => k <= Math.max(4, s.c));
+  // Pixel blocks no larger than the grid needs (the discriminator's last layers are 1 x 1 to 5 x 5).
+  const [gh, gw] = s.grid.map(pow2Above);
   if (s.pass === "filterGrad") {
     // Threads along M cover the taps x channel quads of kc channels; a K step is a pixel block.
     const taps = s.taps[0] * s.taps[1];
+    const tw = Math.min(16, Math.max(4, gw)), th = Math.min(8, gh);
     for (const kc of kcs) {
       const tm = soft ? 16 : 4;
       const wgM = Math.min(threads / wgN, pow2Above(Math.ceil((taps * kc) / tm)));
-      for (const [th, tw] of [[8, 16], [8, 8], [4, 8], [4, 4]]) {
-        const t = { wgM, wgN, tm, tn, kc, th, tw };
+      for (const [bh, bw] of [[th, tw], [Math.max(1, th / 2), tw], [1, tw], [1, 4]]) {
+        const t = { wgM, wgN, tm, tn, kc, th: bh, tw: bw };
         if (bytesOf(t, s) <= storage) return t;
       }
     }
-    return { wgM: 8, wgN, tm: 4, tn, kc: 4, th: 2, tw: 4 };
+    return { wgM: 8, wgN, tm: 4, tn, kc: 4, th: 1, tw: 4 };
   }
-  const tm = soft ? 16 : 4;
+  const tm = Math.min(soft ? 16 : 4, gh * gw);
   // With one thread along N, 16 threads (two SIMD rows of a software adapter) measured as fast
   // as 64 there, and make smaller blocks: more workgroups for the cores.
-  const wgM = soft && wgN === 1 ? 16 : threads / wgN;
-  // Pixel blocks no wider than the grid needs, then as tall as the rows per workgroup make them.
-  const tw = Math.min(16, pow2Above(s.grid[1]), wgM * tm);
+  const most = soft && wgN === 1 ? 16 : threads / wgN;
+  const wgM = Math.min(most, pow2Above(Math.ceil((gh * gw) / tm)));
+  // Pixel blocks no wider than the grid, then as tall as the rows per workgroup make them.
+  const tw = Math.min(16, gw, wgM * tm);
   for (const kc of kcs) {
     for (let rows = wgM; rows >= 1; rows /= 2) {
       const t = { wgM: rows, wgN, tm, tn, kc, th: (rows * tm) / tw, tw };
