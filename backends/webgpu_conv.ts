@@ -23,12 +23,13 @@
  *   memory.
  *
  * Each thread accumulates a `tm` x `tn` block of C in registers from vec4 loads of workgroup
- * memory (4 x tm x tn FMAs per tm + tn loads). The vec4s run along the channels, the contiguous
- * axis; a reduction channel count that is not a multiple of 4 is padded to one first (a copy of
- * the input and filter with zero channels, the filter gradient cropped back), since on a software
- * adapter a scalar load costs as much as a vec4. Every size travels as a uniform, so a new image
- * size, channel count, batch or padding compiles nothing; the shader key holds the tile
- * configuration, the vector widths and the patch's size (the filter's size and stride).
+ * memory (4 x tm x tn FMAs per tm + tn loads). Every load and store is a vec4 along the channels,
+ * the contiguous axis: channel counts that are not a multiple of 4 (the images' 3, the
+ * discriminator's single logit) are padded to one first by a copy with zero channels, and the
+ * result cropped back, since on a software adapter a scalar load or store costs as much as a
+ * vec4. Every size travels as a uniform, so a new image size, channel count, batch or padding
+ * compiles nothing; the shader key holds the tile configuration and the patch's size (the
+ * filter's size and stride).
  *
  * The tile configuration is chosen per geometry and adapter ({@linkcode convTiles}): on a software
  * adapter (lavapipe, where every load is a per-lane gather costing dozens of FMAs) large blocks
@@ -229,17 +230,6 @@ function uniformsOf(values: Record<string, number>): { decl: string; data: Unifo
 /** A vec4 from global memory `buf` at element offset `at` (a multiple of 4) where `ok`, else 0. */
 const load4 = (buf: string, at: string, ok: string) =>
   `select(vec4<f32>(0.0), ${buf}[select(0, (${at}) / 4, ${ok})], ${ok})`;
-/** A scalar from `buf` at `at` where `ok`, else 0. */
-const load1 = (buf: string, at: string, ok: string) =>
-  `select(0.0, ${buf}[select(0, ${at}, ${ok})], ${ok})`;
-/** Four values along N from `buf` at `at` (columns `n`..`n+3`, those < `nMax` read). */
-const loadN = (buf: string, at: string, n: string, nMax: string, ok: string, vec: boolean) =>
-  vec
-    ? load4(buf, at, `${ok} && ${n} < ${nMax}`)
-    : `vec4<f32>(${
-      range(4).map((u) => load1(buf, `${at} + ${u}`, `${ok} && ${n} + ${u} < ${nMax}`)).join(", ")
-    })`;
-
 /**
  * The copy of the input patch `P` (ph x pw pixels from (iy0, ix0) of image bb, kq channel quads
  * from c0), zeros outside the image.
@@ -293,41 +283,34 @@ function fmaSnippet(
   ).join("\n          ");
 }
 
-/** Stores block row i at flat output offset `at` + column, columns < `nMax`. */
-function storeRow(t: ConvTiles, i: number, ok: string, at: string, nMax: string, vec: boolean) {
+/** Stores block row i at flat output offset `at` + column (a multiple of 4), columns < `nMax`. */
+function storeRow(t: ConvTiles, i: number, ok: string, at: string, nMax: string) {
   return range(t.tn / 4).map((jq) => {
     const n = `n0 + (${jq * t.wgN} + tx) * 4`;
-    const v = range(4).map((u) => `c${i}_${jq * 4 + u}`);
-    if (vec) {
-      return `if (${ok} && ${n} < ${nMax}) { result[(${at} + ${n}) / 4] = vec4<f32>(${
-        v.join(", ")
-      }); }`;
-    }
-    return range(4).map((u) =>
-      `if (${ok} && ${n} + ${u} < ${nMax}) { result[${at} + ${n} + ${u}] = ${v[u]}; }`
-    ).join("\n    ");
+    const v = range(4).map((u) => `c${i}_${jq * 4 + u}`).join(", ");
+    return `if (${ok} && ${n} < ${nMax}) { result[(${at} + ${n}) / 4] = vec4<f32>(${v}); }`;
   }).join("\n    ");
 }
 
+/** Runs a convolution program: every input and the output read and written as vec4s. */
 function run(
   backend: WebGPUBackendLike,
   key: string,
   t: ConvTiles,
   code: string,
   inputs: Record<string, Info>,
-  components: number[],
   outputShape: number[],
-  outVec: boolean,
   dispatch: [number, number, number],
   uniforms: Record<string, number>,
 ): Info {
   const u = uniformsOf(uniforms);
+  const names = Object.keys(inputs);
   const program = {
-    variableNames: Object.keys(inputs),
-    variableComponents: components,
-    outputComponent: outVec ? 4 : 1,
+    variableNames: names,
+    variableComponents: names.map(() => 4),
+    outputComponent: 4,
     outputShape,
-    shaderKey: `ugatit_conv_${key}_${Object.values(t).join("_")}_${outVec}`,
+    shaderKey: `ugatit_conv_${key}_${Object.values(t).join("_")}`,
     // y and z in the layout make tfjs call main() without an index (the dispatch is ours).
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch,
@@ -380,6 +363,16 @@ function resizeAxis(
 }
 
 const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
+
+/** `t` with its last axis cropped to `to` channels (itself where it has them; else it is freed). */
+function cropChannels(backend: WebGPUBackendLike, t: Info, to: number): Info {
+  const from = t.shape[t.shape.length - 1];
+  if (from === to) return t;
+  const outer = t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
+  const out = resizeAxis(backend, t, [...t.shape.slice(0, -1), to], outer, from, to, 1);
+  backend.disposeData(t.dataId);
+  return out;
+}
 
 /** `t` with its last axis padded with zeros to `to` channels (itself where it has them). */
 function padChannels(backend: WebGPUBackendLike, t: Info, to: number, temps: Info[]): Info {
@@ -494,15 +487,17 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
 
 /**
  * Runs a correlation over its shape's grid of outputs (a workgroup a pixel block, column tile and
- * phase), then frees `temps` (the channel-padded copies).
+ * phase), into an output of `outShape` whose channels are padded to a multiple of 4; then crops
+ * them to `n` and frees `temps` (the channel-padded copies).
  */
 function correlate(
   backend: WebGPUBackendLike,
   t: ConvTiles,
   shape: ConvShape,
   corr: Correlation,
-  { x, w, wVec }: { x: Info; w: Info; wVec: boolean },
+  inputs: { x: Info; w: Info },
   outShape: number[],
+  n: number,
   phases: number,
   uniforms: Record<string, number>,
   temps: Info[],
@@ -513,15 +508,13 @@ function correlate(
     corr.key,
     t,
     correlationCode(t, shape, corr),
-    { x, w },
-    [4, wVec ? 4 : 1],
+    inputs,
     outShape,
-    outShape[3] % 4 === 0,
     [blocks.count, Math.ceil(shape.n / (t.wgN * t.tn)), phases],
     { ...blocks.uniforms, ...uniforms },
   );
   temps.forEach((d) => backend.disposeData(d.dataId));
-  return out;
+  return cropChannels(backend, out, n);
 }
 
 /** Dispatch and block uniforms of a correlation over a grid of gh x gw outputs per image. */
@@ -537,11 +530,12 @@ function forward(
   g: tf.backend_util.Conv2DInfo,
   profile: ConvProfile,
 ): Info {
-  const { batchSize, inHeight, inWidth, outHeight, outWidth, outChannels: n } = g;
+  const { batchSize, inHeight, inWidth, outHeight, outWidth } = g;
   const { filterHeight: kh, filterWidth: kw } = g;
-  const c = roundUp4(g.inChannels);
+  const c = roundUp4(g.inChannels), n = roundUp4(g.outChannels);
   const temps: Info[] = [];
   x = padChannels(backend, x, c, temps);
+  w = padChannels(backend, w, n, temps);
   if (c !== g.inChannels) {
     w = resizeAxis(backend, w, [kh, kw, c, n], kh * kw, g.inChannels, c, n);
     temps.push(w);
@@ -555,9 +549,9 @@ function forward(
     grid: [outHeight, outWidth],
   };
   const t = convTiles(shape, profile, storageOf(backend));
-  const vecN = n % 4 === 0, bn = t.wgN * t.tn;
+  const bn = t.wgN * t.tn;
   const corr: Correlation = {
-    key: `fwd_${kh}_${kw}_${shape.strides.join("_")}_${vecN}`,
+    key: `fwd_${kh}_${kw}_${shape.strides.join("_")}`,
     head: `
     let tapsY = uniforms.kh;
     let tapsX = uniforms.kw;
@@ -572,15 +566,8 @@ function forward(
         let bk = (${slot} / ${bn / 4}) % ${t.kc};
         let bt = ${slot} / ${(bn / 4) * t.kc};
         let bnn = n0 + bq * 4;
-        let bok = bt < tapsX && c0 + bk < uniforms.c;`,
-      loadN(
-        "w",
-        "((ty_ * uniforms.kw + bt) * uniforms.c + c0 + bk) * uniforms.n + bnn",
-        "bnn",
-        "uniforms.n",
-        "bok",
-        vecN,
-      ),
+        let bok = bt < tapsX && c0 + bk < uniforms.c && bnn < uniforms.n;`,
+      load4("w", "((ty_ * uniforms.kw + bt) * uniforms.c + c0 + bk) * uniforms.n + bnn", "bok"),
     ],
     bAlong: "n",
     store: (i, oy, ox) =>
@@ -590,7 +577,6 @@ function forward(
         `${oy} < uniforms.oh && ${ox} < uniforms.ow`,
         `((bb * uniforms.oh + ${oy}) * uniforms.ow + ${ox}) * uniforms.n`,
         "uniforms.n",
-        vecN,
       ),
   };
   return correlate(
@@ -598,8 +584,9 @@ function forward(
     t,
     shape,
     corr,
-    { x, w, wVec: vecN },
+    { x, w },
     [batchSize, outHeight, outWidth, n],
+    g.outChannels,
     1,
     {
       ih: inHeight,
@@ -626,12 +613,16 @@ function inputGrad(
   g: tf.backend_util.Conv2DInfo,
   profile: ConvProfile,
 ): Info {
-  const { batchSize, inHeight, inWidth, inChannels: ic, outHeight, outWidth } = g;
+  const { batchSize, inHeight, inWidth, outHeight, outWidth } = g;
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = g;
-  const oc = roundUp4(g.outChannels);
+  const oc = roundUp4(g.outChannels), ic = roundUp4(g.inChannels);
   const temps: Info[] = [];
   dy = padChannels(backend, dy, oc, temps);
   w = padChannels(backend, w, oc, temps);
+  if (ic !== g.inChannels) {
+    w = resizeAxis(backend, w, [kh, kw, ic, oc], kh * kw, g.inChannels, ic, oc);
+    temps.push(w);
+  }
   const qh = Math.ceil(inHeight / sh), qw = Math.ceil(inWidth / sw);
   const shape: ConvShape = {
     pass: "inputGrad",
@@ -642,9 +633,9 @@ function inputGrad(
     grid: [qh, qw],
   };
   const t = convTiles(shape, profile, storageOf(backend));
-  const vecN = ic % 4 === 0, bn = t.wgN * t.tn, kq = t.kc / 4;
+  const bn = t.wgN * t.tn, kq = t.kc / 4;
   const corr: Correlation = {
-    key: `dgrad_${shape.taps.join("_")}_${vecN}`,
+    key: `dgrad_${shape.taps.join("_")}`,
     // The phase (ry, rx) of this workgroup, its first filter taps (ky0, kx0), its taps per axis,
     // and where its correlation starts: phase pixel q reads output-gradient rows
     // q + (ry + pt) / sh - j for its taps j, i.e. rows q - offY + ty with ty = tapsY - 1 - j.
@@ -684,7 +675,6 @@ function inputGrad(
         `${qy} < uniforms.oh && ${qx} < uniforms.ow && ${iy} < uniforms.h && ${ix} < uniforms.w`,
         `((bb * uniforms.h + ${iy}) * uniforms.w + ${ix}) * uniforms.ic`,
         "uniforms.ic",
-        vecN,
       );
     },
   };
@@ -693,8 +683,9 @@ function inputGrad(
     t,
     shape,
     corr,
-    { x: dy, w, wVec: true },
+    { x: dy, w },
     [batchSize, inHeight, inWidth, ic],
+    g.inChannels,
     sh * sw,
     {
       ih: outHeight,
@@ -740,11 +731,12 @@ function filterGrad(
   g: tf.backend_util.Conv2DInfo,
   profile: ConvProfile,
 ): Info {
-  const { batchSize, inHeight, inWidth, outHeight, outWidth, outChannels: n } = g;
+  const { batchSize, inHeight, inWidth, outHeight, outWidth } = g;
   const { filterHeight: kh, filterWidth: kw } = g;
-  const c = roundUp4(g.inChannels);
+  const c = roundUp4(g.inChannels), n = roundUp4(g.outChannels);
   const temps: Info[] = [];
   x = padChannels(backend, x, c, temps);
+  dy = padChannels(backend, dy, n, temps);
   const shape: ConvShape = {
     pass: "filterGrad",
     n,
@@ -755,7 +747,7 @@ function filterGrad(
   };
   const t = convTiles(shape, profile, storageOf(backend));
   const [ph, pw] = patchOf(t, shape);
-  const vecN = n % 4 === 0, bn = t.wgN * t.tn, kq = t.kc / 4, threads = t.wgM * t.wgN;
+  const bn = t.wgN * t.tn, kq = t.kc / 4, threads = t.wgM * t.wgN;
   const taps = kh * kw;
   // Units of M: (tap, channel quad) of the workgroup's kc channels; a thread has tm / 4 of them.
   const units = taps * kq, perTile = (t.wgM * t.tm) / 4;
@@ -775,13 +767,10 @@ function filterGrad(
         let dox = ox0 + dp % ${t.tw};
         let dn = n0 + (${slot} % ${bn / 4}) * 4;
         let dok = doy < uniforms.oh && dox < uniforms.ow;`,
-    loadN(
+    load4(
       "dy",
       "((bb * uniforms.oh + doy) * uniforms.ow + dox) * uniforms.n + dn",
-      "dn",
-      "uniforms.n",
-      "dok",
-      vecN,
+      "dok && dn < uniforms.n",
     ),
   ]);
   const loads: string[] = [];
@@ -852,7 +841,6 @@ function filterGrad(
         `u${iq} < ${units} && ${cc} < uniforms.c`,
         `(z * ${m} + tap${iq} * uniforms.c + ${cc}) * uniforms.n`,
         "uniforms.n",
-        vecN,
       );
     }).join("\n    ")
   }
@@ -860,13 +848,11 @@ function filterGrad(
   const padded = [kh, kw, c, n];
   const partials = run(
     backend,
-    `wgrad_${kh}_${kw}_${shape.strides.join("_")}_${vecN}`,
+    `wgrad_${kh}_${kw}_${shape.strides.join("_")}`,
     t,
     code,
     { x, dy },
-    [4, vecN ? 4 : 1],
     slices > 1 ? [slices, m, n] : padded,
-    vecN,
     [chunks * tilesPerChunk, Math.ceil(n / bn), slices],
     {
       ...blocks.uniforms,
@@ -889,8 +875,18 @@ function filterGrad(
     dw = sumSlices(backend, partials, padded, slices);
     backend.disposeData(partials.dataId);
   }
+  // Back to the filter's channels: output channels (the last axis), then input channels.
+  dw = cropChannels(backend, dw, g.outChannels);
   if (c !== g.inChannels) {
-    const cropped = resizeAxis(backend, dw, [kh, kw, g.inChannels, n], taps, c, g.inChannels, n);
+    const cropped = resizeAxis(
+      backend,
+      dw,
+      [kh, kw, g.inChannels, g.outChannels],
+      taps,
+      c,
+      g.inChannels,
+      g.outChannels,
+    );
     backend.disposeData(dw.dataId);
     dw = cropped;
   }
