@@ -5,8 +5,8 @@
  * convolutions; the discriminator's 4x4 stride-2 and final 4x4 stride-1 convolutions), each pass
  * (forward, input gradient, filter gradient) timed for both, alternating, after a warm-up:
  *
- *     deno task bench:conv [--img_size 64,128,256] [--ch 8] [--batch 1]
- *       [--passes fwd,dgrad,wgrad] [--only stem,res] [--reps 3]
+ *     deno task bench:conv [--img_size 64,128,256] [--ch 4] [--batch 1]
+ *       [--passes fwd,dgrad,wgrad] [--only stem,res] [--reps 2]
  *
  * Times are GPU time from timestamp queries where the adapter has `timestamp-query` (the sum of
  * the pass's dispatches), else wall time around `await data()` of a batch of calls. Prints
@@ -24,9 +24,9 @@ const args = parseArgs(Deno.args, {
   string: ["img_size", "ch", "batch", "passes", "only", "reps"],
 });
 const sizes = String(args.img_size ?? "64,128,256").split(",").map(Number);
-const ch = Number(args.ch ?? 8);
+const ch = Number(args.ch ?? 4);
 const batch = Number(args.batch ?? 1);
-const reps = Number(args.reps ?? 3);
+const reps = Number(args.reps ?? 2);
 const PASSES = ["fwd", "dgrad", "wgrad"] as const;
 type Pass = typeof PASSES[number];
 const passes = String(args.passes ?? PASSES.join(",")).split(",") as Pass[];
