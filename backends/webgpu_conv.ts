@@ -364,22 +364,26 @@ function resizeAxis(
 
 const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
 
+/** `t` with its last axis resized to `to` channels (zeros added, or channels dropped). */
+function resizeChannels(backend: WebGPUBackendLike, t: Info, to: number): Info {
+  const outer = t.shape.slice(0, -1);
+  const from = t.shape[outer.length];
+  const count = outer.reduce((a, b) => a * b, 1);
+  return resizeAxis(backend, t, [...outer, to], count, from, to, 1);
+}
+
 /** `t` with its last axis cropped to `to` channels (itself where it has them; else it is freed). */
 function cropChannels(backend: WebGPUBackendLike, t: Info, to: number): Info {
-  const from = t.shape[t.shape.length - 1];
-  if (from === to) return t;
-  const outer = t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  const out = resizeAxis(backend, t, [...t.shape.slice(0, -1), to], outer, from, to, 1);
+  if (t.shape[t.shape.length - 1] === to) return t;
+  const out = resizeChannels(backend, t, to);
   backend.disposeData(t.dataId);
   return out;
 }
 
 /** `t` with its last axis padded with zeros to `to` channels (itself where it has them). */
 function padChannels(backend: WebGPUBackendLike, t: Info, to: number, temps: Info[]): Info {
-  const from = t.shape[t.shape.length - 1];
-  if (from === to) return t;
-  const outer = t.shape.slice(0, -1).reduce((a, b) => a * b, 1);
-  const out = resizeAxis(backend, t, [...t.shape.slice(0, -1), to], outer, from, to, 1);
+  if (t.shape[t.shape.length - 1] === to) return t;
+  const out = resizeChannels(backend, t, to);
   temps.push(out);
   return out;
 }
