@@ -34,6 +34,7 @@ import {
   type SpectralSigmaAttrs,
 } from "../../ops/spectral_sigma.ts";
 import { UPSAMPLE_2X, UPSAMPLE_2X_GRAD } from "../../ops/upsample_2x.ts";
+import { registerWebGpuConvKernels } from "./conv.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -794,5 +795,6 @@ export function registerWebGpuKernels(): boolean {
     });
   }
   if (kernelsOn) useActivationGradients();
+  registerWebGpuConvKernels(kernelsOn);
   return kernelsOn;
 }
