@@ -6,45 +6,20 @@
 import { assert, assertEquals, assertNotEquals, assertRejects } from "@std/assert";
 import sharp from "sharp";
 import { runAblation } from "../cli/ablate.ts";
+import { trainWithReport } from "../cli/train.ts";
 import { openDataset } from "../data/dataset.ts";
 import { loadTestImages } from "../data/domain_stream.ts";
 import { pickSpread } from "../data/pick.ts";
 import { writeAblationFigure } from "../eval/ablation.ts";
 import { GLYPH_HEIGHT } from "../eval/bitmap_font.ts";
 import { loadTranslator, picturesOf } from "../eval/figure.ts";
-import { makeDataset, tinyFlags } from "./helpers.ts";
+import { makeDataset, pngSquare, tinyFlags, zoomedBytes } from "./helpers.ts";
 
 const quiet = { out: () => {}, warn: () => {} };
 
-// A cell of a figure written by pictureTable (no groups, gap 2, labels at scale 2), as bytes.
-async function cell(file: string, row: number, column: number, side: number) {
-  const header = GLYPH_HEIGHT * 2 + 2 * 2 + 4;
-  const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
-  const out = new Uint8Array(side * side * 3);
-  for (let y = 0; y < side; y++) {
-    for (let x = 0; x < side; x++) {
-      const at = ((header + row * (side + 2) + y) * info.width + column * (side + 2) + x) *
-        info.channels;
-      out.set(data.subarray(at, at + 3), (y * side + x) * 3);
-    }
-  }
-  return out;
-}
-
-// The bytes a picture becomes in a PNG, zoomed by whole pixels.
-function zoomed(rgb: Float32Array, size: number, zoom: number): Uint8Array {
-  const side = size * zoom;
-  const out = new Uint8Array(side * side * 3);
-  for (let y = 0; y < side; y++) {
-    for (let x = 0; x < side; x++) {
-      const s = (Math.floor(y / zoom) * size + Math.floor(x / zoom)) * 3;
-      for (let k = 0; k < 3; k++) {
-        out[(y * side + x) * 3 + k] = Math.round(Math.min(1, Math.max(0, rgb[s + k])) * 255);
-      }
-    }
-  }
-  return out;
-}
+// A cell of a figure written by pictureTable (no groups, gap 2, labels at twice the font's size).
+const cell = (file: string, row: number, column: number, side: number) =>
+  pngSquare(file, column * (side + 2), GLYPH_HEIGHT * 2 + 2 * 2 + 4 + row * (side + 2), side);
 
 Deno.test("runAblation() trains each variant with each seed, tabulates mean ± sd and draws the figure", async () => {
   const root = await makeDataset({ train: 2, test: 5, size: 28 });
@@ -95,7 +70,7 @@ Deno.test("runAblation() trains each variant with each seed, tabulates mean ± s
     const { batch } = await loadTestImages(picked, 24);
     const sources = await picturesOf(batch);
     for (let row = 0; row < 3; row++) {
-      assertEquals(await cell(r.figures.A2B, row, 0, side), zoomed(sources[row].rgb, 24, 4));
+      assertEquals(await cell(r.figures.A2B, row, 0, side), zoomedBytes(sources[row].rgb, 24, 4));
     }
     for (const [column, name] of ["full", "gn", "no_cam"].entries()) {
       const t = await loadTranslator(
@@ -107,7 +82,7 @@ Deno.test("runAblation() trains each variant with each seed, tabulates mean ± s
       t.dispose();
       for (let row = 0; row < 3; row++) {
         const got = await cell(r.figures.A2B, row, column + 1, side);
-        const want = zoomed(translated[row].rgb, 24, 4);
+        const want = zoomedBytes(translated[row].rgb, 24, 4);
         assert(got.every((v, i) => Math.abs(v - want[i]) <= 1), `${name}, row ${row}`);
       }
     }
@@ -138,7 +113,6 @@ Deno.test("the ablation figure ends with the true targets where the data has ali
   const results = await Deno.makeTempDir();
   try {
     const flags = tinyFlags(root, results, { backend: "wasm", iteration: "1", print_freq: "10" });
-    const { trainWithReport } = await import("../cli/train.ts");
     const run = await trainWithReport(flags, quiet);
     const data = await openDataset(root, () => {});
     const file = `${results}/figure.png`;
@@ -155,7 +129,7 @@ Deno.test("the ablation figure ends with the true targets where the data has ali
     const targets = await picturesOf(batch);
     batch.dispose();
     for (let row = 0; row < 2; row++) {
-      assertEquals(await cell(file, row, 2, 96), zoomed(targets[row].rgb, 24, 4));
+      assertEquals(await cell(file, row, 2, 96), zoomedBytes(targets[row].rgb, 24, 4));
     }
   } finally {
     for (const d of [root, results]) await Deno.remove(d, { recursive: true });
