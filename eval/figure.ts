@@ -128,7 +128,8 @@ export async function picturesOf(batch: tf.Tensor4D): Promise<Picture[]> {
 }
 
 /**
- * Writes a picture as a PNG, atomically (a temporary file, then a rename).
+ * Writes a picture as a PNG (lossless, compressed hard: these pictures are kept in the
+ * repository), atomically (a temporary file, then a rename).
  * @param path the file
  * @param picture the picture (values clipped to [0, 1])
  */
@@ -139,7 +140,7 @@ export async function writePicture(path: string, picture: Picture): Promise<void
   );
   const tmp = `${path}.${Deno.pid}.tmp`;
   await sharp(bytes, { raw: { width: picture.width, height: picture.height, channels: 3 } })
-    .png().toFile(tmp);
+    .png({ compressionLevel: 9, adaptiveFiltering: true }).toFile(tmp);
   await Deno.rename(tmp, path);
 }
 
