@@ -245,7 +245,7 @@ export function traceCall(
         ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength)
         : new Uint8Array(data as ArrayBuffer);
       lastUniforms = src.slice(dataOffset, size === undefined ? undefined : dataOffset + size);
-      return write.call(queue, buffer, offset, data, dataOffset, size);
+      return write.call(queue, buffer, offset, data as BufferSource, dataOffset, size);
     }) as GPUQueue["writeBuffer"];
     try {
       return saved.makeUniforms.call(this, uniforms);
