@@ -35,7 +35,7 @@ Deno.test("pictureTable() places each picture zoomed in its row and column, grou
 });
 
 Deno.test("pictureTable() writes each column's label over it, in black, within the column", () => {
-  const labels = ["in", "no_cam"];
+  const labels = ["no_cam", "in"]; // "no_cam" is wider than its column
   const t = pictureTable([[square(20, 1), square(20, 1)]], { labels, gap: 2 });
   const header = GLYPH_HEIGHT + 2 * 2 + 4; // labels at the font's size: "no_cam" is 35 px
   assertEquals(t.height, header + 20);
