@@ -122,9 +122,6 @@ export async function runAblation(
       `--variants: unknown ${unknown.join(", ")}; choose from ${Object.keys(VARIANTS).join(", ")}`,
     );
   }
-  for (const f of ["seeds", "figure_rows"] as const) {
-    if (flags[f] < 1) throw new FlagError(`--${f}: must be at least 1, got ${flags[f]}`);
-  }
   const root = `${flags.result_dir}/ablate`;
   const seeds = Array.from({ length: flags.seeds }, (_, k) => flags.seed + k);
   const runs: Record<string, EvalResult[]> = {};

@@ -25,7 +25,6 @@ import type { RunnerIO } from "../train/runner.ts";
 import { CONSOLE, runCommand } from "./command.ts";
 import {
   BACKEND_FLAG,
-  FlagError,
   type FlagGroup,
   type Flags,
   GENERATORS_FLAGS,
@@ -33,7 +32,7 @@ import {
   MODEL_FLAGS,
   RUN_FLAGS,
 } from "./flags.ts";
-import { MODELS_DIR, shippedModel, TRANSLATE_OWN_FLAGS } from "./translate.ts";
+import { generatorsNamed, MODELS_DIR, TRANSLATE_OWN_FLAGS } from "./translate.ts";
 
 /** Every flag of `deno task card`. */
 export const CARD_FLAGS = {
@@ -78,18 +77,8 @@ async function picturesOfFiles(files: readonly string[], size: number): Promise<
  * @returns the pictures written
  */
 export async function runCard(flags: CardFlags, io: RunnerIO): Promise<string[]> {
-  const directions = flags.direction === "both" ? ["A2B", "B2A"] as const : [flags.direction];
-  if (!directions.every((d) => d === "A2B" || d === "B2A")) {
-    throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
-  }
-  if (flags.model && flags.checkpoint) {
-    throw new FlagError("--model and --checkpoint: give one of them");
-  }
-  if (flags.pairs < 1) throw new FlagError(`--pairs: must be at least 1, got ${flags.pairs}`);
+  const { directions, path } = generatorsNamed(flags);
   const run = `${flags.result_dir}/${datasetName(flags.dataset)}`;
-  const path = flags.model
-    ? shippedModel(flags.model)
-    : flags.checkpoint || `${run}/model/latest.safetensors`;
   const out = flags.out || (flags.model ? `${MODELS_DIR}${flags.model}` : run);
   const backend = await selectBackend(flags.backend, { log: io.warn });
   const data = await openDataset(flags.dataset, io.warn);

@@ -99,6 +99,29 @@ export function shippedModel(name: string): string {
   }
 }
 
+/**
+ * The generators a command's flags name (translate's, the card's): the directions asked, and the
+ * file (`--model`'s shipped file, `--checkpoint`, or the run's latest checkpoint).
+ * @param flags `--direction`, `--model`, `--checkpoint`, and the run (`--result_dir`, `--dataset`)
+ * @returns the directions and the file
+ * @throws {FlagError} for a direction other than A2B, B2A or both, both `--model` and
+ *   `--checkpoint`, or an unknown model
+ */
+export function generatorsNamed(
+  flags: Pick<TranslateFlags, "direction" | "model" | "checkpoint" | "result_dir" | "dataset">,
+): { directions: Direction[]; path: string } {
+  const directions = flags.direction === "both" ? ["A2B", "B2A"] : [flags.direction];
+  if (!directions.every((d): d is Direction => d === "A2B" || d === "B2A")) {
+    throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
+  }
+  if (flags.model && flags.checkpoint) {
+    throw new FlagError("--model and --checkpoint: give one of them");
+  }
+  const path = flags.model ? shippedModel(flags.model) : flags.checkpoint ||
+    `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
+  return { directions, path };
+}
+
 // Files and folders named on the command line: a named file must be an image (an error names it
 // otherwise); a folder's files that are not are skipped by name.
 async function expandInputs(
@@ -135,18 +158,9 @@ const escape = (s: string) =>
  * @returns the output folder
  */
 export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise<string> {
-  const directions = flags.direction === "both" ? ["A2B", "B2A"] : [flags.direction];
-  if (!directions.every((d) => d === "A2B" || d === "B2A")) {
-    throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
-  }
-  if (flags.model && flags.checkpoint) {
-    throw new FlagError("--model and --checkpoint: give one of them");
-  }
-  if (flags.pick < 0) throw new FlagError(`--pick: must not be negative, got ${flags.pick}`);
+  const { directions, path } = generatorsNamed(flags);
   const inputs = flags._.length ? await expandInputs(flags._, io.warn) : undefined;
   const data = inputs ? undefined : await openDataset(flags.dataset, io.warn);
-  const path = flags.model ? shippedModel(flags.model) : flags.checkpoint ||
-    `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
   const model = await loadGenerators(path, flags);
   const S = flags.size || model.config.imgSize!;
   if (S !== model.config.imgSize && !model.config.light) {

@@ -89,7 +89,7 @@ async function render(spec: unknown): Promise<string> {
 
 const AXES = {
   x: { field: "iteration", type: "quantitative" },
-  color: { field: "term", type: "nominal" },
+  color: { field: "term", type: "nominal", legend: { symbolOpacity: 1, symbolStrokeWidth: 2 } },
 } as const;
 
 /**
