@@ -130,8 +130,8 @@ export async function writeReport(dir: string): Promise<string> {
   const charts = await Promise.all(
     groups.map((g) => lossChart(g, log, terms.filter((t) => t.replace(/_[AB]$/, "") === g))),
   );
-  // The checkpoint eval.json reports: a model shipped from this run is that one (its card and its
-  // own eval.json name it).
+  // The checkpoint eval.json reports: the one whose eval.json a model shipped from the run carries
+  // beside its card (models/<name>/eval.json).
   const curves = await evalCurves(
     dir,
     evaluation && { iteration: evaluation.iteration, label: `eval.json: ${evaluation.iteration}` },
@@ -167,7 +167,7 @@ Rows of each picture: real, identity CAM heatmap, identity, translation heatmap,
     evaluation ? evalTables(evaluation) : "<p>Not evaluated yet (<code>deno task eval</code>).</p>"
   }${
     curves.length
-      ? `<h3>Over iterations</h3><p>Each evaluated checkpoint (<code>deno task eval --checkpoint all</code>); "source": the untranslated sources. The dashed line marks the checkpoint of the table above (<code>eval.json</code>), the one a model shipped from this run is made of.</p><div class="charts">${
+      ? `<h3>Over iterations</h3><p>Each evaluated checkpoint (<code>deno task eval --checkpoint all</code>); "source": the untranslated sources. The dashed line marks the checkpoint of the table above (<code>eval.json</code>, which a model shipped from the run carries beside its card).</p><div class="charts">${
         curves.join("\n")
       }</div>`
       : ""
