@@ -11,6 +11,7 @@
  *
  * @module
  */
+import { selectBackend } from "../backends/select_backend.ts";
 import { datasetName, openDataset } from "../data/dataset.ts";
 import { pickIndices } from "../data/pick.ts";
 import {
@@ -20,7 +21,7 @@ import {
   writeAblationReport,
 } from "../eval/ablation.ts";
 import type { EvalResult } from "../eval/eval_result.ts";
-import { runEval } from "../eval/evaluate.ts";
+import { runEval, trainJudge } from "../eval/evaluate.ts";
 import type { RunnerIO } from "../train/runner.ts";
 import type { Direction } from "../weights/generator_file.ts";
 import { CONSOLE, runCommand } from "./command.ts";
@@ -127,33 +128,41 @@ export async function runAblation(
   const runs: Record<string, EvalResult[]> = {};
   const runDirs: Record<string, string[]> = {};
   const columns: FigureColumn[] = [];
-  for (const name of names) {
-    [runs[name], runDirs[name]] = [[], []];
-    for (const seed of seeds) {
-      const variant = {
-        ...flags,
-        ...VARIANTS[name],
-        seed,
-        result_dir: `${root}/${name}/seed_${seed}`,
-        checkpoint: "",
-      };
-      const t0 = performance.now();
-      io.out(`--- ${name}, seed ${seed} ---`);
-      const run = await trainWithReport(variant, io);
-      if (run.status !== "done") {
-        throw new Error(`ablation ${name} (seed ${seed}) ${run.status} at iteration ${run.step}`);
+  // One judge for every run (trained with --seed, on the backend the runs use): the spread over
+  // seeds is the runs', not the judges', and it is trained once, not once per run.
+  await selectBackend(flags.backend, { log: io.warn });
+  const judge = await trainJudge(flags.dataset, flags.seed, io.warn);
+  try {
+    for (const name of names) {
+      [runs[name], runDirs[name]] = [[], []];
+      for (const seed of seeds) {
+        const variant = {
+          ...flags,
+          ...VARIANTS[name],
+          seed,
+          result_dir: `${root}/${name}/seed_${seed}`,
+          checkpoint: "",
+        };
+        const t0 = performance.now();
+        io.out(`--- ${name}, seed ${seed} ---`);
+        const run = await trainWithReport(variant, io);
+        if (run.status !== "done") {
+          throw new Error(`ablation ${name} (seed ${seed}) ${run.status} at iteration ${run.step}`);
+        }
+        runs[name].push(await runEval(variant, { ...io, out: () => {} }, judge));
+        runDirs[name].push(run.dir.slice(root.length + 1));
+        if (seed === seeds[0]) {
+          columns.push({ label: name, checkpoint: `${run.dir}/model/latest.safetensors` });
+        }
+        io.out(
+          `${name}, seed ${seed}: ${run.step} iterations in ${
+            ((performance.now() - t0) / 60000).toFixed(1)
+          } min`,
+        );
       }
-      runs[name].push(await runEval(variant, { ...io, out: () => {} }));
-      runDirs[name].push(run.dir.slice(root.length + 1));
-      if (seed === seeds[0]) {
-        columns.push({ label: name, checkpoint: `${run.dir}/model/latest.safetensors` });
-      }
-      io.out(
-        `${name}, seed ${seed}: ${run.step} iterations in ${
-          ((performance.now() - t0) / 60000).toFixed(1)
-        } min`,
-      );
     }
+  } finally {
+    judge.dispose();
   }
   io.out(`features: ${Object.values(runs)[0]?.[0]?.features}; mean ± sd over seeds ${seeds}`);
   for (const d of ["A2B", "B2A"] as const) {

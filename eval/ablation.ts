@@ -106,8 +106,7 @@ export function spreadCell(s: Spread | undefined, digits: number): string {
 
 /**
  * One direction's table: a row per variant (its figures' spread over seeds), and a last row for
- * the untranslated sources (the baseline; over every run, as the judge differs by seed); figures
- * no run measured
+ * the untranslated sources (the baseline, over every run); figures no run measured
  * (the paired ones, without aligned pairs) are left out.
  * @param runs each variant's evaluations, one per seed
  * @param direction which direction
