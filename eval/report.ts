@@ -88,7 +88,7 @@ async function evalCurves(dir: string, mark?: Mark): Promise<string[]> {
     "A2B source",
     "B2A source",
   ];
-  return await Promise.all(figures.map(([title, get]) => {
+  const charts = figures.map(([title, get]) => {
     const rows = evals.map((e) => {
       const row: Record<string, number> = { iteration: e.iteration };
       for (const key of keys) {
@@ -98,8 +98,13 @@ async function evalCurves(dir: string, mark?: Mark): Promise<string[]> {
       }
       return row;
     });
-    return evalChart(title, rows, keys, mark);
-  }));
+    return { title, rows };
+  });
+  // A figure no evaluation has (the paired ones, without aligned pairs) gets no empty chart.
+  return await Promise.all(
+    charts.filter(({ rows }) => rows.some((r) => Object.keys(r).length > 1))
+      .map(({ title, rows }) => evalChart(title, rows, keys, mark)),
+  );
 }
 
 /**
