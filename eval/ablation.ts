@@ -242,7 +242,7 @@ export async function writeAblationReport(path: string, report: AblationReport):
   );
   const html =
     `<!doctype html><html lang="en"><meta charset="utf-8"><title>U-GAT-IT ablation</title>
-<style>body{font-family:sans-serif;margin:1.5em}td,th{padding:2px 8px;text-align:left}
+<style>body{font-family:sans-serif;margin:1.5em}td,th{padding:2px 8px;text-align:left;white-space:nowrap}
 table{margin-bottom:1em}figure{display:inline-block;margin:0 1em 1em 0}
 img{image-rendering:pixelated}</style>
 <h1>U-GAT-IT ablation</h1>
