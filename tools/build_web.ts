@@ -7,7 +7,8 @@
  *
  * Flags: `--out` (default `web/dist`, git-ignored), `--model` (a generator file from
  * `deno task export`, shipped as the page's model; without one the page asks for a file),
- * `--emoji N` (test emoji of the built-in data's held-out Google split, default 24), `--serve`
+ * `--emoji N` (test emoji of the built-in data's held-out Google split, default 24, spread over it
+ * by `pickSpread`), `--serve`
  * and `--port` (default 8000). The folder holds `index.html`, `demo.js` (the page's code bundled
  * with TensorFlow.js), TensorFlow.js's WebAssembly binaries, `site.json`, the emoji and the model.
  *
@@ -16,6 +17,7 @@
 import { parseArgs } from "@std/cli";
 import { userError } from "../cli/command.ts";
 import { decodeDataset } from "../data/dataset.ts";
+import { pickSpread } from "../data/pick.ts";
 import { readGeneratorFile } from "../weights/generator_file.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -66,7 +68,7 @@ export async function buildWeb(
   if (emoji > 0) {
     const data = await decodeDataset("emoji:google2twitter", () => {});
     if (data._tag === "Right") {
-      for (const f of data.right.testA.slice(0, emoji)) {
+      for (const f of pickSpread(data.right.testA, emoji)) {
         const name = f.split("/").pop()!;
         await Deno.copyFile(f, `${out}/emoji/${name}`);
         site.emoji.push(`emoji/${name}`);
