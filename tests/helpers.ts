@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertLess } from "@std/assert";
 import { decodeSafetensors, type HostTensor } from "../weights/mod.ts";
+import { selectBackend, webgpuUnavailable } from "../backends/mod.ts";
 
 export { findTorchPython } from "../tools/pytorch/find_python.ts";
 import { type Flags, parseFlags } from "../cli/flags.ts";
@@ -71,6 +72,24 @@ export function assertNoLeak(fn: () => tf.TensorContainer): void {
   tf.dispose(fn());
   const after = tf.memory().numTensors;
   assert(after === before, `tensor count went from ${before} to ${after}`);
+}
+
+/**
+ * A test that runs on the `webgpu` backend (selected first), or says plainly that it skipped where
+ * there is no WebGPU adapter (CI has lavapipe).
+ * @param name the test's name
+ * @param fn its body
+ */
+export function webgpuTest(name: string, fn: () => Promise<void>): void {
+  Deno.test(name, async () => {
+    const unavailable = await webgpuUnavailable();
+    if (unavailable) {
+      console.log(`  SKIPPED: ${unavailable}`);
+      return;
+    }
+    await selectBackend("webgpu");
+    await fn();
+  });
 }
 
 /**
