@@ -12,13 +12,13 @@ import { tidy } from "../tree/tree.ts";
 import { type Key, splitKey } from "./init.ts";
 import { conv2d, type ConvParams, linear } from "./conv.ts";
 import {
-  dividePerPass,
   initSpectralNormState,
   linearWeightMatrix,
   spectralNormalize,
   type SpectralNormState,
   spectralSigmas,
 } from "./spectral_norm.ts";
+import { dividePerPass } from "../ops/divide_per_pass.ts";
 
 /**
  * The per-channel maximum over H and W, `[N, H, W, C] -> [N, C]`, with a gradient made of ops

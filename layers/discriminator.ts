@@ -12,12 +12,12 @@ import { type Conv, conv2d, type ConvParams } from "./conv.ts";
 import { camAttention, type CamParams, type CamState } from "./cam_attention.ts";
 import {
   convWeightMatrix,
-  dividePerPass,
   initSpectralNormState,
   spectralNormalize,
   type SpectralNormState,
   spectralSigmas,
 } from "./spectral_norm.ts";
+import { dividePerPass } from "../ops/divide_per_pass.ts";
 
 /** Fixed configuration of a discriminator. */
 export interface DiscriminatorConfig {

@@ -163,20 +163,3 @@ export function spectralSigmas(
   }
   return [sigmas, s];
 }
-
-/**
- * Divides a stack of `sigmas.length` equal batches, batch k by `sigmas[k]`: a layer with a
- * spectrally normalised weight, applied with the raw weight, then scaled per pass.
- * @param y the layer's output on the stacked batches (any rank, batch first)
- * @param sigmas one per pass
- * @returns `y` divided pass by pass
- */
-export function dividePerPass<T extends tf.Tensor>(y: T, sigmas: tf.Scalar[]): T {
-  return tidy(() => {
-    if (sigmas.length === 1) return tf.div(y, sigmas[0]) as T;
-    const [n, ...rest] = y.shape;
-    const p = sigmas.length;
-    const s = tf.reshape(tf.stack(sigmas), [p, 1, ...rest.map(() => 1)]);
-    return tf.reshape(tf.div(tf.reshape(y, [p, n / p, ...rest]), s), y.shape) as T;
-  });
-}

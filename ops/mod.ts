@@ -12,6 +12,7 @@
  * - `adamUpdate`: the reference optimiser's whole per-tensor update.
  * - `activationGrad`: the gradients of ReLU and leaky ReLU in one pass.
  * - `lerp`: a step of a moving average, `a + (b - a) * w`.
+ * - `dividePerPass`: stacked batches divided each by its own scalar (spectral norm's sigma).
  *
  * @example
  * ```ts
@@ -32,3 +33,4 @@ export * from "./spectral_sigma.ts";
 export * from "./adam_update.ts";
 export * from "./activation_grad.ts";
 export * from "./lerp.ts";
+export * from "./divide_per_pass.ts";

@@ -10,6 +10,7 @@ import { assert } from "@std/assert";
 import { type BackendName, selectBackend, webgpuUnavailable } from "../backends/mod.ts";
 import { loadNativeLibraries } from "../backends/native/native_kernels.ts";
 import { activationGradContract } from "../ops/activation_grad.ts";
+import { dividePerPassContract } from "../ops/divide_per_pass.ts";
 import { adamUpdateContract } from "../ops/adam_update.ts";
 import { lerpContract } from "../ops/lerp.ts";
 import { kernelHere, setOpKernels } from "../ops/kernel.ts";
@@ -27,6 +28,7 @@ const CONTRACTS: Record<string, OpContract> = {
   powerIterationSigma: spectralSigmaContract,
   adamUpdate: adamUpdateContract,
   activationGrad: activationGradContract,
+  dividePerPass: dividePerPassContract,
   lerp: lerpContract,
 };
 

@@ -55,6 +55,11 @@ const alignment = Number(backend.device.limits.minStorageBufferOffsetAlignment ?
 const planned = planTrace(traced.trace, { offsetAlignment: alignment });
 if (!planned.plan) throw new Error(`cannot plan: ${planned.unsupported}`);
 const { plan } = planned;
+const countBy = (names: string[]) => {
+  const n: Record<string, number> = {};
+  for (const k of names) n[k] = (n[k] ?? 0) + 1;
+  return n;
+};
 const mb = (b: number) => Number((b / 2 ** 20).toFixed(1));
 const total = Object.values(plan.bytes).reduce((a, b) => a + b, 0);
 const row = {
@@ -65,6 +70,9 @@ const row = {
   plan_mb: mb(total),
   by_role_mb: Object.fromEntries(Object.entries(plan.bytes).map(([k, v]) => [k, mb(v)])),
   offset_alignment: alignment,
+  dispatches_by_kernel: Object.fromEntries(
+    Object.entries(countBy(plan.step.map((d) => d.kernel))).sort((x, y) => y[1] - x[1]),
+  ),
 };
 console.log(
   `replay plan, ${flags.light ? "light" : "full"} S=${S} ch=${flags.ch}: ${row.dispatches} ` +

@@ -3,16 +3,18 @@
  * define their names, inputs, outputs and attributes, as the CPU kernels in `../cpu/` implement
  * them too), so the layers pick them up unchanged:
  *
- * - `UgatitLayerInstanceNorm` / `...Grad` (AdaLIN, ILN, IN): 3 dispatches forward and 7 backward,
- *   where the composed ops take about 30 and 60. Per-channel sums run in two stages (64-pixel
- *   chunks, then over the chunks) so that the work spreads over the GPU; sums of deviations are
- *   taken from the channel mean (backward) or from each channel's first pixel (forward), so float32
- *   loses no digits to cancellation.
- * - `UgatitAdamUpdate`: the reference optimiser's per-tensor update in 3 dispatches (new first
- *   moment, new second moment, the update), where the composed chain takes about 15.
- * - `UgatitSpectralSigma` / `...Grad`: spectral norm's power iteration and sigma in 4 dispatches
- *   (2 without the iteration) and its gradient `v u^T` in one, where the composed ops take about 25.
+ * - `UgatitLayerInstanceNorm` / `...Grad` (AdaLIN, ILN, IN): 3 dispatches each way, where the
+ *   composed ops take about 30 and 60. Per-channel sums run in two stages (64-pixel chunks over
+ *   the GPU, then one workgroup sums a sample's chunks per channel and its channels in workgroup
+ *   memory); sums of deviations are taken from the channel mean (backward) or from each channel's
+ *   first pixel (forward), so float32 loses no digits to cancellation.
+ * - `UgatitAdamUpdate`: the reference optimiser's per-tensor update in one pass (the update, the
+ *   new first and second moments as rows of one output), where the composed chain takes about 15.
+ * - `UgatitSpectralSigma` / `...Grad`: spectral norm's power iteration and sigma in 3 dispatches
+ *   (with the iteration or without) and its gradient `v u^T` in one, where the composed ops take about 25.
  * - `UgatitReflectPad` / `...Grad`, `UgatitUpsample2x` / `...Grad`: one gather pass each way.
+ * - `UgatitDividePerPass` / `...Grad`: stacked passes divided by their sigmas in one pass; back,
+ *   the input's gradient in one and every sigma's in one reducing pass (a workgroup per pass).
  *
  * A program here is one thread per output element (or per work item, `threads`), written with
  * tfjs-backend-webgpu's program interface: inputs are read as flat arrays by their names, the
@@ -24,6 +26,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { ACTIVATION_GRAD, useActivationGradients } from "../../ops/activation_grad.ts";
 import { ADAM_UPDATE, type AdamUpdateAttrs } from "../../ops/adam_update.ts";
+import { DIVIDE_PER_PASS, DIVIDE_PER_PASS_GRAD, sigmaInputs } from "../../ops/divide_per_pass.ts";
 import { LERP } from "../../ops/lerp.ts";
 import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "../../ops/lin_norm.ts";
 import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
@@ -89,6 +92,69 @@ function run(
       data: [v],
     })),
   ];
+  return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(
+    program,
+    names.map((n) => inputs[n]),
+    "float32",
+    data,
+  );
+}
+
+/** Threads of a workgroup that reduces (`runGroups`). */
+const GROUP = 256;
+
+/**
+ * Runs one WGSL program with a workgroup of {@linkcode GROUP} threads per group, for reductions
+ * within a group: `body` sees `group` (the workgroup), `tid` (the thread in it), the inputs,
+ * `result`, the `uniforms` and `groupSum(v)`, the sum of `v` over the group's threads (every
+ * thread must call it, in the same order: it synchronises them).
+ */
+function runGroups(
+  backend: tf.KernelBackend,
+  key: string,
+  inputs: Record<string, Info>,
+  outputShape: number[],
+  groups: number,
+  uniforms: Record<string, number>,
+  body: string,
+  { floats = [] }: { floats?: readonly string[] } = {},
+): Info {
+  const names = Object.keys(inputs);
+  const decl = Object.keys(uniforms)
+    .map((u) => `${u} : ${floats.includes(u) ? "f32" : "i32"},`)
+    .join(" ");
+  const program = {
+    variableNames: names,
+    outputShape,
+    shaderKey: `ugatit_${key}`,
+    dispatchLayout: { x: outputShape.map((_, i) => i) },
+    dispatch: [groups, 1, 1] as [number, number, number],
+    workgroupSize: [GROUP, 1, 1] as [number, number, number],
+    uniforms: decl,
+    getUserCode: () => `
+      var<workgroup> ugatitPartial : array<f32, ${GROUP}>;
+      fn groupSum(v : f32) -> f32 {
+        let t = localId.x;
+        ugatitPartial[t] = v;
+        workgroupBarrier();
+        for (var half = ${GROUP / 2}u; half > 0u; half = half >> 1u) {
+          if (t < half) { ugatitPartial[t] += ugatitPartial[t + half]; }
+          workgroupBarrier();
+        }
+        let total = ugatitPartial[0];
+        workgroupBarrier(); // every thread has read it before the next sum writes
+        return total;
+      }
+      fn main(index : i32) {
+        let group = i32(workgroupId.x);
+        let tid = i32(localId.x);
+        ${body}
+      }`,
+  };
+  const data: Uniform[] = Object.entries(uniforms).map(([u, v]): Uniform => ({
+    type: floats.includes(u) ? "float32" : "int32",
+    data: [v],
+  }));
   return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(
     program,
     names.map((n) => inputs[n]),
@@ -174,31 +240,6 @@ function chunkSums(
   );
 }
 
-/** Channel sums `[N, C, 2]` from chunk sums `[N, P, C, 2]`. */
-function channelTotals(backend: tf.KernelBackend, chunks: Info, [n, , c]: number[]): Info {
-  const p = chunks.shape[1];
-  return run(
-    backend,
-    "lin_totals",
-    { chunks },
-    [n, c, 2],
-    n * c,
-    { c, p },
-    `
-        let ch = index % uniforms.c;
-        let s = index / uniforms.c;
-        var t0 = 0.0;
-        var t1 = 0.0;
-        for (var k = 0; k < uniforms.p; k++) {
-          let i = 2 * ((s * uniforms.p + k) * uniforms.c + ch);
-          t0 += chunks[i];
-          t1 += chunks[i + 1];
-        }
-        result[2 * index] = t0;
-        result[2 * index + 1] = t1;`,
-  );
-}
-
 function linNormForwardKernel({ inputs, backend, attrs }: Args): Info[] {
   const { x, rho, gamma, beta } = inputs as Record<string, Info>;
   const { unbiased, mixLn } = attrs as unknown as LinNormAttrs;
@@ -207,54 +248,51 @@ function linNormForwardKernel({ inputs, backend, attrs }: Args): Info[] {
   const dims = [n, hw, c];
   // Sums of x - x[first pixel] and its square, per channel: the shift keeps float32 exact enough.
   const chunks = chunkSums(backend, "fwd", { x }, dims, "x[i] - shift", "x[i]", "x[base + ch]");
-  const totals = channelTotals(backend, chunks, dims);
-  backend.disposeData(chunks.dataId);
-  // stats per sample: channel means, channel 1/std, the sample mean, its 1/std (as on the CPU).
-  const stats = run(
+  // stats per sample: channel means, channel 1/std, the sample mean, its 1/std (as on the CPU),
+  // a workgroup per sample: each thread sums its channels' chunks, then the group sums channels.
+  const stats = runGroups(
     backend,
     "lin_stats",
-    { x, totals },
+    { x, chunks },
     [n, 2 * c + 2],
-    n * (2 * c + 2),
-    { hw, c, dIn: unbiased ? hw - 1 : hw, dLn: unbiased ? hw * c - 1 : hw * c },
+    n,
+    { hw, c, p: chunks.shape[1], dIn: unbiased ? hw - 1 : hw, dLn: unbiased ? hw * c - 1 : hw * c },
     `
-        let width = 2 * uniforms.c + 2;
-        let j = index % width;
-        let s = index / width;
+        let s = group;
+        let st = s * (2 * uniforms.c + 2);
         let hwf = f32(uniforms.hw);
-        // channel means and squared deviations from the shifted sums S1, S2 (shift: pixel 0):
-        // mean = shift + S1 / hw, M2 = S2 - S1^2 / hw
-        if (j < 2 * uniforms.c) {
-          let ch = j % uniforms.c;
-          let s1 = totals[2 * (s * uniforms.c + ch)];
-          let s2 = totals[2 * (s * uniforms.c + ch) + 1];
-          if (j < uniforms.c) {
-            result[index] = x[s * uniforms.hw * uniforms.c + ch] + s1 / hwf;
-          } else {
-            let m2 = max(0.0, s2 - s1 * s1 / hwf);
-            result[index] = inverseSqrt(m2 / f32(uniforms.dIn) + ${EPS});
+        // Channel means and squared deviations from the shifted sums S1, S2 (shift: pixel 0):
+        // mean = shift + S1 / hw, M2 = S2 - S1^2 / hw. M2 waits in the 1/std slot.
+        var part = 0.0;
+        for (var ch = tid; ch < uniforms.c; ch += ${GROUP}) {
+          var s1 = 0.0;
+          var s2 = 0.0;
+          for (var k = 0; k < uniforms.p; k++) {
+            let i = 2 * ((s * uniforms.p + k) * uniforms.c + ch);
+            s1 += chunks[i];
+            s2 += chunks[i + 1];
           }
-          return;
+          let shift = x[s * uniforms.hw * uniforms.c + ch];
+          result[st + ch] = shift + s1 / hwf;
+          result[st + uniforms.c + ch] = max(0.0, s2 - s1 * s1 / hwf);
+          part += shift * hwf + s1;
         }
-        var total = 0.0;
-        for (var ch = 0; ch < uniforms.c; ch++) {
-          total += x[s * uniforms.hw * uniforms.c + ch] * hwf + totals[2 * (s * uniforms.c + ch)];
+        let mu = groupSum(part) / (hwf * f32(uniforms.c));
+        // The sample's squared deviations: each channel's M2 and its mean's distance from mu.
+        var lnPart = 0.0;
+        for (var ch = tid; ch < uniforms.c; ch += ${GROUP}) {
+          let mc = result[st + ch];
+          let m2 = result[st + uniforms.c + ch];
+          lnPart += m2 + hwf * (mc - mu) * (mc - mu);
+          result[st + uniforms.c + ch] = inverseSqrt(m2 / f32(uniforms.dIn) + ${EPS});
         }
-        let mu = total / (hwf * f32(uniforms.c));
-        if (j == 2 * uniforms.c) {
-          result[index] = mu;
-          return;
-        }
-        var lnSq = 0.0;
-        for (var ch = 0; ch < uniforms.c; ch++) {
-          let s1 = totals[2 * (s * uniforms.c + ch)];
-          let s2 = totals[2 * (s * uniforms.c + ch) + 1];
-          let mc = x[s * uniforms.hw * uniforms.c + ch] + s1 / hwf;
-          lnSq += max(0.0, s2 - s1 * s1 / hwf) + hwf * (mc - mu) * (mc - mu);
-        }
-        result[index] = inverseSqrt(lnSq / f32(uniforms.dLn) + ${EPS});`,
+        let lnSq = groupSum(lnPart);
+        if (tid == 0) {
+          result[st + 2 * uniforms.c] = mu;
+          result[st + 2 * uniforms.c + 1] = inverseSqrt(lnSq / f32(uniforms.dLn) + ${EPS});
+        }`,
   );
-  backend.disposeData(totals.dataId);
+  backend.disposeData(chunks.dataId);
   const y = run(
     backend,
     `lin_out_${mixLn}`,
@@ -294,80 +332,82 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
     "x[i]",
     "stats[s * (2 * uniforms.c + 2) + ch]",
   );
-  const totals = channelTotals(backend, chunks, dims);
-  backend.disposeData(chunks.dataId);
   const r = mixLn ? "rho[ch]" : "1.0";
-  // Per (sample, channel): the shared terms of dgamma, drho and dx.
-  const common = `
-        let st = s * (2 * uniforms.c + 2);
-        let mu = stats[st + 2 * uniforms.c];
-        let rln = stats[st + 2 * uniforms.c + 1];
-        let gsum = totals[2 * (s * uniforms.c + ch)];
-        let cin = totals[2 * (s * uniforms.c + ch) + 1];
-        let mc = stats[st + ch];
-        let rin = stats[st + uniforms.c + ch];
-        let cln = cin + (mc - mu) * gsum;
-        let r = ${r};
-        let g = gamma[s * uniforms.c + ch];`;
-  const io: Record<string, Info> = mixLn ? { totals, stats, rho, gamma } : { totals, stats, gamma };
-  // One pass per (sample, channel) writes dbeta, dgamma, drho (its threads of sample 0 sum over
-  // the samples) and the coefficients of dx = dy P + x Q + R, as four rows at aligned strides (a
-  // replayed step binds each as a view); LN's sums l1, l2 run over all channels.
+  const io: Record<string, Info> = mixLn ? { chunks, stats, rho, gamma } : { chunks, stats, gamma };
+  // One workgroup writes dbeta, dgamma, drho (summed over the samples) and the coefficients of
+  // dx = dy P + x Q + R, as four rows at aligned strides (a replayed step binds each as a view).
+  // Per sample, each thread sums its channels' chunks (gsum = sum dy, cin = sum dy (x - mean_c))
+  // and the group sums LN's l1 and l2 over all channels.
   const stride = Math.ceil((3 * n * c) / ROW_ALIGN) * ROW_ALIGN;
-  const packed = run(
+  const packed = runGroups(
     backend,
     `lin_grads_${mixLn}`,
     io,
     [4, stride],
-    n * c,
+    1,
     {
       c,
       n,
       hw,
+      p: chunks.shape[1],
       stride,
       dIn: unbiased ? hw - 1 : hw,
       dLn: unbiased ? hw * c - 1 : hw * c,
     },
     `
-        let ch = index % uniforms.c;
-        let s = index / uniforms.c;
-        ${common}
-        result[index] = gsum;
-        result[uniforms.stride + index] = r * rin * cin + (1.0 - r) * rln * cln;
-        if (s == 0) {
-          ${
-      mixLn
-        ? `var acc = 0.0;
-          for (var s = 0; s < uniforms.n; s++) {
-            ${common}
-            acc += g * (rin * cin - rln * cln);
-          }
-          result[2 * uniforms.stride + ch] = acc;`
-        : "result[2 * uniforms.stride + ch] = 0.0;"
-    }
-        }
-        var l1 = 0.0;
-        var l2 = 0.0;
-        for (var q = 0; q < uniforms.c; q++) {
-          let gq = totals[2 * (s * uniforms.c + q)];
-          let clnq = totals[2 * (s * uniforms.c + q) + 1] + (stats[st + q] - mu) * gq;
-          let gl = gamma[s * uniforms.c + q] * (1.0 - ${mixLn ? "rho[q]" : "1.0"});
-          l1 += gl * gq;
-          l2 += gl * rln * clnq;
-        }
-        let k = rin * rin * rin * g * r * cin / f32(uniforms.dIn);
-        let kl = rln * rln * l2 / f32(uniforms.dLn);
         let hwf = f32(uniforms.hw);
-        let at = 3 * uniforms.stride + 3 * index;
-        result[at] = rin * g * r + rln * g * (1.0 - r);
-        result[at + 1] = -k - kl;
-        result[at + 2] = -rin * g * r * gsum / hwf + k * mc - rln * l1 / (hwf * f32(uniforms.c)) +
-          kl * mu;`,
+        for (var ch = tid; ch < uniforms.c; ch += ${GROUP}) { result[2 * uniforms.stride + ch] = 0.0; }
+        for (var s = 0; s < uniforms.n; s++) {
+          let st = s * (2 * uniforms.c + 2);
+          let mu = stats[st + 2 * uniforms.c];
+          let rln = stats[st + 2 * uniforms.c + 1];
+          var p1 = 0.0;
+          var p2 = 0.0;
+          for (var ch = tid; ch < uniforms.c; ch += ${GROUP}) {
+            var gsum = 0.0;
+            var cin = 0.0;
+            for (var k = 0; k < uniforms.p; k++) {
+              let i = 2 * ((s * uniforms.p + k) * uniforms.c + ch);
+              gsum += chunks[i];
+              cin += chunks[i + 1];
+            }
+            let sc = s * uniforms.c + ch;
+            let mc = stats[st + ch];
+            let rin = stats[st + uniforms.c + ch];
+            let cln = cin + (mc - mu) * gsum;
+            let r = ${r};
+            let g = gamma[sc];
+            result[sc] = gsum;
+            result[uniforms.stride + sc] = r * rin * cin + (1.0 - r) * rln * cln;
+            ${mixLn ? "result[2 * uniforms.stride + ch] += g * (rin * cin - rln * cln);" : ""}
+            result[3 * uniforms.stride + 3 * sc] = cin; // kept for the coefficients below
+            p1 += g * (1.0 - r) * gsum;
+            p2 += g * (1.0 - r) * rln * cln;
+          }
+          let l1 = groupSum(p1);
+          let l2 = groupSum(p2);
+          let kl = rln * rln * l2 / f32(uniforms.dLn);
+          for (var ch = tid; ch < uniforms.c; ch += ${GROUP}) {
+            let sc = s * uniforms.c + ch;
+            let at = 3 * uniforms.stride + 3 * sc;
+            let gsum = result[sc];
+            let cin = result[at];
+            let mc = stats[st + ch];
+            let rin = stats[st + uniforms.c + ch];
+            let r = ${r};
+            let g = gamma[sc];
+            let k = rin * rin * rin * g * r * cin / f32(uniforms.dIn);
+            result[at] = rin * g * r + rln * g * (1.0 - r);
+            result[at + 1] = -k - kl;
+            result[at + 2] = -rin * g * r * gsum / hwf + k * mc - rln * l1 / (hwf * f32(uniforms.c)) +
+              kl * mu;
+          }
+        }`,
   );
+  backend.disposeData(chunks.dataId);
   const [dbeta, dgamma] = unpackRows(backend, packed, n * c, [n, c], 2, false);
   const [drho] = unpackRows(backend, packed, c, [c], 1, false, 2);
   const [coefs] = unpackRows(backend, packed, 3 * n * c, [n, c, 3], 1, true, 3);
-  backend.disposeData(totals.dataId);
   const dx = run(
     backend,
     "lin_dx",
@@ -455,19 +495,15 @@ const SN_INDEX = `
           return (j % taps) * uniforms.cin + j / taps;
         }`;
 const SN_EPS = 1e-12;
-const SN_CHUNK = 256;
 
 function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
   const { a, u, v } = inputs as Record<string, Info>;
   const { training, kh, kw, cin } = attrs as unknown as SpectralSigmaAttrs;
   const [cols, rows] = a.shape;
-  const chunks = Math.ceil(cols / SN_CHUNK);
-  const dims = { rows, cols, kh, kw, cin, chunks };
-  const free: Info[] = [];
-  let vOwn: Info; // [cols]: v in the weight's order (normalised A u when training)
-  let norm: Info | undefined; // chunk sums of squares of A u, when training
+  const dims = { rows, cols, kh, kw, cin };
+  let vOwn: Info; // [cols]: v in the weight's order (A u when training, not yet normalised)
   if (training) {
-    const t = run(
+    vOwn = run(
       backend,
       "sn_au",
       { a, u },
@@ -479,22 +515,6 @@ function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
         for (var j = 0; j < uniforms.rows; j++) { acc += a[index * uniforms.rows + j] * u[j]; }
         result[index] = acc;`,
     );
-    norm = run(
-      backend,
-      "sn_sq",
-      { t },
-      [chunks],
-      chunks,
-      { cols },
-      `
-        var acc = 0.0;
-        for (var i = index * ${SN_CHUNK}; i < min(uniforms.cols, (index + 1) * ${SN_CHUNK}); i++) {
-          acc += t[i] * t[i];
-        }
-        result[index] = acc;`,
-    );
-    vOwn = t;
-    free.push(t, norm);
   } else {
     vOwn = run(
       backend,
@@ -506,41 +526,39 @@ function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
       "result[index] = v[torchOfOwn(index)];",
       { prelude: SN_INDEX },
     );
-    free.push(vOwn);
   }
-  // Where A u was not normalised yet, each reader divides by its norm.
-  const scale = norm
-    ? `var sq = 0.0;
-        for (var k = 0; k < uniforms.chunks; k++) { sq += norm[k]; }
-        let inv = 1.0 / max(sqrt(sq), ${SN_EPS});`
-    : "let inv = 1.0;";
-  const withNorm = (io: Record<string, Info>) => (norm ? { ...io, norm } : io);
-  // s = A^T v
+  // s = A^T v, and after it 1 / |A u| (training: v = A u / |A u|; every thread sums the squares
+  // as it walks v, so no pass of its own), or 1.
   const sv = run(
     backend,
     `sn_atv_${training}`,
-    withNorm({ a, vown: vOwn }),
-    [rows],
+    { a, vown: vOwn },
+    [rows + 1],
     rows,
     dims,
     `
-        ${scale}
         var acc = 0.0;
-        for (var i = 0; i < uniforms.cols; i++) { acc += a[i * uniforms.rows + index] * (vown[i] * inv); }
-        result[index] = acc;`,
+        var sq = 0.0;
+        for (var i = 0; i < uniforms.cols; i++) {
+          let vi = vown[i];
+          acc += a[i * uniforms.rows + index] * vi;
+          sq += vi * vi;
+        }
+        let inv = ${training ? `1.0 / max(sqrt(sq), ${SN_EPS})` : "1.0"};
+        result[index] = acc * inv;
+        if (index == 0) { result[uniforms.rows] = inv; }`,
   );
-  free.push(sv);
   const at = spectralPacking(rows, cols);
   const packed = run(
     backend,
     `sn_pack_${training}`,
     // (u is read only when it is kept: a binding no code reads is left out of the layout)
-    training ? withNorm({ sv, vown: vOwn }) : { sv, u, vown: vOwn },
+    training ? { sv, vown: vOwn } : { sv, u, vown: vOwn },
     [at.size],
     at.size,
     { ...dims, atU: at.u, atV: at.v },
     `
-        ${scale}
+        let inv = sv[uniforms.rows];
         var ss = 0.0;
         ${training ? "for (var j = 0; j < uniforms.rows; j++) { ss += sv[j] * sv[j]; }" : ""}
         let invS = 1.0 / max(sqrt(ss), ${SN_EPS});
@@ -560,7 +578,8 @@ function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
         }`,
     { prelude: SN_INDEX },
   );
-  for (const t of free) backend.disposeData(t.dataId);
+  backend.disposeData(vOwn.dataId);
+  backend.disposeData(sv.dataId);
   return packed;
 }
 
@@ -740,6 +759,59 @@ function activationGradKernel({ inputs, backend, attrs }: Args): Info {
   );
 }
 
+// ---- stacked passes divided by their sigmas ---------------------------------------------------
+
+// The sigma of the pass of element `at`, from scalar inputs s0..s(P-1) (a pass is `m` elements).
+const sigmaOfPass = (passes: number, at = "index") => `
+        let passAt = (${at}) / uniforms.m;
+        var sigma = s0[0];
+        ${
+  sigmaInputs(passes).slice(1).map((k, i) => `if (passAt == ${i + 1}) { sigma = ${k}[0]; }`).join(" ")
+}`;
+
+// `y` (a stack of passes) divided pass by pass by the sigmas.
+function divideByPass(backend: tf.KernelBackend, y: Info, sigmas: Record<string, Info>): Info {
+  const passes = Object.keys(sigmas).length;
+  return run(
+    backend,
+    `divide_per_pass_${passes}`,
+    { y, ...sigmas },
+    y.shape,
+    size(y.shape),
+    { m: size(y.shape) / passes },
+    `${sigmaOfPass(passes)}
+        result[index] = y[index] / sigma;`,
+  );
+}
+
+function dividePerPassKernel({ inputs, backend }: Args): Info {
+  const { y, ...sigmas } = inputs as Record<string, Info>;
+  return divideByPass(backend, y, sigmas);
+}
+
+function dividePerPassGradKernel({ inputs, backend }: Args): Info[] {
+  const { dy, y, ...sigmas } = inputs as Record<string, Info>;
+  const passes = Object.keys(sigmas).length;
+  // A workgroup per pass: d sigma = -sum(dy * y) / sigma^2, each at an aligned row (a view).
+  const packed = runGroups(
+    backend,
+    `divide_per_pass_grad_${passes}`,
+    { dy, y, ...sigmas },
+    [passes, ROW_ALIGN],
+    passes,
+    { m: size(y.shape) / passes },
+    `
+        var part = 0.0;
+        for (var i = group * uniforms.m + tid; i < (group + 1) * uniforms.m; i += ${GROUP}) {
+          part += dy[i] * y[i];
+        }
+        let total = groupSum(part);
+        ${sigmaOfPass(passes, "group * uniforms.m")}
+        if (tid == 0) { result[group * ${ROW_ALIGN}] = -total / (sigma * sigma); }`,
+  );
+  return [divideByPass(backend, dy, sigmas), ...unpackRows(backend, packed, 1, [], passes)];
+}
+
 let kernelsOn = true;
 
 /**
@@ -765,6 +837,8 @@ export const WEBGPU_KERNELS: readonly string[] = [
   UPSAMPLE_2X_GRAD,
   ACTIVATION_GRAD,
   LERP,
+  DIVIDE_PER_PASS,
+  DIVIDE_PER_PASS_GRAD,
 ];
 
 /**
@@ -784,6 +858,8 @@ export function registerWebGpuKernels(): boolean {
     [UPSAMPLE_2X_GRAD, upsampleGradKernel],
     [ACTIVATION_GRAD, activationGradKernel],
     [LERP, lerpKernel],
+    [DIVIDE_PER_PASS, dividePerPassKernel],
+    [DIVIDE_PER_PASS_GRAD, dividePerPassGradKernel],
   ];
   for (const [kernelName, kernel] of table) {
     if (tf.getKernel(kernelName, "webgpu")) tf.unregisterKernel(kernelName, "webgpu");
