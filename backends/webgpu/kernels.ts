@@ -762,12 +762,14 @@ function activationGradKernel({ inputs, backend, attrs }: Args): Info {
 // ---- stacked passes divided by their sigmas ---------------------------------------------------
 
 // The sigma of the pass of element `at`, from scalar inputs s0..s(P-1) (a pass is `m` elements).
-const sigmaOfPass = (passes: number, at = "index") => `
+function sigmaOfPass(passes: number, at = "index"): string {
+  const others = sigmaInputs(passes).slice(1)
+    .map((k, i) => `if (passAt == ${i + 1}) { sigma = ${k}[0]; }`);
+  return `
         let passAt = (${at}) / uniforms.m;
         var sigma = s0[0];
-        ${
-  sigmaInputs(passes).slice(1).map((k, i) => `if (passAt == ${i + 1}) { sigma = ${k}[0]; }`).join(" ")
-}`;
+        ${others.join(" ")}`;
+}
 
 // `y` (a stack of passes) divided pass by pass by the sigmas.
 function divideByPass(backend: tf.KernelBackend, y: Info, sigmas: Record<string, Info>): Info {
