@@ -8,11 +8,11 @@
 import * as tf from "@tensorflow/tfjs";
 import type { GeneratorOutput } from "../layers/generator.ts";
 import type { DiscriminatorOutput } from "../layers/discriminator.ts";
+import { meanSquaredError } from "../ops/mean_squared_error.ts";
 import { type Loss, mirror, type Mirrored, named, type Objective, sum, weighted } from "./dsl.ts";
 
-/** `mean((x - target)^2)`, the LSGAN loss. */
-export const mse = (x: tf.Tensor, target: number): tf.Scalar =>
-  tf.mean(tf.square(tf.sub(x, target)));
+/** `mean((x - target)^2)`, the LSGAN loss (one op of ours where the backend has its kernel). */
+export const mse = (x: tf.Tensor, target: number): tf.Scalar => meanSquaredError(x, target);
 /** `mean|x - y|`. */
 export const l1 = (x: tf.Tensor, y: tf.Tensor): tf.Scalar => tf.mean(tf.abs(tf.sub(x, y)));
 /**

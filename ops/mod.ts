@@ -13,6 +13,7 @@
  * - `activationGrad`: the gradients of ReLU and leaky ReLU in one pass.
  * - `lerp`: a step of a moving average, `a + (b - a) * w`.
  * - `dividePerPass`: stacked batches divided each by its own scalar (spectral norm's sigma).
+ * - `meanSquaredError`: the least-squares GAN's loss term against a constant target.
  *
  * @example
  * ```ts
@@ -34,3 +35,4 @@ export * from "./adam_update.ts";
 export * from "./activation_grad.ts";
 export * from "./lerp.ts";
 export * from "./divide_per_pass.ts";
+export * from "./mean_squared_error.ts";

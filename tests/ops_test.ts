@@ -8,9 +8,11 @@
 import * as tf from "@tensorflow/tfjs";
 import { assert } from "@std/assert";
 import { type BackendName, selectBackend, webgpuUnavailable } from "../backends/mod.ts";
+import { webgpuInternals } from "../backends/webgpu/trace.ts";
 import { loadNativeLibraries } from "../backends/native/native_kernels.ts";
 import { activationGradContract } from "../ops/activation_grad.ts";
 import { dividePerPassContract } from "../ops/divide_per_pass.ts";
+import { meanSquaredErrorContract } from "../ops/mean_squared_error.ts";
 import { adamUpdateContract } from "../ops/adam_update.ts";
 import { lerpContract } from "../ops/lerp.ts";
 import { kernelHere, setOpKernels } from "../ops/kernel.ts";
@@ -29,6 +31,7 @@ const CONTRACTS: Record<string, OpContract> = {
   adamUpdate: adamUpdateContract,
   activationGrad: activationGradContract,
   dividePerPass: dividePerPassContract,
+  meanSquaredError: meanSquaredErrorContract,
   lerp: lerpContract,
 };
 
@@ -68,7 +71,13 @@ for (const backend of ["cpu", "wasm", "native", "native-cpu", "webgpu"] as const
           }
           assert(kernelHere(contract.kernels[0]), `${op} runs our kernel on ${backend}`);
           for (const c of contract.cases) {
+            // On webgpu a shader that does not compile leaves its output unwritten, silently:
+            // the device's validation errors are caught here and named.
+            const device = backend === "webgpu" ? webgpuInternals()!.device : undefined;
+            device?.pushErrorScope("validation");
             const ours = await outputs(c.run);
+            const invalid = await device?.popErrorScope();
+            assert(!invalid, `${op} ${c.name}: the device says ${invalid?.message}`);
             setOpKernels(false, contract.kernels);
             try {
               assert(!kernelHere(contract.kernels[0]));

@@ -13,6 +13,8 @@
  * - `UgatitSpectralSigma` / `...Grad`: spectral norm's power iteration and sigma in 3 dispatches
  *   (with the iteration or without) and its gradient `v u^T` in one, where the composed ops take about 25.
  * - `UgatitReflectPad` / `...Grad`, `UgatitUpsample2x` / `...Grad`: one gather pass each way.
+ * - `UgatitMeanSquaredError` / `...Grad`: the least-squares loss term in one reducing pass, its
+ *   gradient in one.
  * - `UgatitDividePerPass` / `...Grad`: stacked passes divided by their sigmas in one pass; back,
  *   the input's gradient in one and every sigma's in one reducing pass (a workgroup per pass).
  *
@@ -28,6 +30,7 @@ import { ACTIVATION_GRAD, useActivationGradients } from "../../ops/activation_gr
 import { ADAM_UPDATE, type AdamUpdateAttrs } from "../../ops/adam_update.ts";
 import { DIVIDE_PER_PASS, DIVIDE_PER_PASS_GRAD, sigmaInputs } from "../../ops/divide_per_pass.ts";
 import { LERP } from "../../ops/lerp.ts";
+import { MEAN_SQUARED_ERROR, MEAN_SQUARED_ERROR_GRAD } from "../../ops/mean_squared_error.ts";
 import { LIN_NORM, LIN_NORM_GRAD, type LinNormAttrs } from "../../ops/lin_norm.ts";
 import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/reflect_pad.ts";
 import {
@@ -759,6 +762,53 @@ function activationGradKernel({ inputs, backend, attrs }: Args): Info {
   );
 }
 
+// ---- the least-squares loss term ------------------------------------------------------------
+
+// (The target travels as `goal`: `target` is reserved in WGSL, and a shader that does not
+// compile leaves its output unwritten without a word.)
+function meanSquaredErrorKernel({ inputs, backend, attrs }: Args): Info {
+  const { x } = inputs as { x: Info };
+  const { target } = attrs as unknown as { target: number };
+  const n = size(x.shape);
+  const sum = runGroups(
+    backend,
+    "mse",
+    { x },
+    [1],
+    1,
+    { n, goal: target },
+    `
+        var part = 0.0;
+        for (var i = tid; i < uniforms.n; i += ${GROUP}) {
+          let d = x[i] - uniforms.goal;
+          part += d * d;
+        }
+        let total = groupSum(part);
+        if (tid == 0) { result[0] = total / f32(uniforms.n); }`,
+    { floats: ["goal"] },
+  );
+  const reshape = tf.getKernel("Reshape", "webgpu")!.kernelFunc;
+  const out = reshape({ inputs: { x: sum }, backend, attrs: { shape: [] } }) as Info;
+  backend.disposeData(sum.dataId);
+  return out;
+}
+
+function meanSquaredErrorGradKernel({ inputs, backend, attrs }: Args): Info {
+  const { dy, x } = inputs as { dy: Info; x: Info };
+  const { target } = attrs as unknown as { target: number };
+  const n = size(x.shape);
+  return run(
+    backend,
+    "mse_grad",
+    { dy, x },
+    x.shape,
+    n,
+    { n, goal: target },
+    "result[index] = dy[0] * 2.0 * (x[index] - uniforms.goal) / f32(uniforms.n);",
+    { floats: ["goal"] },
+  );
+}
+
 // ---- stacked passes divided by their sigmas ---------------------------------------------------
 
 // The sigma of the pass of element `at`, from scalar inputs s0..s(P-1) (a pass is `m` elements).
@@ -841,6 +891,8 @@ export const WEBGPU_KERNELS: readonly string[] = [
   LERP,
   DIVIDE_PER_PASS,
   DIVIDE_PER_PASS_GRAD,
+  MEAN_SQUARED_ERROR,
+  MEAN_SQUARED_ERROR_GRAD,
 ];
 
 /**
@@ -862,6 +914,8 @@ export function registerWebGpuKernels(): boolean {
     [LERP, lerpKernel],
     [DIVIDE_PER_PASS, dividePerPassKernel],
     [DIVIDE_PER_PASS_GRAD, dividePerPassGradKernel],
+    [MEAN_SQUARED_ERROR, meanSquaredErrorKernel],
+    [MEAN_SQUARED_ERROR_GRAD, meanSquaredErrorGradKernel],
   ];
   for (const [kernelName, kernel] of table) {
     if (tf.getKernel(kernelName, "webgpu")) tf.unregisterKernel(kernelName, "webgpu");
