@@ -120,8 +120,12 @@ function composed(
   return [tf.sum(tf.mul(u, wv)), u, v];
 }
 
-// Our kernel: power iteration and sigma in one taped op, its gradient v u^T.
+// Our kernel: power iteration and sigma in one taped op whose value is sigma, its gradient v u^T.
+// The new vectors leave the op as slices made inside it, where nothing is taped: state for the
+// next pass with no gradient path (the reference updates them under no_grad), so the backward
+// pass pads and adds no zero gradients into the packed output.
 const kernelOps = new Map<string, (a: tf.Tensor, u: tf.Tensor, v: tf.Tensor) => tf.Tensor>();
+let vectors: tf.Tensor1D[] = []; // u', v' of the op's last call (kept: they outlive its scope)
 function withKernel(
   at: tf.Tensor2D,
   u: tf.Tensor1D,
@@ -137,28 +141,37 @@ function withKernel(
       const packed = tf.engine().runKernel(SPECTRAL_SIGMA, inputs, named) as tf.Tensor;
       (save as tf.GradSaveFunc)([packed]);
       const [aShape, uShape, vShape] = [a, u, v].map((t) => (t as tf.Tensor).shape);
+      const at64 = spectralPacking(uShape[0], vShape[0]);
+      vectors = [
+        tf.keep(tf.slice(packed, at64.u, uShape[0])),
+        tf.keep(tf.slice(packed, at64.v, vShape[0])),
+      ] as tf.Tensor1D[];
       return {
-        value: packed,
-        gradFunc: (dy: tf.Tensor, [p]: tf.Tensor[]) =>
-          [
+        value: tf.reshape(tf.slice(packed, 0, 1), []),
+        gradFunc: (dy: tf.Tensor, [p]: tf.Tensor[]) => [
+          tf.reshape(
             tf.engine().runKernel(SPECTRAL_SIGMA_GRAD, { dy, packed: p }, {
               ...named,
               rows: uShape[0],
             }) as tf.Tensor,
-            tf.zeros(uShape),
-            tf.zeros(vShape),
-          ].map((t, i) => (i === 0 ? tf.reshape(t, aShape) : t)),
+            aShape,
+          ),
+          tf.zeros(uShape),
+          tf.zeros(vShape),
+        ],
       };
     }) as (a: tf.Tensor, u: tf.Tensor, v: tf.Tensor) => tf.Tensor;
     kernelOps.set(key, op);
   }
-  const packed = op(at, u, v);
-  const at64 = spectralPacking(u.shape[0], v.shape[0]);
-  return [
-    tf.reshape(tf.slice(packed, 0, 1), []) as tf.Scalar,
-    tf.slice(packed, at64.u, u.shape[0]) as tf.Tensor1D,
-    tf.slice(packed, at64.v, v.shape[0]) as tf.Tensor1D,
-  ];
+  const sigma = op(at, u, v) as tf.Scalar;
+  // Clones owned by the caller's scope (no copy: a clone shares the data), the kept ones released.
+  const [u1, v1] = vectors.map((t) => {
+    const c = tf.clone(t);
+    t.dispose();
+    return c;
+  });
+  vectors = [];
+  return [sigma, u1, v1];
 }
 
 /**
