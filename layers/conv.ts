@@ -8,7 +8,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { tidy } from "../tree/tree.ts";
 import { type Key, splitKey, torchDefault } from "./init.ts";
-import { reflectionPad } from "../ops/reflect_pad.ts";
+import { reflectPadConv2d } from "../ops/reflect_pad_conv.ts";
 
 /** Fixed configuration of a conv layer. */
 export interface ConvConfig {
@@ -73,7 +73,7 @@ export function conv2d(config: ConvConfig): Conv {
     },
     apply(params, x) {
       return tidy(() => {
-        const y = tf.conv2d(reflectionPad(x, c.pad), params.w, c.stride, "valid");
+        const y = reflectPadConv2d(x, params.w, c.pad, c.stride);
         return params.b ? tf.add(y, params.b) : y;
       });
     },

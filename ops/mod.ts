@@ -14,6 +14,7 @@
  * - `lerp`: a step of a moving average, `a + (b - a) * w`.
  * - `dividePerPass`: stacked batches divided each by its own scalar (spectral norm's sigma).
  * - `meanSquaredError`: the least-squares GAN's loss term against a constant target.
+ * - `reflectPadConv2d`: a convolution of the reflection-padded input, the padding read in place.
  *
  * @example
  * ```ts
@@ -36,3 +37,4 @@ export * from "./activation_grad.ts";
 export * from "./lerp.ts";
 export * from "./divide_per_pass.ts";
 export * from "./mean_squared_error.ts";
+export * from "./reflect_pad_conv.ts";

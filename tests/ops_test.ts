@@ -13,6 +13,7 @@ import { loadNativeLibraries } from "../backends/native/native_kernels.ts";
 import { activationGradContract } from "../ops/activation_grad.ts";
 import { dividePerPassContract } from "../ops/divide_per_pass.ts";
 import { meanSquaredErrorContract } from "../ops/mean_squared_error.ts";
+import { reflectPadConvContract } from "../ops/reflect_pad_conv.ts";
 import { adamUpdateContract } from "../ops/adam_update.ts";
 import { lerpContract } from "../ops/lerp.ts";
 import { kernelHere, setOpKernels } from "../ops/kernel.ts";
@@ -32,6 +33,7 @@ const CONTRACTS: Record<string, OpContract> = {
   activationGrad: activationGradContract,
   dividePerPass: dividePerPassContract,
   meanSquaredError: meanSquaredErrorContract,
+  reflectPadConv2d: reflectPadConvContract,
   lerp: lerpContract,
 };
 

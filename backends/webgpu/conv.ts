@@ -41,6 +41,12 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { REFLECT_PAD } from "../../ops/reflect_pad.ts";
+import {
+  REFLECT_PAD_CONV,
+  REFLECT_PAD_CONV_FILTER_GRAD,
+  type ReflectPadConvAttrs,
+} from "../../ops/reflect_pad_conv.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -232,19 +238,35 @@ const load4 = (buf: string, at: string, ok: string) =>
   `select(vec4<f32>(0.0), ${buf}[select(0, (${at}) / 4, ${ok})], ${ok})`;
 /**
  * The copy of the input patch `P` (ph x pw pixels from (iy0, ix0) of image bb, kq channel quads
- * from c0), zeros outside the image.
+ * from c0): zeros outside the image, or with `reflect` the image's reflection there (PyTorch's
+ * `ReflectionPad2d`, read in place: no padded copy is made; positions past one reflection, which
+ * only a block's unused edge reaches, are clamped into the image).
  */
-function patchCopy(ph: number, pw: number, kq: number, threads: number): string {
+function patchCopy(ph: number, pw: number, kq: number, threads: number, reflect = false): string {
+  const at = "((bb * uniforms.ih + py) * uniforms.iw + px) * uniforms.c + pc";
   return copySlots("P", ph * pw * kq, threads, (slot) => [
     `
         let pp = ${slot} / ${kq};
-        let py = iy0 + pp / ${pw};
-        let px = ix0 + pp % ${pw};
         let pc = c0 + (${slot} % ${kq}) * 4;
-        let pok = py >= 0 && py < uniforms.ih && px >= 0 && px < uniforms.iw && pc < uniforms.c;`,
-    load4("x", "((bb * uniforms.ih + py) * uniforms.iw + px) * uniforms.c + pc", "pok"),
+        ${
+      reflect
+        ? `let py = reflectInto(iy0 + pp / ${pw}, uniforms.ih);
+        let px = reflectInto(ix0 + pp % ${pw}, uniforms.iw);
+        let pok = pc < uniforms.c;`
+        : `let py = iy0 + pp / ${pw};
+        let px = ix0 + pp % ${pw};
+        let pok = py >= 0 && py < uniforms.ih && px >= 0 && px < uniforms.iw && pc < uniforms.c;`
+    }`,
+    load4("x", at, "pok"),
   ]);
 }
+
+// Index k of a reflection-padded axis (shifted by -pad) in [0, n): PyTorch's reflection.
+const REFLECT_INTO = `
+  fn reflectInto(k : i32, n : i32) -> i32 {
+    let a = select(k, -k, k < 0);
+    return clamp(select(a, 2 * n - 2 - a, a >= n), 0, n - 1);
+  }`;
 
 /**
  * The cooperative copy of `count` vec4 slots into workgroup memory `name`: each thread takes
@@ -407,6 +429,8 @@ interface Correlation {
   readonly bAlong: "n" | "k";
   /** Stores block row i, given its output pixel (oy, ox) of the grid and batch bb. */
   store(i: number, oy: string, ox: string): string;
+  /** Whether the input is read reflection-padded (see `patchCopy`), not zero-padded. */
+  readonly reflect?: boolean;
 }
 
 function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
@@ -416,7 +440,7 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
   const bCount = tapsW * t.kc * bn / 4;
   // The thread's pixel of block row i: (i * wgM + ty) in the block, row-major over tw columns.
   const pixel = (i: number) => `(${i * t.wgM} + ty)`;
-  const patch = patchCopy(ph, pw, kq, threads);
+  const patch = patchCopy(ph, pw, kq, threads, p.reflect);
   const b = copySlots("Bs", bCount, threads, (slot) => p.bValue(slot));
   const loads = range(t.tm).map((i) => `let a${i} = P[base${i} + tapOff + q];`);
   let bOf: (k: number, j: number) => string;
@@ -444,6 +468,7 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
   var<workgroup> P : array<vec4<f32>, ${ph * pw * kq}>;
   var<workgroup> Bs : array<vec4<f32>, ${bCount}>;
   ${DIVF}
+  ${REFLECT_INTO}
   fn main() {
     let tid = i32(localIndex);
     let tx = i32(localId.x);
@@ -533,6 +558,7 @@ function forward(
   w: Info,
   g: tf.backend_util.Conv2DInfo,
   profile: ConvProfile,
+  reflect = false,
 ): Info {
   const { batchSize, inHeight, inWidth, outHeight, outWidth } = g;
   const { filterHeight: kh, filterWidth: kw } = g;
@@ -555,7 +581,8 @@ function forward(
   const t = convTiles(shape, profile, storageOf(backend));
   const bn = t.wgN * t.tn;
   const corr: Correlation = {
-    key: `fwd_${kh}_${kw}_${shape.strides.join("_")}`,
+    key: `fwd_${kh}_${kw}_${shape.strides.join("_")}${reflect ? "_reflect" : ""}`,
+    reflect,
     head: `
     let tapsY = uniforms.kh;
     let tapsX = uniforms.kw;
@@ -734,6 +761,7 @@ function filterGrad(
   dy: Info,
   g: tf.backend_util.Conv2DInfo,
   profile: ConvProfile,
+  reflect = false,
 ): Info {
   const { batchSize, inHeight, inWidth, outHeight, outWidth } = g;
   const { filterHeight: kh, filterWidth: kw } = g;
@@ -762,7 +790,7 @@ function filterGrad(
   const slices = Math.ceil(blocks.count / perSlice);
   const m = taps * c;
   const unit = (iq: number) => `(mt * ${perTile} + ${iq * t.wgM} + ty)`;
-  const patch = patchCopy(ph, pw, kq, threads);
+  const patch = patchCopy(ph, pw, kq, threads, reflect);
   // The output gradient at the block's pixels, column quads along N.
   const grads = copySlots("D", t.th * t.tw * bn / 4, threads, (slot) => [
     `
@@ -793,6 +821,7 @@ function filterGrad(
   var<workgroup> P : array<vec4<f32>, ${ph * pw * kq}>;
   var<workgroup> D : array<vec4<f32>, ${t.th * t.tw * bn / 4}>;
   ${DIVF}
+  ${REFLECT_INTO}
   fn main() {
     let tid = i32(localIndex);
     let tx = i32(localId.x);
@@ -852,7 +881,7 @@ function filterGrad(
   const padded = [kh, kw, c, n];
   const partials = run(
     backend,
-    `wgrad_${kh}_${kw}_${shape.strides.join("_")}`,
+    `wgrad_${kh}_${kw}_${shape.strides.join("_")}${reflect ? "_reflect" : ""}`,
     t,
     code,
     { x, dy },
@@ -995,6 +1024,74 @@ const conv2dBackpropFilterKernel: Kernel = (args, stock) => {
   return filterGrad(backend, x, dy, g, profileOf(backend));
 };
 
+// ---- reflection padding read in place (ops/reflect_pad_conv.ts) ------------------------------
+
+// The op's geometry: the convolution of the padded input, its padding read by reflection.
+function reflectGeometry(
+  xShape: number[],
+  filterShape: number[],
+  { pad, stride }: ReflectPadConvAttrs,
+  inputs: Info[],
+) {
+  return geometryOf(xShape, filterShape, { strides: stride, pad }, inputs);
+}
+
+// Where our kernel cannot run: the padded copy, then the convolution as registered.
+function paddedThen(
+  args: Args,
+  x: Info,
+  { pad }: ReflectPadConvAttrs,
+  run: (padded: Info) => Info,
+): Info {
+  const padded = tf.getKernel(REFLECT_PAD, "webgpu")!.kernelFunc({
+    inputs: { x },
+    backend: args.backend,
+    attrs: { padH: pad, padW: pad },
+  }) as Info;
+  const out = run(padded);
+  args.backend.disposeData(padded.dataId);
+  return out;
+}
+
+function reflectPadConvKernel(args: Args): Info {
+  const { x, filter } = args.inputs as Record<string, Info>;
+  const attrs = args.attrs as unknown as ReflectPadConvAttrs;
+  const backend = args.backend as unknown as WebGPUBackendLike;
+  const g = reflectGeometry(x.shape, filter.shape, attrs, [x, filter]);
+  if (g) return forward(backend, x, filter, g, profileOf(backend), true);
+  return paddedThen(args, x, attrs, (padded) =>
+    tf.getKernel("Conv2D", "webgpu")!.kernelFunc({
+      inputs: { x: padded, filter },
+      backend: args.backend,
+      attrs: { strides: attrs.stride, pad: "valid", dataFormat: "NHWC", dilations: 1 },
+    }) as Info);
+}
+
+function reflectPadConvFilterGradKernel(args: Args): Info {
+  const { x, dy } = args.inputs as Record<string, Info>;
+  const attrs = args.attrs as unknown as ReflectPadConvAttrs & { filterShape: number[] };
+  const backend = args.backend as unknown as WebGPUBackendLike;
+  const g = reflectGeometry(x.shape, attrs.filterShape, attrs, [x, dy]);
+  if (g) return filterGrad(backend, x, dy, g, profileOf(backend), true);
+  return paddedThen(
+    args,
+    x,
+    attrs,
+    (padded) =>
+      tf.getKernel("Conv2DBackpropFilter", "webgpu")!.kernelFunc({
+        inputs: { x: padded, dy },
+        backend: args.backend,
+        attrs: {
+          strides: attrs.stride,
+          pad: "valid",
+          dataFormat: "NHWC",
+          dilations: 1,
+          filterShape: attrs.filterShape,
+        },
+      }) as Info,
+  );
+}
+
 /** The kernel names these convolutions register under. */
 export const WEBGPU_CONV_KERNELS: readonly string[] = [
   "Conv2D",
@@ -1018,6 +1115,20 @@ const ourFuncs = new Set<tf.KernelFunc>();
  * @param on whether ours should run
  */
 export function registerWebGpuConvKernels(on: boolean): void {
+  const fused: [string, (args: Args) => Info][] = [
+    [REFLECT_PAD_CONV, reflectPadConvKernel],
+    [REFLECT_PAD_CONV_FILTER_GRAD, reflectPadConvFilterGradKernel],
+  ];
+  for (const [kernelName, kernel] of fused) {
+    if (tf.getKernel(kernelName, "webgpu")) tf.unregisterKernel(kernelName, "webgpu");
+    if (on) {
+      tf.registerKernel({
+        kernelName,
+        backendName: "webgpu",
+        kernelFunc: kernel as unknown as tf.KernelFunc,
+      });
+    }
+  }
   for (const name of WEBGPU_CONV_KERNELS) {
     const current = tf.getKernel(name, "webgpu");
     if (current && !ourFuncs.has(current.kernelFunc)) stockKernels.set(name, current);
