@@ -16,7 +16,8 @@
  * - `UgatitMeanSquaredError` / `...Grad`: the least-squares loss term in one reducing pass, its
  *   gradient in one.
  * - `UgatitDividePerPass` / `...Grad`: stacked passes divided by their sigmas in one pass; back,
- *   the input's gradient in one and every sigma's in one reducing pass (a workgroup per pass).
+ *   the input's gradient and partial sums of `dy * y` in one pass over the GPU, every sigma's
+ *   gradient from them in one more.
  *
  * A program here is one thread per output element (or per work item, `threads`), written with
  * tfjs-backend-webgpu's program interface: inputs are read as flat arrays by their names, the
@@ -177,6 +178,7 @@ const ROW_ALIGN = 64;
  * then a reshape; a replayed step binds them as views of the packed buffer).
  * @param count how many rows, from `first`
  * @param release whether to release the packed output afterwards (the last call on it)
+ * @param rowsShape `[k, stride]`, where the packed output is flat
  */
 function unpackRows(
   backend: tf.KernelBackend,
@@ -186,12 +188,17 @@ function unpackRows(
   count = packed.shape[0],
   release = true,
   first = 0,
+  rowsShape?: number[],
 ): Info[] {
   const slice = tf.getKernel("Slice", "webgpu")!.kernelFunc;
   const reshape = tf.getKernel("Reshape", "webgpu")!.kernelFunc;
+  // A flat packed output is read as rows of this shape.
+  const x = rowsShape
+    ? reshape({ inputs: { x: packed }, backend, attrs: { shape: rowsShape } }) as Info
+    : packed;
   const rows = Array.from({ length: count }, (_, k) => {
     const row = slice({
-      inputs: { x: packed },
+      inputs: { x },
       backend,
       attrs: { begin: [first + k, 0], size: [1, n] },
     }) as Info;
@@ -199,6 +206,7 @@ function unpackRows(
     backend.disposeData(row.dataId);
     return out;
   });
+  if (rowsShape) backend.disposeData(x.dataId);
   if (release) backend.disposeData(packed.dataId);
   return rows;
 }
@@ -841,27 +849,57 @@ function dividePerPassKernel({ inputs, backend }: Args): Info {
   return divideByPass(backend, y, sigmas);
 }
 
+// Elements of one pass a workgroup of the gradient takes (its threads 8 each).
+const PASS_SPAN = GROUP * 8;
+
 function dividePerPassGradKernel({ inputs, backend }: Args): Info[] {
   const { dy, y, ...sigmas } = inputs as Record<string, Info>;
   const passes = Object.keys(sigmas).length;
-  // A workgroup per pass: d sigma = -sum(dy * y) / sigma^2, each at an aligned row (a view).
+  const total = size(y.shape), m = total / passes;
+  const spans = Math.ceil(m / PASS_SPAN); // workgroups per pass
+  const at = Math.ceil(total / ROW_ALIGN) * ROW_ALIGN;
+  // One pass over the GPU writes dx = dy / sigma and, after it, each workgroup's sum of dy * y
+  // (a workgroup stays within one pass); dx is then a view of its first part.
   const packed = runGroups(
     backend,
     `divide_per_pass_grad_${passes}`,
     { dy, y, ...sigmas },
+    [at + passes * spans],
+    passes * spans,
+    { m, spans, at },
+    `
+        let k = group / uniforms.spans;
+        let start = k * uniforms.m + (group - k * uniforms.spans) * ${PASS_SPAN};
+        let end = min(start + ${PASS_SPAN}, (k + 1) * uniforms.m);
+        ${sigmaOfPass(passes, "k * uniforms.m")}
+        var part = 0.0;
+        for (var i = start + tid; i < end; i += ${GROUP}) {
+          let g = dy[i];
+          result[i] = g / sigma;
+          part += g * y[i];
+        }
+        let sum = groupSum(part);
+        if (tid == 0) { result[uniforms.at + group] = sum; }`,
+  );
+  // d sigma = -sum(dy * y) / sigma^2 per pass, from its workgroups' sums, at aligned rows (views).
+  const ds = runGroups(
+    backend,
+    `divide_per_pass_sums_${passes}`,
+    { packed, ...sigmas },
     [passes, ROW_ALIGN],
     passes,
-    { m: size(y.shape) / passes },
+    { m: 1, spans, at },
     `
         var part = 0.0;
-        for (var i = group * uniforms.m + tid; i < (group + 1) * uniforms.m; i += ${GROUP}) {
-          part += dy[i] * y[i];
+        for (var j = tid; j < uniforms.spans; j += ${GROUP}) {
+          part += packed[uniforms.at + group * uniforms.spans + j];
         }
-        let total = groupSum(part);
-        ${sigmaOfPass(passes, "group * uniforms.m")}
-        if (tid == 0) { result[group * ${ROW_ALIGN}] = -total / (sigma * sigma); }`,
+        let sum = groupSum(part);
+        ${sigmaOfPass(passes, "group")}
+        if (tid == 0) { result[group * ${ROW_ALIGN}] = -sum / (sigma * sigma); }`,
   );
-  return [divideByPass(backend, dy, sigmas), ...unpackRows(backend, packed, 1, [], passes)];
+  const [dx] = unpackRows(backend, packed, total, y.shape, 1, true, 0, [1, at + passes * spans]);
+  return [dx, ...unpackRows(backend, ds, 1, [], passes)];
 }
 
 let kernelsOn = true;
