@@ -13,7 +13,7 @@ import { buildWeb, serveFolder } from "../tools/build_web.ts";
 import { runExport } from "../cli/export.ts";
 import { trainWithReport } from "../cli/train.ts";
 import { fromHost, readGeneratorFile } from "../weights/mod.ts";
-import { findChromium, withChromium } from "./chromium.ts";
+import { findChromium, withChromium } from "../tools/chromium.ts";
 import { assertClose, makeDataset, tinyFlags } from "./helpers.ts";
 
 const quiet = { out: () => {}, warn: () => {} };

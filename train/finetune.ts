@@ -200,8 +200,8 @@ export interface FineTuneOptions {
   readonly between?: () => Promise<void>;
   /** Whether the device failed, and why (see `LoopOptions.deviceFailure`). */
   readonly deviceFailure?: (error?: unknown) => string | undefined;
-  /** Each iteration's progress, once its terms are read and finite. */
-  readonly onProgress?: (p: Progress) => void | Promise<void>;
+  /** Each iteration's progress, once its terms are read and finite, and how steps run now. */
+  readonly onProgress?: (p: Progress, mode: string) => void | Promise<void>;
   /**
    * Pictures translated before the first iteration and every `every` iterations, by the
    * generators the file would hold then (`show` may read them; they are disposed after it).
@@ -232,7 +232,7 @@ export interface FineTuned {
    * recipe keeps one), which `deno task translate --checkpoint` reads.
    */
   readonly file: Uint8Array;
-  /** How the steps ran: `replayed`, or `eager` and why. */
+  /** How the steps ran in the end: `replayed`, or `eager` and why (or still recording). */
   readonly mode: string;
 }
 
@@ -279,6 +279,15 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuned> {
     }
   };
   const previewAt = (step: number) => !!preview && step % preview.every === 0;
+  const compiled = "compiled" in stepper ? stepper.compiled : undefined;
+  const mode = () =>
+    !compiled
+      ? `eager (${backend.name} runs steps as they come)`
+      : compiled.mode === "eager"
+      ? `eager (${compiled.reason})`
+      : compiled.mode === "recording"
+      ? "recording the step to replay it"
+      : "replayed";
   try {
     if (preview) await show(run.state);
     const end = await trainLoop(run, {
@@ -289,7 +298,7 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuned> {
       control: options.control,
       deviceFailure: options.deviceFailure,
       between: options.between,
-      onProgress: options.onProgress,
+      onProgress: options.onProgress && ((p) => options.onProgress!(p, mode())),
       due: (step) => step % keepEvery === 0 || previewAt(step),
       at: async (state) => {
         if (state.step % keepEvery === 0) await keep(state);
@@ -298,20 +307,14 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuned> {
     });
     const ended = end.status === "done" || end.status === "interrupted";
     if (ended && kept.step !== run.state.step) await keep(run.state);
-    const compiled = "compiled" in stepper ? stepper.compiled : undefined;
-    const mode = !compiled
-      ? `eager (${backend.name} runs steps as they come)`
-      : compiled.mode === "replaying"
-      ? "replayed"
-      : `eager (${compiled.reason ?? "not replayed yet"})`;
     const bytes = encodeGeneratorFile(kept.generators, config.generator, {}, {
       step: String(kept.step),
       fine_tuned_from: name,
       ...(averaged ? { weights: "ema" } : {}),
     });
-    return { status: end.status, step: kept.step, end, file: bytes, mode };
+    return { status: end.status, step: kept.step, end, file: bytes, mode: mode() };
   } finally {
     disposeState(run.state);
-    if ("compiled" in stepper) stepper.compiled.dispose();
+    compiled?.dispose();
   }
 }

@@ -8,8 +8,11 @@
  * taken, with a download link. Everything runs in the page; nothing is sent anywhere.
  *
  * It uses the same `layers/` and `weights/` code as Deno, and selects its backend through
- * `backends/browser.ts` (the same `Backend` descriptor as Deno's `selectBackend`).
- * `window.ugatitDemo` exposes `ready` and `translateUrl(url)` for the browser test.
+ * `backends/browser.ts` (the same `Backend` descriptor as Deno's `selectBackend`). Its fine-tune
+ * panel (`finetune_panel.ts`, training in `finetune_worker.ts`) fine-tunes the loaded model on
+ * the user's pictures and hands the result back here.
+ * `window.ugatitDemo` exposes `ready`, `translateUrl(url)`, `addPictures(domain, urls)`,
+ * `fineTune(iterations, seed)` and `pictures(domain)` for the browser tests.
  *
  * @module
  */
@@ -27,11 +30,21 @@ import {
 } from "../weights/generator_file.ts";
 import { fromHost } from "../weights/params_io.ts";
 import { safetensorsFromBytes } from "../weights/safetensors.ts";
+import {
+  type Domain,
+  type FineTunePanel,
+  fineTunePanel,
+  type PanelResult,
+} from "./finetune_panel.ts";
 
-/** What `build:web` writes beside the page: the bundled model (if any) and the test emoji. */
+/**
+ * What `build:web` writes beside the page: the bundled model (if any), the test emoji (held-out
+ * domain A), and the held-out domain-B emoji paired with them (the fine-tune panel's defaults).
+ */
 interface SiteConfig {
   readonly model?: string;
   readonly emoji: readonly string[];
+  readonly emojiB?: readonly string[];
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -58,6 +71,7 @@ interface Model {
   readonly file: GeneratorFile;
   readonly params: Partial<Record<Direction, GeneratorParams>>;
   readonly name: string;
+  readonly bytes: Uint8Array;
 }
 let model: Model | undefined;
 
@@ -75,7 +89,7 @@ function useModel(bytes: Uint8Array, name: string): void {
   const params = Object.fromEntries(
     Object.entries(file.generators).map(([d, host]) => [d, fromHost<GeneratorParams>(host!)]),
   ) as Model["params"];
-  model = { file, params, name };
+  model = { file, params, name, bytes };
   const c = file.config;
   $("model-name").textContent = `${name}: ${c.light ? "light" : "full"} S=${c.imgSize} ch=${c.ch}` +
     `${file.half ? ", float16" : ""}${
@@ -153,8 +167,11 @@ interface Translated {
   readonly output: number[];
 }
 
+let lastPicture: Blob | undefined; // translated again when the model changes
+
 async function translate(blob: Blob): Promise<Translated> {
   if (!model) throw new Error("load a generator file first");
+  lastPicture = blob;
   const direction = $<HTMLSelectElement>("direction").value as Direction;
   const S = model.file.config.imgSize!;
   const x = await inputOf(blob, S);
@@ -239,7 +256,19 @@ async function start(): Promise<void> {
     status(`loading ${site.model}`);
     useModel(await fetchWithProgress(site.model), site.model);
   } else status("load a generator file to start");
+  panel = fineTunePanel({
+    model: () =>
+      model && { bytes: model.bytes, name: model.name, size: model.file.config.imgSize ?? 256 },
+    defaults: { A: site.emoji, B: site.emojiB ?? [] },
+    use: (bytes, name) => {
+      useModel(bytes, name);
+      if (lastPicture) run(lastPicture);
+    },
+    asked: new URLSearchParams(location.search).get("backend") ?? undefined,
+  });
 }
+
+let panel: FineTunePanel | undefined;
 
 const ready = start().catch((e) => status((e as Error).message, true));
 
@@ -249,5 +278,20 @@ const ready = start().catch((e) => status((e as Error).message, true));
   async translateUrl(url: string): Promise<Translated> {
     await ready;
     return translate(await (await fetch(url)).blob());
+  },
+  /** Adds the pictures at `urls` to a domain of the fine-tune panel, as dropping them does. */
+  async addPictures(domain: Domain, urls: string[]): Promise<void> {
+    await ready;
+    await panel!.add(domain, await Promise.all(urls.map(async (u) => (await fetch(u)).blob())));
+  },
+  /** Fine-tunes the loaded model, as the panel's start button does. */
+  async fineTune(iterations: number, seed = 0, previewEvery?: number): Promise<PanelResult> {
+    await ready;
+    return await panel!.start(iterations, seed, previewEvery);
+  },
+  /** A domain's training pictures as the fine-tuning worker receives them. */
+  async pictures(domain: Domain): Promise<number[][]> {
+    await ready;
+    return await panel!.pictures(domain);
   },
 };
