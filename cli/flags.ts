@@ -266,11 +266,14 @@ const atLeastOne = (name: string) => (v: number) =>
   v < 1 ? `--${name}: must be at least 1, got ${v}` : undefined;
 const CHECKS: Record<string, (v: never) => string | undefined> = {
   ...Object.fromEntries(
-    ["iteration", "batch_size", "print_freq", "save_freq", "ch", "img_size", "img_ch"]
-      .map((name) => [name, atLeastOne(name)]),
+    [
+      ...["iteration", "batch_size", "print_freq", "save_freq", "ch", "img_size", "img_ch"],
+      ...["pairs", "seeds", "figure_rows"],
+    ].map((name) => [name, atLeastOne(name)]),
   ),
   ema: (v: number) => (v < 0 || v >= 1 ? `--ema: must be in [0, 1), got ${v}` : undefined),
   n_res: (v: number) => (v < 0 ? `--n_res: must not be negative, got ${v}` : undefined),
+  pick: (v: number) => (v < 0 ? `--pick: must not be negative, got ${v}` : undefined),
   size: (v: number) =>
     v < 0 || v % 4
       ? `--size: must be a positive multiple of 4 (or 0: the model's), got ${v}`

@@ -1,7 +1,8 @@
 /**
  * Translation with a trained checkpoint (`deno task translate`, or `--phase test`): the
- * reference's test phase, done better. It translates files, folders or the dataset's test split
- * in the directions asked, and writes plain translated PNGs, sample grids with CAM heatmaps, and
+ * reference's test phase, done better. It translates files, folders or held-out images of the
+ * dataset's test split (`--pick N` of them, drawn by `data/pick.ts`; 0: all) in the directions
+ * asked, and writes plain translated PNGs, sample grids with CAM heatmaps, and
  * an `index.html` showing inputs and outputs side by side (with the true targets when the test
  * split has aligned pairs, as the emoji data does).
  *
@@ -17,6 +18,7 @@ import {
   openDataset,
 } from "../data/dataset.ts";
 import { loadTestImages } from "../data/domain_stream.ts";
+import { pickIndices } from "../data/pick.ts";
 import { makeFolder, writeTextAtomically } from "../files/write_file.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
 import { loadGenerators } from "../train/checkpoint.ts";
@@ -51,6 +53,12 @@ export const TRANSLATE_OWN_FLAGS = {
     kind: "int",
     default: 0,
     help: "resize inputs to this side (default: the model's; light models only)",
+  },
+  pick: {
+    kind: "int",
+    default: 24,
+    help: "with no inputs: held-out images to translate, spread over the test split by the " +
+      "pick (0: all of it)",
   },
 } as const satisfies FlagGroup;
 
@@ -92,6 +100,29 @@ export function shippedModel(name: string): string {
   }
 }
 
+/**
+ * The generators a command's flags name (translate's, the card's): the directions asked, and the
+ * file (`--model`'s shipped file, `--checkpoint`, or the run's latest checkpoint).
+ * @param flags `--direction`, `--model`, `--checkpoint`, and the run (`--result_dir`, `--dataset`)
+ * @returns the directions and the file
+ * @throws {FlagError} for a direction other than A2B, B2A or both, both `--model` and
+ *   `--checkpoint`, or an unknown model
+ */
+export function generatorsNamed(
+  flags: Pick<TranslateFlags, "direction" | "model" | "checkpoint" | "result_dir" | "dataset">,
+): { directions: Direction[]; path: string } {
+  const directions = flags.direction === "both" ? ["A2B", "B2A"] : [flags.direction];
+  if (!directions.every((d): d is Direction => d === "A2B" || d === "B2A")) {
+    throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
+  }
+  if (flags.model && flags.checkpoint) {
+    throw new FlagError("--model and --checkpoint: give one of them");
+  }
+  const path = flags.model ? shippedModel(flags.model) : flags.checkpoint ||
+    `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
+  return { directions, path };
+}
+
 // Files and folders named on the command line: a named file must be an image (an error names it
 // otherwise); a folder's files that are not are skipped by name.
 async function expandInputs(
@@ -128,17 +159,9 @@ const escape = (s: string) =>
  * @returns the output folder
  */
 export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise<string> {
-  const directions = flags.direction === "both" ? ["A2B", "B2A"] : [flags.direction];
-  if (!directions.every((d) => d === "A2B" || d === "B2A")) {
-    throw new FlagError(`--direction: expected A2B, B2A or both, got "${flags.direction}"`);
-  }
-  if (flags.model && flags.checkpoint) {
-    throw new FlagError("--model and --checkpoint: give one of them");
-  }
+  const { directions, path } = generatorsNamed(flags);
   const inputs = flags._.length ? await expandInputs(flags._, io.warn) : undefined;
   const data = inputs ? undefined : await openDataset(flags.dataset, io.warn);
-  const path = flags.model ? shippedModel(flags.model) : flags.checkpoint ||
-    `${flags.result_dir}/${datasetName(flags.dataset)}/model/latest.safetensors`;
   const model = await loadGenerators(path, flags);
   const S = flags.size || model.config.imgSize!;
   if (S !== model.config.imgSize && !model.config.light) {
@@ -168,10 +191,12 @@ export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise
   const sections: string[] = [];
   for (const dir of directions) {
     const inverse = dir === "A2B" ? "B2A" : "A2B";
-    const files = inputs ?? (dir === "A2B" ? data!.testA : data!.testB);
-    const targets = !flags._.length && data!.alignedTest
-      ? (dir === "A2B" ? data!.testB : data!.testA)
-      : undefined;
+    // With no inputs, the held-out images the pick draws, and the same positions of the other
+    // split: with aligned pairs, their true targets.
+    const [split, other] = dir === "A2B" ? [data?.testA, data?.testB] : [data?.testB, data?.testA];
+    const at = split && pickIndices(split.length, flags.pick || split.length);
+    const files = inputs ?? at!.map((i) => split![i]);
+    const targets = !inputs && data!.alignedTest ? at!.map((i) => other![i]) : undefined;
     const { batch, files: used } = await loadTestImages(files, S, io.warn);
     await makeFolder(`${out}/${dir}`, "the translations' folder");
     const params = generators[dir as Direction]!;
@@ -266,7 +291,8 @@ export async function runTranslate(flags: TranslateFlags, io: RunnerIO): Promise
 if (import.meta.main) {
   await runCommand({
     usage: "deno task translate [flags] [image or folder ...]",
-    about: "Translates with a checkpoint; with no inputs, the dataset's test split.",
+    about: "Translates with a checkpoint; with no inputs, --pick held-out images of the " +
+      "dataset's test split, spread over it.",
     flags: TRANSLATE_FLAGS,
     defaults: LAPTOP_DEFAULTS,
     run: (flags) => runTranslate(flags, CONSOLE),

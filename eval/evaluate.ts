@@ -24,7 +24,12 @@ import type { DirectionResult, EvalResult } from "./eval_result.ts";
 import { graphModelFeatures, randomConvFeatures } from "./features.ts";
 import { writeReport } from "./report.ts";
 import { fid, kid, l1Distance, psnr, ssim } from "./metrics.ts";
-import { JUDGE, JUDGE_STEPS, trainDomainClassifier } from "./domain_classifier.ts";
+import {
+  type DomainClassifier,
+  JUDGE,
+  JUDGE_STEPS,
+  trainDomainClassifier,
+} from "./domain_classifier.ts";
 
 const BATCH = 16;
 
@@ -47,14 +52,43 @@ export interface EvalSettings extends ModelSettings {
 }
 
 /**
+ * The judge of "as target": a domain classifier trained on each domain's real training images of
+ * a dataset, loaded at the side it judges at (whatever the model's size): at most
+ * {@linkcode JUDGE_STEPS} steps of 32 images, and 20 passes over the images (a small set).
+ * @param dataset the `--dataset` value
+ * @param seed its seed
+ * @param warn where skipped files are reported
+ * @returns the classifier (the caller disposes it)
+ */
+export async function trainJudge(
+  dataset: string,
+  seed: number,
+  warn: (line: string) => void,
+): Promise<DomainClassifier> {
+  const data = await openDataset(dataset, warn);
+  const trainA = (await loadTestImages(data.trainA, JUDGE.side, warn)).batch;
+  const trainB = (await loadTestImages(data.trainB, JUDGE.side, warn)).batch;
+  const steps = Math.min(JUDGE_STEPS, Math.ceil(20 * (trainA.shape[0] + trainB.shape[0]) / 32));
+  const judge = trainDomainClassifier(trainA, trainB, { seed, steps });
+  tf.dispose([trainA, trainB]);
+  return judge;
+}
+
+/**
  * Evaluates a checkpoint (default: the run's latest), or with `--checkpoint all` every kept one
  * (`ckpt_*`) in order with one judge, the points of the curve in the run report. Each evaluation
  * writes `eval_<iteration>.json` in the run folder, and the last one also `eval.json`.
  * @param flags `--dataset`, `--result_dir`, `--checkpoint`, `--backend`, `--features`, `--seed`
  * @param io where lines go
+ * @param judge a judge of the same dataset to use (e.g. one for every run of an ablation; its
+ *   caller disposes it), instead of one trained here ({@linkcode trainJudge}) with `--seed`
  * @returns the figures of the last checkpoint evaluated
  */
-export async function runEval(flags: EvalSettings, io: RunnerIO): Promise<EvalResult> {
+export async function runEval(
+  flags: EvalSettings,
+  io: RunnerIO,
+  judge?: DomainClassifier,
+): Promise<EvalResult> {
   const modelDir = `${flags.result_dir}/${datasetName(flags.dataset)}/model`;
   const paths = flags.checkpoint === "all"
     ? await keptCheckpoints(modelDir)
@@ -72,16 +106,9 @@ export async function runEval(flags: EvalSettings, io: RunnerIO): Promise<EvalRe
     ? randomConvFeatures()
     : await graphModelFeatures(flags.features);
 
-  // The judge: a domain classifier trained on each domain's real training images, loaded at the
-  // side it judges at (whatever the model's size).
-  const trainA = (await loadTestImages(data.trainA, JUDGE.side, io.warn)).batch;
-  const trainB = (await loadTestImages(data.trainB, JUDGE.side, io.warn)).batch;
-  // At most JUDGE_STEPS steps of 32 images, and 20 passes over the images (a small set).
-  const steps = Math.min(JUDGE_STEPS, Math.ceil(20 * (trainA.shape[0] + trainB.shape[0]) / 32));
-  const judge = trainDomainClassifier(trainA, trainB, { seed: flags.seed, steps });
-  tf.dispose([trainA, trainB]);
+  const judged = judge ?? await trainJudge(flags.dataset, flags.seed, io.warn);
   const fractionB = async (images: tf.Tensor4D) => {
-    const p = await judge.probabilityB(images);
+    const p = await judged.probabilityB(images);
     return p.filter((v) => v > 0.5).length / p.length;
   };
   const testA = await loadTestImages(data.testA, S, io.warn);
@@ -183,7 +210,7 @@ export async function runEval(flags: EvalSettings, io: RunnerIO): Promise<EvalRe
       io.out(`wrote ${numbered}`);
     }
   } finally {
-    judge.dispose();
+    if (!judge) judged.dispose();
     tf.dispose([testA.batch, testB.batch]);
   }
   await writeReport(run);

@@ -7,62 +7,13 @@
  *
  * @module
  */
-import * as vega from "vega";
-import * as vl from "vega-lite";
 import { writeTextAtomically } from "../files/write_file.ts";
 import { readCheckpointFlags } from "../train/checkpoint.ts";
+import { evalChart, lossChart, type Mark } from "./charts.ts";
 import type { EvalResult } from "./eval_result.ts";
 
-const MAX_POINTS = 1500; // per curve: longer logs are averaged in buckets
 const escape = (s: string) =>
   s.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]!);
-
-/** One loss curve's points, bucket-averaged. */
-function downsample(
-  rows: Record<string, number>[],
-  key: string,
-): { iteration: number; value: number }[] {
-  const points = rows.filter((r) => Number.isFinite(r[key])).map((r) => ({
-    iteration: r.iteration,
-    value: r[key],
-  }));
-  const size = Math.ceil(points.length / MAX_POINTS);
-  if (size <= 1) return points;
-  const out = [];
-  for (let i = 0; i < points.length; i += size) {
-    const chunk = points.slice(i, i + size);
-    out.push({
-      iteration: chunk[chunk.length - 1].iteration,
-      value: chunk.reduce((s, p) => s + p.value, 0) / chunk.length,
-    });
-  }
-  return out;
-}
-
-async function lossChart(
-  title: string,
-  rows: Record<string, number>[],
-  keys: string[],
-): Promise<string> {
-  const values = keys.flatMap((k) => downsample(rows, k).map((p) => ({ ...p, term: k })));
-  const spec = vl.compile({
-    $schema: "https://vega.github.io/schema/vega-lite/v5.json",
-    title,
-    width: 420,
-    height: 180,
-    data: { values },
-    mark: { type: "line", strokeWidth: 1 },
-    encoding: {
-      x: { field: "iteration", type: "quantitative" },
-      y: { field: "value", type: "quantitative", title: null },
-      color: { field: "term", type: "nominal" },
-    },
-  } as unknown as vl.TopLevelSpec).spec;
-  const view = new vega.View(vega.parse(spec), { renderer: "none" });
-  const svg = await view.toSVG();
-  view.finalize();
-  return svg;
-}
 
 function evalTables(e: EvalResult): string {
   // Each cell: the translations' figure, then the untranslated sources' (the baseline).
@@ -116,8 +67,9 @@ async function evalFiles(dir: string, prefix: string): Promise<EvalResult[]> {
 
 // The evaluation figures against iterations, from every `eval_<iteration>.json` of the run: one
 // chart per figure, each direction next to its untranslated sources (the baseline) and, for a run
-// with a moving average (`--ema`) also evaluated with `--use_ema false`, the weights as trained.
-async function evalCurves(dir: string): Promise<string[]> {
+// with a moving average (`--ema`) also evaluated with `--use_ema false`, the weights as trained;
+// `mark` is drawn on each.
+async function evalCurves(dir: string, mark?: Mark): Promise<string[]> {
   const evals = await evalFiles(dir, "");
   if (evals.length < 2) return [];
   const trained = new Map((await evalFiles(dir, "raw_")).map((e) => [e.iteration, e]));
@@ -137,7 +89,7 @@ async function evalCurves(dir: string): Promise<string[]> {
     "A2B source",
     "B2A source",
   ];
-  return await Promise.all(figures.map(([title, get]) => {
+  const charts = figures.map(([title, get]) => {
     const rows = evals.map((e) => {
       const row: Record<string, number> = { iteration: e.iteration };
       for (const key of keys) {
@@ -147,8 +99,13 @@ async function evalCurves(dir: string): Promise<string[]> {
       }
       return row;
     });
-    return lossChart(title, rows, keys);
-  }));
+    return { title, rows };
+  });
+  // A figure no evaluation has (the paired ones, without aligned pairs) gets no empty chart.
+  return await Promise.all(
+    charts.filter(({ rows }) => rows.some((r) => Object.keys(r).length > 1))
+      .map(({ title, rows }) => evalChart(title, rows, keys, mark)),
+  );
 }
 
 /**
@@ -179,7 +136,12 @@ export async function writeReport(dir: string): Promise<string> {
   const charts = await Promise.all(
     groups.map((g) => lossChart(g, log, terms.filter((t) => t.replace(/_[AB]$/, "") === g))),
   );
-  const curves = await evalCurves(dir);
+  // The checkpoint eval.json reports: the one whose eval.json a model shipped from the run carries
+  // beside its card (models/<name>/eval.json).
+  const curves = await evalCurves(
+    dir,
+    evaluation && { iteration: evaluation.iteration, label: `eval.json: ${evaluation.iteration}` },
+  );
   const config = flags
     ? `<table>${
       Object.entries(flags).filter(([k]) => k !== "_").map(([k, v]) =>
@@ -211,12 +173,14 @@ Rows of each picture: real, identity CAM heatmap, identity, translation heatmap,
     evaluation ? evalTables(evaluation) : "<p>Not evaluated yet (<code>deno task eval</code>).</p>"
   }${
     curves.length
-      ? `<h3>Over iterations</h3><p>Each evaluated checkpoint (<code>deno task eval --checkpoint all</code>); "source": the untranslated sources.</p><div class="charts">${
+      ? `<h3>Over iterations</h3><p>Each evaluated checkpoint (<code>deno task eval --checkpoint all</code>); "source": the untranslated sources. The dashed line marks the checkpoint of the table above (<code>eval.json</code>, which a model shipped from the run carries beside its card).</p><div class="charts">${
         curves.join("\n")
       }</div>`
       : ""
   }
-<h2>Losses</h2><div class="charts">${charts.join("\n")}</div>
+<h2>Losses</h2><p>Each term of both directions: faint, its value at each iteration (averaged in buckets past 1,500 points); the line over it, its exponential moving average (bias-corrected; the decay in each chart's subtitle, about a fiftieth of the run). Early spikes past the 99th percentile are clipped.</p><div class="charts">${
+    charts.join("\n")
+  }</div>
 <h2>Samples over time</h2>${samples.join("\n") || "<p>No pictures yet.</p>"}
 <h2>Configuration</h2>${config}
 <script>

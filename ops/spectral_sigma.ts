@@ -29,7 +29,10 @@ import { tidy } from "../tree/tree.ts";
 import { kernelHere } from "./kernel.ts";
 import type { OpContract } from "./op_contract.ts";
 
-/** The spectral-norm kernel: inputs `{a, u, v}`, output `[sigma, u', v']` packed in one vector. */
+/**
+ * The spectral-norm kernel: inputs `{a, u, v}`, output `sigma`, `u'` and `v'` packed in one vector
+ * at the offsets {@linkcode spectralPacking} gives.
+ */
 export const SPECTRAL_SIGMA = "UgatitSpectralSigma";
 /** Its gradient: inputs `{dy, packed}`, attributes and `rows`, output `da`. */
 export const SPECTRAL_SIGMA_GRAD = "UgatitSpectralSigmaGrad";
@@ -50,6 +53,22 @@ export interface SpectralSigmaAttrs {
 }
 
 const EPS = 1e-12;
+
+/**
+ * Where `sigma`, `u'` and `v'` lie in the spectral-norm kernel's packed output: each part starts at
+ * a multiple of 64 floats (256 bytes, WebGPU's default storage-offset alignment), so that a
+ * replayed step binds the three slices as views of it; the gaps hold zeros.
+ * @param rows the length of u (the weight's output channels)
+ * @param cols the length of v
+ * @returns the offsets of u' and v' (sigma is at 0) and the packed length
+ */
+export function spectralPacking(
+  rows: number,
+  cols: number,
+): { u: number; v: number; size: number } {
+  const whole = (n: number) => Math.ceil(n / 64) * 64;
+  return { u: 64, v: 64 + whole(rows), size: 64 + whole(rows) + cols };
+}
 
 function normalize(x: tf.Tensor1D): tf.Tensor1D {
   return tf.div(x, tf.maximum(tf.sqrt(tf.sum(tf.square(x))), EPS));
@@ -134,11 +153,11 @@ function withKernel(
     kernelOps.set(key, op);
   }
   const packed = op(at, u, v);
-  const rows = u.shape[0];
+  const at64 = spectralPacking(u.shape[0], v.shape[0]);
   return [
     tf.reshape(tf.slice(packed, 0, 1), []) as tf.Scalar,
-    tf.slice(packed, 1, rows) as tf.Tensor1D,
-    tf.slice(packed, 1 + rows, v.shape[0]) as tf.Tensor1D,
+    tf.slice(packed, at64.u, u.shape[0]) as tf.Tensor1D,
+    tf.slice(packed, at64.v, v.shape[0]) as tf.Tensor1D,
   ];
 }
 

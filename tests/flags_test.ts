@@ -1,4 +1,5 @@
 import { assertEquals, assertThrows } from "@std/assert";
+import { CARD_FLAGS } from "../cli/card.ts";
 import { FlagError, flagHelp, parseFlags as parse } from "../cli/flags.ts";
 import { TRAIN_FLAGS } from "../cli/train.ts";
 import { TRANSLATE_FLAGS } from "../cli/translate.ts";
@@ -89,6 +90,7 @@ Deno.test("each command takes the shared model group and its own flags, and refu
     eval: EVAL_FLAGS,
     report: REPORT_FLAGS,
     ablate: ABLATE_FLAGS,
+    card: CARD_FLAGS,
   };
   const names = (g: object) => new Set(Object.keys(g));
   const shared = ["light", "ch", "n_res", "n_dis", "img_size", "img_ch", "decoder_norm", "gen_cam"];
@@ -118,4 +120,20 @@ Deno.test("each command takes the shared model group and its own flags, and refu
   assertThrows(() => parse(REPORT_FLAGS, ["--half"]), FlagError, "unknown flag --half");
   assertEquals(parse(EXPORT_FLAGS, ["--half", "--direction", "A2B"]).half, true);
   assertEquals(parse(ABLATE_FLAGS, ["--variants", "full,in"]).variants, "full,in");
+  // The pictures' counts: at least one (none, for translate's --pick: the whole split).
+  assertThrows(
+    () => parse(ABLATE_FLAGS, ["--seeds", "0"]),
+    FlagError,
+    "--seeds: must be at least 1",
+  );
+  assertThrows(
+    () => parse(ABLATE_FLAGS, ["--figure_rows", "0"]),
+    FlagError,
+    "--figure_rows: must be at least 1",
+  );
+  assertThrows(() => parse(CARD_FLAGS, ["--pairs", "0"]), FlagError, "--pairs: must be at least 1");
+  assertThrows(() => parse(TRANSLATE_FLAGS, ["--pick=-1"]), FlagError, "--pick: must not be");
+  assertEquals(parse(TRANSLATE_FLAGS, ["--pick", "0"]).pick, 0);
+  assertEquals(help(CARD_FLAGS).has("pairs") && help(CARD_FLAGS).has("model"), true);
+  assertEquals(help(CARD_FLAGS).has("lr"), false);
 });

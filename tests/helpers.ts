@@ -6,6 +6,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertLess } from "@std/assert";
 import { decodeSafetensors, type HostTensor } from "../weights/mod.ts";
+import { selectBackend, webgpuUnavailable } from "../backends/mod.ts";
 
 export { findTorchPython } from "../tools/pytorch/find_python.ts";
 import { type Flags, parseFlags } from "../cli/flags.ts";
@@ -71,6 +72,24 @@ export function assertNoLeak(fn: () => tf.TensorContainer): void {
   tf.dispose(fn());
   const after = tf.memory().numTensors;
   assert(after === before, `tensor count went from ${before} to ${after}`);
+}
+
+/**
+ * A test that runs on the `webgpu` backend (selected first), or says plainly that it skipped where
+ * there is no WebGPU adapter (CI has lavapipe).
+ * @param name the test's name
+ * @param fn its body
+ */
+export function webgpuTest(name: string, fn: () => Promise<void>): void {
+  Deno.test(name, async () => {
+    const unavailable = await webgpuUnavailable();
+    if (unavailable) {
+      console.log(`  SKIPPED: ${unavailable}`);
+      return;
+    }
+    await selectBackend("webgpu");
+    await fn();
+  });
 }
 
 /**
@@ -234,4 +253,51 @@ export function modelGradients(
   })([...Object.values(gp), ...Object.values(dp)]);
   dispose([gp, dp, init.state]);
   return { names, grads };
+}
+
+/**
+ * A square of a PNG's pixels, as RGB bytes (e.g. one cell of a figure).
+ * @param file the PNG
+ * @param left its left edge
+ * @param top its top edge
+ * @param side its side
+ * @returns `side * side * 3` bytes, row by row
+ */
+export async function pngSquare(
+  file: string,
+  left: number,
+  top: number,
+  side: number,
+): Promise<Uint8Array> {
+  const { default: sharp } = await import("sharp");
+  const { data, info } = await sharp(file).raw().toBuffer({ resolveWithObject: true });
+  const out = new Uint8Array(side * side * 3);
+  for (let y = 0; y < side; y++) {
+    for (let x = 0; x < side; x++) {
+      const at = ((top + y) * info.width + left + x) * info.channels;
+      out.set(data.subarray(at, at + 3), (y * side + x) * 3);
+    }
+  }
+  return out;
+}
+
+/**
+ * The bytes a picture's RGB values in [0, 1] become in a PNG, zoomed by whole pixels.
+ * @param rgb `size * size * 3` values
+ * @param size its side
+ * @param zoom the zoom
+ * @returns `(size * zoom)^2 * 3` bytes
+ */
+export function zoomedBytes(rgb: Float32Array, size: number, zoom: number): Uint8Array {
+  const side = size * zoom;
+  const out = new Uint8Array(side * side * 3);
+  for (let y = 0; y < side; y++) {
+    for (let x = 0; x < side; x++) {
+      const s = (Math.floor(y / zoom) * size + Math.floor(x / zoom)) * 3;
+      for (let k = 0; k < 3; k++) {
+        out[(y * side + x) * 3 + k] = Math.round(Math.min(1, Math.max(0, rgb[s + k])) * 255);
+      }
+    }
+  }
+  return out;
 }

@@ -1,6 +1,7 @@
 /**
- * The run report: written as training goes, with a chart per loss term, the pictures and the
- * evaluation; and, where Debian's chromium is installed, it loads from disk in headless Chromium
+ * The run report: written as training goes, with a chart per loss term (its moving average over
+ * the faint values), the pictures and the evaluation (its curve marking the checkpoint of
+ * eval.json); and, where Debian's chromium is installed, it loads from disk in headless Chromium
  * with every picture shown and no console error.
  */
 import { assert, assertEquals } from "@std/assert";
@@ -51,11 +52,17 @@ Deno.test("report.html shows losses, pictures, evaluation and its curve, and loa
     for (const term of ["d_adv", "adv", "cycle", "identity", "cam"]) {
       assert(html.includes(`>${term}</text>`), term);
     }
-    // the five loss charts and four evaluation curves
-    assertEquals(html.match(/<svg/g)?.length, 9);
-    for (const title of ["as target %", "KID x100", "paired L1", "paired SSIM"]) {
+    // the five loss charts and two evaluation curves: a folder dataset has no aligned pairs, so
+    // no paired L1 or SSIM to draw
+    assertEquals(html.match(/<svg/g)?.length, 7);
+    for (const title of ["as target %", "KID x100"]) {
       assert(html.includes(`>${title}</text>`), title);
     }
+    assert(!html.includes(">paired L1</text>"));
+    // Each loss curve: the faint values and their moving average; each evaluation curve marks
+    // the checkpoint of eval.json.
+    assertEquals(html.match(/moving average \(0\.9\)<\/text>/g)?.length, 5);
+    assertEquals(html.match(/>eval\.json: 3<\/text>/g)?.length, 2);
     assertEquals(html.match(/<img /g)?.length, 4); // A2B and B2A at iterations 1 and 2
     assert(html.includes("KID x100") && html.includes("--n_dis"));
 

@@ -9,6 +9,8 @@ import { assertEquals } from "@std/assert";
 import sharp from "sharp";
 import { selectBackend } from "../backends/mod.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
+import { openDataset } from "../data/dataset.ts";
+import { pickSpread } from "../data/pick.ts";
 import { buildWeb, serveFolder } from "../tools/build_web.ts";
 import { runExport } from "../cli/export.ts";
 import { trainWithReport } from "../cli/train.ts";
@@ -31,6 +33,10 @@ Deno.test("the demo page translates in headless Chromium as Deno does, with no c
     await trainWithReport(flags, quiet);
     const model = await runExport(flags, quiet);
     const site = await buildWeb(`${results}/site`, { model, emoji: 3 });
+    // The test emoji: the held-out Google emoji the one pick draws, not the first by name.
+    const emoji = await openDataset("emoji:google2twitter", () => {});
+    const shown = JSON.parse(await Deno.readTextFile(`${site}/site.json`)).emoji;
+    assertEquals(shown, pickSpread(emoji.testA, 3).map((f) => `emoji/${f.split("/").pop()}`));
     // A picture at the model's size, so that neither side resamples it.
     const S = 24;
     const rgb = Uint8Array.from({ length: S * S * 3 }, (_, i) => (i * 53 + 7) % 256);

@@ -6,10 +6,10 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";
-import { selectBackend, webgpuUnavailable } from "../backends/mod.ts";
 import { contiguousSliceOffset, planTrace } from "../backends/webgpu/plan.ts";
 import type { Trace, TracedDispatch, TracedValue } from "../backends/webgpu/trace.ts";
 import { compileWebGpuCall, type TensorFn } from "../backends/webgpu/compiled_call.ts";
+import { webgpuTest } from "./helpers.ts";
 
 Deno.test("contiguousSliceOffset() finds the ranges a slice can be a view of", () => {
   assertEquals(contiguousSliceOffset([1, 0, 0, 0], [1, 4, 4, 8], [2, 4, 4, 8]), 128);
@@ -119,17 +119,6 @@ Deno.test("planTrace() binds a contiguous, aligned slice as a view of its source
   assertEquals(unaligned.step.map((d) => d.kernel), ["Slice", "Slice", "Add"]);
 });
 
-const unavailable = await webgpuUnavailable();
-const gpuTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test(name, async () => {
-    if (unavailable) {
-      console.log(`  SKIPPED: ${unavailable}`);
-      return;
-    }
-    await selectBackend("webgpu");
-    await fn();
-  });
-
 // A small training step: a convolution's mean squared output, its gradient, a momentum step
 // whose learning rate comes in as a tensor (a number that changes from call to call), and the
 // loss and a slice of the batch as outputs.
@@ -156,7 +145,7 @@ async function read(ts: tf.Tensor[]): Promise<Float32Array[]> {
   return await Promise.all(ts.map((t) => t.data() as Promise<Float32Array>));
 }
 
-gpuTest("a replayed call equals the eager one, call after call", async () => {
+webgpuTest("a replayed call equals the eager one, call after call", async () => {
   let eager = initial();
   let replayed = initial();
   const compiled = compileWebGpuCall(momentumStep, { log: (l) => assert(false, l) });
@@ -196,7 +185,7 @@ gpuTest("a replayed call equals the eager one, call after call", async () => {
   tf.dispose([...eager, ...replayed]);
 });
 
-gpuTest("a call whose work changes between calls runs eagerly, saying why", async () => {
+webgpuTest("a call whose work changes between calls runs eagerly, saying why", async () => {
   let count = 0;
   // The step count enters as a host number: each call's uniforms differ.
   const counting: TensorFn = (state) =>
@@ -216,21 +205,27 @@ gpuTest("a call whose work changes between calls runs eagerly, saying why", asyn
   tf.dispose(s);
 });
 
-gpuTest("a replayed call given other shapes runs that call eagerly", async () => {
-  const compiled = compileWebGpuCall(momentumStep, { log: (l) => assert(false, l) });
-  let state = initial();
-  for (let call = 0; call < 3; call++) {
-    const inputs = inputsOf(call, call === 2 ? 4 : 2);
-    const { state: next, outputs } = compiled.call(state, inputs);
-    if (call === 2) {
-      const e = momentumStep(state, inputs);
-      assertEquals(await read(e.outputs), await read(outputs));
-      tf.dispose([...e.state, ...e.outputs]);
+webgpuTest(
+  "a replayed call given other shapes runs that call eagerly, saying so once",
+  async () => {
+    const lines: string[] = [];
+    const compiled = compileWebGpuCall(momentumStep, { log: (l) => lines.push(l) });
+    let state = initial();
+    for (let call = 0; call < 4; call++) {
+      const inputs = inputsOf(call, call >= 2 ? 4 : 2); // calls 2 and 3: a batch of 4
+      const { state: next, outputs } = compiled.call(state, inputs);
+      if (call >= 2) {
+        const e = momentumStep(state, inputs);
+        assertEquals(await read(e.outputs), await read(outputs));
+        tf.dispose([...e.state, ...e.outputs]);
+      }
+      tf.dispose([...state, ...inputs, ...outputs]);
+      state = next;
     }
-    tf.dispose([...state, ...inputs, ...outputs]);
-    state = next;
-  }
-  assertEquals(compiled.mode, "replaying");
-  compiled.dispose();
-  tf.dispose(state);
-});
+    assertEquals(compiled.mode, "replaying");
+    assertEquals(lines.length, 1, lines.join("\n"));
+    assert(/other tensor shapes/.test(lines[0]), lines[0]);
+    compiled.dispose();
+    tf.dispose(state);
+  },
+);

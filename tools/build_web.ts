@@ -7,9 +7,9 @@
  *
  * Flags: `--out` (default `web/dist`, git-ignored), `--model` (a generator file from
  * `deno task export`, shipped as the page's model; without one the page asks for a file),
- * `--emoji N` (held-out emoji of the built-in data: N of Google's, the page's test pictures and
- * the fine-tune panel's domain A by default, and the same N of Twitter's, its domain B by
- * default; default 24), `--serve` and `--port` (default 8000). The folder holds `index.html`,
+ * `--emoji N` (held-out emoji of the built-in data, spread over its test split by `pickIndices`:
+ * N of Google's, the page's test pictures and the fine-tune panel's domain A by default, and the
+ * same N of Twitter's, its domain B by default; default 24), `--serve` and `--port` (default 8000). The folder holds `index.html`,
  * `demo.js` (the page's code bundled with TensorFlow.js), `finetune_worker.js` (the fine-tuning
  * worker, bundled likewise), TensorFlow.js's WebAssembly binaries, `site.json`, the emoji and
  * the model.
@@ -19,6 +19,7 @@
 import { parseArgs } from "@std/cli";
 import { userError } from "../cli/command.ts";
 import { decodeDataset } from "../data/dataset.ts";
+import { pickIndices } from "../data/pick.ts";
 import { readGeneratorFile } from "../weights/generator_file.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -71,9 +72,10 @@ export async function buildWeb(
   if (emoji > 0) {
     const data = await decodeDataset("emoji:google2twitter", () => {});
     if (data._tag === "Right") {
-      // Aligned pairs: the same code points in both styles.
+      // Aligned pairs: the same code points in both styles, at the same positions.
       await Deno.mkdir(`${out}/emoji/B`, { recursive: true });
-      for (const [i, f] of data.right.testA.slice(0, emoji).entries()) {
+      for (const i of pickIndices(data.right.testA.length, emoji)) {
+        const f = data.right.testA[i];
         const name = f.split("/").pop()!;
         await Deno.copyFile(f, `${out}/emoji/${name}`);
         site.emoji.push(`emoji/${name}`);

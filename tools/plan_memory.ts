@@ -35,15 +35,21 @@ const S = flags.img_size;
 const shape = [flags.batch_size, S, S, 3];
 const inputs = [tf.zeros(shape), tf.zeros(shape), tf.scalar(0)];
 const paths = Object.keys(flatten(state));
-const traced = traceCall(backend, (s, [realA, realB, step]) => {
-  const out = model.update(withLeaves(state, s), {
-    realA: realA as tf.Tensor4D,
-    realB: realB as tf.Tensor4D,
-    step: step as tf.Scalar,
-  });
-  const byPath = flatten(out.state);
-  return { state: paths.map((p) => byPath[p]), outputs: leaves(out.outputs) };
-}, leaves(state), inputs, { execute: false });
+const traced = traceCall(
+  backend,
+  (s, [realA, realB, step]) => {
+    const out = model.update(withLeaves(state, s), {
+      realA: realA as tf.Tensor4D,
+      realB: realB as tf.Tensor4D,
+      step: step as tf.Scalar,
+    });
+    const byPath = flatten(out.state);
+    return { state: paths.map((p) => byPath[p]), outputs: leaves(out.outputs) };
+  },
+  leaves(state),
+  inputs,
+  { execute: false },
+);
 if (!traced.trace) throw new Error(`cannot plan: ${traced.unsupported}`);
 const alignment = Number(backend.device.limits.minStorageBufferOffsetAlignment ?? 256);
 const planned = planTrace(traced.trace, { offsetAlignment: alignment });

@@ -13,6 +13,7 @@ import { selectBackend } from "../backends/select_backend.ts";
 import { webgpuDeviceLost } from "../backends/webgpu/start.ts";
 import { datasetName, openDataset } from "../data/dataset.ts";
 import { DomainStream, loadTestImages } from "../data/domain_stream.ts";
+import { pickSpread } from "../data/pick.ts";
 import { Rng } from "../data/random.ts";
 import { WriteError } from "../files/write_file.ts";
 import { referenceRate } from "../optim/schedule.ts";
@@ -170,10 +171,11 @@ export async function runTraining(
   const A = new DomainStream(data.trainA, S, rng, streams.A, io.warn);
   const B = new DomainStream(data.trainB, S, rng, streams.B, io.warn);
 
-  // Fixed sample images (train, then test), so that pictures over time compare like with like.
+  // Fixed sample images (train, then test), spread over each split by the one pick, so that
+  // pictures over time compare like with like.
   const pick = async (train: readonly string[], test: readonly string[]) => {
     const { batch } = await loadTestImages(
-      [...train.slice(0, SAMPLES), ...test.slice(0, SAMPLES)],
+      [...pickSpread(train, SAMPLES), ...pickSpread(test, SAMPLES)],
       S,
       io.warn,
     );

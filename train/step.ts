@@ -264,6 +264,19 @@ export function trainer(config: TrainConfig): Trainer {
   };
   const keep = (tree: object) => leaves(tree).forEach((t) => tf.keep(t));
 
+  // An iteration as the runner calls it, by a function of tensors (eager or compiled): the host's
+  // iteration count goes in as a tensor and comes back advanced.
+  const stepWith = (
+    call: (state: StepState, inputs: StepInputs) => { state: StepState; outputs: Terms },
+  ) =>
+  (state: TrainState, realA: tf.Tensor4D, realB: tf.Tensor4D) => {
+    const { step: done, ...tensors } = state;
+    const step = tf.scalar(done);
+    const { state: next, outputs } = call(tensors, { realA, realB, step });
+    step.dispose();
+    return { state: { step: done + 1, ...next }, terms: outputs };
+  };
+
   // The iteration as a function of tensors (Trainer.update).
   function update(
     state: StepState,
@@ -376,27 +389,13 @@ export function trainer(config: TrainConfig): Trainer {
       };
     },
 
-    step(state, realA, realB) {
-      const step = tf.scalar(state.step);
-      const { state: next, outputs } = update(state, { realA, realB, step });
-      step.dispose();
-      return { state: { step: state.step + 1, ...next }, terms: outputs };
-    },
+    step: stepWith(update),
 
     update,
 
     compile(options) {
       const compiled = compile(update, options);
-      return {
-        compiled,
-        step(state, realA, realB) {
-          const { step: done, ...tensors } = state;
-          const step = tf.scalar(done);
-          const { state: next, outputs } = compiled.call(tensors, { realA, realB, step });
-          step.dispose();
-          return { state: { step: done + 1, ...next }, terms: outputs };
-        },
-      };
+      return { compiled, step: stepWith((state, inputs) => compiled.call(state, inputs)) };
     },
 
     translate(state, realA, realB) {

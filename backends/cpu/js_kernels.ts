@@ -29,6 +29,7 @@ import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/r
 import {
   SPECTRAL_SIGMA,
   SPECTRAL_SIGMA_GRAD,
+  spectralPacking,
   type SpectralSigmaAttrs,
 } from "../../ops/spectral_sigma.ts";
 import { UPSAMPLE_2X, UPSAMPLE_2X_GRAD } from "../../ops/upsample_2x.ts";
@@ -230,9 +231,11 @@ export function spectralSigma(
   }
   let sigma = 0;
   for (let j = 0; j < rows; j++) sigma += uNew[j] * s[j];
+  const at = spectralPacking(rows, cols);
+  out.fill(0);
   out[0] = sigma;
-  out.set(uNew, 1);
-  for (let j = 0; j < cols; j++) out[1 + rows + j] = vOwn[ownIndex(attrs, j)];
+  out.set(uNew, at.u);
+  for (let j = 0; j < cols; j++) out[at.v + j] = vOwn[ownIndex(attrs, j)];
 }
 
 /**
@@ -244,7 +247,7 @@ export function spectralSigmaKernel(matvec: MatVec = jsMatVec) {
   return ({ inputs, backend, attrs }: Args): Info => {
     const { a, u, v } = inputs as Record<string, Info>;
     const mem = memoryOf(backend);
-    const out = mem.alloc([1 + u.shape[0] + v.shape[0]]);
+    const out = mem.alloc([spectralPacking(u.shape[0], v.shape[0]).size]);
     spectralSigma(
       mem.view(a),
       mem.view(u),
@@ -280,14 +283,15 @@ export function spectralSigmaGradKernel(outer: Outer = jsOuter) {
   return ({ inputs, backend, attrs }: Args): Info => {
     const { dy, packed } = inputs as Record<string, Info>;
     const { rows } = attrs as unknown as { rows: number };
-    const cols = packed.shape[0] - 1 - rows;
+    const at = spectralPacking(rows, 0);
+    const cols = packed.shape[0] - at.v;
     const mem = memoryOf(backend);
     const da = mem.alloc([cols, rows]);
     const [g, p, d] = [mem.view(dy), mem.view(packed), mem.view(da)];
     const sn = attrs as unknown as SpectralSigmaAttrs;
     const v = new Float64Array(cols); // dy times v, in the weight's own order
-    for (let j = 0; j < cols; j++) v[ownIndex(sn, j)] = g[0] * p[1 + rows + j];
-    outer(v, p.subarray(1, 1 + rows), d);
+    for (let j = 0; j < cols; j++) v[ownIndex(sn, j)] = g[0] * p[at.v + j];
+    outer(v, p.subarray(at.u, at.u + rows), d);
     return da;
   };
 }

@@ -82,6 +82,7 @@ export function compileWebGpuCall(fn: TensorFn, options: CompileOptions = {}): C
   let replay: Replay | undefined;
   let signature = "";
   let lastRecordMs: number | undefined;
+  const otherShapes = new Set<string>();
 
   const fallBack = (why: string) => {
     mode = "eager";
@@ -141,8 +142,14 @@ export function compileWebGpuCall(fn: TensorFn, options: CompileOptions = {}): C
     call(state, inputs) {
       if (mode === "eager") return fn(state, inputs);
       if (mode === "recording") return record(state, inputs);
-      if (shapesOf([...state, ...inputs]) !== signature) {
-        // Another shape (a smaller last batch, another image size): this call runs eagerly.
+      const shapes = shapesOf([...state, ...inputs]);
+      if (shapes !== signature) {
+        // Another shape (a smaller last batch, another image size): this call runs eagerly, and
+        // the first call of each such shape says so.
+        if (!otherShapes.has(shapes)) {
+          otherShapes.add(shapes);
+          log("compiled step: a call with other tensor shapes than the plan's runs eagerly");
+        }
         return fn(state, inputs);
       }
       lastRecordMs = replay!.run(state, inputs);

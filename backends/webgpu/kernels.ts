@@ -30,9 +30,11 @@ import { REFLECT_PAD, REFLECT_PAD_GRAD, type ReflectPadAttrs } from "../../ops/r
 import {
   SPECTRAL_SIGMA,
   SPECTRAL_SIGMA_GRAD,
+  spectralPacking,
   type SpectralSigmaAttrs,
 } from "../../ops/spectral_sigma.ts";
 import { UPSAMPLE_2X, UPSAMPLE_2X_GRAD } from "../../ops/upsample_2x.ts";
+import { registerWebGpuConvKernels } from "./conv.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -528,29 +530,33 @@ function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
         result[index] = acc;`,
   );
   free.push(sv);
+  const at = spectralPacking(rows, cols);
   const packed = run(
     backend,
     `sn_pack_${training}`,
     // (u is read only when it is kept: a binding no code reads is left out of the layout)
     training ? withNorm({ sv, vown: vOwn }) : { sv, u, vown: vOwn },
-    [1 + rows + cols],
-    1 + rows + cols,
-    dims,
+    [at.size],
+    at.size,
+    { ...dims, atU: at.u, atV: at.v },
     `
         ${scale}
         var ss = 0.0;
         ${training ? "for (var j = 0; j < uniforms.rows; j++) { ss += sv[j] * sv[j]; }" : ""}
         let invS = 1.0 / max(sqrt(ss), ${SN_EPS});
+        let k = index - uniforms.atU;
         if (index == 0) {
           var sigma = 0.0;
           for (var j = 0; j < uniforms.rows; j++) {
             sigma += ${training ? "sv[j] * invS" : "u[j]"} * sv[j];
           }
           result[0] = sigma;
-        } else if (index <= uniforms.rows) {
-          result[index] = ${training ? "sv[index - 1] * invS" : "u[index - 1]"};
+        } else if (index >= uniforms.atV) {
+          result[index] = vown[ownOfTorch(index - uniforms.atV)] * inv;
+        } else if (k >= 0 && k < uniforms.rows) {
+          result[index] = ${training ? "sv[k] * invS" : "u[k]"};
         } else {
-          result[index] = vown[ownOfTorch(index - 1 - uniforms.rows)] * inv;
+          result[index] = 0.0;
         }`,
     { prelude: SN_INDEX },
   );
@@ -561,18 +567,19 @@ function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
 function spectralSigmaGradKernel({ inputs, backend, attrs }: Args): Info {
   const { dy, packed } = inputs as Record<string, Info>;
   const { rows, kh, kw, cin } = attrs as unknown as SpectralSigmaAttrs & { rows: number };
-  const cols = packed.shape[0] - 1 - rows;
+  const at = spectralPacking(rows, 0);
+  const cols = packed.shape[0] - at.v;
   return run(
     backend,
     "sn_grad",
     { dy, packed },
     [cols, rows],
     cols * rows,
-    { rows, cols, kh, kw, cin },
+    { rows, cols, kh, kw, cin, atU: at.u, atV: at.v },
     `
         let r = index % uniforms.rows;
         let i = index / uniforms.rows;
-        result[index] = dy[0] * packed[1 + uniforms.rows + torchOfOwn(i)] * packed[1 + r];`,
+        result[index] = dy[0] * packed[uniforms.atV + torchOfOwn(i)] * packed[uniforms.atU + r];`,
     { prelude: SN_INDEX },
   );
 }
@@ -788,5 +795,6 @@ export function registerWebGpuKernels(): boolean {
     });
   }
   if (kernelsOn) useActivationGradients();
+  registerWebGpuConvKernels(kernelsOn);
   return kernelsOn;
 }

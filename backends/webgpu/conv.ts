@@ -1,0 +1,1041 @@
+/**
+ * Convolutions of ours in WGSL for the `webgpu` backend: `Conv2D`, `Conv2DBackpropInput` and
+ * `Conv2DBackpropFilter`, registered under TensorFlow.js's kernel names in front of the stock
+ * kernels (which stay the fallback for what these do not take: dilation, NCHW, other dtypes,
+ * empty tensors, flat indices past 2^22), so the layers and the autodiff use them unchanged.
+ *
+ * Each pass is an implicit GEMM, C[M x N] = A[M x K] B[K x N], whose A (the im2col matrix) is
+ * never formed: a workgroup copies a patch of its input (a block of pixels with the filter's halo,
+ * `kc` channels, zeros where the padding or the image ends) into workgroup memory once, and every
+ * filter tap reads its rows from there, so each input value is loaded from global memory once per
+ * workgroup and reused by every tap that covers it.
+ *
+ * - forward: M = the output pixels of a `th` x `tw` block, N = output channels, K = taps x input
+ *   channels; B is the HWIO filter, one filter row of taps at a time in workgroup memory.
+ * - input gradient: the same correlation, of the output gradient with the filter flipped and
+ *   transposed, split by stride phase: the input pixels whose row and column are congruent mod the
+ *   stride see the same taps, so a stride-2 gradient is four stride-1 correlations with the taps
+ *   of each phase, and does no work on the zeros a transposed convolution would insert.
+ * - filter gradient: M = taps x input channels, N = output channels, K = every output pixel of the
+ *   batch, split into slices (split-K): one dispatch writes each slice's partial sums, a second
+ *   adds them (WGSL has no float atomics). A workgroup takes `kc` input channels at every tap and
+ *   walks its slice's pixel blocks, each an input patch and an output-gradient block in workgroup
+ *   memory.
+ *
+ * Each thread accumulates a `tm` x `tn` block of C in registers from vec4 loads of workgroup
+ * memory (4 x tm x tn FMAs per tm + tn loads). Every load and store is a vec4 along the channels,
+ * the contiguous axis: channel counts that are not a multiple of 4 (the images' 3, the
+ * discriminator's single logit) are padded to one first by a copy with zero channels, and the
+ * result cropped back, since on a software adapter a scalar load or store costs as much as a
+ * vec4. Every size travels as a uniform, so a new image size, channel count, batch or padding
+ * compiles nothing; the shader key holds the tile configuration and the patch's size (the
+ * filter's size and stride).
+ *
+ * The tile configuration is chosen per geometry and adapter ({@linkcode convTiles}): on a software
+ * adapter (lavapipe, where every load is a per-lane gather costing dozens of FMAs) large blocks
+ * per thread and large patches; on a GPU, 4 x 4 blocks over more threads.
+ *
+ * Everything runs through tfjs-backend-webgpu's `runWebGPUProgram` (temporaries disposed with
+ * `disposeData`), so a recorder of its dispatches sees every step.
+ *
+ * @module
+ */
+import * as tf from "@tensorflow/tfjs";
+
+type Info = tf.TensorInfo;
+type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
+type Uniform = { type: "int32" | "float32"; data: number[] };
+interface WebGPUBackendLike {
+  runWebGPUProgram(program: object, inputs: Info[], dtype: tf.DataType, uniforms?: Uniform[]): Info;
+  disposeData(dataId: object): boolean;
+  device?: { adapterInfo?: Record<string, unknown>; limits?: Record<string, unknown> };
+}
+interface ConvAttrs {
+  strides: [number, number] | number;
+  pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
+  dataFormat?: "NHWC" | "NCHW";
+  dilations?: [number, number] | number;
+  dimRoundingMode?: "floor" | "round" | "ceil";
+  inputShape?: [number, number, number, number];
+  filterShape?: [number, number, number, number];
+}
+
+/** Which convolution pass a program computes. */
+export type ConvPass = "forward" | "inputGrad" | "filterGrad";
+
+/**
+ * The tile configuration of a convolution program: with the vector widths and the patch's size,
+ * all that changes its WGSL. A workgroup has `wgM x wgN` threads, each computing `tm` x `tn` of
+ * the GEMM's output, `kc` channels deep per step through workgroup memory over a `th` x `tw`
+ * block of pixels (the forward pass and input gradient: the block is the workgroup's output rows,
+ * th * tw = wgM * tm; the filter gradient: the block is one K step).
+ */
+export interface ConvTiles {
+  /** Threads along M. */
+  readonly wgM: number;
+  /** Threads along N. */
+  readonly wgN: number;
+  /** Rows per thread (a multiple of 4 for the filter gradient, whose rows go in quads). */
+  readonly tm: number;
+  /** Columns per thread (a multiple of 4). */
+  readonly tn: number;
+  /** Channels per step (a multiple of 4). */
+  readonly kc: number;
+  /** Pixel block height. */
+  readonly th: number;
+  /** Pixel block width (a power of 2). */
+  readonly tw: number;
+}
+
+/** Tile profiles: `software` for CPU-emulated adapters (lavapipe), `gpu` for the rest. */
+export type ConvProfile = "software" | "gpu";
+
+/** What a tile choice sees of a pass. */
+export interface ConvShape {
+  /** The pass. */
+  readonly pass: ConvPass;
+  /** GEMM columns: output channels (input channels for the input gradient). */
+  readonly n: number;
+  /** Reduction channels (padded to a multiple of 4): the input's, or the output gradient's. */
+  readonly c: number;
+  /** Filter taps per axis the patch holds (the input gradient: per stride phase). */
+  readonly taps: [number, number];
+  /** Input strides per axis. */
+  readonly strides: [number, number];
+  /** The output grid the pixel blocks cover (rows, columns). */
+  readonly grid: [number, number];
+}
+
+// Index arithmetic decodes flat indices with float division (exact below 2^22, see divf), which
+// LLVM-based software adapters vectorise where integer division by a runtime value is scalar.
+const MAX_INDEX = 1 << 22;
+const XYZW = ["x", "y", "z", "w"];
+
+// floor(a / b) for 0 <= a < 2^22, b >= 1: the true quotient of a + 0.5 lies at least 0.5 / b from
+// an integer, and the rounding error of one f32 division is below 2^22 / b * 2^-24 = 0.25 / b.
+const DIVF = `
+  fn divf(a : i32, b : i32) -> i32 {
+    return i32((f32(a) + 0.5) / f32(b));
+  }`;
+
+let profileOverride: ConvProfile | undefined;
+let tilesOverride: ((shape: ConvShape, profile: ConvProfile) => ConvTiles) | undefined;
+
+/**
+ * Replaces the tile choice (tuning on a new device), or restores ours with undefined.
+ * @param choose the tiles for a pass's shape on a profile
+ */
+export function setConvTiles(
+  choose: ((shape: ConvShape, profile: ConvProfile) => ConvTiles) | undefined,
+): void {
+  tilesOverride = choose;
+}
+
+/**
+ * Forces a tile profile (tests run both on one adapter), or back to the adapter's own with
+ * undefined.
+ * @param profile the profile, or undefined
+ */
+export function setConvProfile(profile: ConvProfile | undefined): void {
+  profileOverride = profile;
+}
+
+function profileOf(backend: WebGPUBackendLike): ConvProfile {
+  if (profileOverride) return profileOverride;
+  const info = backend.device?.adapterInfo ?? {};
+  const software = info.isFallbackAdapter === true || String(info.vendor) === "65541" ||
+    /llvmpipe|lavapipe|swiftshader/i.test(String(info.description ?? ""));
+  return software ? "software" : "gpu";
+}
+
+/** Workgroup memory the device gives a workgroup, in bytes. */
+function storageOf(backend: WebGPUBackendLike): number {
+  return Number(backend.device?.limits?.maxComputeWorkgroupStorageSize) || 16384;
+}
+
+const range = (n: number) => [...Array(n).keys()];
+const pow2Below = (n: number) => 2 ** Math.floor(Math.log2(Math.max(1, n)));
+const pow2Above = (n: number) => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
+
+/** The patch a block of th x tw outputs reads: rows and columns of input pixels. */
+function patchOf(t: ConvTiles, s: ConvShape): [number, number] {
+  return [(t.th - 1) * s.strides[0] + s.taps[0], (t.tw - 1) * s.strides[1] + s.taps[1]];
+}
+
+/** Workgroup memory of a configuration, in bytes: the patch and the B (or output-gradient) tile. */
+function bytesOf(t: ConvTiles, s: ConvShape): number {
+  const [ph, pw] = patchOf(t, s);
+  const bn = t.wgN * t.tn;
+  const b = s.pass === "filterGrad" ? t.th * t.tw * bn : s.taps[1] * t.kc * bn;
+  return 4 * (ph * pw * t.kc + b);
+}
+
+/**
+ * The tile configuration for a pass on a profile. Per thread, 16 x 8 blocks on a software
+ * adapter (each load costs dozens of FMAs there, so the most arithmetic per load wins) and 4 x 4
+ * on a GPU; enough threads along N to cover the columns, the rest along M; then the most channels
+ * per step (up to 16) and the largest pixel block whose workgroup memory fits in `storage` bytes.
+ * @param s the pass's shape
+ * @param profile the adapter's profile
+ * @param storage workgroup memory available, in bytes
+ * @returns the tiles
+ */
+export function convTiles(s: ConvShape, profile: ConvProfile, storage = 16384): ConvTiles {
+  if (tilesOverride) return tilesOverride(s, profile);
+  const soft = profile === "software";
+  const threads = soft ? 64 : 256;
+  const tn = s.n <= 4 || !soft ? 4 : 8;
+  const wgN = Math.min(soft ? 8 : 16, pow2Below(Math.ceil(s.n / tn)));
+  const kcs = [16, 8, 4].filter((k) => k <= Math.max(4, s.c));
+  // Pixel blocks no larger than the grid needs (the discriminator's last layers are 1 x 1 to 5 x 5).
+  const [gh, gw] = s.grid.map(pow2Above);
+  if (s.pass === "filterGrad") {
+    // Threads along M cover the taps x channel quads of kc channels; a K step is a pixel block.
+    const taps = s.taps[0] * s.taps[1];
+    const tw = Math.min(16, Math.max(4, gw)), th = Math.min(8, gh);
+    for (const kc of kcs) {
+      const tm = soft ? 16 : 4;
+      const wgM = Math.min(threads / wgN, pow2Above(Math.ceil((taps * kc) / tm)));
+      for (const [bh, bw] of [[th, tw], [Math.max(1, th / 2), tw], [1, tw], [1, 4]]) {
+        const t = { wgM, wgN, tm, tn, kc, th: bh, tw: bw };
+        if (bytesOf(t, s) <= storage) return t;
+      }
+    }
+    return { wgM: 8, wgN, tm: 4, tn, kc: 4, th: 1, tw: 4 };
+  }
+  const tm = Math.min(soft ? 16 : 4, gh * gw);
+  // With one thread along N, 16 threads (two SIMD rows of a software adapter) measured as fast
+  // as 64 there, and make smaller blocks: more workgroups for the cores.
+  const most = soft && wgN === 1 ? 16 : threads / wgN;
+  const wgM = Math.min(most, pow2Above(Math.ceil((gh * gw) / tm)));
+  // Pixel blocks no wider than the grid, then as tall as the rows per workgroup make them.
+  const tw = Math.min(16, gw, wgM * tm);
+  for (const kc of kcs) {
+    for (let rows = wgM; rows >= 1; rows /= 2) {
+      const t = { wgM: rows, wgN, tm, tn, kc, th: (rows * tm) / tw, tw };
+      if (t.th >= 1 && Number.isInteger(t.th) && bytesOf(t, s) <= storage) return t;
+    }
+  }
+  return { wgM: 1, wgN: 1, tm: 4, tn: 4, kc: 4, th: 1, tw: 4 };
+}
+
+/** Uniform declarations (all i32) and their data, in one order. */
+function uniformsOf(values: Record<string, number>): { decl: string; data: Uniform[] } {
+  return {
+    decl: Object.keys(values).map((k) => `${k} : i32,`).join(" "),
+    data: Object.values(values).map((v): Uniform => ({ type: "int32", data: [v] })),
+  };
+}
+
+/** A vec4 from global memory `buf` at element offset `at` (a multiple of 4) where `ok`, else 0. */
+const load4 = (buf: string, at: string, ok: string) =>
+  `select(vec4<f32>(0.0), ${buf}[select(0, (${at}) / 4, ${ok})], ${ok})`;
+/**
+ * The copy of the input patch `P` (ph x pw pixels from (iy0, ix0) of image bb, kq channel quads
+ * from c0), zeros outside the image.
+ */
+function patchCopy(ph: number, pw: number, kq: number, threads: number): string {
+  return copySlots("P", ph * pw * kq, threads, (slot) => [
+    `
+        let pp = ${slot} / ${kq};
+        let py = iy0 + pp / ${pw};
+        let px = ix0 + pp % ${pw};
+        let pc = c0 + (${slot} % ${kq}) * 4;
+        let pok = py >= 0 && py < uniforms.ih && px >= 0 && px < uniforms.iw && pc < uniforms.c;`,
+    load4("x", "((bb * uniforms.ih + py) * uniforms.iw + px) * uniforms.c + pc", "pok"),
+  ]);
+}
+
+/**
+ * The cooperative copy of `count` vec4 slots into workgroup memory `name`: each thread takes
+ * slots tid, tid + threads, ...; `value(slot)` gives the statements and expression of one.
+ */
+function copySlots(
+  name: string,
+  count: number,
+  threads: number,
+  value: (slot: string) => [string, string],
+): string {
+  return range(Math.ceil(count / threads)).map((p) => {
+    const slot = `s${name}${p}`;
+    const [pre, e] = value(slot);
+    const body = `let ${slot} = tid + ${p * threads};${pre}\n        ${name}[${slot}] = ${e};`;
+    return (p + 1) * threads > count
+      ? `if (tid + ${p * threads} < ${count}) { ${body} }`
+      : `{ ${body} }`;
+  }).join("\n      ");
+}
+
+/** Multiply-accumulates of one K quad: fragment expressions in, FMA statements out. */
+function fmaSnippet(
+  t: ConvTiles,
+  aOf: (i: number, k: number) => string,
+  bOf: (k: number, j: number) => string,
+): string {
+  // Each accumulator takes its four FMAs in a row: on a software adapter, where the accumulators
+  // live in memory, it is then read and written once per quad rather than four times.
+  return range(t.tm).flatMap((i) =>
+    range(t.tn).map((j) =>
+      `c${i}_${j} = ${
+        range(4).reduce((e, k) => `fma(${aOf(i, k)}, ${bOf(k, j)}, ${e})`, `c${i}_${j}`)
+      };`
+    )
+  ).join("\n          ");
+}
+
+/** Stores block row i at flat output offset `at` + column (a multiple of 4), columns < `nMax`. */
+function storeRow(t: ConvTiles, i: number, ok: string, at: string, nMax: string) {
+  return range(t.tn / 4).map((jq) => {
+    const n = `n0 + (${jq * t.wgN} + tx) * 4`;
+    const v = range(4).map((u) => `c${i}_${jq * 4 + u}`).join(", ");
+    return `if (${ok} && ${n} < ${nMax}) { result[(${at} + ${n}) / 4] = vec4<f32>(${v}); }`;
+  }).join("\n    ");
+}
+
+/** Runs a convolution program: every input and the output read and written as vec4s. */
+function run(
+  backend: WebGPUBackendLike,
+  key: string,
+  t: ConvTiles,
+  code: string,
+  inputs: Record<string, Info>,
+  outputShape: number[],
+  dispatch: [number, number, number],
+  uniforms: Record<string, number>,
+): Info {
+  const u = uniformsOf(uniforms);
+  const names = Object.keys(inputs);
+  const program = {
+    variableNames: names,
+    variableComponents: names.map(() => 4),
+    outputComponent: 4,
+    outputShape,
+    shaderKey: `ugatit_conv_${key}_${Object.values(t).join("_")}`,
+    // y and z in the layout make tfjs call main() without an index (the dispatch is ours).
+    dispatchLayout: { x: [0], y: [1], z: [2] },
+    dispatch,
+    workgroupSize: [t.wgN, t.wgM, 1] as [number, number, number],
+    uniforms: u.decl,
+    getUserCode: () => code,
+  };
+  return backend.runWebGPUProgram(program, Object.values(inputs), "float32", u.data);
+}
+
+// ---- channel padding ------------------------------------------------------------------------
+
+const COPY_THREADS = 64;
+
+/**
+ * `t` viewed as [outer, from, inner] copied to [outer, to, inner]: channels past `from` zero
+ * (padding), those past `to` dropped (cropping).
+ */
+function resizeAxis(
+  backend: WebGPUBackendLike,
+  t: Info,
+  shape: number[],
+  outer: number,
+  from: number,
+  to: number,
+  inner: number,
+): Info {
+  const size = outer * to * inner;
+  const u = uniformsOf({ size, cFrom: from, cTo: to, inner });
+  const program = {
+    variableNames: ["src"],
+    outputShape: shape,
+    shaderKey: "ugatit_conv_resize",
+    dispatchLayout: { x: [0], y: [1], z: [2] },
+    dispatch: [Math.ceil(size / COPY_THREADS), 1, 1] as [number, number, number],
+    workgroupSize: [COPY_THREADS, 1, 1] as [number, number, number],
+    uniforms: u.decl,
+    getUserCode: () => `
+  fn main() {
+    let i = i32(globalId.x);
+    if (i >= uniforms.size) { return; }
+    let k = i % uniforms.inner;
+    let c = (i / uniforms.inner) % uniforms.cTo;
+    let o = i / (uniforms.inner * uniforms.cTo);
+    let ok = c < uniforms.cFrom;
+    result[i] = select(0.0, src[select(0, (o * uniforms.cFrom + c) * uniforms.inner + k, ok)], ok);
+  }`,
+  };
+  return backend.runWebGPUProgram(program, [t], "float32", u.data);
+}
+
+const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;
+
+/** `t` with its last axis resized to `to` channels (zeros added, or channels dropped). */
+function resizeChannels(backend: WebGPUBackendLike, t: Info, to: number): Info {
+  const outer = t.shape.slice(0, -1);
+  const from = t.shape[outer.length];
+  const count = outer.reduce((a, b) => a * b, 1);
+  return resizeAxis(backend, t, [...outer, to], count, from, to, 1);
+}
+
+/** `t` with its last axis cropped to `to` channels (itself where it has them; else it is freed). */
+function cropChannels(backend: WebGPUBackendLike, t: Info, to: number): Info {
+  if (t.shape[t.shape.length - 1] === to) return t;
+  const out = resizeChannels(backend, t, to);
+  backend.disposeData(t.dataId);
+  return out;
+}
+
+/** `t` with its last axis padded with zeros to `to` channels (itself where it has them). */
+function padChannels(backend: WebGPUBackendLike, t: Info, to: number, temps: Info[]): Info {
+  if (t.shape[t.shape.length - 1] === to) return t;
+  const out = resizeChannels(backend, t, to);
+  temps.push(out);
+  return out;
+}
+
+// ---- forward and input gradient ----------------------------------------------------------
+
+/**
+ * A correlation of an input [B, ih, iw, c] (c a multiple of 4) with a filter, on a grid of
+ * outputs: output (oy, ox) reads input rows oy * sy - offY + ty for taps ty, columns likewise.
+ * The forward pass is one (filter as it lies, offsets the padding); the input gradient one per
+ * stride phase (the filter's taps of the phase, flipped; offsets from the phase). The pass gives
+ * the phase set-up, the B copy of one row of taps and the store.
+ */
+interface Correlation {
+  readonly key: string;
+  /** Taps and offsets of the workgroup: defines tapsY, tapsX, offY, offX, sy, sx. */
+  readonly head: string;
+  /** B slot of filter row `ky` (tap ty of the correlation): statements, expression. */
+  bValue(slot: string): [string, string];
+  /** B's layout in workgroup memory: vec4 along N (`n`) or along K (`k`). */
+  readonly bAlong: "n" | "k";
+  /** Stores block row i, given its output pixel (oy, ox) of the grid and batch bb. */
+  store(i: number, oy: string, ox: string): string;
+}
+
+function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
+  const [ph, pw] = patchOf(t, s);
+  const kq = t.kc / 4, bn = t.wgN * t.tn, threads = t.wgM * t.wgN;
+  const tapsW = s.taps[1];
+  const bCount = tapsW * t.kc * bn / 4;
+  // The thread's pixel of block row i: (i * wgM + ty) in the block, row-major over tw columns.
+  const pixel = (i: number) => `(${i * t.wgM} + ty)`;
+  const patch = patchCopy(ph, pw, kq, threads);
+  const b = copySlots("Bs", bCount, threads, (slot) => p.bValue(slot));
+  const loads = range(t.tm).map((i) => `let a${i} = P[base${i} + tapOff + q];`);
+  let bOf: (k: number, j: number) => string;
+  if (p.bAlong === "n") {
+    for (let k = 0; k < 4; k++) {
+      for (let jq = 0; jq < t.tn / 4; jq++) {
+        loads.push(
+          `let b${jq}_${k} = Bs[(tx_ * ${t.kc} + q * 4 + ${k}) * ${bn / 4} + ${jq * t.wgN} + tx];`,
+        );
+      }
+    }
+    bOf = (k, j) => `b${Math.floor(j / 4)}_${k}.${XYZW[j % 4]}`;
+  } else {
+    range(t.tn).forEach((j) =>
+      loads.push(
+        `let b${j} = Bs[(tx_ * ${kq} + q) * ${bn} + (${Math.floor(j / 4) * t.wgN} + tx) * 4 + ${
+          j % 4
+        }];`,
+      )
+    );
+    bOf = (k, j) => `b${j}.${XYZW[k]}`;
+  }
+  const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
+  return `
+  var<workgroup> P : array<vec4<f32>, ${ph * pw * kq}>;
+  var<workgroup> Bs : array<vec4<f32>, ${bCount}>;
+  ${DIVF}
+  fn main() {
+    let tid = i32(localIndex);
+    let tx = i32(localId.x);
+    let ty = i32(localId.y);
+    let blocks = uniforms.blocksY * uniforms.blocksX;
+    let bb = divf(i32(workgroupId.x), blocks);
+    let br = i32(workgroupId.x) - bb * blocks;
+    let by = divf(br, uniforms.blocksX);
+    let oy0 = by * ${t.th};
+    let ox0 = (br - by * uniforms.blocksX) * ${t.tw};
+    let n0 = i32(workgroupId.y) * ${bn};
+    ${p.head}
+    let iy0 = oy0 * sy - offY;
+    let ix0 = ox0 * sx - offX;
+    ${
+    range(t.tm).map((i) =>
+      `let base${i} = ((${pixel(i)} / ${t.tw}) * sy * ${pw} + (${
+        pixel(i)
+      } % ${t.tw}) * sx) * ${kq};`
+    ).join("\n    ")
+  }
+    ${acc.join(" ")}
+    for (var c0 = 0; c0 < uniforms.c; c0 += ${t.kc}) {
+      ${patch}
+      for (var ty_ = 0; ty_ < tapsY; ty_++) {
+        ${b}
+        workgroupBarrier();
+        for (var tx_ = 0; tx_ < tapsX; tx_++) {
+          let tapOff = (ty_ * ${pw} + tx_) * ${kq};
+          for (var q = 0; q < ${kq}; q++) {
+            ${loads.join("\n            ")}
+            ${fmaSnippet(t, (i, k) => `a${i}.${XYZW[k]}`, bOf)}
+          }
+        }
+        workgroupBarrier();
+      }
+    }
+    ${
+    range(t.tm).map((i) =>
+      p.store(i, `(oy0 + ${pixel(i)} / ${t.tw})`, `(ox0 + ${pixel(i)} % ${t.tw})`)
+    ).join("\n    ")
+  }
+  }`;
+}
+
+/**
+ * Runs a correlation over its shape's grid of outputs (a workgroup a pixel block, column tile and
+ * phase), into an output of `outShape` whose channels are padded to a multiple of 4; then crops
+ * them to `n` and frees `temps` (the channel-padded copies).
+ */
+function correlate(
+  backend: WebGPUBackendLike,
+  t: ConvTiles,
+  shape: ConvShape,
+  corr: Correlation,
+  inputs: { x: Info; w: Info },
+  outShape: number[],
+  n: number,
+  phases: number,
+  uniforms: Record<string, number>,
+  temps: Info[],
+): Info {
+  const blocks = blocksOf(t, outShape[0], ...shape.grid);
+  const out = run(
+    backend,
+    corr.key,
+    t,
+    correlationCode(t, shape, corr),
+    inputs,
+    outShape,
+    [blocks.count, Math.ceil(shape.n / (t.wgN * t.tn)), phases],
+    { ...blocks.uniforms, ...uniforms },
+  );
+  temps.forEach((d) => backend.disposeData(d.dataId));
+  return cropChannels(backend, out, n);
+}
+
+/** Dispatch and block uniforms of a correlation over a grid of gh x gw outputs per image. */
+function blocksOf(t: ConvTiles, batch: number, gh: number, gw: number) {
+  const blocksY = Math.ceil(gh / t.th), blocksX = Math.ceil(gw / t.tw);
+  return { count: batch * blocksY * blocksX, uniforms: { blocksY, blocksX } };
+}
+
+function forward(
+  backend: WebGPUBackendLike,
+  x: Info,
+  w: Info,
+  g: tf.backend_util.Conv2DInfo,
+  profile: ConvProfile,
+): Info {
+  const { batchSize, inHeight, inWidth, outHeight, outWidth } = g;
+  const { filterHeight: kh, filterWidth: kw } = g;
+  const c = roundUp4(g.inChannels), n = roundUp4(g.outChannels);
+  const temps: Info[] = [];
+  x = padChannels(backend, x, c, temps);
+  w = padChannels(backend, w, n, temps);
+  if (c !== g.inChannels) {
+    w = resizeAxis(backend, w, [kh, kw, c, n], kh * kw, g.inChannels, c, n);
+    temps.push(w);
+  }
+  const shape: ConvShape = {
+    pass: "forward",
+    n,
+    c,
+    taps: [kh, kw],
+    strides: [g.strideHeight, g.strideWidth],
+    grid: [outHeight, outWidth],
+  };
+  const t = convTiles(shape, profile, storageOf(backend));
+  const bn = t.wgN * t.tn;
+  const corr: Correlation = {
+    key: `fwd_${kh}_${kw}_${shape.strides.join("_")}`,
+    head: `
+    let tapsY = uniforms.kh;
+    let tapsX = uniforms.kw;
+    let offY = uniforms.pt;
+    let offX = uniforms.pl;
+    let sy = uniforms.sy;
+    let sx = uniforms.sx;`,
+    // Slot: (tap tx_, channel k, column quad) of filter row ty_: W[ty_, tx_, c0 + k, n..n+3].
+    bValue: (slot) => [
+      `
+        let bq = ${slot} % ${bn / 4};
+        let bk = (${slot} / ${bn / 4}) % ${t.kc};
+        let bt = ${slot} / ${(bn / 4) * t.kc};
+        let bnn = n0 + bq * 4;
+        let bok = bt < tapsX && c0 + bk < uniforms.c && bnn < uniforms.n;`,
+      load4("w", "((ty_ * uniforms.kw + bt) * uniforms.c + c0 + bk) * uniforms.n + bnn", "bok"),
+    ],
+    bAlong: "n",
+    store: (i, oy, ox) =>
+      storeRow(
+        t,
+        i,
+        `${oy} < uniforms.oh && ${ox} < uniforms.ow`,
+        `((bb * uniforms.oh + ${oy}) * uniforms.ow + ${ox}) * uniforms.n`,
+        "uniforms.n",
+      ),
+  };
+  return correlate(
+    backend,
+    t,
+    shape,
+    corr,
+    { x, w },
+    [batchSize, outHeight, outWidth, n],
+    g.outChannels,
+    1,
+    {
+      ih: inHeight,
+      iw: inWidth,
+      c,
+      n,
+      oh: outHeight,
+      ow: outWidth,
+      kh,
+      kw,
+      sy: g.strideHeight,
+      sx: g.strideWidth,
+      pt: g.padInfo.top,
+      pl: g.padInfo.left,
+    },
+    temps,
+  );
+}
+
+function inputGrad(
+  backend: WebGPUBackendLike,
+  dy: Info,
+  w: Info,
+  g: tf.backend_util.Conv2DInfo,
+  profile: ConvProfile,
+): Info {
+  const { batchSize, inHeight, inWidth, outHeight, outWidth } = g;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw } = g;
+  const oc = roundUp4(g.outChannels), ic = roundUp4(g.inChannels);
+  const temps: Info[] = [];
+  dy = padChannels(backend, dy, oc, temps);
+  w = padChannels(backend, w, oc, temps);
+  if (ic !== g.inChannels) {
+    w = resizeAxis(backend, w, [kh, kw, ic, oc], kh * kw, g.inChannels, ic, oc);
+    temps.push(w);
+  }
+  const qh = Math.ceil(inHeight / sh), qw = Math.ceil(inWidth / sw);
+  const shape: ConvShape = {
+    pass: "inputGrad",
+    n: ic,
+    c: oc,
+    taps: [Math.ceil(kh / sh), Math.ceil(kw / sw)],
+    strides: [1, 1],
+    grid: [qh, qw],
+  };
+  const t = convTiles(shape, profile, storageOf(backend));
+  const bn = t.wgN * t.tn, kq = t.kc / 4;
+  const corr: Correlation = {
+    key: `dgrad_${shape.taps.join("_")}`,
+    // The phase (ry, rx) of this workgroup, its first filter taps (ky0, kx0), its taps per axis,
+    // and where its correlation starts: phase pixel q reads output-gradient rows
+    // q + (ry + pt) / sh - j for its taps j, i.e. rows q - offY + ty with ty = tapsY - 1 - j.
+    head: `
+    let ry = i32(workgroupId.z) / uniforms.sw;
+    let rx = i32(workgroupId.z) - ry * uniforms.sw;
+    let ky0 = (ry + uniforms.pt) % uniforms.sh;
+    let kx0 = (rx + uniforms.pl) % uniforms.sw;
+    let tapsY = (uniforms.kh - ky0 + uniforms.sh - 1) / uniforms.sh;
+    let tapsX = (uniforms.kw - kx0 + uniforms.sw - 1) / uniforms.sw;
+    let offY = tapsY - 1 - (ry + uniforms.pt) / uniforms.sh;
+    let offX = tapsX - 1 - (rx + uniforms.pl) / uniforms.sw;
+    let sy = 1;
+    let sx = 1;`,
+    // Slot: (tap tx_, output-channel quad, column) of row ty_: the filter at tap
+    // (ky0 + (tapsY - 1 - ty_) * sh, kx0 + (tapsX - 1 - tx_) * sw), contiguous along the quad.
+    bValue: (slot) => [
+      `
+        let bcol = ${slot} % ${bn};
+        let bq = (${slot} / ${bn}) % ${kq};
+        let bt = ${slot} / ${bn * kq};
+        let bky = ky0 + (tapsY - 1 - ty_) * uniforms.sh;
+        let bkx = kx0 + (tapsX - 1 - bt) * uniforms.sw;
+        let bok = bt < tapsX && n0 + bcol < uniforms.ic && c0 + bq * 4 < uniforms.c;`,
+      load4(
+        "w",
+        "((bky * uniforms.kw + bkx) * uniforms.ic + n0 + bcol) * uniforms.c + c0 + bq * 4",
+        "bok",
+      ),
+    ],
+    bAlong: "k",
+    store: (i, qy, qx) => {
+      const iy = `(${qy} * uniforms.sh + ry)`, ix = `(${qx} * uniforms.sw + rx)`;
+      return storeRow(
+        t,
+        i,
+        `${qy} < uniforms.oh && ${qx} < uniforms.ow && ${iy} < uniforms.h && ${ix} < uniforms.w`,
+        `((bb * uniforms.h + ${iy}) * uniforms.w + ${ix}) * uniforms.ic`,
+        "uniforms.ic",
+      );
+    },
+  };
+  return correlate(
+    backend,
+    t,
+    shape,
+    corr,
+    { x: dy, w },
+    [batchSize, inHeight, inWidth, ic],
+    g.inChannels,
+    sh * sw,
+    {
+      ih: outHeight,
+      iw: outWidth,
+      c: oc,
+      ic,
+      oh: qh,
+      ow: qw,
+      h: inHeight,
+      w: inWidth,
+      kh,
+      kw,
+      sh,
+      sw,
+      pt: g.padInfo.top,
+      pl: g.padInfo.left,
+    },
+    temps,
+  );
+}
+
+// ---- filter gradient -----------------------------------------------------------------------
+
+/**
+ * How many K slices the filter gradient splits into: enough workgroups to fill the device
+ * (`target`), each slice at least `minBlocks` pixel blocks deep.
+ * @param tilesMN workgroups of one slice
+ * @param blocks pixel blocks of the batch
+ * @param profile the adapter's profile
+ * @returns the slice count
+ */
+export function splitCount(tilesMN: number, blocks: number, profile: ConvProfile): number {
+  const target = profile === "software" ? 16 : 512;
+  const minBlocks = profile === "software" ? 4 : 2;
+  const most = Math.max(1, Math.floor(blocks / minBlocks));
+  return Math.max(1, Math.min(most, Math.ceil(target / tilesMN), 1024));
+}
+
+function filterGrad(
+  backend: WebGPUBackendLike,
+  x: Info,
+  dy: Info,
+  g: tf.backend_util.Conv2DInfo,
+  profile: ConvProfile,
+): Info {
+  const { batchSize, inHeight, inWidth, outHeight, outWidth } = g;
+  const { filterHeight: kh, filterWidth: kw } = g;
+  const c = roundUp4(g.inChannels), n = roundUp4(g.outChannels);
+  const temps: Info[] = [];
+  x = padChannels(backend, x, c, temps);
+  dy = padChannels(backend, dy, n, temps);
+  const shape: ConvShape = {
+    pass: "filterGrad",
+    n,
+    c,
+    taps: [kh, kw],
+    strides: [g.strideHeight, g.strideWidth],
+    grid: [outHeight, outWidth],
+  };
+  const t = convTiles(shape, profile, storageOf(backend));
+  const [ph, pw] = patchOf(t, shape);
+  const bn = t.wgN * t.tn, kq = t.kc / 4, threads = t.wgM * t.wgN;
+  const taps = kh * kw;
+  // Units of M: (tap, channel quad) of the workgroup's kc channels; a thread has tm / 4 of them.
+  const units = taps * kq, perTile = (t.wgM * t.tm) / 4;
+  const tilesPerChunk = Math.ceil(units / perTile), chunks = Math.ceil(c / t.kc);
+  const blocks = blocksOf(t, batchSize, outHeight, outWidth);
+  const splits = splitCount(chunks * tilesPerChunk * Math.ceil(n / bn), blocks.count, profile);
+  const perSlice = Math.ceil(blocks.count / splits);
+  const slices = Math.ceil(blocks.count / perSlice);
+  const m = taps * c;
+  const unit = (iq: number) => `(mt * ${perTile} + ${iq * t.wgM} + ty)`;
+  const patch = patchCopy(ph, pw, kq, threads);
+  // The output gradient at the block's pixels, column quads along N.
+  const grads = copySlots("D", t.th * t.tw * bn / 4, threads, (slot) => [
+    `
+        let dp = ${slot} / ${bn / 4};
+        let doy = oy0 + dp / ${t.tw};
+        let dox = ox0 + dp % ${t.tw};
+        let dn = n0 + (${slot} % ${bn / 4}) * 4;
+        let dok = doy < uniforms.oh && dox < uniforms.ow;`,
+    load4(
+      "dy",
+      "((bb * uniforms.oh + doy) * uniforms.ow + dox) * uniforms.n + dn",
+      "dok && dn < uniforms.n",
+    ),
+  ]);
+  const loads: string[] = [];
+  for (let k = 0; k < 4; k++) {
+    const p = `(p4 * 4 + ${k})`;
+    loads.push(
+      `let off${k} = ((${p} / ${t.tw}) * uniforms.sy * ${pw} + (${p} % ${t.tw}) * uniforms.sx) * ${kq};`,
+    );
+    for (let iq = 0; iq < t.tm / 4; iq++) loads.push(`let a${iq}_${k} = P[base${iq} + off${k}];`);
+    for (let jq = 0; jq < t.tn / 4; jq++) {
+      loads.push(`let b${jq}_${k} = D[${p} * ${bn / 4} + ${jq * t.wgN} + tx];`);
+    }
+  }
+  const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
+  const code = `
+  var<workgroup> P : array<vec4<f32>, ${ph * pw * kq}>;
+  var<workgroup> D : array<vec4<f32>, ${t.th * t.tw * bn / 4}>;
+  ${DIVF}
+  fn main() {
+    let tid = i32(localIndex);
+    let tx = i32(localId.x);
+    let ty = i32(localId.y);
+    let cm = i32(workgroupId.x) / ${tilesPerChunk};
+    let mt = i32(workgroupId.x) - cm * ${tilesPerChunk};
+    let c0 = cm * ${t.kc};
+    let n0 = i32(workgroupId.y) * ${bn};
+    let z = i32(workgroupId.z);
+    let blocks = uniforms.blocksY * uniforms.blocksX;
+    ${
+    range(t.tm / 4).map((iq) => `
+    let u${iq} = ${unit(iq)};
+    let tap${iq} = u${iq} / ${kq};
+    let ky${iq} = tap${iq} / ${kw};
+    let base${iq} = (ky${iq} * ${pw} + tap${iq} - ky${iq} * ${kw}) * ${kq} + u${iq} % ${kq};`).join(
+      "",
+    )
+  }
+    ${acc.join(" ")}
+    let blkEnd = min(uniforms.blocksAll, (z + 1) * uniforms.slice);
+    for (var blk = z * uniforms.slice; blk < blkEnd; blk++) {
+      let bb = divf(blk, blocks);
+      let br = blk - bb * blocks;
+      let by = divf(br, uniforms.blocksX);
+      let oy0 = by * ${t.th};
+      let ox0 = (br - by * uniforms.blocksX) * ${t.tw};
+      let iy0 = oy0 * uniforms.sy - uniforms.pt;
+      let ix0 = ox0 * uniforms.sx - uniforms.pl;
+      ${patch}
+      ${grads}
+      workgroupBarrier();
+      for (var p4 = 0; p4 < ${(t.th * t.tw) / 4}; p4++) {
+        ${loads.join("\n        ")}
+        ${
+    fmaSnippet(t, (i, k) =>
+      `a${Math.floor(i / 4)}_${k}.${XYZW[i % 4]}`, (k, j) =>
+      `b${Math.floor(j / 4)}_${k}.${XYZW[j % 4]}`)
+  }
+      }
+      workgroupBarrier();
+    }
+    ${
+    range(t.tm).map((i) => {
+      const iq = Math.floor(i / 4);
+      const cc = `(c0 + (u${iq} % ${kq}) * 4 + ${i % 4})`;
+      return storeRow(
+        t,
+        i,
+        `u${iq} < ${units} && ${cc} < uniforms.c`,
+        `(z * ${m} + tap${iq} * uniforms.c + ${cc}) * uniforms.n`,
+        "uniforms.n",
+      );
+    }).join("\n    ")
+  }
+  }`;
+  const padded = [kh, kw, c, n];
+  const partials = run(
+    backend,
+    `wgrad_${kh}_${kw}_${shape.strides.join("_")}`,
+    t,
+    code,
+    { x, dy },
+    slices > 1 ? [slices, m, n] : padded,
+    [chunks * tilesPerChunk, Math.ceil(n / bn), slices],
+    {
+      ...blocks.uniforms,
+      blocksAll: blocks.count,
+      slice: perSlice,
+      ih: inHeight,
+      iw: inWidth,
+      c,
+      n,
+      oh: outHeight,
+      ow: outWidth,
+      sy: g.strideHeight,
+      sx: g.strideWidth,
+      pt: g.padInfo.top,
+      pl: g.padInfo.left,
+    },
+  );
+  let dw = partials;
+  if (slices > 1) {
+    dw = sumSlices(backend, partials, padded, slices);
+    backend.disposeData(partials.dataId);
+  }
+  // Back to the filter's channels: output channels (the last axis), then input channels.
+  dw = cropChannels(backend, dw, g.outChannels);
+  if (c !== g.inChannels) {
+    const cropped = resizeAxis(
+      backend,
+      dw,
+      [kh, kw, g.inChannels, g.outChannels],
+      taps,
+      c,
+      g.inChannels,
+      g.outChannels,
+    );
+    backend.disposeData(dw.dataId);
+    dw = cropped;
+  }
+  temps.forEach((d) => backend.disposeData(d.dataId));
+  return dw;
+}
+
+const REDUCE_THREADS = 64;
+
+/** The sum over the first axis of `partials` [slices, ...], shaped `shape`. */
+function sumSlices(
+  backend: WebGPUBackendLike,
+  partials: Info,
+  shape: number[],
+  slices: number,
+): Info {
+  const size = shape.reduce((a, b) => a * b, 1);
+  const vec = size % 4 === 0;
+  const items = vec ? size / 4 : size;
+  const u = uniformsOf({ items, slices });
+  const zero = vec ? "vec4<f32>(0.0)" : "0.0";
+  const program = {
+    variableNames: ["partials"],
+    variableComponents: [vec ? 4 : 1],
+    outputComponent: vec ? 4 : 1,
+    outputShape: shape,
+    shaderKey: `ugatit_conv_sum_${vec}`,
+    dispatchLayout: { x: [0], y: [1], z: [2] },
+    dispatch: [Math.ceil(items / REDUCE_THREADS), 1, 1] as [number, number, number],
+    workgroupSize: [REDUCE_THREADS, 1, 1] as [number, number, number],
+    uniforms: u.decl,
+    getUserCode: () => `
+  fn main() {
+    let i = i32(globalId.x);
+    if (i >= uniforms.items) { return; }
+    var acc = ${zero};
+    for (var s = 0; s < uniforms.slices; s++) { acc += partials[s * uniforms.items + i]; }
+    result[i] = acc;
+  }`,
+  };
+  return backend.runWebGPUProgram(program, [partials], "float32", u.data);
+}
+
+// ---- kernels -------------------------------------------------------------------------------
+
+function dilated(d: ConvAttrs["dilations"]): boolean {
+  return d !== undefined && (Array.isArray(d) ? d.some((v) => v !== 1) : d !== 1);
+}
+
+/** The geometry, or undefined where the stock kernel should run. */
+function geometryOf(
+  xShape: number[],
+  filterShape: number[],
+  attrs: ConvAttrs,
+  inputs: Info[],
+): tf.backend_util.Conv2DInfo | undefined {
+  if (attrs.dataFormat === "NCHW" || dilated(attrs.dilations)) return undefined;
+  if (inputs.some((t) => t.dtype !== "float32")) return undefined;
+  const g = tf.backend_util.computeConv2DInfo(
+    xShape as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    attrs.strides,
+    1,
+    attrs.pad,
+    attrs.dimRoundingMode,
+  );
+  const { batchSize: b, inHeight: h, inWidth: w, inChannels: c, outChannels: oc } = g;
+  // Empty tensors go to the stock kernel; flat indices that divf decodes must stay below 2^22.
+  if ([b * h * w * c, b * g.outHeight * g.outWidth * oc, c * oc].some((s) => s === 0)) {
+    return undefined;
+  }
+  if (b * Math.max(h * w, g.outHeight * g.outWidth) >= MAX_INDEX) return undefined;
+  return g;
+}
+
+type Kernel = (args: Args, stock: tf.KernelFunc) => Info;
+
+const conv2dKernel: Kernel = (args, stock) => {
+  const { x, filter } = args.inputs as Record<string, Info>;
+  const attrs = args.attrs as unknown as ConvAttrs;
+  const g = geometryOf(x.shape, filter.shape, attrs, [x, filter]);
+  if (!g) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  const backend = args.backend as unknown as WebGPUBackendLike;
+  return forward(backend, x, filter, g, profileOf(backend));
+};
+
+const conv2dBackpropInputKernel: Kernel = (args, stock) => {
+  const { dy, filter } = args.inputs as Record<string, Info>;
+  const attrs = args.attrs as unknown as ConvAttrs;
+  const g = geometryOf(attrs.inputShape!, filter.shape, attrs, [dy, filter]);
+  if (!g) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  const backend = args.backend as unknown as WebGPUBackendLike;
+  return inputGrad(backend, dy, filter, g, profileOf(backend));
+};
+
+const conv2dBackpropFilterKernel: Kernel = (args, stock) => {
+  const { x, dy } = args.inputs as Record<string, Info>;
+  const attrs = args.attrs as unknown as ConvAttrs;
+  const g = geometryOf(x.shape, attrs.filterShape!, attrs, [x, dy]);
+  if (!g) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  const backend = args.backend as unknown as WebGPUBackendLike;
+  return filterGrad(backend, x, dy, g, profileOf(backend));
+};
+
+/** The kernel names these convolutions register under. */
+export const WEBGPU_CONV_KERNELS: readonly string[] = [
+  "Conv2D",
+  "Conv2DBackpropInput",
+  "Conv2DBackpropFilter",
+];
+
+const OURS: Record<string, Kernel> = {
+  Conv2D: conv2dKernel,
+  Conv2DBackpropInput: conv2dBackpropInputKernel,
+  Conv2DBackpropFilter: conv2dBackpropFilterKernel,
+};
+
+// The stock kernels, captured once, before ours replaced them.
+const stockKernels = new Map<string, tf.KernelConfig>();
+const ourFuncs = new Set<tf.KernelFunc>();
+
+/**
+ * Registers our convolutions for `webgpu` in front of the stock ones (kept as the fallback), or,
+ * with `on` false, puts the stock ones back.
+ * @param on whether ours should run
+ */
+export function registerWebGpuConvKernels(on: boolean): void {
+  for (const name of WEBGPU_CONV_KERNELS) {
+    const current = tf.getKernel(name, "webgpu");
+    if (current && !ourFuncs.has(current.kernelFunc)) stockKernels.set(name, current);
+    const stock = stockKernels.get(name);
+    if (!stock) throw new Error(`webgpu backend: kernel ${name} is missing`);
+    if (current) tf.unregisterKernel(name, "webgpu");
+    if (!on) {
+      tf.registerKernel(stock);
+      continue;
+    }
+    const kernelFunc = ((args: Args) => OURS[name](args, stock.kernelFunc)) as tf.KernelFunc;
+    ourFuncs.add(kernelFunc);
+    tf.registerKernel({
+      kernelName: name,
+      backendName: "webgpu",
+      kernelFunc,
+      setupFunc: stock.setupFunc,
+      disposeFunc: stock.disposeFunc,
+    });
+  }
+}
