@@ -27,6 +27,7 @@ import { setFreeingBackprop } from "./backprop.ts";
 import { registerJsKernels } from "./cpu/js_kernels.ts";
 import { registerNormKernels } from "./cpu/norm_kernels.ts";
 import { registerWasmTrainingKernels } from "./wasm/wasm_kernels.ts";
+import { registerWebGpuConvKernels } from "./webgpu/conv.ts";
 import { registerWebGpuKernels } from "./webgpu/kernels.ts";
 
 /** The order a page tries backends in. */
@@ -38,6 +39,8 @@ export interface BrowserBackendOptions {
   readonly asked?: string;
   /** Where the page serves TensorFlow.js's `.wasm` files. */
   readonly wasmPaths: string;
+  /** Where a line about the kernels chosen goes (default: nowhere). */
+  readonly log?: (line: string) => void;
 }
 
 // What went wrong with the device, once something did (lost, out of memory).
@@ -87,18 +90,32 @@ export function browserDeviceFailure(error?: unknown): string | undefined {
   ) {
     return `out of memory (${message})`;
   }
+  // Chromium's words when its GPU process went away under a WebGPU call.
+  if (/device (is |was )?lost|instance reference no longer exists/i.test(message)) {
+    return `the WebGPU device was lost (${message})`;
+  }
   return undefined;
 }
 
 // The kernels of ours a training step uses, registered as Deno's `selectBackend` registers them.
-function registerTrainingKernels(name: string): void {
+function registerTrainingKernels(name: string, log: (line: string) => void): void {
   registerNormKernels();
   setFreeingBackprop(true);
   if (name === "wasm") {
     registerWasmTrainingKernels();
     registerJsKernels("wasm");
   }
-  if (name === "webgpu") registerWebGpuKernels();
+  if (name === "webgpu") {
+    registerWebGpuKernels();
+    // Chromium's WebGPU without a GPU (SwiftShader) grew past 10 GB compiling our WGSL
+    // convolutions before a first training step finished; TensorFlow.js's own run there.
+    const info = (tf.backend() as unknown as { adapterInfo?: Record<string, string | undefined> })
+      .adapterInfo;
+    if (/swiftshader/i.test(`${info?.vendor} ${info?.architecture}`)) {
+      registerWebGpuConvKernels(false);
+      log("WebGPU on SwiftShader (no GPU): TensorFlow.js's convolutions, not ours");
+    }
+  }
 }
 
 /**
@@ -109,7 +126,7 @@ function registerTrainingKernels(name: string): void {
  * @throws when none starts, naming those tried
  */
 export async function selectBrowserBackend(
-  { asked, wasmPaths }: BrowserBackendOptions,
+  { asked, wasmPaths, log = () => {} }: BrowserBackendOptions,
 ): Promise<Backend> {
   setWasmPaths(wasmPaths);
   const order = asked ? [asked] : [...BROWSER_BACKENDS];
@@ -121,7 +138,7 @@ export async function selectBrowserBackend(
     try {
       if (await tf.setBackend(name)) {
         await tf.ready();
-        registerTrainingKernels(name);
+        registerTrainingKernels(name, log);
         watchDevice(name);
         return describeBackend(name);
       }

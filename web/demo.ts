@@ -20,6 +20,7 @@ import * as tf from "@tensorflow/tfjs";
 import * as E from "fp-ts/Either";
 import { pipe } from "fp-ts/function";
 import { selectBrowserBackend } from "../backends/browser.ts";
+import { toBatch } from "../data/pictures.ts";
 import { jetHeatmap, toDisplay } from "../layers/display.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
 import { dispose } from "../tree/tree.ts";
@@ -36,6 +37,7 @@ import {
   fineTunePanel,
   type PanelResult,
 } from "./finetune_panel.ts";
+import { dropFilesOn, pictureRgb } from "./pictures.ts";
 
 /**
  * What `build:web` writes beside the page: the bundled model (if any), the test emoji (held-out
@@ -132,21 +134,6 @@ async function fetchWithProgress(url: string): Promise<Uint8Array> {
 
 // ---- translation --------------------------------------------------------------------------
 
-// The picture at S x S on white, as the model's input [1, S, S, 3] in [-1, 1].
-async function inputOf(blob: Blob, size: number): Promise<tf.Tensor4D> {
-  const bitmap = await createImageBitmap(blob);
-  const canvas = Object.assign(document.createElement("canvas"), { width: size, height: size });
-  const ctx = canvas.getContext("2d")!;
-  ctx.fillStyle = "#fff";
-  ctx.fillRect(0, 0, size, size);
-  ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(bitmap, 0, 0, size, size);
-  const pixels = ctx.getImageData(0, 0, size, size);
-  return tf.tidy(() =>
-    tf.sub(tf.div(tf.browser.fromPixels(pixels), 127.5), 1).expandDims(0) as tf.Tensor4D
-  );
-}
-
 let heat: HTMLCanvasElement | undefined; // the coloured heatmap, kept for the opacity slider
 
 function drawCam(): void {
@@ -174,7 +161,7 @@ async function translate(blob: Blob): Promise<Translated> {
   lastPicture = blob;
   const direction = $<HTMLSelectElement>("direction").value as Direction;
   const S = model.file.config.imgSize!;
-  const x = await inputOf(blob, S);
+  const x = toBatch([await pictureRgb(blob, S)], S);
   const t0 = performance.now();
   const out = generator(model.file.config).apply(model.params[direction]!, x);
   const output = await out.image.data();
@@ -226,18 +213,7 @@ async function start(): Promise<void> {
     const f = (e.target as HTMLInputElement).files?.[0];
     if (f) run(f);
   };
-  const drop = $("drop");
-  drop.ondragover = (e) => {
-    e.preventDefault();
-    drop.classList.add("over");
-  };
-  drop.ondragleave = () => drop.classList.remove("over");
-  drop.ondrop = (e) => {
-    e.preventDefault();
-    drop.classList.remove("over");
-    const f = e.dataTransfer?.files[0];
-    if (f) run(f);
-  };
+  dropFilesOn($("drop"), ([f]) => f && run(f));
   document.onpaste = (e) => {
     const f = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
     if (f) run(f);

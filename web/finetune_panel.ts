@@ -16,6 +16,7 @@ import { resizeMargin } from "../data/pictures.ts";
 import type { Picture } from "../data/pictures.ts";
 import type { Progress } from "../train/loop.ts";
 import type { FromWorker, ToWorker } from "./finetune_worker.ts";
+import { dropFilesOn, pictureRgb } from "./pictures.ts";
 
 /** The two domains. */
 export type Domain = "A" | "B";
@@ -50,6 +51,8 @@ export interface PanelResult {
   readonly lines: string[];
   /** Seconds from the loop's start to each iteration's read (pauses left out), in order. */
   readonly seconds: number[];
+  /** Each iteration's loss terms, in order. */
+  readonly terms: Record<string, number>[];
 }
 
 /** The panel, as the page and its test drive it. */
@@ -78,31 +81,6 @@ export interface FineTunePanel {
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const PREVIEWS = 4; // pictures per domain in the preview
-
-/**
- * Decodes a picture to RGB bytes at a side, on white (as the data loader composites).
- * @param blob the picture
- * @param side the side to resize to
- * @returns `side * side * 3` bytes
- */
-export async function pictureRgb(blob: Blob, side: number): Promise<Uint8Array> {
-  const bitmap = await createImageBitmap(blob);
-  const canvas = Object.assign(document.createElement("canvas"), { width: side, height: side });
-  const ctx = canvas.getContext("2d", { willReadFrequently: true })!;
-  ctx.fillStyle = "#fff";
-  ctx.fillRect(0, 0, side, side);
-  ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(bitmap, 0, 0, side, side);
-  bitmap.close();
-  const rgba = ctx.getImageData(0, 0, side, side).data;
-  const rgb = new Uint8Array(side * side * 3);
-  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
-    rgb[j] = rgba[i];
-    rgb[j + 1] = rgba[i + 1];
-    rgb[j + 2] = rgba[i + 2];
-  }
-  return rgb;
-}
 
 const formatTime = (s: number) =>
   !Number.isFinite(s)
@@ -153,17 +131,7 @@ export function fineTunePanel(hooks: PanelHooks): FineTunePanel {
       : await Promise.all(hooks.defaults[domain].map(async (u) => await (await fetch(u)).blob()));
 
   for (const domain of ["A", "B"] as const) {
-    const drop = $(`ft-drop-${domain}`);
-    drop.ondragover = (e) => {
-      e.preventDefault();
-      drop.classList.add("over");
-    };
-    drop.ondragleave = () => drop.classList.remove("over");
-    drop.ondrop = (e) => {
-      e.preventDefault();
-      drop.classList.remove("over");
-      add(domain, [...(e.dataTransfer?.files ?? [])]);
-    };
+    dropFilesOn($(`ft-drop-${domain}`), (files) => add(domain, files));
     $<HTMLInputElement>(`ft-files-${domain}`).onchange = (e) =>
       add(domain, [...((e.target as HTMLInputElement).files ?? [])]);
     $<HTMLButtonElement>(`ft-clear-${domain}`).onclick = () => {
@@ -228,6 +196,7 @@ export function fineTunePanel(hooks: PanelHooks): FineTunePanel {
     status("decoding the pictures");
     const lines: string[] = [];
     const seconds: number[] = [];
+    const terms: Record<string, number>[] = [];
     try {
       const [blobsA, blobsB] = [await blobsOf("A"), await blobsOf("B")];
       const train = async (blobs: Blob[]) =>
@@ -269,6 +238,7 @@ export function fineTunePanel(hooks: PanelHooks): FineTunePanel {
           } else if (m.type === "progress") {
             const p: Progress = m.progress;
             seconds.push(p.seconds);
+            terms.push(p.terms);
             bar.value = p.step / p.until;
             status(
               `iteration ${p.step}/${p.until} · ${p.rate.toFixed(2)} it/s · ` +
@@ -290,6 +260,7 @@ export function fineTunePanel(hooks: PanelHooks): FineTunePanel {
               file: Array.from(m.file),
               lines,
               seconds,
+              terms,
             });
           } else if (m.type === "error") fail(new Error(m.message));
         };

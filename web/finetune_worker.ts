@@ -90,7 +90,12 @@ let resume: (() => void) | undefined;
 const between = () => new Promise<void>((ok) => setTimeout(ok, 0));
 
 async function start(job: Extract<ToWorker, { type: "start" }>): Promise<void> {
-  const backend = await selectBrowserBackend({ asked: job.backend, wasmPaths: job.wasmPaths });
+  const log = (text: string) => post({ type: "line", text });
+  const backend = await selectBrowserBackend({
+    asked: job.backend,
+    wasmPaths: job.wasmPaths,
+    log,
+  });
   post({ type: "started", backend: backend.name });
   const model = orThrow(
     pipe(safetensorsFromBytes(job.model, job.name), E.chain((f) => generatorFileFrom(f, job.name))),
@@ -122,7 +127,7 @@ async function start(job: Extract<ToWorker, { type: "start" }>): Promise<void> {
       iterations: job.iterations,
       seed: job.seed,
       backend,
-      log: (text) => post({ type: "line", text }),
+      log,
       control,
       between,
       deviceFailure: browserDeviceFailure,
