@@ -231,6 +231,12 @@ chromiumTest(
         assertEquals([r.status, r.step, r.backend], ["done", N, backend]);
         assertEquals(run.pictures, first.pictures, `${backend}: the page decoded other pictures`);
         assertEquals(r.terms.length, N);
+        // The file's discriminators are used (no fresh ones), and on SwiftShader (the adapter this
+        // browser is given) the page says that it uses TensorFlow.js's convolutions.
+        assert(!r.lines.some((l) => l.includes("no discriminators")), r.lines.join("\n"));
+        if (backend === "webgpu") {
+          assert(r.lines.some((l) => l.includes("SwiftShader")), r.lines.join("\n"));
+        }
         for (const [k, v] of Object.entries(termsByStep[0])) {
           const err = Math.abs(r.terms[0][k] - v) / Math.max(Math.abs(v), 1e-6);
           assert(err < 1e-3, `${backend}: iteration 1's ${k} is ${r.terms[0][k]}, Deno's ${v}`);

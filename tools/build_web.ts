@@ -9,10 +9,10 @@
  * `deno task export`, shipped as the page's model; without one the page asks for a file),
  * `--emoji N` (held-out emoji of the built-in data, spread over its test split by `pickIndices`:
  * N of Google's, the page's test pictures and the fine-tune panel's domain A by default, and the
- * same N of Twitter's, its domain B by default; default 24), `--serve` and `--port` (default 8000). The folder holds `index.html`,
- * `demo.js` (the page's code bundled with TensorFlow.js), `finetune_worker.js` (the fine-tuning
- * worker, bundled likewise), TensorFlow.js's WebAssembly binaries, `site.json`, the emoji and
- * the model.
+ * same N of Twitter's, its domain B by default; default 24), `--serve` and `--port` (default
+ * 8000). The folder holds `index.html`, `demo.js` (the page's code bundled with TensorFlow.js),
+ * `finetune_worker.js` (the fine-tuning worker, bundled likewise), TensorFlow.js's WebAssembly
+ * binaries, `site.json`, the emoji and the model.
  *
  * @module
  */

@@ -98,6 +98,11 @@ export async function withChromium<T>(
     let next = 0;
     const waiting = new Map<number, { ok: (v: unknown) => void; fail: (e: Error) => void }>();
     const events: ((m: { method: string; params: Record<string, unknown> }) => void)[] = [];
+    // A browser that goes away (crashed, killed) fails what waits on it instead of hanging.
+    ws.onclose = () => {
+      for (const w of waiting.values()) w.fail(new Error("chromium closed the connection"));
+      waiting.clear();
+    };
     ws.onmessage = (e) => {
       const m = JSON.parse(e.data);
       if (m.id !== undefined) {
