@@ -6,6 +6,7 @@
  *
  *     deno task export --half                       # the run's latest checkpoint, both directions
  *     deno task export --checkpoint ck.safetensors --direction A2B --reference_names --out g.safetensors
+ *     deno task export --half --discriminators      # with the discriminators, for fine-tuning
  *
  * @module
  */
@@ -35,6 +36,12 @@ export const EXPORT_FLAGS = {
     default: false,
     help: "the reference's PyTorch names and layouts (genA2B.<state_dict name>)",
   },
+  discriminators: {
+    kind: "bool",
+    default: false,
+    help: "store the discriminators and their spectral-norm vectors too, for fine-tuning " +
+      "(train --model, the page's fine-tune panel; both directions only)",
+  },
   out: { kind: "string", default: "", help: "the file to write (default: beside the checkpoint)" },
 } as const satisfies FlagGroup;
 
@@ -58,20 +65,34 @@ export async function runExport(flags: ExportFlags, io: RunnerIO): Promise<strin
   const model = await loadGenerators(path, flags);
   const missing = directions.find((d) => !model.generators[d as Direction]);
   if (missing) throw new FlagError(`--direction: ${path} holds no ${missing} generator`);
+  if (flags.discriminators && flags.direction !== "both") {
+    throw new FlagError(
+      `--discriminators: fine-tuning needs both generators; drop --direction ${flags.direction}`,
+    );
+  }
+  if (flags.discriminators && !model.discriminators) {
+    throw new FlagError(`--discriminators: ${path} holds no discriminators`);
+  }
   const generators = Object.fromEntries(
     directions.map((d) => [d, model.generators[d as Direction]!]),
   );
   const tag = `${flags.direction === "both" ? "A2B_B2A" : flags.direction}` +
+    `${flags.discriminators ? "_D" : ""}` +
     `${flags.reference_names ? "_reference" : ""}${flags.half ? "_f16" : ""}`;
   const out = flags.out || path.replace(/[^/]*$/, `generator_${tag}.safetensors`);
-  await writeGeneratorFile(out, generators, model.config, {
-    half: flags.half,
-    reference: flags.reference_names,
-  }, { step: model.step, exported_from: path, ...(model.averaged ? { weights: "ema" } : {}) });
+  await writeGeneratorFile(
+    out,
+    generators,
+    model.config,
+    { half: flags.half, reference: flags.reference_names },
+    { step: model.step, exported_from: path, ...(model.averaged ? { weights: "ema" } : {}) },
+    flags.discriminators ? model.discriminators : undefined,
+  );
   const mb = (Deno.statSync(out).size / 2 ** 20).toFixed(1);
   io.out(
     `wrote ${out} (${mb} MiB): ${directions.join(" and ")} at iteration ${model.step}` +
-      `${model.averaged ? " (moving average)" : ""}, ` +
+      `${model.averaged ? " (moving average)" : ""}` +
+      `${flags.discriminators ? ", with the discriminators" : ""}, ` +
       `${flags.half ? "float16" : "float32"}, ${flags.reference_names ? "reference" : "our"} names`,
   );
   return out;

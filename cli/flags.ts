@@ -20,6 +20,7 @@ import * as E from "fp-ts/Either";
 import { pipe } from "fp-ts/function";
 import { type Decoded, orThrow } from "../decoded/decoded.ts";
 import { BACKENDS } from "../backends/backend.ts";
+import { SHIPPED_RECIPE } from "../train/settings.ts";
 
 /** One flag: its default, kind and help text (and, for a closed set of strings, the set). */
 export interface FlagSpec {
@@ -155,10 +156,7 @@ export const LAPTOP_DEFAULTS: Partial<Flags<typeof MODEL_FLAGS & typeof TRAINING
   ch: 32,
   n_res: 4,
   n_dis: 4,
-  lr: 1e-4,
-  cycle_weight: 1,
-  identity_weight: 0.5,
-  ema: 0.999,
+  ...SHIPPED_RECIPE,
   iteration: 10_000,
   print_freq: 250,
   save_freq: 1_000,

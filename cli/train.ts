@@ -7,7 +7,9 @@
  * report follows the run: it is refreshed after each sample picture and checkpoint. One training
  * at a time holds a run folder; a folder that holds a run is continued with `--resume` (from its
  * newest valid checkpoint) or started over with `--overwrite`, never trained over silently
- * (`train/run_folder.ts`).
+ * (`train/run_folder.ts`). `--model` starts a run from a shipped model (or any generator file)
+ * instead of fresh weights: fine-tuning it on `--dataset` (`train/finetune.ts`, as the browser
+ * page's fine-tuning panel starts).
  *
  * @module
  */
@@ -26,7 +28,7 @@ import {
   SEED_FLAG,
   TRAINING_FLAGS,
 } from "./flags.ts";
-import { runTranslate, TRANSLATE_OWN_FLAGS } from "./translate.ts";
+import { runTranslate, shippedModel, TRANSLATE_OWN_FLAGS } from "./translate.ts";
 
 /** Every flag of `deno task train` (with `--phase test`, the translate command's too). */
 export const TRAIN_FLAGS = {
@@ -37,16 +39,40 @@ export const TRAIN_FLAGS = {
   phase: { kind: "string", default: "train", help: "train or test" },
   ...TRAINING_FLAGS,
   ...TRANSLATE_OWN_FLAGS,
+  model: {
+    kind: "string",
+    default: "",
+    help: "start from a model's weights instead of fresh ones, and fine-tune it on --dataset: a " +
+      "model shipped in models/ (e.g. emoji-google2twitter) or a generator file (deno task " +
+      "export; its discriminators too with --discriminators, else fresh ones); its shape replaces " +
+      "the model flags. With --phase test: translate with that shipped model",
+  },
 } as const satisfies FlagGroup;
 
 /** The flags `deno task train` decodes. */
 export type TrainFlags = Flags<typeof TRAIN_FLAGS>;
 
 /**
+ * The file `--model` names: a generator file by its path, or a model shipped in `models/` by name.
+ * @param value the flag's value
+ * @returns the file's path
+ * @throws {FlagError} naming the path that is not a file, or the shipped models for an unknown name
+ */
+export function modelFile(value: string): string {
+  if (!/[\\/]|\.safetensors$/.test(value)) return shippedModel(value);
+  try {
+    if (Deno.statSync(value).isFile) return value;
+  } catch {
+    // named below
+  }
+  throw new FlagError(`--model: ${value} is not a file (a generator file, or a model's name)`);
+}
+
+/**
  * Trains (or resumes) a run with its report following it: `report.html` in the run folder is
  * refreshed after each sample picture and checkpoint (a failure to draw it is a warning, not the
  * end of the run).
- * @param flags the run's settings
+ * @param flags the run's settings (`model`: a name or a file, {@linkcode modelFile})
  * @param io where lines go
  * @param control `stop` is polled between iterations (Ctrl-C sets it)
  * @returns how the run ended
@@ -56,6 +82,7 @@ export async function trainWithReport(
   io: RunnerIO,
   control: { stop: boolean } = { stop: false },
 ): Promise<RunResult> {
+  if (flags.model) flags = { ...flags, model: modelFile(flags.model) };
   const refresh = (dir: string) =>
     writeReport(dir).then(
       () => {},

@@ -12,29 +12,13 @@
  *
  * @module
  */
-import * as tf from "@tensorflow/tfjs";
 import { flow } from "fp-ts/function";
 import { MAX_PIXELS } from "./dataset.ts";
 import { openImage } from "./image_files.ts";
+import { type Augmentation, resizeMargin } from "./pictures.ts";
 
-/** How one training image is augmented; drawn from the generator so that runs replay exactly. */
-export interface Augmentation {
-  /** Mirror left-right. */
-  readonly flip: boolean;
-  /** Crop offset (left). */
-  readonly left: number;
-  /** Crop offset (top). */
-  readonly top: number;
-}
-
-/**
- * The side the reference resizes to before its random crop, S+30 at S=256, scaled with S.
- * @param size S
- * @returns the resize side
- */
-export function resizeMargin(size: number): number {
-  return Math.round((size * 286) / 256);
-}
+// The transform's pure parts live with the in-memory pictures, which a browser page draws too.
+export { type Augmentation, resizeMargin, toBatch } from "./pictures.ts";
 
 // The steps of decodeImage's transform, each a function of a sharp pipeline (sharp crops after
 // resizing when extract() follows resize()).
@@ -72,18 +56,4 @@ export async function decodeImage(
     throw new Error(`decoded ${data.length} bytes, expected ${size * size * 3}`);
   }
   return new Uint8Array(data.buffer, data.byteOffset, data.length);
-}
-
-/**
- * Makes a `[N, S, S, 3]` tensor in [-1, 1] from decoded images.
- * @param images RGB bytes, `S * S * 3` each
- * @param size S
- * @returns the batch
- */
-export function toBatch(images: readonly Uint8Array[], size: number): tf.Tensor4D {
-  const data = new Float32Array(images.length * size * size * 3);
-  images.forEach((img, i) => {
-    for (let j = 0; j < img.length; j++) data[i * img.length + j] = img[j] / 127.5 - 1;
-  });
-  return tf.tensor4d(data, [images.length, size, size, 3]);
 }

@@ -16,16 +16,11 @@
  */
 import type * as tf from "@tensorflow/tfjs";
 import { DatasetError, type Warn } from "./dataset.ts";
-import { decodeImage, resizeMargin, toBatch } from "./decode_image.ts";
+import { decodeImage } from "./decode_image.ts";
+import { drawAugmentation, nextInOrder, type StreamState, toBatch } from "./pictures.ts";
 import type { Rng } from "./random.ts";
 
-/** A domain's position in its shuffled order; part of a checkpoint. */
-export interface StreamState {
-  /** The current pass's order (indices into the file list). */
-  order: number[];
-  /** The next position in `order`. */
-  at: number;
-}
+export type { StreamState } from "./pictures.ts";
 
 /**
  * Draws training batches from one domain: a shuffled order, reshuffled each pass; files that fail
@@ -66,17 +61,11 @@ export class DomainStream {
       if (this.#bad.size >= this.files.length) {
         throw new DatasetError("every image of a domain failed to decode");
       }
-      if (!this.state || this.state.at >= this.state.order.length) {
-        this.state = { order: this.rng.shuffle(this.files.map((_, i) => i)), at: 0 };
-      }
-      const index = this.state.order[this.state.at++];
+      const drawn = nextInOrder(this.state, this.files.length, this.rng);
+      this.state = drawn.state;
+      const index = drawn.index;
       if (this.#bad.has(index)) continue;
-      const m = resizeMargin(this.size);
-      const aug = {
-        flip: this.rng.next() < 0.5,
-        left: this.rng.int(m - this.size + 1),
-        top: this.rng.int(m - this.size + 1),
-      };
+      const aug = drawAugmentation(this.rng, this.size);
       try {
         images.push(await decodeImage(this.files[index], this.size, aug));
       } catch (e) {

@@ -7,6 +7,7 @@ import * as tf from "@tensorflow/tfjs";
 import { assert, assertLess } from "@std/assert";
 import { decodeSafetensors, type HostTensor } from "../weights/mod.ts";
 import { selectBackend, webgpuUnavailable } from "../backends/mod.ts";
+import { findChromium } from "../tools/chromium.ts";
 
 export { findTorchPython } from "../tools/pytorch/find_python.ts";
 import { type Flags, parseFlags } from "../cli/flags.ts";
@@ -89,6 +90,23 @@ export function webgpuTest(name: string, fn: () => Promise<void>): void {
     }
     await selectBackend("webgpu");
     await fn();
+  });
+}
+
+/**
+ * A test that drives headless Chromium (Debian's `chromium`), or says plainly that it skipped
+ * where none is installed.
+ * @param name the test's name
+ * @param fn its body, given the browser's executable
+ */
+export function chromiumTest(name: string, fn: (exe: string) => Promise<void>): void {
+  Deno.test(name, async () => {
+    const exe = await findChromium();
+    if (!exe) {
+      console.log("  SKIPPED: no chromium here (apt-get install chromium)");
+      return;
+    }
+    await fn(exe);
   });
 }
 

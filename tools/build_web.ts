@@ -1,23 +1,25 @@
 /**
- * `deno task build:web` writes the translation page (`web/`) as plain files anyone can host;
- * `deno task demo` also serves them on localhost.
+ * `deno task build:web` writes the translation page (`web/`, with its fine-tune panel) as plain
+ * files anyone can host; `deno task demo` also serves them on localhost.
  *
  *     deno task build:web --model results/emoji_google2twitter/model/generator_A2B_B2A_f16.safetensors
  *     deno task demo --model my_generator.safetensors --port 8000
  *
  * Flags: `--out` (default `web/dist`, git-ignored), `--model` (a generator file from
  * `deno task export`, shipped as the page's model; without one the page asks for a file),
- * `--emoji N` (test emoji of the built-in data's held-out Google split, default 24, spread over it
- * by `pickSpread`), `--serve`
- * and `--port` (default 8000). The folder holds `index.html`, `demo.js` (the page's code bundled
- * with TensorFlow.js), TensorFlow.js's WebAssembly binaries, `site.json`, the emoji and the model.
+ * `--emoji N` (held-out emoji of the built-in data, spread over its test split by `pickIndices`:
+ * N of Google's, the page's test pictures and the fine-tune panel's domain A by default, and the
+ * same N of Twitter's, its domain B by default; default 24), `--serve` and `--port` (default
+ * 8000). The folder holds `index.html`, `demo.js` (the page's code bundled with TensorFlow.js),
+ * `finetune_worker.js` (the fine-tuning worker, bundled likewise), TensorFlow.js's WebAssembly
+ * binaries, `site.json`, the emoji and the model.
  *
  * @module
  */
 import { parseArgs } from "@std/cli";
 import { userError } from "../cli/command.ts";
 import { decodeDataset } from "../data/dataset.ts";
-import { pickSpread } from "../data/pick.ts";
+import { pickIndices } from "../data/pick.ts";
 import { readGeneratorFile } from "../weights/generator_file.ts";
 
 const root = new URL("../", import.meta.url).pathname;
@@ -43,35 +45,43 @@ export async function buildWeb(
 ): Promise<string> {
   if (model) await readGeneratorFile(model); // a bad file is named now, not in the browser
   await Deno.mkdir(`${out}/emoji`, { recursive: true });
-  const bundled = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "bundle",
-      "--quiet",
-      "--platform",
-      "browser",
-      "--minify",
-      "-o",
-      `${out}/demo.js`,
-      `${root}web/demo.ts`,
-    ],
-    stderr: "piped",
-  }).output();
-  if (!bundled.success) {
-    throw new Error(`bundling web/demo.ts: ${new TextDecoder().decode(bundled.stderr)}`);
+  for (const entry of ["demo", "finetune_worker"]) {
+    const bundled = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "bundle",
+        "--quiet",
+        "--platform",
+        "browser",
+        "--minify",
+        "-o",
+        `${out}/${entry}.js`,
+        `${root}web/${entry}.ts`,
+      ],
+      stderr: "piped",
+    }).output();
+    if (!bundled.success) {
+      throw new Error(`bundling web/${entry}.ts: ${new TextDecoder().decode(bundled.stderr)}`);
+    }
   }
   await Deno.copyFile(`${root}web/index.html`, `${out}/index.html`);
   for (const w of WASM) {
     const src = new URL(import.meta.resolve(`npm:@tensorflow/tfjs-backend-wasm@4.22.0/dist/${w}`));
     await Deno.copyFile(src, `${out}/${w}`);
   }
-  const site: { model?: string; emoji: string[] } = { emoji: [] };
+  const site: { model?: string; emoji: string[]; emojiB: string[] } = { emoji: [], emojiB: [] };
   if (emoji > 0) {
     const data = await decodeDataset("emoji:google2twitter", () => {});
     if (data._tag === "Right") {
-      for (const f of pickSpread(data.right.testA, emoji)) {
+      // Aligned pairs: the same code points in both styles, at the same positions.
+      await Deno.mkdir(`${out}/emoji/B`, { recursive: true });
+      for (const i of pickIndices(data.right.testA.length, emoji)) {
+        const f = data.right.testA[i];
         const name = f.split("/").pop()!;
         await Deno.copyFile(f, `${out}/emoji/${name}`);
         site.emoji.push(`emoji/${name}`);
+        const b = data.right.testB[i];
+        await Deno.copyFile(b, `${out}/emoji/B/${b.split("/").pop()}`);
+        site.emojiB.push(`emoji/B/${b.split("/").pop()}`);
       }
     }
   }

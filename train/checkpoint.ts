@@ -13,7 +13,13 @@ import { type Decoded, orThrow } from "../decoded/decoded.ts";
 import type { StreamState } from "../data/domain_stream.ts";
 import type { GeneratorConfig } from "../layers/generator.ts";
 import { flatten, map, underPrefix, unflatten } from "../tree/tree.ts";
-import { type Direction, GENERATOR_FORMAT, generatorFileFrom } from "../weights/generator_file.ts";
+import {
+  type Direction,
+  DISCRIMINATOR_NETWORKS,
+  type FileDiscriminators,
+  GENERATOR_FORMAT,
+  generatorFileFrom,
+} from "../weights/generator_file.ts";
 import { discriminatorNames, generatorNames, type NameEntry } from "../weights/reference_names.ts";
 import {
   type HostTensor,
@@ -256,11 +262,12 @@ export interface GeneratorSettings extends ModelSettings {
  * The generators in a training checkpoint or a generator file (`deno task export`), with the
  * configuration they need: from the checkpoint's flags, or the file's own metadata. Of a
  * checkpoint with a moving average of the generators (`--ema`), the average unless
- * `--use_ema false`.
+ * `--use_ema false`. The discriminators come with them where the file holds them (a checkpoint
+ * always does), for fine-tuning.
  * @param path the file
  * @param settings `use_ema`, and the model settings a checkpoint lacks
- * @returns the configuration, the generators' host tensors by direction, the iteration, and
- *   whether they are the moving average
+ * @returns the configuration, the generators' host tensors by direction, the iteration, whether
+ *   they are the moving average, and the discriminators
  */
 export async function loadGenerators(
   path: string,
@@ -270,17 +277,30 @@ export async function loadGenerators(
   generators: Partial<Record<Direction, Record<string, HostTensor>>>;
   step: string;
   averaged: boolean;
+  discriminators?: FileDiscriminators;
 }> {
   const file = await readSafetensors(path);
   if (file.metadata.format === GENERATOR_FORMAT) {
     const g = orThrow(generatorFileFrom(file, path));
     const averaged = g.metadata.weights === "ema";
-    return { config: g.config, generators: g.generators, step: g.metadata.step ?? "?", averaged };
+    return {
+      config: g.config,
+      generators: g.generators,
+      step: g.metadata.step ?? "?",
+      averaged,
+      ...(g.discriminators ? { discriminators: g.discriminators } : {}),
+    };
   }
   const config = recordedConfig(JSON.parse(file.metadata.flags ?? "{}"), settings);
   const { tensors, metadata } = orThrow(checkpointFits(file, path, config));
   const averaged = settings.use_ema && Object.keys(tensors).some((k) => k.startsWith("ema."));
   const group = averaged ? "ema" : "gen";
+  const networks = Object.fromEntries(
+    DISCRIMINATOR_NETWORKS.map((net) => [
+      net,
+      { ...underPrefix(tensors, `dis.${net}`), ...underPrefix(tensors, `sn.${net}`) },
+    ]),
+  ) as FileDiscriminators["networks"];
   return {
     config: config.generator,
     generators: {
@@ -289,6 +309,7 @@ export async function loadGenerators(
     },
     step: metadata.step,
     averaged,
+    discriminators: { config: { global: config.global, local: config.local }, networks },
   };
 }
 

@@ -17,10 +17,13 @@ import { pickSpread } from "../data/pick.ts";
 import { Rng } from "../data/random.ts";
 import { WriteError } from "../files/write_file.ts";
 import { referenceRate } from "../optim/schedule.ts";
+import { readGeneratorFile } from "../weights/generator_file.ts";
 import { type Checkpoint, saveCheckpoint } from "./checkpoint.ts";
+import { modelSettingsOf, startingState } from "./finetune.ts";
 import { keptCheckpoint, openRunFolder, openRunLog } from "./run_folder.ts";
 import { jetHeatmap, sampleGrid, toDisplay, writePng } from "./samples.ts";
 import { configFromSettings, type RunSettings } from "./settings.ts";
+import { type Progress, trainLoop } from "./loop.ts";
 import { disposeState, trainer, type TrainState, type Translations } from "./step.ts";
 
 /** Where the runner writes its lines. */
@@ -135,6 +138,9 @@ export async function runTraining(
   flags: RunSettings,
   { io, hooks = {}, control = { stop: false } }: RunOptions,
 ): Promise<RunResult> {
+  // A run from a model file (--model) has the file's model: its settings replace the flags'.
+  const start = flags.model ? await readGeneratorFile(flags.model) : undefined;
+  if (start) flags = { ...flags, ...modelSettingsOf(start, flags, flags.model) };
   if (flags.img_ch !== 3) {
     throw new Error(`--img_ch: the data loader reads RGB images; got ${flags.img_ch}`);
   }
@@ -156,9 +162,12 @@ export async function runTraining(
     [state, rng, streams] = [ck.state, new Rng(ck.rng), ck.streams];
     io.out(folder.resume.line);
   } else {
-    state = model.init(flags.seed);
+    state = start
+      ? startingState(model, start, { seed: flags.seed, source: flags.model!, log: io.out })
+      : model.init(flags.seed);
     rng = new Rng(flags.seed);
   }
+  const run = { state }; // the newest state: the training loop replaces it after each iteration
   const A = new DomainStream(data.trainA, S, rng, streams.A, io.warn);
   const B = new DomainStream(data.trainB, S, rng, streams.B, io.warn);
 
@@ -179,6 +188,7 @@ export async function runTraining(
   // The last checkpoint written whole (or resumed from): what a failed run keeps.
   let saved = folder.resume && { path: folder.resume.path, step: state.step };
   const save = async (path: string) => {
+    const { state } = run;
     await saveCheckpoint(path, {
       state,
       rng: rng.state,
@@ -194,138 +204,109 @@ export async function runTraining(
       flags.light ? "light" : "full"
     } S=${S} ch=${flags.ch} n_res=${flags.n_res} ` +
       `n_dis=${flags.n_dis}${flags.ema ? `, generators' moving average ${flags.ema}` : ""}, ` +
-      `${data.trainA.length}+${data.trainB.length} training images; run folder ${dir}`,
+      `${data.trainA.length}+${data.trainB.length} training images; run folder ${dir}` +
+      (start && !folder.resume
+        ? `; starting from ${flags.model} (its model's shape, whatever the model flags say)`
+        : ""),
   );
   const schedule = referenceRate(flags.lr, flags.iteration, flags.decay_flag);
   // On a GPU the iteration is recorded once and replayed (one line says so if it cannot be).
   const stepper = backend.replays ? model.compile({ log: io.warn }) : model;
   const startStep = state.step;
-  const t0 = performance.now();
-  let lastSave = t0;
-  let terms: Record<string, number> = {};
-  let status: RunResult["status"] = "done";
+  let lastSave = performance.now();
   const kept = () => keptCheckpoint(saved);
+  const picture = (step: number) => step % flags.print_freq === 0 || step === startStep + 1;
+  const checkpoint = (step: number) => step % flags.save_freq === 0;
+  const overdue = () => (performance.now() - lastSave) / 1000 > CHECKPOINT_SECONDS;
 
-  // Loss terms come back asynchronously, all of an iteration in one read. On a GPU they are read
-  // one iteration late, so that the next iteration is queued while the GPU finishes the last
-  // (no stall per iteration); a checkpoint or picture waits for its own iteration's check.
-  const lag = backend.readLag;
-  const pending: { step: number; names: string[]; values: Promise<Float32Array> }[] = [];
-  let good = state.step; // the last iteration whose loss terms were read and finite
-  // Reads, checks and logs iterations until `keep` remain unread; false at a non-finite term.
-  const settle = async (keep: number): Promise<boolean> => {
-    while (pending.length > keep) {
-      const { step, names, values: read } = pending.shift()!;
-      const values = await read;
-      const bad = names.findIndex((_, i) => !Number.isFinite(values[i]));
-      if (bad >= 0) {
-        io.warn(
-          `stopped at iteration ${step}: loss term ${names[bad]} is ${values[bad]}; ${kept()}; ` +
-            "try a lower --lr or smaller loss weights",
-        );
-        return false;
-      }
-      good = step;
-      terms = Object.fromEntries(names.map((n, i) => [n, values[i]]));
-      const elapsed = (performance.now() - t0) / 1000;
-      const rate = (step - startStep) / elapsed;
-      const record = {
-        iteration: step,
-        time: Number(elapsed.toFixed(3)),
-        lr: schedule(step),
-        ...terms,
-      };
-      await log.append(record);
-      const summary = ["d_adv", "adv", "cycle", "identity", "cam"]
-        .filter((k) => `${k}_A` in terms)
-        .map((k) => `${k} ${((terms[`${k}_A`] + terms[`${k}_B`]) / 2).toFixed(3)}`).join("  ");
-      const eta = formatTime((flags.iteration - step) / rate);
-      if (io.progress) {
-        const width = 20;
-        const done = Math.round((width * step) / flags.iteration);
-        io.progress(
-          `[${"#".repeat(done)}${".".repeat(width - done)}] ${step}/${flags.iteration} ` +
-            `${rate.toFixed(2)} it/s ETA ${eta}  ${summary}`,
-        );
-      } else if (step % 10 === 0 || step === 1 || step === flags.iteration) {
-        io.out(
-          `iteration ${step}/${flags.iteration}  ${rate.toFixed(2)} it/s  ETA ${eta}  ${summary}`,
-        );
-      }
+  // One line (or the progress bar) per iteration read, and its log record.
+  const onProgress = async ({ step, terms, seconds, rate, secondsLeft }: Progress) => {
+    await log.append({
+      iteration: step,
+      time: Number(seconds.toFixed(3)),
+      lr: schedule(step),
+      ...terms,
+    });
+    const summary = ["d_adv", "adv", "cycle", "identity", "cam"]
+      .filter((k) => `${k}_A` in terms)
+      .map((k) => `${k} ${((terms[`${k}_A`] + terms[`${k}_B`]) / 2).toFixed(3)}`).join("  ");
+    const eta = formatTime(secondsLeft);
+    if (io.progress) {
+      const width = 20;
+      const done = Math.round((width * step) / flags.iteration);
+      io.progress(
+        `[${"#".repeat(done)}${".".repeat(width - done)}] ${step}/${flags.iteration} ` +
+          `${rate.toFixed(2)} it/s ETA ${eta}  ${summary}`,
+      );
+    } else if (step % 10 === 0 || step === 1 || step === flags.iteration) {
+      io.out(
+        `iteration ${step}/${flags.iteration}  ${rate.toFixed(2)} it/s  ETA ${eta}  ${summary}`,
+      );
     }
-    return true;
   };
-  try {
-    while (state.step < flags.iteration) {
-      if (control.stop) {
-        status = "interrupted";
-        break;
-      }
-      if (webgpuDeviceLost()) throw new Error(webgpuDeviceLost());
-      const [realA, realB] = [await A.next(flags.batch_size), await B.next(flags.batch_size)];
-      const { state: next, terms: t } = stepper.step(state, realA, realB);
-      tf.dispose([realA, realB]);
-      disposeState(state);
-      state = next;
-      const names = Object.keys(t);
-      const stacked = tf.stack(names.map((n) => t[n]));
-      tf.dispose(Object.values(t));
-      const values = stacked.data() as Promise<Float32Array>;
-      values.finally(() => stacked.dispose()).catch(() => {});
-      pending.push({ step: state.step, names, values });
-      const picture = state.step % flags.print_freq === 0 || state.step === startStep + 1;
-      const keep = state.step % flags.save_freq === 0 || picture ? 0 : lag;
-      if (!(await settle(keep))) {
-        status = "diverged";
-        return { step: good, status, dir, terms };
-      }
-      if (picture) {
-        const tr = model.translate(state, sampleA, sampleB);
-        await writeSamples(`${dir}/img`, state.step, tr, sampleA, sampleB, S);
-        tf.dispose(tr as unknown as tf.Tensor[]);
-        await hooks.afterPicture?.(dir, state.step);
-      }
-      if (state.step % flags.save_freq === 0) {
-        await save(`${dir}/model/ckpt_${String(state.step).padStart(7, "0")}.safetensors`);
-        await save(latest);
-        await hooks.afterCheckpoint?.(dir, state.step);
-        lastSave = performance.now();
-      } else if ((performance.now() - lastSave) / 1000 > CHECKPOINT_SECONDS) {
-        if (!(await settle(0))) {
-          status = "diverged";
-          return { step: good, status, dir, terms };
-        }
-        await save(latest);
-        await hooks.afterCheckpoint?.(dir, state.step);
-        lastSave = performance.now();
-      }
+  // The sample pictures and checkpoints of a due iteration.
+  const at = async (state: TrainState) => {
+    if (picture(state.step)) {
+      const tr = model.translate(state, sampleA, sampleB);
+      await writeSamples(`${dir}/img`, state.step, tr, sampleA, sampleB, S);
+      tf.dispose(tr as unknown as tf.Tensor[]);
+      await hooks.afterPicture?.(dir, state.step);
     }
-    if (!(await settle(0))) {
-      status = "diverged";
-      return { step: good, status, dir, terms };
-    }
-    if (savedStep !== state.step) {
+    if (checkpoint(state.step)) {
+      await save(`${dir}/model/ckpt_${String(state.step).padStart(7, "0")}.safetensors`);
       await save(latest);
       await hooks.afterCheckpoint?.(dir, state.step);
+      lastSave = performance.now();
+    } else if (overdue()) {
+      await save(latest);
+      await hooks.afterCheckpoint?.(dir, state.step);
+      lastSave = performance.now();
+    }
+  };
+  try {
+    const end = await trainLoop(run, {
+      stepper,
+      until: flags.iteration,
+      batches: async () => [await A.next(flags.batch_size), await B.next(flags.batch_size)],
+      readLag: backend.readLag,
+      control,
+      deviceFailure: () => webgpuDeviceLost(),
+      onProgress,
+      due: (step) => picture(step) || checkpoint(step) || overdue(),
+      at,
+    });
+    const { terms } = end;
+    if (end.status === "diverged") {
+      const { step, term, value } = end.bad!;
+      io.warn(
+        `stopped at iteration ${step}: loss term ${term} is ${value}; ${kept()}; ` +
+          "try a lower --lr or smaller loss weights",
+      );
+      return { step: end.good, status: end.status, dir, terms };
+    }
+    if (end.status === "device_lost") {
+      io.warn(
+        `stopped at iteration ${end.good + 1}: ${end.failure}; ${kept()}; continue with --resume`,
+      );
+      return { step: end.good, status: end.status, dir, terms };
+    }
+    const { step } = run.state;
+    if (savedStep !== step) {
+      await save(latest);
+      await hooks.afterCheckpoint?.(dir, step);
     }
     io.out(
-      `${
-        status === "done" ? "finished" : "stopped"
-      } at iteration ${state.step}; checkpoint ${latest}` +
-        (status === "interrupted" ? " (continue with --resume)" : ""),
+      `${end.status === "done" ? "finished" : "stopped"} at iteration ${step}; ` +
+        `checkpoint ${latest}` + (end.status === "interrupted" ? " (continue with --resume)" : ""),
     );
-    return { step: state.step, status, dir, terms };
+    return { step, status: end.status, dir, terms };
   } catch (e) {
     // A full disk, a folder not writable or removed: one line, with what is kept.
     if (e instanceof WriteError) throw e.and(`${kept()}; once it can be written, --resume goes on`);
-    // A lost GPU device ends the run like a divergence: nothing more is saved from it.
-    const lost = webgpuDeviceLost();
-    if (!lost) throw e;
-    io.warn(`stopped at iteration ${good + 1}: ${lost}; ${kept()}; continue with --resume`);
-    return { step: good, status: "device_lost", dir, terms };
+    throw e;
   } finally {
     log.close();
-    disposeState(state);
+    disposeState(run.state);
     if ("compiled" in stepper) stepper.compiled.dispose();
     tf.dispose([sampleA, sampleB]);
   }

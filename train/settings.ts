@@ -79,6 +79,27 @@ export interface TrainingSettings extends ModelSettings {
   readonly ema: number;
 }
 
+/** The training recipe alone: what {@linkcode TrainingSettings} holds beyond the model and length. */
+export type Recipe = Omit<TrainingSettings, keyof ModelSettings | "iteration">;
+
+/**
+ * The recipe of the shipped `emoji-google2twitter` model (models/emoji-google2twitter/MODEL_CARD.md):
+ * the reference's learning rate, weight decay, decay schedule and adversarial and CAM weights, with
+ * cycle 1 and identity 0.5 (the reference's 10 and 10 kept translations close to their sources),
+ * and a moving average of the generators (0.999). `deno task train` runs it by default, and
+ * fine-tuning (the page's panel, `train --model`) goes on with it.
+ */
+export const SHIPPED_RECIPE: Recipe = {
+  lr: 1e-4,
+  weight_decay: 1e-4,
+  decay_flag: true,
+  adv_weight: 1,
+  cycle_weight: 1,
+  identity_weight: 0.5,
+  cam_weight: 1000,
+  ema: 0.999,
+};
+
 /** What a training run reads: its model and recipe, its data, its place and its pace. */
 export interface RunSettings extends TrainingSettings {
   /** A dataset folder or `emoji:<from>2<to>`. */
@@ -99,6 +120,12 @@ export interface RunSettings extends TrainingSettings {
   readonly print_freq: number;
   /** Iterations between kept checkpoints. */
   readonly save_freq: number;
+  /**
+   * A generator file to start from instead of fresh weights (`--model`: a shipped model or an
+   * exported file; `train/finetune.ts`): its generators, its discriminators where it has them.
+   * Its model settings must be the run's (`modelSettingsOf`). Empty or absent: a fresh start.
+   */
+  readonly model?: string;
 }
 
 /**

@@ -8,8 +8,11 @@
  * taken, with a download link. Everything runs in the page; nothing is sent anywhere.
  *
  * It uses the same `layers/` and `weights/` code as Deno, and selects its backend through
- * `backends/browser.ts` (the same `Backend` descriptor as Deno's `selectBackend`).
- * `window.ugatitDemo` exposes `ready` and `translateUrl(url)` for the browser test.
+ * `backends/browser.ts` (the same `Backend` descriptor as Deno's `selectBackend`). Its fine-tune
+ * panel (`finetune_panel.ts`, training in `finetune_worker.ts`) fine-tunes the loaded model on
+ * the user's pictures and hands the result back here.
+ * `window.ugatitDemo` exposes `ready`, `translateUrl(url)`, `addPictures(domain, urls)`,
+ * `fineTune(iterations, seed)` and `pictures(domain)` for the browser tests.
  *
  * @module
  */
@@ -17,6 +20,7 @@ import * as tf from "@tensorflow/tfjs";
 import * as E from "fp-ts/Either";
 import { pipe } from "fp-ts/function";
 import { selectBrowserBackend } from "../backends/browser.ts";
+import { toBatch } from "../data/pictures.ts";
 import { jetHeatmap, toDisplay } from "../layers/display.ts";
 import { generator, type GeneratorParams } from "../layers/generator.ts";
 import { dispose } from "../tree/tree.ts";
@@ -27,11 +31,22 @@ import {
 } from "../weights/generator_file.ts";
 import { fromHost } from "../weights/params_io.ts";
 import { safetensorsFromBytes } from "../weights/safetensors.ts";
+import {
+  type Domain,
+  type FineTunePanel,
+  fineTunePanel,
+  type PanelResult,
+} from "./finetune_panel.ts";
+import { dropFilesOn, pictureRgb } from "./pictures.ts";
 
-/** What `build:web` writes beside the page: the bundled model (if any) and the test emoji. */
+/**
+ * What `build:web` writes beside the page: the bundled model (if any), the test emoji (held-out
+ * domain A), and the held-out domain-B emoji paired with them (the fine-tune panel's defaults).
+ */
 interface SiteConfig {
   readonly model?: string;
   readonly emoji: readonly string[];
+  readonly emojiB?: readonly string[];
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -58,6 +73,7 @@ interface Model {
   readonly file: GeneratorFile;
   readonly params: Partial<Record<Direction, GeneratorParams>>;
   readonly name: string;
+  readonly bytes: Uint8Array;
 }
 let model: Model | undefined;
 
@@ -75,7 +91,7 @@ function useModel(bytes: Uint8Array, name: string): void {
   const params = Object.fromEntries(
     Object.entries(file.generators).map(([d, host]) => [d, fromHost<GeneratorParams>(host!)]),
   ) as Model["params"];
-  model = { file, params, name };
+  model = { file, params, name, bytes };
   const c = file.config;
   $("model-name").textContent = `${name}: ${c.light ? "light" : "full"} S=${c.imgSize} ch=${c.ch}` +
     `${file.half ? ", float16" : ""}${
@@ -118,21 +134,6 @@ async function fetchWithProgress(url: string): Promise<Uint8Array> {
 
 // ---- translation --------------------------------------------------------------------------
 
-// The picture at S x S on white, as the model's input [1, S, S, 3] in [-1, 1].
-async function inputOf(blob: Blob, size: number): Promise<tf.Tensor4D> {
-  const bitmap = await createImageBitmap(blob);
-  const canvas = Object.assign(document.createElement("canvas"), { width: size, height: size });
-  const ctx = canvas.getContext("2d")!;
-  ctx.fillStyle = "#fff";
-  ctx.fillRect(0, 0, size, size);
-  ctx.imageSmoothingQuality = "high";
-  ctx.drawImage(bitmap, 0, 0, size, size);
-  const pixels = ctx.getImageData(0, 0, size, size);
-  return tf.tidy(() =>
-    tf.sub(tf.div(tf.browser.fromPixels(pixels), 127.5), 1).expandDims(0) as tf.Tensor4D
-  );
-}
-
 let heat: HTMLCanvasElement | undefined; // the coloured heatmap, kept for the opacity slider
 
 function drawCam(): void {
@@ -153,11 +154,14 @@ interface Translated {
   readonly output: number[];
 }
 
+let lastPicture: Blob | undefined; // translated again when the model changes
+
 async function translate(blob: Blob): Promise<Translated> {
   if (!model) throw new Error("load a generator file first");
+  lastPicture = blob;
   const direction = $<HTMLSelectElement>("direction").value as Direction;
   const S = model.file.config.imgSize!;
-  const x = await inputOf(blob, S);
+  const x = toBatch([await pictureRgb(blob, S)], S);
   const t0 = performance.now();
   const out = generator(model.file.config).apply(model.params[direction]!, x);
   const output = await out.image.data();
@@ -209,18 +213,7 @@ async function start(): Promise<void> {
     const f = (e.target as HTMLInputElement).files?.[0];
     if (f) run(f);
   };
-  const drop = $("drop");
-  drop.ondragover = (e) => {
-    e.preventDefault();
-    drop.classList.add("over");
-  };
-  drop.ondragleave = () => drop.classList.remove("over");
-  drop.ondrop = (e) => {
-    e.preventDefault();
-    drop.classList.remove("over");
-    const f = e.dataTransfer?.files[0];
-    if (f) run(f);
-  };
+  dropFilesOn($("drop"), ([f]) => f && run(f));
   document.onpaste = (e) => {
     const f = [...(e.clipboardData?.files ?? [])].find((f) => f.type.startsWith("image/"));
     if (f) run(f);
@@ -239,7 +232,19 @@ async function start(): Promise<void> {
     status(`loading ${site.model}`);
     useModel(await fetchWithProgress(site.model), site.model);
   } else status("load a generator file to start");
+  panel = fineTunePanel({
+    model: () =>
+      model && { bytes: model.bytes, name: model.name, size: model.file.config.imgSize ?? 256 },
+    defaults: { A: site.emoji, B: site.emojiB ?? [] },
+    use: (bytes, name) => {
+      useModel(bytes, name);
+      if (lastPicture) run(lastPicture);
+    },
+    asked: new URLSearchParams(location.search).get("backend") ?? undefined,
+  });
 }
+
+let panel: FineTunePanel | undefined;
 
 const ready = start().catch((e) => status((e as Error).message, true));
 
@@ -249,5 +254,20 @@ const ready = start().catch((e) => status((e as Error).message, true));
   async translateUrl(url: string): Promise<Translated> {
     await ready;
     return translate(await (await fetch(url)).blob());
+  },
+  /** Adds the pictures at `urls` to a domain of the fine-tune panel, as dropping them does. */
+  async addPictures(domain: Domain, urls: string[]): Promise<void> {
+    await ready;
+    await panel!.add(domain, await Promise.all(urls.map(async (u) => (await fetch(u)).blob())));
+  },
+  /** Fine-tunes the loaded model, as the panel's start button does. */
+  async fineTune(iterations: number, seed = 0, previewEvery?: number): Promise<PanelResult> {
+    await ready;
+    return await panel!.start(iterations, seed, previewEvery);
+  },
+  /** A domain's training pictures as the fine-tuning worker receives them. */
+  async pictures(domain: Domain): Promise<number[][]> {
+    await ready;
+    return await panel!.pictures(domain);
   },
 };

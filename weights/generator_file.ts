@@ -1,9 +1,11 @@
 /**
- * Generator files: the trained model a user runs, without discriminators or optimiser state. One
- * safetensors file holds one generator or both (`A2B`, `B2A`), in float32 or float16 (half the
- * size; loading converts back), under our names (`A2B.<path>`) or the reference's
- * (`genA2B.<state_dict name>`, its layouts, for PyTorch), with the model configuration in its
- * metadata, so that the file alone rebuilds the model.
+ * Generator files: the trained model a user runs, without optimiser state. One safetensors file
+ * holds one generator or both (`A2B`, `B2A`), in float32 or float16 (half the size; loading
+ * converts back), under our names (`A2B.<path>`) or the reference's (`genA2B.<state_dict name>`,
+ * its layouts, for PyTorch), with the model configuration in its metadata, so that the file alone
+ * rebuilds the model. It may also hold the four discriminators with their spectral-norm vectors
+ * (`disGA.<path>`, ...; their configurations in the metadata), which fine-tuning starts from
+ * (`deno task export --discriminators`); a file without them still fine-tunes, from fresh ones.
  *
  * @example
  * ```ts
@@ -22,10 +24,18 @@
  */
 import * as E from "fp-ts/Either";
 import { pipe } from "fp-ts/function";
+import type { DiscriminatorConfig } from "../layers/discriminator.ts";
 import type { GeneratorConfig } from "../layers/generator.ts";
 import { type Decoded, orThrow } from "../decoded/decoded.ts";
 import { fromHalf, toHalf } from "./half.ts";
-import { checkAgainst, fromReference, generatorNames, toReference } from "./reference_names.ts";
+import {
+  checkAgainst,
+  discriminatorNames,
+  fromReference,
+  generatorNames,
+  type NameEntry,
+  toReference,
+} from "./reference_names.ts";
 import {
   encodeSafetensors,
   type HostTensor,
@@ -49,12 +59,43 @@ export interface GeneratorFileOptions {
   readonly reference?: boolean;
 }
 
+/** The discriminators a file may hold, by the reference's names (global and local per domain). */
+export const DISCRIMINATOR_NETWORKS = ["disGA", "disGB", "disLA", "disLB"] as const;
+/** One of {@linkcode DISCRIMINATOR_NETWORKS}. */
+export type DiscriminatorNetwork = typeof DISCRIMINATOR_NETWORKS[number];
+
+/** The discriminators beside the generators in a file, for fine-tuning. */
+export interface FileDiscriminators {
+  /** The global (`disG*`) and local (`disL*`) discriminators' configurations. */
+  readonly config: { readonly global: DiscriminatorConfig; readonly local: DiscriminatorConfig };
+  /**
+   * Each network's float32 host tensors by path: its parameters and its spectral-norm vectors (at
+   * the paths `discriminatorNames` gives them, marked `state` there).
+   */
+  readonly networks: Readonly<Record<DiscriminatorNetwork, Record<string, HostTensor>>>;
+}
+
+/**
+ * The tensor table of one of the discriminators.
+ * @param config both discriminators' configurations
+ * @param network which one
+ * @returns its entries (parameters and spectral-norm vectors)
+ */
+export function discriminatorEntries(
+  config: FileDiscriminators["config"],
+  network: DiscriminatorNetwork,
+): NameEntry[] {
+  return discriminatorNames(network.startsWith("disG") ? config.global : config.local);
+}
+
 /** A decoded generator file: the configuration and each generator's float32 tensors by path. */
 export interface GeneratorFile {
   /** The model configuration, as stored. */
   readonly config: GeneratorConfig;
   /** The generators it holds, by direction: host tensors by dotted path. */
   readonly generators: Partial<Record<Direction, Record<string, HostTensor>>>;
+  /** The discriminators, where the file holds them. */
+  readonly discriminators?: FileDiscriminators;
   /** Whether it was stored in float16. */
   readonly half: boolean;
   /** The metadata, as stored (e.g. the iteration it was exported at). */
@@ -62,13 +103,15 @@ export interface GeneratorFile {
 }
 
 const prefixOf = (d: Direction, reference: boolean) => (reference ? `gen${d}` : d);
+const mergeReference = (r: ReturnType<typeof fromReference>) => ({ ...r.params, ...r.state });
 
 /**
- * Encodes generators as a generator file's bytes.
+ * Encodes generators (and, for fine-tuning, discriminators) as a generator file's bytes.
  * @param generators host tensors by path (from `toHost`), per direction
  * @param config the generators' configuration
  * @param options float16, reference names
  * @param metadata extra string metadata (e.g. `step`)
+ * @param discriminators the four discriminators, to store beside the generators
  * @returns the file's bytes
  */
 export function encodeGeneratorFile(
@@ -76,17 +119,21 @@ export function encodeGeneratorFile(
   config: GeneratorConfig,
   { half = false, reference = false }: GeneratorFileOptions = {},
   metadata: Record<string, string> = {},
+  discriminators?: FileDiscriminators,
 ): Uint8Array {
   const tensors: Record<string, HostTensor> = {};
-  const directions = Object.keys(generators) as Direction[];
-  for (const d of directions) {
-    const ours = generators[d]!;
-    const named = reference ? toReference(generatorNames(config), ours) : ours;
+  const add = (prefix: string, entries: NameEntry[], ours: Record<string, HostTensor>) => {
+    const named = reference ? toReference(entries, ours) : ours;
     for (const [k, t] of Object.entries(named)) {
-      tensors[`${prefixOf(d, reference)}.${k}`] = half
+      tensors[`${prefix}.${k}`] = half
         ? { dtype: "F16", shape: t.shape, data: toHalf(t.data as Float32Array) }
         : t;
     }
+  };
+  const directions = Object.keys(generators) as Direction[];
+  for (const d of directions) add(prefixOf(d, reference), generatorNames(config), generators[d]!);
+  for (const net of discriminators ? DISCRIMINATOR_NETWORKS : []) {
+    add(net, discriminatorEntries(discriminators!.config, net), discriminators!.networks[net]);
   }
   return encodeSafetensors(tensors, {
     ...metadata,
@@ -95,6 +142,7 @@ export function encodeGeneratorFile(
     directions: directions.join(","),
     names: reference ? "reference" : "ours",
     dtype: half ? "F16" : "F32",
+    ...(discriminators ? { discriminators: JSON.stringify(discriminators.config) } : {}),
   });
 }
 
@@ -105,6 +153,7 @@ export function encodeGeneratorFile(
  * @param config the generators' configuration
  * @param options float16, reference names
  * @param metadata extra string metadata
+ * @param discriminators the four discriminators, to store beside the generators
  */
 export async function writeGeneratorFile(
   path: string,
@@ -112,10 +161,11 @@ export async function writeGeneratorFile(
   config: GeneratorConfig,
   options: GeneratorFileOptions = {},
   metadata: Record<string, string> = {},
+  discriminators?: FileDiscriminators,
 ): Promise<void> {
   await writeAtomically(
     path,
-    encodeGeneratorFile(generators, config, options, metadata),
+    encodeGeneratorFile(generators, config, options, metadata, discriminators),
     "the exported generators",
   );
 }
@@ -148,26 +198,52 @@ export function generatorFileFrom(
       if (!directions.length || !directions.every((d) => d === "A2B" || d === "B2A")) {
         return E.left(fail(`directions "${metadata.directions}" are not A2B and/or B2A`));
       }
+      // One network's tensors (under `prefix.`), in float32 by our paths, checked.
+      const network = (prefix: string, entries: NameEntry[]) => {
+        const mine = Object.fromEntries(
+          Object.entries(tensors)
+            .filter(([k]) => k.startsWith(`${prefix}.`))
+            .map(([k, t]): [string, HostTensor] => [
+              k.slice(prefix.length + 1),
+              t.dtype === "F16"
+                ? { dtype: "F32", shape: t.shape, data: fromHalf(t.data as Uint16Array) }
+                : t,
+            ]),
+        );
+        const ours = reference ? mergeReference(fromReference(entries, mine, source)) : mine;
+        checkAgainst(entries, ours, source);
+        return ours;
+      };
       return E.tryCatch(() => {
         const generators: Partial<Record<Direction, Record<string, HostTensor>>> = {};
         for (const d of directions as Direction[]) {
-          const prefix = `${prefixOf(d, reference)}.`;
-          const mine = Object.fromEntries(
-            Object.entries(tensors)
-              .filter(([k]) => k.startsWith(prefix))
-              .map(([k, t]): [string, HostTensor] => [
-                k.slice(prefix.length),
-                t.dtype === "F16"
-                  ? { dtype: "F32", shape: t.shape, data: fromHalf(t.data as Uint16Array) }
-                  : t,
-              ]),
-          );
-          const entries = generatorNames(config);
-          const ours = reference ? fromReference(entries, mine, source).params : mine;
-          checkAgainst(entries, ours, source);
-          generators[d] = ours;
+          generators[d] = network(prefixOf(d, reference), generatorNames(config));
         }
-        return { config, generators, half: metadata.dtype === "F16", metadata };
+        let discriminators: FileDiscriminators | undefined;
+        if (metadata.discriminators !== undefined) {
+          let dConfig: FileDiscriminators["config"];
+          try {
+            dConfig = JSON.parse(metadata.discriminators);
+          } catch {
+            throw fail(
+              'its discriminators\' configuration (metadata "discriminators") is not JSON',
+            );
+          }
+          const networks = Object.fromEntries(
+            DISCRIMINATOR_NETWORKS.map((net) => [
+              net,
+              network(net, discriminatorEntries(dConfig, net)),
+            ]),
+          ) as FileDiscriminators["networks"];
+          discriminators = { config: dConfig, networks };
+        }
+        return {
+          config,
+          generators,
+          ...(discriminators ? { discriminators } : {}),
+          half: metadata.dtype === "F16",
+          metadata,
+        };
       }, (e) => e as WeightFileError);
     }),
   );

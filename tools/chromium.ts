@@ -1,7 +1,11 @@
 /**
  * Headless Chromium (Debian's `chromium`) driven over the DevTools protocol, for the browser
- * tests: open a page, evaluate in it, collect console errors and uncaught exceptions, take a
- * screenshot. No npm package and no browser download: a WebSocket to the browser's endpoint.
+ * tests and the page's benchmark (`bench_web.ts`): open a page, evaluate in it, collect console
+ * errors and uncaught exceptions (a worker's too), take a screenshot. WebGL runs on SwiftShader;
+ * with `webgpu`, WebGPU too (SwiftShader's Vulkan). No npm package and no browser download: a
+ * WebSocket to the browser's endpoint.
+ *
+ * @module
  */
 
 /** A page in headless Chromium. */
@@ -33,13 +37,26 @@ export async function findChromium(): Promise<string | undefined> {
   return undefined;
 }
 
+/** Options of {@linkcode withChromium}. */
+export interface ChromiumOptions {
+  /** Offer WebGPU on SwiftShader's Vulkan (no GPU needed); without it a page gets none here. */
+  readonly webgpu?: boolean;
+  /** The window's size (default 1100 x 900). */
+  readonly window?: readonly [number, number];
+}
+
 /**
  * Starts Chromium, runs `fn` with one page, and closes it.
  * @param exe the executable
  * @param fn what to do with the page
+ * @param options WebGPU, the window's size
  * @returns what `fn` returns
  */
-export async function withChromium<T>(exe: string, fn: (page: Page) => Promise<T>): Promise<T> {
+export async function withChromium<T>(
+  exe: string,
+  fn: (page: Page) => Promise<T>,
+  { webgpu = false, window = [1100, 900] }: ChromiumOptions = {},
+): Promise<T> {
   const profile = await Deno.makeTempDir();
   const child = new Deno.Command(exe, {
     args: [
@@ -50,7 +67,8 @@ export async function withChromium<T>(exe: string, fn: (page: Page) => Promise<T
       "--disable-component-update",
       "--disable-sync",
       "--enable-unsafe-swiftshader", // WebGL on the CPU, where there is no GPU
-      "--window-size=1100,900",
+      ...(webgpu ? ["--enable-unsafe-webgpu", "--use-webgpu-adapter=swiftshader"] : []),
+      `--window-size=${window[0]},${window[1]}`,
       `--user-data-dir=${profile}`,
       "--remote-debugging-port=0",
       "about:blank",
@@ -80,6 +98,11 @@ export async function withChromium<T>(exe: string, fn: (page: Page) => Promise<T
     let next = 0;
     const waiting = new Map<number, { ok: (v: unknown) => void; fail: (e: Error) => void }>();
     const events: ((m: { method: string; params: Record<string, unknown> }) => void)[] = [];
+    // A browser that goes away (crashed, killed) fails what waits on it instead of hanging.
+    ws.onclose = () => {
+      for (const w of waiting.values()) w.fail(new Error("chromium closed the connection"));
+      waiting.clear();
+    };
     ws.onmessage = (e) => {
       const m = JSON.parse(e.data);
       if (m.id !== undefined) {
@@ -113,8 +136,17 @@ export async function withChromium<T>(exe: string, fn: (page: Page) => Promise<T
         const entry = params.entry as { level: string; text: string; url?: string };
         if (entry.level === "error") errors.push(`${entry.text} ${entry.url ?? ""}`);
       } else if (method === "Page.loadEventFired") loaded?.();
+      else if (method === "Target.attachedToTarget") {
+        // A worker of the page: its console errors and exceptions count too.
+        send("Runtime.enable", {}, params.sessionId as string).catch(() => {});
+      }
     });
     for (const domain of ["Runtime", "Log", "Page"]) await send(`${domain}.enable`, {}, sessionId);
+    await send("Target.setAutoAttach", {
+      autoAttach: true,
+      waitForDebuggerOnStart: false,
+      flatten: true,
+    }, sessionId);
     const page: Page = {
       errors,
       async goto(url) {
