@@ -86,7 +86,7 @@ export function browserDeviceFailure(error?: unknown): string | undefined {
   }
   const message = error instanceof Error ? error.message : error === undefined ? "" : `${error}`;
   if (
-    /out of memory|memory access out of bounds|failed to allocate|allocation failed/i.test(message)
+    /out of memory|failed to allocate|allocation failed/i.test(message)
   ) {
     return `out of memory (${message})`;
   }

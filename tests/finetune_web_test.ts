@@ -34,6 +34,15 @@ const quiet = { out: () => {}, warn: () => {} };
 const N = 3; // iterations
 const SEED = 7;
 const S = 24; // tinyFlags' image size
+/**
+ * How far the page's weights after N iterations may be from Deno's, as the root of the summed
+ * squared differences over that of Deno's update, on every backend: in float32 the same step in
+ * another summation order agrees to a few ulps, except where a gradient is at rounding level and
+ * the two take opposite steps of about lr each. A tenth allows such flips on 0.25% of the
+ * weights; a wrong picture, crop or gradient moves the weights apart by the order of the update
+ * itself. (Measured here: below 1e-4 on WebGPU, WebGL and WebAssembly.)
+ */
+const UPDATE_TOLERANCE = 0.1;
 
 /**
  * The most one Adam step (b1 0.5, b2 0.999, as the reference's) can move a parameter, in units of
@@ -96,7 +105,7 @@ async function writePictures(dir: string): Promise<Record<"A" | "B", string[]>> 
 }
 
 interface PageRun {
-  readonly result: PanelResult;
+  readonly result: Omit<PanelResult, "file"> & { readonly file: number[] };
   readonly pictures: Record<"A" | "B", number[][]>;
   readonly download: number[];
   readonly translated: number[];
@@ -130,7 +139,10 @@ async function runInPage(
     await page.evaluate("document.getElementById('finetune').scrollIntoView(); 0");
     await writeAtomically(screenshot, await page.screenshot());
   }
-  const result = await page.evaluate<PanelResult>("globalThis.fineTuning");
+  // (The file's bytes as numbers: the protocol returns plain JSON.)
+  const result = await page.evaluate<PageRun["result"]>(
+    "globalThis.fineTuning.then((r) => ({ ...r, file: Array.from(r.file) }))",
+  );
   const download = await page.evaluate<number[]>(
     "fetch(document.getElementById('ft-download').href).then((r) => r.arrayBuffer())" +
       ".then((b) => Array.from(new Uint8Array(b)))",
@@ -221,7 +233,8 @@ chromiumTest(
       // run on other pictures, so the first iteration's loss terms, computed from the same start on
       // the first batch (the pictures, their order, flips and crops), must agree as a forward pass
       // does (1e-3 relative, the page's translation test's tolerance for float32 with a different
-      // summation order), and the page's update must be nearer Deno's than no update at all.
+      // summation order), and the page's weights must be near Deno's against the size of Deno's
+      // update (UPDATE_TOLERANCE).
       const lr = SHIPPED_RECIPE.lr;
       let allowed = 0;
       for (let t = 1; t <= N; t++) allowed += 2 * lr * adamStepBound(t);
@@ -265,7 +278,11 @@ chromiumTest(
         );
         assert(worst <= 1, `${backend}: a weight differs from Deno's by ${worst} times the bound`);
         assert(pageMoved > lr / 2, `${backend}: the page's fine-tune moved no weight`);
-        assert(apart < moved, `${backend}: the page's update is not nearer Deno's than none`);
+        const relative = Math.sqrt(apart / moved);
+        assert(
+          relative < UPDATE_TOLERANCE,
+          `${backend}: the page's weights are ${relative} of Deno's update away from Deno's`,
+        );
 
         // The downloaded file in Deno (translate --checkpoint reads it with readGeneratorFile).
         const path = `${results}/${backend}_finetuned.safetensors`;

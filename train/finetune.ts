@@ -219,14 +219,22 @@ export interface FineTuneOptions {
   readonly keepEvery?: number;
 }
 
+/**
+ * How a fine-tuning run ended: as the loop ended, or `failed` with the message of an error that
+ * broke it (the weights kept before it are still returned).
+ */
+export type FineTuneEnd =
+  | LoopEnd
+  | Omit<LoopEnd, "status" | "failure"> & { readonly status: "failed"; readonly failure: string };
+
 /** What a fine-tuning run leaves. */
 export interface FineTuned {
   /** How the run ended. */
-  readonly status: LoopEnd["status"];
+  readonly status: FineTuneEnd["status"];
   /** The iteration the kept weights are of (the last one where the run ended well). */
   readonly step: number;
   /** The loop's end: the last terms, and where it diverged or why the device failed. */
-  readonly end: LoopEnd;
+  readonly end: FineTuneEnd;
   /**
    * Those weights as a generator file (float32, both directions; the moving average where the
    * recipe keeps one), which `deno task translate --checkpoint` reads.
@@ -256,7 +264,13 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuned> {
   const A = new PictureStream(pictures.A, S, rng);
   const B = new PictureStream(pictures.B, S, rng);
   const run = { state: startingState(model, file, { seed, source: name, log }) };
-  const stepper = backend.replays ? model.compile({ log }) : model;
+  let stepper: typeof model | ReturnType<typeof model.compile>;
+  try {
+    stepper = backend.replays ? model.compile({ log }) : model;
+  } catch (e) {
+    disposeState(run.state);
+    throw e;
+  }
 
   const averaged = run.state.ema !== undefined;
   let kept: { step: number; generators: Record<"A2B" | "B2A", Record<string, HostTensor>> } = {
@@ -289,22 +303,34 @@ export async function fineTune(options: FineTuneOptions): Promise<FineTuned> {
       ? "recording the step to replay it"
       : "replayed";
   try {
-    if (preview) await show(run.state);
-    const end = await trainLoop(run, {
-      stepper,
-      until: iterations,
-      batches: () => [A.next(1), B.next(1)],
-      readLag: backend.readLag,
-      control: options.control,
-      deviceFailure: options.deviceFailure,
-      between: options.between,
-      onProgress: options.onProgress && ((p) => options.onProgress!(p, mode())),
-      due: (step) => step % keepEvery === 0 || previewAt(step),
-      at: async (state) => {
-        if (state.step % keepEvery === 0) await keep(state);
-        if (previewAt(state.step)) await show(state);
-      },
-    });
+    let end: FineTuneEnd;
+    try {
+      if (preview) await show(run.state);
+      end = await trainLoop(run, {
+        stepper,
+        until: iterations,
+        batches: () => [A.next(1), B.next(1)],
+        readLag: backend.readLag,
+        control: options.control,
+        deviceFailure: options.deviceFailure,
+        between: options.between,
+        onProgress: options.onProgress && ((p) => options.onProgress!(p, mode())),
+        due: (step) => step % keepEvery === 0 || previewAt(step),
+        at: async (state) => {
+          if (state.step % keepEvery === 0) await keep(state);
+          if (previewAt(state.step)) await show(state);
+        },
+      });
+    } catch (e) {
+      // Whatever broke the run (not a device failure: the loop names those), the weights kept so
+      // far are still the caller's.
+      end = {
+        status: "failed",
+        good: kept.step,
+        terms: {},
+        failure: (e as Error).message ?? `${e}`,
+      };
+    }
     const ended = end.status === "done" || end.status === "interrupted";
     if (ended && kept.step !== run.state.step) await keep(run.state);
     const bytes = encodeGeneratorFile(kept.generators, config.generator, {}, {

@@ -187,8 +187,13 @@ export async function trainLoop(
       const failed = deviceFailure?.();
       if (failed) return end("device_lost", failed);
       const [realA, realB] = await batches();
-      const { state: next, terms: t } = stepper.step(run.state, realA, realB);
-      tf.dispose([realA, realB]);
+      let stepped: ReturnType<typeof stepper.step>;
+      try {
+        stepped = stepper.step(run.state, realA, realB);
+      } finally {
+        tf.dispose([realA, realB]);
+      }
+      const { state: next, terms: t } = stepped;
       disposeState(run.state);
       run.state = next;
       const names = Object.keys(t);

@@ -46,7 +46,7 @@ export interface PanelResult {
   /** The line the panel shows. */
   readonly line: string;
   /** The fine-tuned generator file's bytes. */
-  readonly file: number[];
+  readonly file: Uint8Array;
   /** Lines the worker said on the way (fresh discriminators, a step that cannot replay). */
   readonly lines: string[];
   /** Seconds from the loop's start to each iteration's read (pauses left out), in order. */
@@ -119,7 +119,10 @@ export function fineTunePanel(hooks: PanelHooks): FineTunePanel {
     $(`ft-count-${domain}`).textContent = `${chosen[domain].length} picture(s)`;
     const thumbs = $(`ft-thumbs-${domain}`);
     for (const f of images) {
-      const img = Object.assign(document.createElement("img"), { src: URL.createObjectURL(f) });
+      const src = URL.createObjectURL(f);
+      // The thumbnail holds its pixels once drawn: its URL can go.
+      const img = Object.assign(document.createElement("img"), { src });
+      img.onload = img.onerror = () => URL.revokeObjectURL(src);
       thumbs.append(img);
     }
     return Promise.resolve();
@@ -257,7 +260,7 @@ export function fineTunePanel(hooks: PanelHooks): FineTunePanel {
               backend,
               mode: m.mode,
               line: m.line,
-              file: Array.from(m.file),
+              file: m.file,
               lines,
               seconds,
               terms,
@@ -278,12 +281,16 @@ export function fineTunePanel(hooks: PanelHooks): FineTunePanel {
         };
         worker!.postMessage(job);
       });
-      const bytes = Uint8Array.from(result.file);
+      const bytes = result.file;
       const name = `${
         model.name.replace(/\.safetensors$/, "")
       }_finetuned_${result.step}.safetensors`;
       if (download) URL.revokeObjectURL(download);
-      download = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+      // (The bytes came from the worker: a plain ArrayBuffer, never a shared one.)
+      const blob = new Blob([bytes as Uint8Array<ArrayBuffer>], {
+        type: "application/octet-stream",
+      });
+      download = URL.createObjectURL(blob);
       Object.assign($<HTMLAnchorElement>("ft-download"), {
         href: download,
         download: name,

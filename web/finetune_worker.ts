@@ -142,7 +142,7 @@ async function start(job: Extract<ToWorker, { type: "start" }>): Promise<void> {
       : status === "diverged"
       ? `stopped at iteration ${end.bad!.step}: loss term ${end.bad!.term} is ${end.bad!.value}; ` +
         `the weights of iteration ${step} are kept (try fewer iterations)`
-      : `stopped at iteration ${end.good + 1}: ${end.failure}; the weights of iteration ${step} ` +
+      : `stopped after iteration ${end.good}: ${end.failure}; the weights of iteration ${step} ` +
         "are kept";
     post({ type: "done", status, step, file, mode, line, terms: end.terms }, [file.buffer]);
   } finally {
