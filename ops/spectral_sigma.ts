@@ -34,7 +34,10 @@ import type { OpContract } from "./op_contract.ts";
  * at the offsets {@linkcode spectralPacking} gives.
  */
 export const SPECTRAL_SIGMA = "UgatitSpectralSigma";
-/** Its gradient: inputs `{dy, packed}`, attributes and `rows`, output `da`. */
+/**
+ * Its gradient: inputs `{dy, packed}` (`dy`: sigma's gradient, a scalar), attributes and `rows`,
+ * output `da`.
+ */
 export const SPECTRAL_SIGMA_GRAD = "UgatitSpectralSigmaGrad";
 /**
  * The spectral-norm kernels' attributes. `a` is torch's `W^T` with rows in the weight's own order

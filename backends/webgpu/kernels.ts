@@ -11,7 +11,8 @@
  * - `UgatitAdamUpdate`: the reference optimiser's per-tensor update in one pass (the update, the
  *   new first and second moments as rows of one output), where the composed chain takes about 15.
  * - `UgatitSpectralSigma` / `...Grad`: spectral norm's power iteration and sigma in 3 dispatches
- *   (with the iteration or without) and its gradient `v u^T` in one, where the composed ops take about 25.
+ *   (with the iteration or without) and its gradient `v u^T` in one, where the composed ops take
+ *   about 25.
  * - `UgatitReflectPad` / `...Grad`, `UgatitUpsample2x` / `...Grad`: one gather pass each way.
  * - `UgatitMeanSquaredError` / `...Grad`: the least-squares loss term in one reducing pass, its
  *   gradient in one.
@@ -56,6 +57,46 @@ const CHUNK = 64; // pixels per partial sum
 const EPS = 1e-5;
 
 /**
+ * Runs a program of `workgroup` threads per workgroup over `groups` workgroups: the inputs read as
+ * flat arrays by their names, the output `result`, the `uniforms` (i32, or f32 where named in
+ * `floats`), and `code` the WGSL of `fn main(index : i32)` and what it calls.
+ */
+function runProgram(
+  backend: tf.KernelBackend,
+  key: string,
+  inputs: Record<string, Info>,
+  outputShape: number[],
+  [groups, workgroup]: [number, number],
+  uniforms: Record<string, number>,
+  floats: readonly string[],
+  code: string,
+): Info {
+  const names = Object.keys(inputs);
+  const program = {
+    variableNames: names,
+    outputShape,
+    shaderKey: `ugatit_${key}`,
+    dispatchLayout: { x: outputShape.map((_, i) => i) },
+    dispatch: [groups, 1, 1] as [number, number, number],
+    workgroupSize: [workgroup, 1, 1] as [number, number, number],
+    uniforms: Object.keys(uniforms)
+      .map((u) => `${u} : ${floats.includes(u) ? "f32" : "i32"},`)
+      .join(" "),
+    getUserCode: () => code,
+  };
+  const data = Object.entries(uniforms).map(([u, v]): Uniform => ({
+    type: floats.includes(u) ? "float32" : "int32",
+    data: [v],
+  }));
+  return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(
+    program,
+    names.map((n) => inputs[n]),
+    "float32",
+    data,
+  );
+}
+
+/**
  * Runs one WGSL program with a thread per work item. `body` sees `index` (the work item, already
  * checked against `uniforms.threads`), the inputs as arrays by their names, `result`, the
  * `uniforms` (i32, or f32 where named in `floats`) and the functions in `prelude`.
@@ -70,37 +111,21 @@ function run(
   body: string,
   { floats = [], prelude = "" }: { floats?: readonly string[]; prelude?: string } = {},
 ): Info {
-  const names = Object.keys(inputs);
-  const decl = Object.keys(uniforms)
-    .map((u) => `${u} : ${floats.includes(u) ? "f32" : "i32"},`)
-    .join(" ");
-  const program = {
-    variableNames: names,
+  const groups = Math.max(1, Math.ceil(threads / WORKGROUP));
+  return runProgram(
+    backend,
+    key,
+    inputs,
     outputShape,
-    shaderKey: `ugatit_${key}`,
-    dispatchLayout: { x: outputShape.map((_, i) => i) },
-    dispatch: [Math.max(1, Math.ceil(threads / WORKGROUP)), 1, 1] as [number, number, number],
-    workgroupSize: [WORKGROUP, 1, 1] as [number, number, number],
-    uniforms: `threads : i32, ${decl}`,
-    getUserCode: () => `
+    [groups, WORKGROUP],
+    { threads, ...uniforms },
+    floats,
+    `
       ${prelude}
       fn main(index : i32) {
         if (index >= uniforms.threads) { return; }
         ${body}
       }`,
-  };
-  const data: Uniform[] = [
-    { type: "int32", data: [threads] },
-    ...Object.entries(uniforms).map(([u, v]): Uniform => ({
-      type: floats.includes(u) ? "float32" : "int32",
-      data: [v],
-    })),
-  ];
-  return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(
-    program,
-    names.map((n) => inputs[n]),
-    "float32",
-    data,
   );
 }
 
@@ -123,19 +148,15 @@ function runGroups(
   body: string,
   { floats = [] }: { floats?: readonly string[] } = {},
 ): Info {
-  const names = Object.keys(inputs);
-  const decl = Object.keys(uniforms)
-    .map((u) => `${u} : ${floats.includes(u) ? "f32" : "i32"},`)
-    .join(" ");
-  const program = {
-    variableNames: names,
+  return runProgram(
+    backend,
+    key,
+    inputs,
     outputShape,
-    shaderKey: `ugatit_${key}`,
-    dispatchLayout: { x: outputShape.map((_, i) => i) },
-    dispatch: [groups, 1, 1] as [number, number, number],
-    workgroupSize: [GROUP, 1, 1] as [number, number, number],
-    uniforms: decl,
-    getUserCode: () => `
+    [groups, GROUP],
+    uniforms,
+    floats,
+    `
       var<workgroup> ugatitPartial : array<f32, ${GROUP}>;
       fn groupSum(v : f32) -> f32 {
         let t = localId.x;
@@ -154,16 +175,6 @@ function runGroups(
         let tid = i32(localId.x);
         ${body}
       }`,
-  };
-  const data: Uniform[] = Object.entries(uniforms).map(([u, v]): Uniform => ({
-    type: floats.includes(u) ? "float32" : "int32",
-    data: [v],
-  }));
-  return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(
-    program,
-    names.map((n) => inputs[n]),
-    "float32",
-    data,
   );
 }
 
