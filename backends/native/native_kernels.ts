@@ -23,18 +23,10 @@ import {
   spectralSigmaGradKernel,
   spectralSigmaKernel,
 } from "../cpu/js_kernels.ts";
+import { type ConvAttrs, convGeometry } from "../conv_geometry.ts";
 import { memoryOf } from "../memory.ts";
 
 type Info = tf.TensorInfo;
-interface ConvAttrs {
-  strides: [number, number] | number;
-  pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
-  dataFormat?: "NHWC" | "NCHW";
-  dilations?: [number, number] | number;
-  dimRoundingMode?: "floor" | "round" | "ceil";
-  inputShape?: [number, number, number, number];
-  filterShape?: [number, number, number, number];
-}
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
 
 /** The libraries the native kernels run on. */
@@ -90,26 +82,6 @@ let route: ConvRoute = "fastest";
  */
 export function setConvRoute(to: ConvRoute): void {
   route = to;
-}
-
-function dilated(d: ConvAttrs["dilations"]): boolean {
-  return d !== undefined && (Array.isArray(d) ? d.some((v) => v !== 1) : d !== 1);
-}
-
-function geometry(
-  xShape: number[],
-  filterShape: number[],
-  attrs: ConvAttrs,
-): tf.backend_util.Conv2DInfo | undefined {
-  if (attrs.dataFormat === "NCHW" || dilated(attrs.dilations)) return undefined;
-  return tf.backend_util.computeConv2DInfo(
-    xShape as [number, number, number, number],
-    filterShape as [number, number, number, number],
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-  );
 }
 
 const allFloat = (...xs: Info[]) => xs.every((x) => x.dtype === "float32");
@@ -173,7 +145,7 @@ function fastest(run: () => void): number {
 function conv2d(args: Args, fallback: tf.KernelFunc): Info {
   const { x, filter } = args.inputs as { x: Info; filter: Info };
   const g = libs && allFloat(x, filter) &&
-    geometry(x.shape, filter.shape, args.attrs as unknown as ConvAttrs);
+    convGeometry(x.shape, filter.shape, args.attrs as unknown as ConvAttrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   const mem = memoryOf(args.backend);
   const out = mem.alloc(g.outShape);
@@ -185,7 +157,7 @@ function conv2d(args: Args, fallback: tf.KernelFunc): Info {
 function conv2dBackpropInput(args: Args, fallback: tf.KernelFunc): Info {
   const { dy, filter } = args.inputs as { dy: Info; filter: Info };
   const attrs = args.attrs as unknown as ConvAttrs;
-  const g = libs && allFloat(dy, filter) && geometry(attrs.inputShape!, filter.shape, attrs);
+  const g = libs && allFloat(dy, filter) && convGeometry(attrs.inputShape!, filter.shape, attrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   const mem = memoryOf(args.backend);
   const out = mem.alloc(attrs.inputShape!);
@@ -197,7 +169,7 @@ function conv2dBackpropInput(args: Args, fallback: tf.KernelFunc): Info {
 function conv2dBackpropFilter(args: Args, fallback: tf.KernelFunc): Info {
   const { x, dy } = args.inputs as { x: Info; dy: Info };
   const attrs = args.attrs as unknown as ConvAttrs;
-  const g = libs && allFloat(x, dy) && geometry(x.shape, attrs.filterShape!, attrs);
+  const g = libs && allFloat(x, dy) && convGeometry(x.shape, attrs.filterShape!, attrs);
   if (!g) return fallback(args as Parameters<tf.KernelFunc>[0]) as Info;
   const mem = memoryOf(args.backend);
   const out = mem.alloc(attrs.filterShape!);

@@ -42,6 +42,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { REFLECT_PAD } from "../../ops/reflect_pad.ts";
+import { type ConvAttrs, convGeometry } from "../conv_geometry.ts";
 import {
   REFLECT_PAD_CONV,
   REFLECT_PAD_CONV_FILTER_GRAD,
@@ -55,15 +56,6 @@ interface WebGPUBackendLike {
   runWebGPUProgram(program: object, inputs: Info[], dtype: tf.DataType, uniforms?: Uniform[]): Info;
   disposeData(dataId: object): boolean;
   device?: { adapterInfo?: Record<string, unknown>; limits?: Record<string, unknown> };
-}
-interface ConvAttrs {
-  strides: [number, number] | number;
-  pad: "valid" | "same" | number | tf.backend_util.ExplicitPadding;
-  dataFormat?: "NHWC" | "NCHW";
-  dilations?: [number, number] | number;
-  dimRoundingMode?: "floor" | "round" | "ceil";
-  inputShape?: [number, number, number, number];
-  filterShape?: [number, number, number, number];
 }
 
 /** Which convolution pass a program computes. */
@@ -965,10 +957,6 @@ function sumSlices(
 
 // ---- kernels -------------------------------------------------------------------------------
 
-function dilated(d: ConvAttrs["dilations"]): boolean {
-  return d !== undefined && (Array.isArray(d) ? d.some((v) => v !== 1) : d !== 1);
-}
-
 /** The geometry, or undefined where the stock kernel should run. */
 function geometryOf(
   xShape: number[],
@@ -976,16 +964,9 @@ function geometryOf(
   attrs: ConvAttrs,
   inputs: Info[],
 ): tf.backend_util.Conv2DInfo | undefined {
-  if (attrs.dataFormat === "NCHW" || dilated(attrs.dilations)) return undefined;
   if (inputs.some((t) => t.dtype !== "float32")) return undefined;
-  const g = tf.backend_util.computeConv2DInfo(
-    xShape as [number, number, number, number],
-    filterShape as [number, number, number, number],
-    attrs.strides,
-    1,
-    attrs.pad,
-    attrs.dimRoundingMode,
-  );
+  const g = convGeometry(xShape, filterShape, attrs);
+  if (!g) return undefined;
   const { batchSize: b, inHeight: h, inWidth: w, inChannels: c, outChannels: oc } = g;
   // Empty tensors go to the stock kernel; flat indices that divf decodes must stay below 2^22.
   if ([b * h * w * c, b * g.outHeight * g.outWidth * oc, c * oc].some((s) => s === 0)) {
