@@ -2,7 +2,7 @@
  * What a replayed training step holds on the GPU, for a size this machine cannot run: one
  * iteration is recorded without running anything (`traceCall` with `execute: false`: the same
  * dispatches and tensors, no arithmetic) and planned, and the plan's buffers are listed by role
- * beside its dispatch count. The plan is what a replay would allocate on any device.
+ * beside its dispatches, counted by kernel. The plan is what a replay would allocate on any device.
  *
  *     deno task plan:memory --light --img_size 256 --ch 64 --n_dis 6
  *
