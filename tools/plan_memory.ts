@@ -13,6 +13,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/select_backend.ts";
+import { fuseOnDevice } from "../backends/webgpu/fuse.ts";
 import { planTrace } from "../backends/webgpu/plan.ts";
 import { traceCall, webgpuInternals } from "../backends/webgpu/trace.ts";
 import { flagsOrExit } from "../cli/command.ts";
@@ -52,7 +53,8 @@ const traced = traceCall(
 );
 if (!traced.trace) throw new Error(`cannot plan: ${traced.unsupported}`);
 const alignment = Number(backend.device.limits.minStorageBufferOffsetAlignment ?? 256);
-const planned = planTrace(traced.trace, { offsetAlignment: alignment });
+const fused = fuseOnDevice(traced.trace, backend.device);
+const planned = planTrace(fused.trace, { offsetAlignment: alignment });
 if (!planned.plan) throw new Error(`cannot plan: ${planned.unsupported}`);
 const { plan } = planned;
 const countBy = (names: string[]) => {
@@ -66,6 +68,7 @@ const row = {
   config: { light: flags.light, img_size: S, ch: flags.ch, n_res: flags.n_res, n_dis: flags.n_dis },
   dispatches: plan.step.length,
   setup_dispatches: plan.setup.length,
+  fused: { folded: fused.folded, dispatches: fused.fused },
   copies: plan.copies.length,
   plan_mb: mb(total),
   by_role_mb: Object.fromEntries(Object.entries(plan.bytes).map(([k, v]) => [k, mb(v)])),

@@ -11,6 +11,7 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs";
+import { fuseOnDevice } from "./fuse.ts";
 import { planTrace } from "./plan.ts";
 import { buildReplay, releasePooledBuffers, type Replay, type ReplayProfile } from "./replay.ts";
 import { type Trace, traceCall, traceDifference, webgpuInternals } from "./trace.ts";
@@ -60,6 +61,8 @@ export interface CompileOptions {
   readonly log?: (line: string) => void;
   /** Recorded calls to compare before giving up (default 3). */
   readonly maxRecordings?: number;
+  /** Whether chains of elementwise dispatches are fused before planning (default true). */
+  readonly fuse?: boolean;
 }
 
 const shapesOf = (ts: readonly tf.Tensor[]) => ts.map((t) => `${t.dtype}[${t.shape}]`).join();
@@ -71,7 +74,7 @@ const shapesOf = (ts: readonly tf.Tensor[]) => ts.map((t) => `${t.dtype}[${t.sha
  * @returns the compiled call (eager, with the reason, when the backend is not WebGPU)
  */
 export function compileWebGpuCall(fn: TensorFn, options: CompileOptions = {}): CompiledCall {
-  const { log = console.error, maxRecordings = 3 } = options;
+  const { log = console.error, maxRecordings = 3, fuse = true } = options;
   const backend = webgpuInternals();
   let mode: CallMode = backend ? "recording" : "eager";
   let reason: string | undefined = backend
@@ -108,7 +111,9 @@ export function compileWebGpuCall(fn: TensorFn, options: CompileOptions = {}): C
       return traced.result;
     }
     const offsetAlignment = Number(backend!.device.limits.minStorageBufferOffsetAlignment ?? 256);
-    const planned = planTrace(trace, { offsetAlignment });
+    const planned = planTrace(fuse ? fuseOnDevice(trace, backend!.device).trace : trace, {
+      offsetAlignment,
+    });
     if (!planned.plan) {
       fallBack(planned.unsupported);
       return traced.result;

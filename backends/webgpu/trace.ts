@@ -100,6 +100,8 @@ export interface TracedDispatch {
   readonly inputs: readonly number[];
   /** The uniform block's bytes (the last binding). */
   readonly uniforms: Uint8Array<ArrayBuffer>;
+  /** For an elementwise kernel's one dispatch: what it computes (a plan may fuse it, `fuse.ts`). */
+  readonly elementwise?: Elementwise;
   /** For a slice: its start, its size and the sliced tensor's shape (a plan may make it a view). */
   readonly slice?: {
     readonly start: readonly number[];
@@ -107,6 +109,44 @@ export interface TracedDispatch {
     readonly shape: readonly number[];
   };
 }
+
+/**
+ * The arithmetic of a dispatch that computes each output element from the elements of its inputs
+ * at the same place (broadcast by TensorFlow.js's rules): one of {@linkcode ELEMENTWISE_KERNELS}.
+ */
+export interface Elementwise {
+  /** The kernel's name (`Add`, `Relu`, ...). */
+  readonly op: string;
+  /** Its numeric attributes (`alpha`, `clipValueMin`, ...). */
+  readonly attrs: Readonly<Record<string, number>>;
+  /** The inputs' shapes, in the dispatch's binding order. */
+  readonly inputShapes: readonly (readonly number[])[];
+  /** The output's shape. */
+  readonly outputShape: readonly number[];
+}
+
+/**
+ * The float32 kernels whose one dispatch is elementwise, and that `fuse.ts` knows the arithmetic
+ * of (TensorFlow.js 4.22's WGSL for each, or ours).
+ */
+export const ELEMENTWISE_KERNELS: ReadonlySet<string> = new Set([
+  "Add",
+  "AddN",
+  "Sub",
+  "Multiply",
+  "RealDiv",
+  "Neg",
+  "Abs",
+  "Square",
+  "Exp",
+  "Log1p",
+  "Tanh",
+  "Relu",
+  "LeakyRelu",
+  "Step",
+  "ClipByValue",
+  "UgatitActivationGrad",
+]);
 
 /** Everything a call sent to the GPU, over logical values. */
 export interface Trace {
@@ -300,15 +340,50 @@ export function traceCall(
   const kernelFuncs = kernels.map((k) => k.kernelFunc);
   kernels.forEach((k, i) => {
     const f = kernelFuncs[i];
+    const elementwise = ELEMENTWISE_KERNELS.has(k.kernelName);
     (k as { kernelFunc: tf.KernelFunc }).kernelFunc = (args) => {
       kernelStack.push(k.kernelName);
+      const before = dispatches.length;
       try {
-        return f(args);
+        const out = f(args);
+        if (elementwise) noteElementwise(k.kernelName, args, out, before);
+        return out;
       } finally {
         kernelStack.pop();
       }
     };
   });
+  // An elementwise kernel's dispatch is marked with its arithmetic when it is the kernel's only
+  // one, reads the kernel's inputs in order and writes its result, all float32 (a kernel that
+  // took another route, e.g. a CPU one for small tensors, stays unmarked).
+  const noteElementwise = (
+    op: string,
+    args: Parameters<tf.KernelFunc>[0],
+    out: tf.TensorInfo | tf.TensorInfo[],
+    before: number,
+  ) => {
+    if (Array.isArray(out) || dispatches.length !== before + 1) return;
+    const d = dispatches[before];
+    const ins = Object.values(args.inputs) as tf.TensorInfo[];
+    const float = (t: tf.TensorInfo) => t.dtype === "float32";
+    if (
+      !float(out) || !ins.every(float) || ids.get(out.dataId) !== d.output ||
+      ins.length !== d.inputs.length || ins.some((t, j) => ids.get(t.dataId) !== d.inputs[j])
+    ) return;
+    const attrs: Record<string, number> = {};
+    for (const [key, v] of Object.entries(args.attrs ?? {})) {
+      if (typeof v === "number") attrs[key] = v;
+    }
+    dispatches[before] = {
+      ...d,
+      elementwise: {
+        op,
+        attrs,
+        inputShapes: ins.map((t) => [...t.shape]),
+        outputShape: [...out.shape],
+      },
+    };
+  };
 
   let result: { state: tf.Tensor[]; outputs: tf.Tensor[] };
   try {

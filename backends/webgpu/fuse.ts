@@ -1,0 +1,306 @@
+/**
+ * Elementwise fusion of a trace (`trace.ts`) before it is planned (`plan.ts`): a chain of
+ * elementwise dispatches (the tape's sums of gradients, activations, the arithmetic of the loss
+ * terms) becomes one generated WGSL dispatch that computes the whole chain per element, reading
+ * the chain's inputs and writing only its last value.
+ *
+ * A dispatch is folded into the one that reads its value when that value has no other reader (no
+ * other dispatch, not a result of the call), has the reader's element count (so the reader reads
+ * it in place, not broadcast), is written once, and does not come from constants alone (those run
+ * once, when the plan is built). A fused dispatch binds each distinct input once, at most
+ * `maxInputs` of them (the device's storage buffers per shader stage, less the output); a
+ * producer that would pass that stays a dispatch of its own.
+ *
+ * The arithmetic of each kernel is written as TensorFlow.js 4.22's WGSL computes it (or as ours
+ * does), in float32, one operation at a time; what may differ is the compiler's contraction of a
+ * product and a sum into one rounding, as between any two kernels: the replay tests hold fused
+ * replays to the eager path's values.
+ *
+ * The values a trace names are written once (SSA), so reading a producer's inputs later, at its
+ * reader's place, reads the same data; the plan's liveness follows the fused trace.
+ *
+ * @module
+ */
+import type { Trace, TracedDispatch } from "./trace.ts";
+
+/** Options of {@linkcode fuseElementwise}. */
+export interface FuseOptions {
+  /** The most inputs one fused dispatch may bind. */
+  readonly maxInputs: number;
+  /** The device's `maxComputeWorkgroupsPerDimension`. */
+  readonly maxWorkgroups: number;
+  /** Compiles a WGSL module (entry point `main`; layout from the shader). */
+  readonly compile: (code: string) => GPUComputePipeline;
+}
+
+/** A fused trace and what the fusion did. */
+export interface FusedTrace {
+  /** The trace with its chains fused. */
+  readonly trace: Trace;
+  /** Dispatches folded into a later one (the trace has this many fewer). */
+  readonly folded: number;
+  /** The fused dispatches made. */
+  readonly fused: number;
+}
+
+type Shape = readonly number[];
+
+/** One element of a fused chain: a read of an input (broadcast to `out`) or an operation. */
+type Node =
+  | { readonly value: number; readonly shape: Shape; readonly out: Shape }
+  | {
+    readonly op: string;
+    readonly attrs: Readonly<Record<string, number>>;
+    readonly args: Node[];
+  };
+
+const WORKGROUP = 256;
+const size = (s: Shape) => s.reduce((a, b) => a * b, 1);
+
+/** The kernel a fused dispatch is named by in profiles and dispatch counts. */
+export const FUSED_KERNEL = "UgatitFusedElementwise";
+
+/**
+ * Fuses a trace's elementwise chains.
+ * @param trace the recorded call, with its elementwise dispatches marked
+ * @param options the device's binding and workgroup limits, and a compiler
+ * @returns the fused trace (the same trace when nothing fuses)
+ */
+export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace {
+  const { values, dispatches } = trace;
+  const writes = new Array<number>(values.length).fill(0);
+  const reads = new Array<number>(values.length).fill(0);
+  const producer = new Map<number, number>();
+  for (const [i, d] of dispatches.entries()) {
+    writes[d.output]++;
+    producer.set(d.output, i);
+    for (const v of d.inputs) reads[v]++;
+  }
+  for (const v of [...trace.stateOut, ...trace.outputs]) reads[v]++;
+  // Constants, as the plan finds them: what is computed from constants alone runs once.
+  const constant = values.map((v) => v.source.kind === "upload" || v.source.kind === "external");
+  const constantDispatch = dispatches.map((d) => {
+    const c = writes[d.output] === 1 && d.inputs.every((v) => constant[v]);
+    if (c) constant[d.output] = true;
+    return c;
+  });
+
+  const chain = new Map<number, Node>(); // dispatch -> its chain, producers folded in
+  const foldedInto = new Map<number, number>(); // dispatch -> the dispatch that computes it
+  const leavesOf = (node: Node, into = new Set<number>()): Set<number> => {
+    if ("value" in node) into.add(node.value);
+    else for (const a of node.args) leavesOf(a, into);
+    return into;
+  };
+  for (const [i, d] of dispatches.entries()) {
+    const ew = d.elementwise;
+    if (
+      !ew || constantDispatch[i] || writes[d.output] !== 1 ||
+      !Object.values(ew.attrs).every(Number.isFinite)
+    ) continue;
+    const n = size(ew.outputShape);
+    const args: Node[] = d.inputs.map((value, j) => ({
+      value,
+      shape: ew.inputShapes[j],
+      out: ew.outputShape,
+    }));
+    const leaves = new Set(d.inputs);
+    const folds: number[] = [];
+    d.inputs.forEach((value, j) => {
+      const p = producer.get(value);
+      if (
+        p === undefined || !chain.has(p) || foldedInto.has(p) || reads[value] !== 1 ||
+        writes[value] !== 1 || size(values[value].shape) !== n
+      ) return;
+      const inner = chain.get(p)!;
+      const innerLeaves = leavesOf(inner);
+      if ([...innerLeaves].some((v) => writes[v] > 1)) return;
+      const union = new Set([...leaves, ...innerLeaves]);
+      union.delete(value);
+      if (union.size > options.maxInputs) return;
+      leaves.delete(value);
+      for (const v of innerLeaves) leaves.add(v);
+      args[j] = inner;
+      folds.push(p);
+    });
+    chain.set(i, { op: ew.op, attrs: ew.attrs, args });
+    for (const p of folds) foldedInto.set(p, i);
+  }
+  if (foldedInto.size === 0) return { trace, folded: 0, fused: 0 };
+
+  // The dispatches that compute a chain: those that took producers and are not taken themselves.
+  const hosts = new Set([...foldedInto.values()].filter((i) => !foldedInto.has(i)));
+  const pipelines = new Map<string, GPUComputePipeline>();
+  const out: TracedDispatch[] = [];
+  for (const [i, d] of dispatches.entries()) {
+    if (foldedInto.has(i)) continue;
+    if (!hosts.has(i)) {
+      out.push(d);
+      continue;
+    }
+    const node = chain.get(i)!;
+    const inputs = [...leavesOf(node)];
+    const n = size(d.elementwise!.outputShape);
+    const code = fusedShader(node, inputs, options.maxWorkgroups, n);
+    let pipeline = pipelines.get(code);
+    if (!pipeline) pipelines.set(code, pipeline = options.compile(code));
+    const groups = Math.max(1, Math.ceil(n / WORKGROUP));
+    const x = Math.min(groups, options.maxWorkgroups);
+    out.push({
+      kernel: FUSED_KERNEL,
+      shader: "ugatit_fused",
+      pipeline,
+      workgroups: [x, Math.ceil(groups / x), 1],
+      output: d.output,
+      inputs,
+      uniforms: new Uint8Array(new Uint32Array([n, 0x7fc00000, 0, 0]).buffer),
+    });
+  }
+  return {
+    trace: { ...trace, dispatches: out },
+    folded: foldedInto.size,
+    fused: hosts.size,
+  };
+}
+
+/** A float32 literal with exactly the attribute's value. */
+function f32(x: number): string {
+  const bits = new Uint32Array(new Float32Array([x]).buffer)[0];
+  return `bitcast<f32>(${bits}u)`;
+}
+
+/** WGSL for the flat index into a tensor of `shape` broadcast to `out`, from the output's `i`. */
+export function broadcastIndex(shape: Shape, out: Shape): string {
+  const n = size(shape);
+  if (n === size(out)) return "i";
+  if (n === 1) return "0u";
+  const s = [...new Array(out.length - shape.length).fill(1), ...shape];
+  const outStride = out.map((_, d) => size(out.slice(d + 1)));
+  const inStride = s.map((_, d) => size(s.slice(d + 1)));
+  // The input is the output's trailing dimensions: it repeats every n elements.
+  const first = s.findIndex((e) => e !== 1);
+  if (s.slice(first).every((e, k) => e === out[first + k])) return `(i % ${n}u)`;
+  const terms: string[] = [];
+  for (let d = 0; d < out.length; d++) {
+    if (s[d] === 1) continue;
+    if (s[d] !== out[d]) throw new Error(`fuse: [${shape}] does not broadcast to [${out}]`);
+    terms.push(`((i / ${outStride[d]}u) % ${out[d]}u) * ${inStride[d]}u`);
+  }
+  return `(${terms.join(" + ")})`;
+}
+
+/** The WGSL of one operation over its arguments' expressions. */
+function opCode(op: string, attrs: Readonly<Record<string, number>>, a: string[]): string {
+  const [x, y] = a;
+  switch (op) {
+    case "Add":
+      return `${x} + ${y}`;
+    case "AddN":
+      return a.join(" + ");
+    case "Sub":
+      return `${x} - ${y}`;
+    case "Multiply":
+      return `${x} * ${y}`;
+    case "RealDiv":
+      return `${x} / ${y}`;
+    case "Neg":
+      return `-${x}`;
+    case "Abs":
+      return `abs(${x})`;
+    case "Square":
+      return `${x} * ${x}`;
+    case "Exp":
+      return `exp(${x})`;
+    case "Log1p":
+      return `select(log(1.0 + ${x}), ${x}, is_nan(${x}))`;
+    case "Tanh":
+      return `tanh_tfjs(${x})`;
+    case "Relu":
+      return `select(${x}, 0.0, ${x} < 0.0)`;
+    case "LeakyRelu":
+      return `select(${x}, ${f32(attrs.alpha)} * ${x}, ${x} < 0.0)`;
+    case "Step":
+      return `select(select(${f32(attrs.alpha)}, 1.0, ${x} > 0.0), ${x}, is_nan(${x}))`;
+    case "ClipByValue":
+      return `select(clamp(${x}, ${f32(attrs.clipValueMin)}, ${f32(attrs.clipValueMax)}), ` +
+        `${x}, is_nan(${x}))`;
+    case "UgatitActivationGrad": // inputs dy, x: dy * (1 where x > 0, else alpha; NaN x: ReLU NaN)
+      return attrs.alpha === 0
+        ? `${x} * select(select(0.0, params.nan, !(${y} <= 0.0)), 1.0, ${y} > 0.0)`
+        : `${x} * select(${f32(attrs.alpha)}, 1.0, ${y} > 0.0)`;
+  }
+  throw new Error(`fuse: no arithmetic for ${op}`);
+}
+
+/**
+ * The shader of a fused chain: one thread per output element.
+ * @param node the chain
+ * @param inputs the values it reads, in binding order (1..)
+ * @param maxWorkgroups workgroups per dimension (the index spans a 2-D dispatch)
+ * @param n the element count
+ * @returns WGSL
+ */
+function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: number): string {
+  const lines: string[] = [];
+  let temp = 0;
+  const emit = (m: Node): string => {
+    if ("value" in m) return `x${inputs.indexOf(m.value)}[${broadcastIndex(m.shape, m.out)}]`;
+    const args = m.args.map(emit);
+    const name = `t${temp++}`;
+    lines.push(`  let ${name} = ${opCode(m.op, m.attrs, args)};`);
+    return name;
+  };
+  const result = emit(node);
+  const groups = Math.max(1, Math.ceil(n / WORKGROUP));
+  const rowThreads = Math.min(groups, maxWorkgroups) * WORKGROUP;
+  return [
+    "@group(0) @binding(0) var<storage, read_write> y : array<f32>;",
+    ...inputs.map((_, k) => `@group(0) @binding(${k + 1}) var<storage, read> x${k} : array<f32>;`),
+    // NaN travels as a uniform: a NaN in a constant expression does not compile.
+    "struct Params { n : u32, nan : f32, }",
+    `@group(0) @binding(${inputs.length + 1}) var<uniform> params : Params;`,
+    "fn is_nan(v : f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }",
+    "fn tanh_tfjs(v : f32) -> f32 {",
+    "  let e2x = exp(-2.0 * abs(v));",
+    "  return sign(v) * (1.0 - e2x) / (1.0 + e2x);",
+    "}",
+    `@compute @workgroup_size(${WORKGROUP})`,
+    "fn main(@builtin(global_invocation_id) g : vec3<u32>) {",
+    `  let i = g.x + g.y * ${rowThreads}u;`,
+    "  if (i >= params.n) { return; }",
+    ...lines,
+    `  y[i] = ${result};`,
+    "}",
+    "",
+  ].join("\n");
+}
+
+/**
+ * {@linkcode fuseElementwise} with a device's limits and compiler (one pipeline per distinct
+ * shader, for the device's life).
+ * @param trace the recorded call
+ * @param device the device the plan will run on
+ * @returns the fused trace
+ */
+export function fuseOnDevice(trace: Trace, device: GPUDevice): FusedTrace {
+  let cache = compiled.get(device);
+  if (!cache) compiled.set(device, cache = new Map());
+  const known = cache;
+  return fuseElementwise(trace, {
+    maxInputs: Number(device.limits.maxStorageBuffersPerShaderStage ?? 8) - 1,
+    maxWorkgroups: Number(device.limits.maxComputeWorkgroupsPerDimension ?? 65535),
+    compile: (code) => {
+      let pipeline = known.get(code);
+      if (!pipeline) {
+        pipeline = device.createComputePipeline({
+          layout: "auto",
+          compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
+        });
+        known.set(code, pipeline);
+      }
+      return pipeline;
+    },
+  });
+}
+
+const compiled = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
