@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { Trace, TracedDispatch } from "./trace.ts";
+import type { PerElementWgsl, Trace, TracedDispatch } from "./trace.ts";
 
 /** Options of {@linkcode fuseElementwise}. */
 export interface FuseOptions {
@@ -52,6 +52,8 @@ type Node =
     readonly op: string;
     readonly attrs: Readonly<Record<string, number>>;
     readonly args: Node[];
+    /** A program of ours that reads its inputs (leaves) anywhere. */
+    readonly wgsl?: PerElementWgsl;
   };
 
 const WORKGROUP = 256;
@@ -96,7 +98,9 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
     const ew = d.elementwise;
     if (
       !ew || constantDispatch[i] || writes[d.output] !== 1 ||
-      !Object.values(ew.attrs).every(Number.isFinite)
+      ![...Object.values(ew.attrs), ...Object.values(ew.wgsl?.uniforms ?? {})].every(
+        Number.isFinite,
+      )
     ) continue;
     const n = size(ew.outputShape);
     const args: Node[] = d.inputs.map((value, j) => ({
@@ -109,7 +113,7 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
     d.inputs.forEach((value, j) => {
       const p = producer.get(value);
       if (
-        p === undefined || !chain.has(p) || foldedInto.has(p) || reads[value] !== 1 ||
+        ew.wgsl || p === undefined || !chain.has(p) || foldedInto.has(p) || reads[value] !== 1 ||
         writes[value] !== 1 || size(values[value].shape) !== n
       ) return;
       const inner = chain.get(p)!;
@@ -123,7 +127,7 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
       args[j] = inner;
       folds.push(p);
     });
-    chain.set(i, { op: ew.op, attrs: ew.attrs, args });
+    chain.set(i, { op: ew.op, attrs: ew.attrs, args, ...(ew.wgsl ? { wgsl: ew.wgsl } : {}) });
     for (const p of folds) foldedInto.set(p, i);
   }
   if (foldedInto.size === 0) return { trace, folded: 0, fused: 0 };
@@ -242,9 +246,18 @@ function opCode(op: string, attrs: Readonly<Record<string, number>>, a: string[]
  */
 function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: number): string {
   const lines: string[] = [];
+  const functions: string[] = [];
+  const preludes = new Set<string>();
   let temp = 0;
   const emit = (m: Node): string => {
     if ("value" in m) return `x${inputs.indexOf(m.value)}[${broadcastIndex(m.shape, m.out)}]`;
+    if (m.wgsl) {
+      const name = `t${temp++}`;
+      functions.push(perElementFunction(name, m.wgsl, m.args, inputs));
+      preludes.add(m.wgsl.prelude);
+      lines.push(`  let ${name} = ${name}_at(i32(i));`);
+      return name;
+    }
     const args = m.args.map(emit);
     const name = `t${temp++}`;
     lines.push(`  let ${name} = ${opCode(m.op, m.attrs, args)};`);
@@ -264,6 +277,8 @@ function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: num
     "  let e2x = exp(-2.0 * abs(v));",
     "  return sign(v) * (1.0 - e2x) / (1.0 + e2x);",
     "}",
+    ...preludes,
+    ...functions,
     `@compute @workgroup_size(${WORKGROUP})`,
     "fn main(@builtin(global_invocation_id) g : vec3<u32>) {",
     `  let i = g.x + g.y * ${rowThreads}u;`,
@@ -272,6 +287,35 @@ function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: num
     `  y[i] = ${result};`,
     "}",
     "",
+  ].join("\n");
+}
+
+/**
+ * A program of ours as a function of the output index, `<name>_at(index)`: its uniforms a
+ * constant struct named `uniforms`, its inputs the fused shader's bindings, its write a return.
+ */
+function perElementFunction(
+  name: string,
+  wgsl: PerElementWgsl,
+  args: readonly Node[],
+  inputs: readonly number[],
+): string {
+  let body = wgsl.body.replace(/\bresult\[index\] = /, "return ");
+  wgsl.inputs.forEach((input, j) => {
+    const leaf = args[j];
+    if (!("value" in leaf)) throw new Error("fuse: a program of ours reads a fused value");
+    body = body.replace(new RegExp(`\\b${input}\\[`, "g"), `x${inputs.indexOf(leaf.value)}[`);
+  });
+  const fields = Object.keys(wgsl.uniforms);
+  const typeOf = (u: string) => (wgsl.floats.includes(u) ? "f32" : "i32");
+  const valueOf = (u: string) =>
+    wgsl.floats.includes(u) ? f32(wgsl.uniforms[u]) : `${Math.trunc(wgsl.uniforms[u])}`;
+  return [
+    `struct ${name}_uniforms { ${fields.map((u) => `${u} : ${typeOf(u)},`).join(" ")} }`,
+    `fn ${name}_at(index : i32) -> f32 {`,
+    `  let uniforms = ${name}_uniforms(${fields.map(valueOf).join(", ")});`,
+    body,
+    "}",
   ].join("\n");
 }
 

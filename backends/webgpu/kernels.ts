@@ -43,6 +43,7 @@ import {
 } from "../../ops/spectral_sigma.ts";
 import { UPSAMPLE_2X, UPSAMPLE_2X_GRAD } from "../../ops/upsample_2x.ts";
 import { registerWebGpuConvKernels } from "./conv.ts";
+import { PER_ELEMENT, type PerElementWgsl } from "./trace.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -70,9 +71,11 @@ function runProgram(
   uniforms: Record<string, number>,
   floats: readonly string[],
   code: string,
+  perElement?: PerElementWgsl,
 ): Info {
   const names = Object.keys(inputs);
   const program = {
+    ...(perElement ? { [PER_ELEMENT]: perElement } : {}),
     variableNames: names,
     outputShape,
     shaderKey: `ugatit_${key}`,
@@ -112,6 +115,22 @@ function run(
   { floats = [], prelude = "" }: { floats?: readonly string[]; prelude?: string } = {},
 ): Info {
   const groups = Math.max(1, Math.ceil(threads / WORKGROUP));
+  // One thread per output element whose last statement is its one write: a recorded step may
+  // fold it into the elementwise chain that reads it (`fuse.ts`), where its uniforms are a
+  // constant of its own function.
+  const writes = body.match(/\bresult\[/g)?.length ?? 0;
+  const last = body.trimEnd().split("\n").at(-1)!.trim();
+  const perElement = threads === size(outputShape) && writes === 1 &&
+      /^result\[index\] = [^;]*;$/.test(last) && !/uniforms\.(NAN|INFINITY)/.test(body) &&
+      !/uniforms\./.test(prelude) // a function outside the body has no uniforms there
+    ? {
+      inputs: Object.keys(inputs),
+      uniforms: { threads, ...uniforms },
+      floats,
+      prelude,
+      body,
+    }
+    : undefined;
   return runProgram(
     backend,
     key,
@@ -126,6 +145,7 @@ function run(
         if (index >= uniforms.threads) { return; }
         ${body}
       }`,
+    perElement,
   );
 }
 

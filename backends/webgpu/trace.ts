@@ -32,6 +32,7 @@ interface Program {
   dispatch: [number, number, number];
   shaderKey: string;
   pixelsOpType?: unknown;
+  [PER_ELEMENT]?: PerElementWgsl;
 }
 
 /** The parts of TensorFlow.js 4.22's `WebGPUBackend` that recording and replay use. */
@@ -123,7 +124,35 @@ export interface Elementwise {
   readonly inputShapes: readonly (readonly number[])[];
   /** The output's shape. */
   readonly outputShape: readonly number[];
+  /** For op `UgatitPerElement`: the program's own WGSL. */
+  readonly wgsl?: PerElementWgsl;
 }
+
+/**
+ * A program of ours (`kernels.ts`) with one thread per output element, as it says so itself: its
+ * WGSL body over `index` (i32) whose last statement, `result[index] = ...;`, is its one write,
+ * the inputs it reads by name (in binding order), its uniforms' values (f32 where named in
+ * `floats`, else i32) and the functions it calls. Unlike an {@linkcode ELEMENTWISE_KERNELS}
+ * dispatch, it may read its inputs anywhere (a gather), so it is fused only as the producer of an
+ * elementwise chain's value, computed where that is read.
+ */
+export interface PerElementWgsl {
+  /** The inputs' names, in binding order. */
+  readonly inputs: readonly string[];
+  /** Uniform values by name. */
+  readonly uniforms: Readonly<Record<string, number>>;
+  /** The uniforms that are f32. */
+  readonly floats: readonly string[];
+  /** Functions the body calls. */
+  readonly prelude: string;
+  /** The body. */
+  readonly body: string;
+}
+
+/** The program property that carries a {@linkcode PerElementWgsl}. */
+export const PER_ELEMENT = "ugatitPerElement";
+/** The {@linkcode Elementwise} op of a dispatch that carries its own WGSL. */
+export const PER_ELEMENT_OP = "UgatitPerElement";
 
 /**
  * The float32 kernels whose one dispatch is elementwise, and that `fuse.ts` knows the arithmetic
@@ -306,6 +335,8 @@ export function traceCall(
     if (!(program.pipeline instanceof GPUComputePipeline)) {
       unsupported ??= "a pipeline was not compiled synchronously";
     }
+    const perElement = program[PER_ELEMENT];
+    const float = output.dtype === "float32" && inputTensors.every((t) => t.dtype === "float32");
     const isSlice = /^slice_/.test(program.shaderKey) && program.start !== undefined &&
       inputTensors.length === 1;
     dispatches.push({
@@ -316,6 +347,17 @@ export function traceCall(
       output: out,
       inputs: inputIds,
       uniforms: lastUniforms ?? new Uint8Array(),
+      ...(perElement && float
+        ? {
+          elementwise: {
+            op: PER_ELEMENT_OP,
+            attrs: {},
+            inputShapes: inputTensors.map((t) => [...t.shape]),
+            outputShape: [...output.shape],
+            wgsl: perElement,
+          },
+        }
+        : {}),
       ...(isSlice
         ? {
           slice: {
