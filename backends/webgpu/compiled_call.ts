@@ -1,7 +1,8 @@
 /**
  * A pure function over tensors, compiled for WebGPU by recording and replay: its first calls run
  * eagerly while their GPU work is recorded (`trace.ts`); once two consecutive calls recorded the
- * same work, it is planned (`plan.ts`) and every later call replays the plan (`replay.ts`). The
+ * same work, its elementwise chains are fused (`fuse.ts`), it is planned (`plan.ts`) and every
+ * later call replays the plan (`replay.ts`). The
  * results mean the same as the eager ones: that is what the recording comparison guarantees, and
  * the tests check values.
  *

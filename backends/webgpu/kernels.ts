@@ -23,7 +23,9 @@
  * A program here is one thread per output element (or per work item, `threads`), written with
  * tfjs-backend-webgpu's program interface: inputs are read as flat arrays by their names, the
  * output is `result`, and the attributes travel as uniforms, so a shape or learning-rate change
- * compiles nothing new.
+ * compiles nothing new. A program with a thread per output element that ends in its one write
+ * carries its WGSL on the program object (`PerElementWgsl`), so that a recorded step may compute it
+ * inside the elementwise chain that reads it (`fuse.ts`).
  *
  * @module
  */
