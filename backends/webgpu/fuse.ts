@@ -11,6 +11,11 @@
  * `maxInputs` of them (the device's storage buffers per shader stage, less the output); a
  * producer that would pass that stays a dispatch of its own.
  *
+ * Programs of ours (`kernels.ts`) take part too, as they describe themselves (`OwnWgsl`): one with
+ * a thread per output element is folded into the chain that reads its value, computed where that
+ * is read; one that reads an input only at its own index (Adam's gradient) takes the chain that
+ * computes that input, regenerated with the chain in place of the read.
+ *
  * The arithmetic of each kernel is written as TensorFlow.js 4.22's WGSL computes it (or as ours
  * does), in float32, one operation at a time; what may differ is the compiler's contraction of a
  * product and a sum into one rounding, as between any two kernels: the replay tests hold fused
@@ -21,7 +26,7 @@
  *
  * @module
  */
-import type { PerElementWgsl, Trace, TracedDispatch } from "./trace.ts";
+import type { OwnWgsl, Trace, TracedDispatch } from "./trace.ts";
 
 /** Options of {@linkcode fuseElementwise}. */
 export interface FuseOptions {
@@ -53,7 +58,7 @@ type Node =
     readonly attrs: Readonly<Record<string, number>>;
     readonly args: Node[];
     /** A program of ours that reads its inputs (leaves) anywhere. */
-    readonly wgsl?: PerElementWgsl;
+    readonly wgsl?: OwnWgsl;
   };
 
 const WORKGROUP = 256;
@@ -94,14 +99,45 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
     else for (const a of node.args) leavesOf(a, into);
     return into;
   };
+  // The chain that computes `value`, where it can be folded into a reader of `n` elements that
+  // binds `leaves` (updated): its only reader, written once, from inputs written once.
+  const foldable = (value: number, leaves: Set<number>, n: number): Node | undefined => {
+    const p = producer.get(value);
+    if (
+      p === undefined || !chain.has(p) || foldedInto.has(p) || reads[value] !== 1 ||
+      writes[value] !== 1 || size(values[value].shape) !== n
+    ) return undefined;
+    const inner = chain.get(p)!;
+    const innerLeaves = leavesOf(inner);
+    if ([...innerLeaves].some((v) => writes[v] > 1)) return undefined;
+    const union = new Set([...leaves, ...innerLeaves]);
+    union.delete(value);
+    if (union.size > options.maxInputs) return undefined;
+    leaves.delete(value);
+    for (const v of innerLeaves) leaves.add(v);
+    return inner;
+  };
+  const finite = (xs: Readonly<Record<string, number>>) => Object.values(xs).every(Number.isFinite);
+  // Programs of ours that take chains where they read an input only at their own index.
+  const intoProgram = new Map<number, Map<number, Node>>(); // dispatch -> input slot -> chain
   for (const [i, d] of dispatches.entries()) {
     const ew = d.elementwise;
-    if (
-      !ew || constantDispatch[i] || writes[d.output] !== 1 ||
-      ![...Object.values(ew.attrs), ...Object.values(ew.wgsl?.uniforms ?? {})].every(
-        Number.isFinite,
-      )
-    ) continue;
+    if (constantDispatch[i] || writes[d.output] !== 1) continue;
+    const program = d.program;
+    if (program && !program.perElement && finite(program.uniforms)) {
+      const leaves = new Set(d.inputs);
+      const folds = new Map<number, Node>();
+      program.inputs.forEach((name, j) => {
+        if (!readOnlyAtIndex(program.body, name)) return;
+        const inner = foldable(d.inputs[j], leaves, program.uniforms.threads);
+        if (!inner) return;
+        folds.set(j, inner);
+        foldedInto.set(producer.get(d.inputs[j])!, i);
+      });
+      if (folds.size) intoProgram.set(i, folds);
+      continue;
+    }
+    if (!ew || !finite(ew.attrs) || !finite(ew.wgsl?.uniforms ?? {})) continue;
     const n = size(ew.outputShape);
     const args: Node[] = d.inputs.map((value, j) => ({
       value,
@@ -110,34 +146,61 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
     }));
     const leaves = new Set(d.inputs);
     const folds: number[] = [];
-    d.inputs.forEach((value, j) => {
-      const p = producer.get(value);
-      if (
-        ew.wgsl || p === undefined || !chain.has(p) || foldedInto.has(p) || reads[value] !== 1 ||
-        writes[value] !== 1 || size(values[value].shape) !== n
-      ) return;
-      const inner = chain.get(p)!;
-      const innerLeaves = leavesOf(inner);
-      if ([...innerLeaves].some((v) => writes[v] > 1)) return;
-      const union = new Set([...leaves, ...innerLeaves]);
-      union.delete(value);
-      if (union.size > options.maxInputs) return;
-      leaves.delete(value);
-      for (const v of innerLeaves) leaves.add(v);
-      args[j] = inner;
-      folds.push(p);
-    });
+    // A program of ours reads its inputs anywhere: they stay leaves.
+    if (!ew.wgsl) {
+      d.inputs.forEach((value, j) => {
+        const inner = foldable(value, leaves, n);
+        if (!inner) return;
+        args[j] = inner;
+        folds.push(producer.get(value)!);
+      });
+    }
     chain.set(i, { op: ew.op, attrs: ew.attrs, args, ...(ew.wgsl ? { wgsl: ew.wgsl } : {}) });
     for (const p of folds) foldedInto.set(p, i);
   }
   if (foldedInto.size === 0) return { trace, folded: 0, fused: 0 };
 
   // The dispatches that compute a chain: those that took producers and are not taken themselves.
-  const hosts = new Set([...foldedInto.values()].filter((i) => !foldedInto.has(i)));
+  const hosts = new Set(
+    [...foldedInto.values()].filter((i) => !foldedInto.has(i) && !intoProgram.has(i)),
+  );
   const pipelines = new Map<string, GPUComputePipeline>();
+  const pipelineOf = (code: string) => {
+    let pipeline = pipelines.get(code);
+    if (!pipeline) pipelines.set(code, pipeline = options.compile(code));
+    return pipeline;
+  };
+  const workgroupsOf = (n: number): [number, number, number] => {
+    const groups = Math.max(1, Math.ceil(n / WORKGROUP));
+    const x = Math.min(groups, options.maxWorkgroups);
+    return [x, Math.ceil(groups / x), 1];
+  };
+  const paramsOf = (n: number) => new Uint8Array(new Uint32Array([n, 0x7fc00000, 0, 0]).buffer);
   const out: TracedDispatch[] = [];
   for (const [i, d] of dispatches.entries()) {
     if (foldedInto.has(i)) continue;
+    const folds = intoProgram.get(i);
+    if (folds) {
+      const program = d.program!;
+      const inputs = [
+        ...new Set(
+          d.inputs.flatMap((v, j) => (folds.has(j) ? [...leavesOf(folds.get(j)!)] : [v])),
+        ),
+      ];
+      const n = program.uniforms.threads;
+      out.push({
+        kernel: d.kernel,
+        shader: "ugatit_fused_program",
+        pipeline: pipelineOf(
+          programShader(program, d.inputs, folds, inputs, options.maxWorkgroups),
+        ),
+        workgroups: workgroupsOf(n),
+        output: d.output,
+        inputs,
+        uniforms: paramsOf(n),
+      });
+      continue;
+    }
     if (!hosts.has(i)) {
       out.push(d);
       continue;
@@ -145,25 +208,20 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
     const node = chain.get(i)!;
     const inputs = [...leavesOf(node)];
     const n = size(d.elementwise!.outputShape);
-    const code = fusedShader(node, inputs, options.maxWorkgroups, n);
-    let pipeline = pipelines.get(code);
-    if (!pipeline) pipelines.set(code, pipeline = options.compile(code));
-    const groups = Math.max(1, Math.ceil(n / WORKGROUP));
-    const x = Math.min(groups, options.maxWorkgroups);
     out.push({
       kernel: FUSED_KERNEL,
       shader: "ugatit_fused",
-      pipeline,
-      workgroups: [x, Math.ceil(groups / x), 1],
+      pipeline: pipelineOf(fusedShader(node, inputs, options.maxWorkgroups, n)),
+      workgroups: workgroupsOf(n),
       output: d.output,
       inputs,
-      uniforms: new Uint8Array(new Uint32Array([n, 0x7fc00000, 0, 0]).buffer),
+      uniforms: paramsOf(n),
     });
   }
   return {
     trace: { ...trace, dispatches: out },
     folded: foldedInto.size,
-    fused: hosts.size,
+    fused: hosts.size + intoProgram.size,
   };
 }
 
@@ -236,38 +294,10 @@ function opCode(op: string, attrs: Readonly<Record<string, number>>, a: string[]
   throw new Error(`fuse: no arithmetic for ${op}`);
 }
 
-/**
- * The shader of a fused chain: one thread per output element.
- * @param node the chain
- * @param inputs the values it reads, in binding order (1..)
- * @param maxWorkgroups workgroups per dimension (the index spans a 2-D dispatch)
- * @param n the element count
- * @returns WGSL
- */
-function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: number): string {
-  const lines: string[] = [];
-  const functions: string[] = [];
-  const preludes = new Set<string>();
-  let temp = 0;
-  const emit = (m: Node): string => {
-    if ("value" in m) return `x${inputs.indexOf(m.value)}[${broadcastIndex(m.shape, m.out)}]`;
-    if (m.wgsl) {
-      const name = `t${temp++}`;
-      functions.push(perElementFunction(name, m.wgsl, m.args, inputs));
-      preludes.add(m.wgsl.prelude);
-      lines.push(`  let ${name} = ${name}_at(i32(i));`);
-      return name;
-    }
-    const args = m.args.map(emit);
-    const name = `t${temp++}`;
-    lines.push(`  let ${name} = ${opCode(m.op, m.attrs, args)};`);
-    return name;
-  };
-  const result = emit(node);
-  const groups = Math.max(1, Math.ceil(n / WORKGROUP));
-  const rowThreads = Math.min(groups, maxWorkgroups) * WORKGROUP;
+/** WGSL common to every fused shader: the output, the size and NaN, helpers. */
+function header(inputs: readonly number[], output: string): string[] {
   return [
-    "@group(0) @binding(0) var<storage, read_write> y : array<f32>;",
+    `@group(0) @binding(0) var<storage, read_write> ${output} : array<f32>;`,
     ...inputs.map((_, k) => `@group(0) @binding(${k + 1}) var<storage, read> x${k} : array<f32>;`),
     // NaN travels as a uniform: a NaN in a constant expression does not compile.
     "struct Params { n : u32, nan : f32, }",
@@ -277,17 +307,157 @@ function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: num
     "  let e2x = exp(-2.0 * abs(v));",
     "  return sign(v) * (1.0 - e2x) / (1.0 + e2x);",
     "}",
-    ...preludes,
-    ...functions,
+  ];
+}
+
+/** A chain's statements over the flat index `i` (u32), its value's name, what they call. */
+interface Emitted {
+  readonly lines: string[];
+  readonly result: string;
+  readonly functions: string[];
+  readonly preludes: Set<string>;
+}
+
+function emitChain(node: Node, inputs: readonly number[], prefix: string): Emitted {
+  const lines: string[] = [];
+  const functions: string[] = [];
+  const preludes = new Set<string>();
+  let temp = 0;
+  const emit = (m: Node): string => {
+    if ("value" in m) return `x${inputs.indexOf(m.value)}[${broadcastIndex(m.shape, m.out)}]`;
+    if (m.wgsl) {
+      const name = `${prefix}${temp++}`;
+      functions.push(perElementFunction(name, m.wgsl, m.args, inputs));
+      preludes.add(m.wgsl.prelude);
+      lines.push(`  let ${name} = ${name}_at(i32(i));`);
+      return name;
+    }
+    const args = m.args.map(emit);
+    const name = `${prefix}${temp++}`;
+    lines.push(`  let ${name} = ${opCode(m.op, m.attrs, args)};`);
+    return name;
+  };
+  const result = emit(node);
+  return { lines, result, functions, preludes };
+}
+
+/** The first line of a shader's entry point, and its flat index `i` over a 2-D dispatch. */
+function entry(n: number, maxWorkgroups: number): string[] {
+  const rowThreads = Math.min(Math.max(1, Math.ceil(n / WORKGROUP)), maxWorkgroups) * WORKGROUP;
+  return [
     `@compute @workgroup_size(${WORKGROUP})`,
     "fn main(@builtin(global_invocation_id) g : vec3<u32>) {",
     `  let i = g.x + g.y * ${rowThreads}u;`,
     "  if (i >= params.n) { return; }",
-    ...lines,
-    `  y[i] = ${result};`,
+  ];
+}
+
+/**
+ * The shader of a fused chain: one thread per output element.
+ * @param node the chain
+ * @param inputs the values it reads, in binding order (1..)
+ * @param maxWorkgroups workgroups per dimension (the index spans a 2-D dispatch)
+ * @param n the element count
+ * @returns WGSL
+ */
+function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: number): string {
+  const chain = emitChain(node, inputs, "t");
+  return [
+    ...header(inputs, "y"),
+    ...chain.preludes,
+    ...chain.functions,
+    ...entry(n, maxWorkgroups),
+    ...chain.lines,
+    `  y[i] = ${chain.result};`,
     "}",
     "",
   ].join("\n");
+}
+
+/**
+ * A program of ours regenerated with chains folded in: where it read a folded input at `index`,
+ * it computes the chain there.
+ * @param program the program
+ * @param values the values it read, by input slot
+ * @param folds the chains, by input slot
+ * @param inputs the values the regenerated shader binds (1..)
+ * @param maxWorkgroups workgroups per dimension
+ * @returns WGSL
+ */
+function programShader(
+  program: OwnWgsl,
+  values: readonly number[],
+  folds: ReadonlyMap<number, Node>,
+  inputs: readonly number[],
+  maxWorkgroups: number,
+): string {
+  const functions: string[] = [];
+  const preludes = new Set<string>([program.prelude]);
+  const bindings = new Map<string, string>();
+  let body = program.body;
+  program.inputs.forEach((name, j) => {
+    const chain = folds.get(j);
+    if (!chain) {
+      bindings.set(name, `x${inputs.indexOf(values[j])}`);
+      return;
+    }
+    const emitted = emitChain(chain, inputs, `c${j}_`);
+    emitted.functions.forEach((f) => functions.push(f));
+    emitted.preludes.forEach((p) => preludes.add(p));
+    functions.push(
+      [
+        `fn c${j}_value(i : u32) -> f32 {`,
+        ...emitted.lines,
+        `  return ${emitted.result};`,
+        "}",
+      ].join("\n"),
+    );
+    body = body.replace(new RegExp(`\\b${name}\\[index\\]`, "g"), `c${j}_value(u32(index))`);
+  });
+  body = renameArrays(body, bindings);
+  const [struct, value] = uniformsOf("program", program);
+  return [
+    ...header(inputs, "result"),
+    ...preludes,
+    ...functions,
+    struct,
+    ...entry(program.uniforms.threads, maxWorkgroups),
+    "  let index = i32(i);",
+    `  let uniforms = ${value};`,
+    // In a block of its own: the body may name its own \`i\`.
+    "  {",
+    body,
+    "  }",
+    "}",
+    "",
+  ].join("\n");
+}
+
+/** A body with the arrays it indexes renamed, in one pass (a new name is never renamed again). */
+function renameArrays(body: string, names: ReadonlyMap<string, string>): string {
+  return body.replace(/\b([A-Za-z_]\w*)\[/g, (read, name) => {
+    const to = names.get(name);
+    return to === undefined ? read : `${to}[`;
+  });
+}
+
+/** Whether a program's body reads input `name` only at its own `index`. */
+function readOnlyAtIndex(body: string, name: string): boolean {
+  const count = (re: RegExp) => body.match(re)?.length ?? 0;
+  const all = count(new RegExp(`\\b${name}\\[`, "g"));
+  return all > 0 && all === count(new RegExp(`\\b${name}\\[index\\]`, "g"));
+}
+
+/** A struct of a program's uniforms and its constant value (WGSL). */
+function uniformsOf(name: string, wgsl: OwnWgsl): [string, string] {
+  const fields = Object.keys(wgsl.uniforms);
+  const typeOf = (u: string) => (wgsl.floats.includes(u) ? "f32" : "i32");
+  const valueOf = (u: string) =>
+    wgsl.floats.includes(u) ? f32(wgsl.uniforms[u]) : `${Math.trunc(wgsl.uniforms[u])}`;
+  return [
+    `struct ${name}_uniforms { ${fields.map((u) => `${u} : ${typeOf(u)},`).join(" ")} }`,
+    `${name}_uniforms(${fields.map(valueOf).join(", ")})`,
+  ];
 }
 
 /**
@@ -296,24 +466,22 @@ function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: num
  */
 function perElementFunction(
   name: string,
-  wgsl: PerElementWgsl,
+  wgsl: OwnWgsl,
   args: readonly Node[],
   inputs: readonly number[],
 ): string {
-  let body = wgsl.body.replace(/\bresult\[index\] = /, "return ");
+  const bindings = new Map<string, string>();
   wgsl.inputs.forEach((input, j) => {
     const leaf = args[j];
     if (!("value" in leaf)) throw new Error("fuse: a program of ours reads a fused value");
-    body = body.replace(new RegExp(`\\b${input}\\[`, "g"), `x${inputs.indexOf(leaf.value)}[`);
+    bindings.set(input, `x${inputs.indexOf(leaf.value)}`);
   });
-  const fields = Object.keys(wgsl.uniforms);
-  const typeOf = (u: string) => (wgsl.floats.includes(u) ? "f32" : "i32");
-  const valueOf = (u: string) =>
-    wgsl.floats.includes(u) ? f32(wgsl.uniforms[u]) : `${Math.trunc(wgsl.uniforms[u])}`;
+  const body = renameArrays(wgsl.body.replace(/\bresult\[index\] = /, "return "), bindings);
+  const [struct, value] = uniformsOf(name, wgsl);
   return [
-    `struct ${name}_uniforms { ${fields.map((u) => `${u} : ${typeOf(u)},`).join(" ")} }`,
+    struct,
     `fn ${name}_at(index : i32) -> f32 {`,
-    `  let uniforms = ${name}_uniforms(${fields.map(valueOf).join(", ")});`,
+    `  let uniforms = ${value};`,
     body,
     "}",
   ].join("\n");

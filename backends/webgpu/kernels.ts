@@ -24,8 +24,8 @@
  * tfjs-backend-webgpu's program interface: inputs are read as flat arrays by their names, the
  * output is `result`, and the attributes travel as uniforms, so a shape or learning-rate change
  * compiles nothing new. A program with a thread per output element that ends in its one write
- * carries its WGSL on the program object (`PerElementWgsl`), so that a recorded step may compute it
- * inside the elementwise chain that reads it (`fuse.ts`).
+ * carries its WGSL on the program object (`OwnWgsl`), so that a recorded step may compute it
+ * inside the elementwise chain that reads it, or the chain inside it (`fuse.ts`).
  *
  * @module
  */
@@ -45,7 +45,7 @@ import {
 } from "../../ops/spectral_sigma.ts";
 import { UPSAMPLE_2X, UPSAMPLE_2X_GRAD } from "../../ops/upsample_2x.ts";
 import { registerWebGpuConvKernels } from "./conv.ts";
-import { PER_ELEMENT, type PerElementWgsl } from "./trace.ts";
+import { OWN_WGSL, type OwnWgsl } from "./trace.ts";
 
 type Info = tf.TensorInfo;
 type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
@@ -73,11 +73,11 @@ function runProgram(
   uniforms: Record<string, number>,
   floats: readonly string[],
   code: string,
-  perElement?: PerElementWgsl,
+  own?: OwnWgsl,
 ): Info {
   const names = Object.keys(inputs);
   const program = {
-    ...(perElement ? { [PER_ELEMENT]: perElement } : {}),
+    ...(own ? { [OWN_WGSL]: own } : {}),
     variableNames: names,
     outputShape,
     shaderKey: `ugatit_${key}`,
@@ -117,22 +117,21 @@ function run(
   { floats = [], prelude = "" }: { floats?: readonly string[]; prelude?: string } = {},
 ): Info {
   const groups = Math.max(1, Math.ceil(threads / WORKGROUP));
-  // One thread per output element whose last statement is its one write: a recorded step may
-  // fold it into the elementwise chain that reads it (`fuse.ts`), where its uniforms are a
-  // constant of its own function.
+  // The program as WGSL a recorded step may regenerate with an elementwise chain folded in, or
+  // fold into the chain that reads it where it has one thread per output element ending in its
+  // one write (`fuse.ts`); its uniforms become constants there, so uniforms outside the body (in
+  // a prelude) or tfjs's own (NAN, INFINITY) keep it as it is.
   const writes = body.match(/\bresult\[/g)?.length ?? 0;
   const last = body.trimEnd().split("\n").at(-1)!.trim();
-  const perElement = threads === size(outputShape) && writes === 1 &&
-      /^result\[index\] = [^;]*;$/.test(last) && !/uniforms\.(NAN|INFINITY)/.test(body) &&
-      !/uniforms\./.test(prelude) // a function outside the body has no uniforms there
-    ? {
-      inputs: Object.keys(inputs),
-      uniforms: { threads, ...uniforms },
-      floats,
-      prelude,
-      body,
-    }
-    : undefined;
+  const own = /uniforms\.(NAN|INFINITY)/.test(body) || /uniforms\./.test(prelude) ? undefined : {
+    inputs: Object.keys(inputs),
+    uniforms: { threads, ...uniforms },
+    floats,
+    prelude,
+    body,
+    perElement: threads === size(outputShape) && writes === 1 &&
+      /^result\[index\] = [^;]*;$/.test(last),
+  };
   return runProgram(
     backend,
     key,
@@ -147,7 +146,7 @@ function run(
         if (index >= uniforms.threads) { return; }
         ${body}
       }`,
-    perElement,
+    own,
   );
 }
 

@@ -45,6 +45,8 @@ const LIMITS = [
   // device default is 256 bytes; adapters often take 32 or less), and packs uniform blocks by it.
   "minStorageBufferOffsetAlignment",
   "minUniformBufferOffsetAlignment",
+  // A fused chain binds each of its inputs (8 by default; adapters often take more).
+  "maxStorageBuffersPerShaderStage",
 ] as const;
 
 function gpu(): { requestAdapter(o?: unknown): Promise<unknown> } | undefined {

@@ -32,7 +32,7 @@ interface Program {
   dispatch: [number, number, number];
   shaderKey: string;
   pixelsOpType?: unknown;
-  [PER_ELEMENT]?: PerElementWgsl;
+  [OWN_WGSL]?: OwnWgsl;
 }
 
 /** The parts of TensorFlow.js 4.22's `WebGPUBackend` that recording and replay use. */
@@ -101,6 +101,8 @@ export interface TracedDispatch {
   readonly inputs: readonly number[];
   /** The uniform block's bytes (the last binding). */
   readonly uniforms: Uint8Array<ArrayBuffer>;
+  /** For a float32 program of ours: its WGSL (a plan may fold a chain into it, `fuse.ts`). */
+  readonly program?: OwnWgsl;
   /** For an elementwise kernel's one dispatch: what it computes (a plan may fuse it, `fuse.ts`). */
   readonly elementwise?: Elementwise;
   /** For a slice: its start, its size and the sliced tensor's shape (a plan may make it a view). */
@@ -125,21 +127,22 @@ export interface Elementwise {
   /** The output's shape. */
   readonly outputShape: readonly number[];
   /** For op `UgatitPerElement`: the program's own WGSL. */
-  readonly wgsl?: PerElementWgsl;
+  readonly wgsl?: OwnWgsl;
 }
 
 /**
- * A program of ours (`kernels.ts`) with one thread per output element, as it says so itself: its
- * WGSL body over `index` (i32) whose last statement, `result[index] = ...;`, is its one write,
- * the inputs it reads by name (in binding order), its uniforms' values (f32 where named in
- * `floats`, else i32) and the functions it calls. Unlike an {@linkcode ELEMENTWISE_KERNELS}
- * dispatch, it may read its inputs anywhere (a gather), so it is fused only as the producer of an
- * elementwise chain's value, computed where that is read.
+ * A program of ours (`kernels.ts`) with one thread per work item, as it describes itself: its WGSL
+ * body over `index` (i32, below `uniforms.threads`), the inputs it reads by name (in binding
+ * order), its uniforms' values (f32 where named in `floats`, else i32) and the functions it calls
+ * (which use no uniforms). `fuse.ts` folds an elementwise chain into it where it reads an input
+ * only at `index`, and folds it into the chain that reads it where it is `perElement`: one thread
+ * per output element whose last statement, `result[index] = ...;`, is its one write. Unlike an
+ * {@linkcode ELEMENTWISE_KERNELS} dispatch, it may read its inputs anywhere (a gather).
  */
-export interface PerElementWgsl {
+export interface OwnWgsl {
   /** The inputs' names, in binding order. */
   readonly inputs: readonly string[];
-  /** Uniform values by name. */
+  /** Uniform values by name (`threads` among them). */
   readonly uniforms: Readonly<Record<string, number>>;
   /** The uniforms that are f32. */
   readonly floats: readonly string[];
@@ -147,11 +150,13 @@ export interface PerElementWgsl {
   readonly prelude: string;
   /** The body. */
   readonly body: string;
+  /** One thread per output element, ending in its one write. */
+  readonly perElement: boolean;
 }
 
-/** The program property that carries a {@linkcode PerElementWgsl}. */
-export const PER_ELEMENT = "ugatitPerElement";
-/** The {@linkcode Elementwise} op of a dispatch that carries its own WGSL. */
+/** The program property that carries an {@linkcode OwnWgsl}. */
+export const OWN_WGSL = "ugatitWgsl";
+/** The {@linkcode Elementwise} op of a per-element program of ours. */
 export const PER_ELEMENT_OP = "UgatitPerElement";
 
 /**
@@ -335,7 +340,7 @@ export function traceCall(
     if (!(program.pipeline instanceof GPUComputePipeline)) {
       unsupported ??= "a pipeline was not compiled synchronously";
     }
-    const perElement = program[PER_ELEMENT];
+    const own = program[OWN_WGSL];
     const float = output.dtype === "float32" && inputTensors.every((t) => t.dtype === "float32");
     const isSlice = /^slice_/.test(program.shaderKey) && program.start !== undefined &&
       inputTensors.length === 1;
@@ -347,14 +352,15 @@ export function traceCall(
       output: out,
       inputs: inputIds,
       uniforms: lastUniforms ?? new Uint8Array(),
-      ...(perElement && float
+      ...(own && float ? { program: own } : {}),
+      ...(own?.perElement && float
         ? {
           elementwise: {
             op: PER_ELEMENT_OP,
             attrs: {},
             inputShapes: inputTensors.map((t) => [...t.shape]),
             outputShape: [...output.shape],
-            wgsl: perElement,
+            wgsl: own,
           },
         }
         : {}),
