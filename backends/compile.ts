@@ -25,7 +25,7 @@
  */
 import type * as tf from "@tensorflow/tfjs";
 import { flatten, leaves, type TreeLike, withLeaves } from "../tree/tree.ts";
-import { type CallMode, compileWebGpuCall } from "./webgpu/compiled_call.ts";
+import { type CallMode, compileWebGpuCall, type TensorFn } from "./webgpu/compiled_call.ts";
 import type { ReplayProfile } from "./webgpu/replay.ts";
 
 export type { CallMode } from "./webgpu/compiled_call.ts";
@@ -84,6 +84,37 @@ export interface CompileOptions {
 }
 
 /**
+ * A function of tensor trees as a function of their leaves, for trees of the structure of `state`
+ * and `inputs`: the new state's leaves come in the order of the old state's paths (the function
+ * may build its records in another key order), so that leaf k of the state is leaf k across calls.
+ * @param fn `(state, inputs) -> { state, outputs }` over trees
+ * @param state a state of the structure the leaves fill
+ * @param inputs inputs of the structure the leaves fill
+ * @param onOutputs given each call's output tree
+ * @returns the function over leaves
+ */
+export function overLeaves<S extends TreeLike, I extends TreeLike, O extends TreeLike>(
+  fn: (state: S, inputs: I) => { state: S; outputs: O },
+  state: S,
+  inputs: I,
+  onOutputs?: (outputs: O) => void,
+): TensorFn {
+  const paths = Object.keys(flatten(state));
+  return (s, i) => {
+    const out = fn(withLeaves(state, s), withLeaves(inputs, i));
+    onOutputs?.(out.outputs);
+    const byPath = flatten(out.state);
+    const missing = paths.find((p) => !byPath[p]);
+    if (missing || paths.length !== Object.keys(byPath).length) {
+      throw new Error(
+        `compile: the new state's tree differs from the old one's (${missing ?? ""})`,
+      );
+    }
+    return { state: paths.map((p) => byPath[p]), outputs: leaves(out.outputs) };
+  };
+}
+
+/**
  * Compiles a pure function of tensor trees for the active backend.
  * @param fn `(state, inputs) -> { state, outputs }`: tensors in and out, the new state of the old
  *   one's structure; no reads to the host inside
@@ -98,21 +129,8 @@ export function compile<S extends TreeLike, I extends TreeLike, O extends TreeLi
   let stateTree: S | undefined;
   let inputTree: I | undefined;
   let outputTree: O | undefined;
-  // The new state's leaves in the order of the old state's paths (the function may build its
-  // records in another key order): leaf k of the state is leaf k across calls.
-  const flat = (state: tf.Tensor[], inputs: tf.Tensor[]) => {
-    const out = fn(withLeaves(stateTree!, state), withLeaves(inputTree!, inputs));
-    outputTree = out.outputs;
-    const byPath = flatten(out.state);
-    const paths = Object.keys(flatten(stateTree!));
-    const missing = paths.find((p) => !byPath[p]);
-    if (missing || paths.length !== Object.keys(byPath).length) {
-      throw new Error(
-        `compile: the new state's tree differs from the old one's (${missing ?? ""})`,
-      );
-    }
-    return { state: paths.map((p) => byPath[p]), outputs: leaves(out.outputs) };
-  };
+  const flat: TensorFn = (state, inputs) =>
+    overLeaves(fn, stateTree!, inputTree!, (outputs) => (outputTree = outputs))(state, inputs);
   const call = replay ? compileWebGpuCall(flat, { log }) : undefined;
   const trees = (r: { state: tf.Tensor[]; outputs: tf.Tensor[] }) => ({
     state: withLeaves(stateTree!, r.state),

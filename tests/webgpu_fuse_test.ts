@@ -16,8 +16,9 @@ import { traceCall, webgpuInternals } from "../backends/webgpu/trace.ts";
 import { flagsOrExit } from "../cli/command.ts";
 import { MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
 import { configFromSettings } from "../train/settings.ts";
-import { trainer } from "../train/step.ts";
-import { flatten, leaves, withLeaves } from "../tree/tree.ts";
+import { type StepInputs, trainer } from "../train/step.ts";
+import { leaves } from "../tree/tree.ts";
+import { overLeaves } from "../backends/compile.ts";
 import { webgpuTest } from "./helpers.ts";
 
 const N = 8; // elements of every value below but the scalar
@@ -224,21 +225,16 @@ webgpuTest("every fused shader of a training step compiles", async () => {
     configFromSettings(flagsOrExit({ ...MODEL_FLAGS, ...TRAINING_FLAGS, ...SEED_FLAG }, args, {})),
   );
   const { step: _, ...state } = model.init(1);
-  const paths = Object.keys(flatten(state));
-  const inputs = [tf.zeros([1, 32, 32, 3]), tf.zeros([1, 32, 32, 3]), tf.scalar(0)];
+  const batch = {
+    realA: tf.zeros([1, 32, 32, 3]),
+    realB: tf.zeros([1, 32, 32, 3]),
+    step: tf.scalar(0),
+  };
   const traced = traceCall(
     backend,
-    (s, [realA, realB, step]) => {
-      const out = model.update(withLeaves(state, s), {
-        realA: realA as tf.Tensor4D,
-        realB: realB as tf.Tensor4D,
-        step: step as tf.Scalar,
-      });
-      const byPath = flatten(out.state);
-      return { state: paths.map((p) => byPath[p]), outputs: leaves(out.outputs) };
-    },
+    overLeaves(model.update, state, batch as StepInputs),
     leaves(state),
-    inputs,
+    leaves(batch),
     { execute: false },
   );
   const codes = new Set<string>();
@@ -261,5 +257,10 @@ webgpuTest("every fused shader of a training step compiles", async () => {
     const errors = info.messages.filter((m) => m.type === "error").map((m) => m.message);
     assertEquals(errors, [], code);
   }
-  tf.dispose([...leaves(state), ...inputs, ...traced.result.state, ...traced.result.outputs]);
+  tf.dispose([
+    ...leaves(state),
+    ...leaves(batch),
+    ...traced.result.state,
+    ...traced.result.outputs,
+  ]);
 });

@@ -19,8 +19,9 @@ import { traceCall, webgpuInternals } from "../backends/webgpu/trace.ts";
 import { flagsOrExit } from "../cli/command.ts";
 import { MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
 import { configFromSettings } from "../train/settings.ts";
-import { trainer } from "../train/step.ts";
-import { flatten, leaves, withLeaves } from "../tree/tree.ts";
+import { type StepInputs, trainer } from "../train/step.ts";
+import { leaves } from "../tree/tree.ts";
+import { overLeaves } from "../backends/compile.ts";
 
 const flags = flagsOrExit({ ...MODEL_FLAGS, ...TRAINING_FLAGS, ...SEED_FLAG }, Deno.args, {
   light: true,
@@ -34,21 +35,12 @@ const model = trainer(configFromSettings(flags));
 const { step: _, ...state } = model.init(flags.seed);
 const S = flags.img_size;
 const shape = [flags.batch_size, S, S, 3];
-const inputs = [tf.zeros(shape), tf.zeros(shape), tf.scalar(0)];
-const paths = Object.keys(flatten(state));
+const batch = { realA: tf.zeros(shape), realB: tf.zeros(shape), step: tf.scalar(0) };
 const traced = traceCall(
   backend,
-  (s, [realA, realB, step]) => {
-    const out = model.update(withLeaves(state, s), {
-      realA: realA as tf.Tensor4D,
-      realB: realB as tf.Tensor4D,
-      step: step as tf.Scalar,
-    });
-    const byPath = flatten(out.state);
-    return { state: paths.map((p) => byPath[p]), outputs: leaves(out.outputs) };
-  },
+  overLeaves(model.update, state, batch as StepInputs),
   leaves(state),
-  inputs,
+  leaves(batch),
   { execute: false },
 );
 if (!traced.trace) throw new Error(`cannot plan: ${traced.unsupported}`);
