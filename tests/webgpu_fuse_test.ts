@@ -2,7 +2,9 @@
  * Elementwise fusion of a recorded call (`backends/webgpu/fuse.ts`): which dispatches fold on
  * hand-made traces (one reader only, same element count, not from constants alone, within the
  * binding limit), the broadcast index it generates, and on a WebGPU adapter (CI: lavapipe; skipped
- * with a notice where there is none) every kernel it knows, replayed fused, against the eager call.
+ * with a notice where there is none) every kernel it knows and programs of ours that gather or
+ * normalise, replayed fused, against the eager call, and every fused shader of a training step
+ * (chains into Adam's pass among them) through the WGSL compiler.
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";

@@ -23,9 +23,9 @@
  * A program here is one thread per output element (or per work item, `threads`), written with
  * tfjs-backend-webgpu's program interface: inputs are read as flat arrays by their names, the
  * output is `result`, and the attributes travel as uniforms, so a shape or learning-rate change
- * compiles nothing new. A program with a thread per output element that ends in its one write
- * carries its WGSL on the program object (`OwnWgsl`), so that a recorded step may compute it
- * inside the elementwise chain that reads it, or the chain inside it (`fuse.ts`).
+ * compiles nothing new. A program carries its WGSL on the program object (`OwnWgsl`), so that a
+ * recorded step may compute it inside the elementwise chain that reads it (where it has a thread
+ * per output element ending in its one write), or a chain inside it (`fuse.ts`).
  *
  * @module
  */
