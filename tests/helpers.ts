@@ -18,6 +18,7 @@ import { ABLATE_FLAGS } from "../cli/ablate.ts";
 import type { Generator } from "../layers/generator.ts";
 import type { Discriminator } from "../layers/discriminator.ts";
 import { dispose, flatten, unflatten } from "../tree/tree.ts";
+import type { TracedDispatch } from "../backends/webgpu/trace.ts";
 
 /**
  * Largest absolute difference divided by the largest magnitude of `expected`.
@@ -319,3 +320,26 @@ export function zoomedBytes(rgb: Float32Array, size: number, zoom: number): Uint
   }
   return out;
 }
+
+/**
+ * A dispatch of a hand-made trace (`backends/webgpu/`'s planning and fusion tests): one workgroup,
+ * 16 zero bytes of uniforms, a stand-in pipeline.
+ * @param kernel its kernel's name (and shader key)
+ * @param output the value it writes
+ * @param inputs the values it reads
+ * @returns the dispatch
+ */
+export function handMadeDispatch(kernel: string, output: number, inputs: number[]): TracedDispatch {
+  return {
+    kernel,
+    shader: kernel,
+    pipeline: STAND_IN_PIPELINE,
+    workgroups: [1, 1, 1],
+    output,
+    inputs,
+    uniforms: new Uint8Array(16),
+  };
+}
+
+/** The pipeline of {@linkcode handMadeDispatch}es (never run). */
+export const STAND_IN_PIPELINE = {} as GPUComputePipeline;

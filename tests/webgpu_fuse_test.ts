@@ -21,10 +21,9 @@ import { configFromSettings } from "../train/settings.ts";
 import { type StepInputs, trainer } from "../train/step.ts";
 import { leaves } from "../tree/tree.ts";
 import { overLeaves } from "../backends/compile.ts";
-import { webgpuTest } from "./helpers.ts";
+import { handMadeDispatch, STAND_IN_PIPELINE, webgpuTest } from "./helpers.ts";
 
 const N = 8; // elements of every value below but the scalar
-const pipeline = {} as GPUComputePipeline;
 
 // A hand-made trace over values of N elements (value 9: a scalar upload); ops as
 // [kernel, output, inputs], each marked elementwise unless named "Conv".
@@ -46,13 +45,7 @@ function trace(
         : { kind, index },
     })) as TracedValue[],
     dispatches: ops.map(([kernel, output, inputs]): TracedDispatch => ({
-      kernel,
-      shader: kernel,
-      pipeline,
-      workgroups: [1, 1, 1],
-      output,
-      inputs,
-      uniforms: new Uint8Array(16),
+      ...handMadeDispatch(kernel, output, inputs),
       ...(kernel === "Conv" ? {} : {
         elementwise: {
           op: kernel,
@@ -71,7 +64,7 @@ Deno.test("fuseElementwise() folds a value into its only reader, and nothing els
   const options = {
     maxInputs: 7,
     maxWorkgroups: 65535,
-    compile: (code: string) => (shaders.push(code), pipeline),
+    compile: (code: string) => (shaders.push(code), STAND_IN_PIPELINE),
   };
   // 0, 1: state; 2..8: dispatch values; 9: a scalar upload.
   const kinds = ["state", "state", ...new Array(7).fill("dispatch"), "upload"] as const;
@@ -243,7 +236,7 @@ webgpuTest("every fused shader of a training step compiles", async () => {
   const { folded } = fuseElementwise(traced.trace!, {
     maxInputs: Number(backend.device.limits.maxStorageBuffersPerShaderStage) - 1,
     maxWorkgroups: 65535,
-    compile: (code) => (codes.add(code), pipeline),
+    compile: (code) => (codes.add(code), STAND_IN_PIPELINE),
   });
   assert(folded > 100, `${folded} dispatches folded`);
   assert(

@@ -9,7 +9,7 @@ import { assert, assertEquals } from "@std/assert";
 import { contiguousSliceOffset, planTrace } from "../backends/webgpu/plan.ts";
 import type { Trace, TracedDispatch, TracedValue } from "../backends/webgpu/trace.ts";
 import { compileWebGpuCall, type TensorFn } from "../backends/webgpu/compiled_call.ts";
-import { webgpuTest } from "./helpers.ts";
+import { handMadeDispatch, webgpuTest } from "./helpers.ts";
 
 Deno.test("contiguousSliceOffset() finds the ranges a slice can be a view of", () => {
   assertEquals(contiguousSliceOffset([1, 0, 0, 0], [1, 4, 4, 8], [2, 4, 4, 8]), 128);
@@ -27,7 +27,6 @@ function trace(
   io: Pick<Trace, "stateIn" | "inputs" | "stateOut" | "outputs">,
   bytes = 1024,
 ): Trace {
-  const pipeline = {} as GPUComputePipeline;
   return {
     values: sources.map((kind, index) => ({
       bytes,
@@ -42,13 +41,7 @@ function trace(
         : { kind, index },
     })) as TracedValue[],
     dispatches: ops.map(([kernel, output, inputs, slice]) => ({
-      kernel,
-      shader: kernel,
-      pipeline,
-      workgroups: [1, 1, 1],
-      output,
-      inputs,
-      uniforms: new Uint8Array(16),
+      ...handMadeDispatch(kernel, output, inputs),
       ...(slice ? { slice } : {}),
     })),
     ...io,

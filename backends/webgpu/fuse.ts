@@ -121,10 +121,37 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
   // Programs of ours that take chains where they read an input only at their own index.
   const intoProgram = new Map<number, Map<number, Node>>(); // dispatch -> input slot -> chain
   for (const [i, d] of dispatches.entries()) {
-    const ew = d.elementwise;
+    const { elementwise: ew, program } = d;
     if (constantDispatch[i] || writes[d.output] !== 1) continue;
-    const program = d.program;
-    if (program && !program.perElement && finite(program.uniforms)) {
+    if (ew) {
+      if (!finite(ew.attrs)) continue;
+      const n = size(ew.outputShape);
+      const args: Node[] = d.inputs.map((value, j) => ({
+        value,
+        shape: ew.inputShapes[j],
+        out: ew.outputShape,
+      }));
+      const leaves = new Set(d.inputs);
+      const folds: number[] = [];
+      d.inputs.forEach((value, j) => {
+        const inner = foldable(value, leaves, n);
+        if (!inner) return;
+        args[j] = inner;
+        folds.push(producer.get(value)!);
+      });
+      chain.set(i, { op: ew.op, attrs: ew.attrs, args });
+      for (const p of folds) foldedInto.set(p, i);
+    } else if (program && finite(program.uniforms)) {
+      if (program.perElement) {
+        // It reads its inputs anywhere: they stay leaves, read in place.
+        const args = d.inputs.map((value) => ({
+          value,
+          shape: values[value].shape,
+          out: values[value].shape,
+        }));
+        chain.set(i, { op: "program", attrs: {}, args, wgsl: program });
+        continue;
+      }
       const leaves = new Set(d.inputs);
       const folds = new Map<number, Node>();
       program.inputs.forEach((name, j) => {
@@ -135,28 +162,7 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
         foldedInto.set(producer.get(d.inputs[j])!, i);
       });
       if (folds.size) intoProgram.set(i, folds);
-      continue;
     }
-    if (!ew || !finite(ew.attrs) || !finite(ew.wgsl?.uniforms ?? {})) continue;
-    const n = size(ew.outputShape);
-    const args: Node[] = d.inputs.map((value, j) => ({
-      value,
-      shape: ew.inputShapes[j],
-      out: ew.outputShape,
-    }));
-    const leaves = new Set(d.inputs);
-    const folds: number[] = [];
-    // A program of ours reads its inputs anywhere: they stay leaves.
-    if (!ew.wgsl) {
-      d.inputs.forEach((value, j) => {
-        const inner = foldable(value, leaves, n);
-        if (!inner) return;
-        args[j] = inner;
-        folds.push(producer.get(value)!);
-      });
-    }
-    chain.set(i, { op: ew.op, attrs: ew.attrs, args, ...(ew.wgsl ? { wgsl: ew.wgsl } : {}) });
-    for (const p of folds) foldedInto.set(p, i);
   }
   if (foldedInto.size === 0) return { trace, folded: 0, fused: 0 };
 

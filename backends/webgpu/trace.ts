@@ -126,8 +126,6 @@ export interface Elementwise {
   readonly inputShapes: readonly (readonly number[])[];
   /** The output's shape. */
   readonly outputShape: readonly number[];
-  /** For op `UgatitPerElement`: the program's own WGSL. */
-  readonly wgsl?: OwnWgsl;
 }
 
 /**
@@ -156,8 +154,6 @@ export interface OwnWgsl {
 
 /** The program property that carries an {@linkcode OwnWgsl}. */
 export const OWN_WGSL = "ugatitWgsl";
-/** The {@linkcode Elementwise} op of a per-element program of ours. */
-export const PER_ELEMENT_OP = "UgatitPerElement";
 
 /**
  * The float32 kernels whose one dispatch is elementwise, and that `fuse.ts` knows the arithmetic
@@ -353,17 +349,6 @@ export function traceCall(
       inputs: inputIds,
       uniforms: lastUniforms ?? new Uint8Array(),
       ...(own && float ? { program: own } : {}),
-      ...(own?.perElement && float
-        ? {
-          elementwise: {
-            op: PER_ELEMENT_OP,
-            attrs: {},
-            inputShapes: inputTensors.map((t) => [...t.shape]),
-            outputShape: [...output.shape],
-            wgsl: own,
-          },
-        }
-        : {}),
       ...(isSlice
         ? {
           slice: {
