@@ -17,8 +17,18 @@ import { EXPORT_FLAGS } from "../cli/export.ts";
 import { ABLATE_FLAGS } from "../cli/ablate.ts";
 import type { Generator } from "../layers/generator.ts";
 import type { Discriminator } from "../layers/discriminator.ts";
-import { dispose, flatten, unflatten } from "../tree/tree.ts";
-import type { TracedDispatch } from "../backends/webgpu/trace.ts";
+import { dispose, flatten, leaves, unflatten } from "../tree/tree.ts";
+import {
+  type Trace,
+  traceCall,
+  type TracedDispatch,
+  webgpuInternals,
+} from "../backends/webgpu/trace.ts";
+import { overLeaves } from "../backends/compile.ts";
+import { flagsOrExit } from "../cli/command.ts";
+import { MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
+import { configFromSettings } from "../train/settings.ts";
+import { type StepInputs, trainer } from "../train/step.ts";
 
 /**
  * Largest absolute difference divided by the largest magnitude of `expected`.
@@ -335,7 +345,7 @@ export function handMadeDispatch(kernel: string, output: number, inputs: number[
     shader: kernel,
     pipeline: STAND_IN_PIPELINE,
     workgroups: [1, 1, 1],
-    output,
+    outputs: [output],
     inputs,
     uniforms: new Uint8Array(16),
   };
@@ -343,3 +353,34 @@ export function handMadeDispatch(kernel: string, output: number, inputs: number[
 
 /** The pipeline of {@linkcode handMadeDispatch}es (never run). */
 export const STAND_IN_PIPELINE = {} as GPUComputePipeline;
+
+/**
+ * One training iteration recorded without running it (`traceCall` with `execute: false`), on the
+ * WebGPU backend, light, batch 1, `--n_dis 4` unless `args` say otherwise.
+ * @param args model and training flags (`--img_size` among them)
+ * @returns the trace and what frees its tensors
+ */
+export function traceTrainingStep(args: string[]): { trace: Trace; dispose: () => void } {
+  const flags = flagsOrExit({ ...MODEL_FLAGS, ...TRAINING_FLAGS, ...SEED_FLAG }, args, {
+    n_dis: 4,
+  });
+  const model = trainer(configFromSettings(flags));
+  const { step: _, ...state } = model.init(1);
+  const shape = [1, flags.img_size, flags.img_size, 3];
+  const batch = { realA: tf.zeros(shape), realB: tf.zeros(shape), step: tf.scalar(0) };
+  const traced = traceCall(
+    webgpuInternals()!,
+    overLeaves(model.update, state, batch as StepInputs),
+    leaves(state),
+    leaves(batch),
+    { execute: false },
+  );
+  if (!traced.trace) throw new Error(`cannot trace the step: ${traced.unsupported}`);
+  const tensors = [
+    ...leaves(state),
+    ...leaves(batch),
+    ...traced.result.state,
+    ...traced.result.outputs,
+  ];
+  return { trace: traced.trace, dispose: () => tf.dispose(tensors) };
+}

@@ -3,8 +3,8 @@
  * hand-made traces (one reader only, same element count, not from constants alone, within the
  * binding limit), the broadcast index it generates, and on a WebGPU adapter (CI: lavapipe; skipped
  * with a notice where there is none) every kernel it knows and programs of ours that gather or
- * normalise, replayed fused, against the eager call, and every fused shader of a training step
- * (chains into Adam's pass among them) through the WGSL compiler.
+ * normalise, replayed fused, against the eager call, and every fused and merged shader of a
+ * training step (chains into Adam's pass among them, `merge.ts`'s) through the WGSL compiler.
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";
@@ -14,14 +14,9 @@ import type { Trace, TracedDispatch, TracedValue } from "../backends/webgpu/trac
 import { layerInstanceNorm } from "../ops/lin_norm.ts";
 import { reflectionPad } from "../ops/reflect_pad.ts";
 import { upsampleNearest2x } from "../ops/upsample_2x.ts";
-import { traceCall, webgpuInternals } from "../backends/webgpu/trace.ts";
-import { flagsOrExit } from "../cli/command.ts";
-import { MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
-import { configFromSettings } from "../train/settings.ts";
-import { type StepInputs, trainer } from "../train/step.ts";
-import { leaves } from "../tree/tree.ts";
-import { overLeaves } from "../backends/compile.ts";
-import { handMadeDispatch, STAND_IN_PIPELINE, webgpuTest } from "./helpers.ts";
+import { mergeIndependent } from "../backends/webgpu/merge.ts";
+import { webgpuInternals } from "../backends/webgpu/trace.ts";
+import { handMadeDispatch, STAND_IN_PIPELINE, traceTrainingStep, webgpuTest } from "./helpers.ts";
 
 const N = 8; // elements of every value below but the scalar
 
@@ -87,14 +82,16 @@ Deno.test("fuseElementwise() folds a value into its only reader, and nothing els
     "Neg",
     "Sub",
   ]);
-  assertEquals(fused.dispatches[1].output, 4);
+  assertEquals(fused.dispatches[1].outputs, [4]);
   assertEquals(fused.dispatches[1].inputs, [0, 9, 3]);
-  assertEquals(fused.dispatches[2].output, 6);
+  assertEquals(fused.dispatches[2].outputs, [6]);
   assertEquals(fused.dispatches[2].inputs, [4]);
   assertEquals(shaders.length, 2);
-  assert(/x0\[i\] \* x1\[0u\]/.test(shaders[0]), shaders[0]);
-  assert(/let t0 = select\(x0\[i\], 0.0, x0\[i\] < 0.0\);/.test(shaders[1]), shaders[1]);
-  assert(/select\(t0, bitcast<f32>\(\d+u\) \* t0, t0 < 0.0\)/.test(shaders[1]), shaders[1]);
+  // Each fused dispatch describes itself as a program over its bindings x0, x1, ...
+  const [add, leaky] = [1, 2].map((k) => fused.dispatches[k].program!.body);
+  assert(/x0\[i\] \* x1\[0u\]/.test(add), add);
+  assert(/let t0 = select\(x0\[i\], 0.0, x0\[i\] < 0.0\);/.test(leaky), leaky);
+  assert(/select\(t0, bitcast<f32>\(\d+u\) \* t0, t0 < 0.0\)/.test(leaky), leaky);
 
   // At most maxInputs distinct inputs: with 2, the Add cannot take the Multiply's two.
   const narrow = fuseElementwise(t, { ...options, maxInputs: 2 });
@@ -212,50 +209,33 @@ async function fusedMatchesEager(
   assert(fused <= unfused - fewer, `${fused} dispatches fused, ${unfused} not`);
 }
 
-webgpuTest("every fused shader of a training step compiles", async () => {
+webgpuTest("every fused and merged shader of a training step compiles", async () => {
   // A shader that does not compile leaves its output unwritten without a word: ask the compiler.
   const backend = webgpuInternals()!;
-  const args = ["--light", "--img_size", "32", "--ch", "4", "--n_res", "2", "--n_dis", "4"];
-  const model = trainer(
-    configFromSettings(flagsOrExit({ ...MODEL_FLAGS, ...TRAINING_FLAGS, ...SEED_FLAG }, args, {})),
-  );
-  const { step: _, ...state } = model.init(1);
-  const batch = {
-    realA: tf.zeros([1, 32, 32, 3]),
-    realB: tf.zeros([1, 32, 32, 3]),
-    step: tf.scalar(0),
-  };
-  const traced = traceCall(
-    backend,
-    overLeaves(model.update, state, batch as StepInputs),
-    leaves(state),
-    leaves(batch),
-    { execute: false },
-  );
+  const step = traceTrainingStep(["--light", "--img_size", "32", "--ch", "4", "--n_res", "2"]);
   const codes = new Set<string>();
-  const { folded } = fuseElementwise(traced.trace!, {
-    maxInputs: Number(backend.device.limits.maxStorageBuffersPerShaderStage) - 1,
+  const compile = (code: string) => (codes.add(code), STAND_IN_PIPELINE);
+  const maxBindings = Number(backend.device.limits.maxStorageBuffersPerShaderStage);
+  const fused = fuseElementwise(step.trace, {
+    maxInputs: maxBindings - 1,
     maxWorkgroups: 65535,
-    compile: (code) => (codes.add(code), STAND_IN_PIPELINE),
+    compile,
   });
-  assert(folded > 100, `${folded} dispatches folded`);
+  assert(fused.folded > 100, `${fused.folded} dispatches folded`);
   assert(
-    [...codes].some((c) => /fn t\d+_at\(index : i32\)/.test(c)),
+    [...codes].some((c) => /fn t\d+_at_p0\(index : i32\)/.test(c)),
     "a program of ours computed inside a chain",
   );
   assert(
-    [...codes].some((c) => /fn c\d+_value\(i : u32\)/.test(c)),
+    [...codes].some((c) => /fn c\d+_value_p0\(i : u32\)/.test(c)),
     "a chain computed inside a program of ours",
   );
+  const { merged } = mergeIndependent(fused.trace, { maxBindings, maxWorkgroups: 65535, compile });
+  assert(merged > 100, `${merged} dispatches merged`);
   for (const code of codes) {
     const info = await backend.device.createShaderModule({ code }).getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === "error").map((m) => m.message);
     assertEquals(errors, [], code);
   }
-  tf.dispose([
-    ...leaves(state),
-    ...leaves(batch),
-    ...traced.result.state,
-    ...traced.result.outputs,
-  ]);
+  step.dispose();
 });

@@ -14,6 +14,7 @@
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/select_backend.ts";
 import { fuseOnDevice } from "../backends/webgpu/fuse.ts";
+import { mergeOnDevice } from "../backends/webgpu/merge.ts";
 import { planTrace } from "../backends/webgpu/plan.ts";
 import { traceCall, webgpuInternals } from "../backends/webgpu/trace.ts";
 import { flagsOrExit } from "../cli/command.ts";
@@ -46,7 +47,8 @@ const traced = traceCall(
 if (!traced.trace) throw new Error(`cannot plan: ${traced.unsupported}`);
 const alignment = Number(backend.device.limits.minStorageBufferOffsetAlignment ?? 256);
 const fused = fuseOnDevice(traced.trace, backend.device);
-const planned = planTrace(fused.trace, { offsetAlignment: alignment });
+const merged = mergeOnDevice(fused.trace, backend.device);
+const planned = planTrace(merged.trace, { offsetAlignment: alignment });
 if (!planned.plan) throw new Error(`cannot plan: ${planned.unsupported}`);
 const { plan } = planned;
 const countBy = (names: string[]) => {
@@ -61,6 +63,7 @@ const row = {
   dispatches: plan.step.length,
   setup_dispatches: plan.setup.length,
   fused: { folded: fused.folded, dispatches: fused.fused },
+  merged: merged.merged,
   copies: plan.copies.length,
   plan_mb: mb(total),
   by_role_mb: Object.fromEntries(Object.entries(plan.bytes).map(([k, v]) => [k, mb(v)])),

@@ -1,8 +1,8 @@
 /**
  * A pure function over tensors, compiled for WebGPU by recording and replay: its first calls run
  * eagerly while their GPU work is recorded (`trace.ts`); once two consecutive calls recorded the
- * same work, its elementwise chains are fused (`fuse.ts`), it is planned (`plan.ts`) and every
- * later call replays the plan (`replay.ts`). The
+ * same work, its elementwise chains are fused (`fuse.ts`), its independent programs merged
+ * (`merge.ts`), it is planned (`plan.ts`) and every later call replays the plan (`replay.ts`). The
  * results mean the same as the eager ones: that is what the recording comparison guarantees, and
  * the tests check values.
  *
@@ -13,6 +13,8 @@
  */
 import type * as tf from "@tensorflow/tfjs";
 import { fuseOnDevice } from "./fuse.ts";
+import { mergeOnDevice } from "./merge.ts";
+import { webgpuStarted } from "./start.ts";
 import { planTrace } from "./plan.ts";
 import { buildReplay, releasePooledBuffers, type Replay, type ReplayProfile } from "./replay.ts";
 import { type Trace, traceCall, traceDifference, webgpuInternals } from "./trace.ts";
@@ -64,6 +66,25 @@ export interface CompileOptions {
   readonly maxRecordings?: number;
   /** Whether chains of elementwise dispatches are fused before planning (default true). */
   readonly fuse?: boolean;
+  /**
+   * Whether independent programs of ours are merged before planning (`merge.ts`). By default on a
+   * GPU, not on a software adapter (lavapipe): there the merged shaders' compile (LLVM, on the
+   * CPU) costs more than the dispatches they save there (a small step's first replays took 13 s
+   * more, `BENCHMARKS.md`). `UGATIT_WEBGPU_MERGE=on` or `off` chooses, for comparisons.
+   */
+  readonly merge?: boolean;
+}
+
+// UGATIT_WEBGPU_MERGE=on|off, else whether the adapter is a GPU (a browser has no such switch).
+function mergeByDefault(): boolean {
+  let asked: string | undefined;
+  try {
+    asked = typeof Deno !== "undefined" ? Deno.env.get("UGATIT_WEBGPU_MERGE") : undefined;
+  } catch {
+    // no env permission: the adapter decides
+  }
+  if (asked === "on" || asked === "off") return asked === "on";
+  return !(webgpuStarted()?.software ?? false);
 }
 
 const shapesOf = (ts: readonly tf.Tensor[]) => ts.map((t) => `${t.dtype}[${t.shape}]`).join();
@@ -75,7 +96,7 @@ const shapesOf = (ts: readonly tf.Tensor[]) => ts.map((t) => `${t.dtype}[${t.sha
  * @returns the compiled call (eager, with the reason, when the backend is not WebGPU)
  */
 export function compileWebGpuCall(fn: TensorFn, options: CompileOptions = {}): CompiledCall {
-  const { log = console.error, maxRecordings = 3, fuse = true } = options;
+  const { log = console.error, maxRecordings = 3, fuse = true, merge = mergeByDefault() } = options;
   const backend = webgpuInternals();
   let mode: CallMode = backend ? "recording" : "eager";
   let reason: string | undefined = backend
@@ -112,7 +133,9 @@ export function compileWebGpuCall(fn: TensorFn, options: CompileOptions = {}): C
       return traced.result;
     }
     const offsetAlignment = Number(backend!.device.limits.minStorageBufferOffsetAlignment ?? 256);
-    const planned = planTrace(fuse ? fuseOnDevice(trace, backend!.device).trace : trace, {
+    const device = backend!.device;
+    const fused = fuse ? fuseOnDevice(trace, device).trace : trace;
+    const planned = planTrace(merge ? mergeOnDevice(fused, device).trace : fused, {
       offsetAlignment,
     });
     if (!planned.plan) {

@@ -26,6 +26,13 @@
  *
  * @module
  */
+import {
+  deviceCompiler,
+  f32Literal,
+  inlineUniforms,
+  programDispatch,
+  renameArrays,
+} from "./merge.ts";
 import type { OwnWgsl, Trace, TracedDispatch } from "./trace.ts";
 
 /** Options of {@linkcode fuseElementwise}. */
@@ -61,7 +68,6 @@ type Node =
     readonly wgsl?: OwnWgsl;
   };
 
-const WORKGROUP = 256;
 const size = (s: Shape) => s.reduce((a, b) => a * b, 1);
 
 /** The kernel a fused dispatch is named by in profiles and dispatch counts. */
@@ -79,16 +85,18 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
   const reads = new Array<number>(values.length).fill(0);
   const producer = new Map<number, number>();
   for (const [i, d] of dispatches.entries()) {
-    writes[d.output]++;
-    producer.set(d.output, i);
+    for (const v of d.outputs) {
+      writes[v]++;
+      producer.set(v, i);
+    }
     for (const v of d.inputs) reads[v]++;
   }
   for (const v of [...trace.stateOut, ...trace.outputs]) reads[v]++;
   // Constants, as the plan finds them: what is computed from constants alone runs once.
   const constant = values.map((v) => v.source.kind === "upload" || v.source.kind === "external");
   const constantDispatch = dispatches.map((d) => {
-    const c = writes[d.output] === 1 && d.inputs.every((v) => constant[v]);
-    if (c) constant[d.output] = true;
+    const c = d.outputs.every((v) => writes[v] === 1) && d.inputs.every((v) => constant[v]);
+    if (c) d.outputs.forEach((v) => (constant[v] = true));
     return c;
   });
 
@@ -122,7 +130,7 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
   const intoProgram = new Map<number, Map<number, Node>>(); // dispatch -> input slot -> chain
   for (const [i, d] of dispatches.entries()) {
     const { elementwise: ew, program } = d;
-    if (constantDispatch[i] || writes[d.output] !== 1) continue;
+    if (constantDispatch[i] || d.outputs.length !== 1 || writes[d.outputs[0]] !== 1) continue;
     if (ew) {
       if (!finite(ew.attrs)) continue;
       const n = size(ew.outputShape);
@@ -141,7 +149,11 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
       });
       chain.set(i, { op: ew.op, attrs: ew.attrs, args });
       for (const p of folds) foldedInto.set(p, i);
-    } else if (program && finite(program.uniforms)) {
+    } else if (
+      // (A prelude that reads uniforms is the program's own: it cannot join a chain's.)
+      program && !/uniforms\./.test(program.prelude) &&
+      finite(program.uniforms)
+    ) {
       if (program.perElement) {
         // It reads its inputs anywhere: they stay leaves, read in place.
         const args = d.inputs.map((value) => ({
@@ -171,40 +183,31 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
     [...foldedInto.values()].filter((i) => !foldedInto.has(i) && !intoProgram.has(i)),
   );
   const pipelines = new Map<string, GPUComputePipeline>();
-  const pipelineOf = (code: string) => {
+  const compile = (code: string) => {
     let pipeline = pipelines.get(code);
     if (!pipeline) pipelines.set(code, pipeline = options.compile(code));
     return pipeline;
   };
-  const workgroupsOf = (n: number): [number, number, number] => {
-    const groups = Math.max(1, Math.ceil(n / WORKGROUP));
-    const x = Math.min(groups, options.maxWorkgroups);
-    return [x, Math.ceil(groups / x), 1];
-  };
-  const paramsOf = (n: number) => new Uint8Array(new Uint32Array([n, 0x7fc00000, 0, 0]).buffer);
   const out: TracedDispatch[] = [];
   for (const [i, d] of dispatches.entries()) {
     if (foldedInto.has(i)) continue;
     const folds = intoProgram.get(i);
     if (folds) {
-      const program = d.program!;
       const inputs = [
         ...new Set(
           d.inputs.flatMap((v, j) => (folds.has(j) ? [...leavesOf(folds.get(j)!)] : [v])),
         ),
       ];
-      const n = program.uniforms.threads;
-      out.push({
-        kernel: d.kernel,
-        shader: "ugatit_fused_program",
-        pipeline: pipelineOf(
-          programShader(program, d.inputs, folds, inputs, options.maxWorkgroups),
+      const program = programWithChains(d.program!, d.inputs, folds, inputs);
+      out.push(
+        programDispatch(
+          { kernel: d.kernel, outputs: d.outputs, inputs },
+          "ugatit_fused_program",
+          program,
+          compile,
+          options.maxWorkgroups,
         ),
-        workgroups: workgroupsOf(n),
-        output: d.output,
-        inputs,
-        uniforms: paramsOf(n),
-      });
+      );
       continue;
     }
     if (!hosts.has(i)) {
@@ -213,28 +216,22 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
     }
     const node = chain.get(i)!;
     const inputs = [...leavesOf(node)];
-    const n = size(d.elementwise!.outputShape);
-    out.push({
-      kernel: FUSED_KERNEL,
-      shader: "ugatit_fused",
-      pipeline: pipelineOf(fusedShader(node, inputs, options.maxWorkgroups, n)),
-      workgroups: workgroupsOf(n),
-      output: d.output,
-      inputs,
-      uniforms: paramsOf(n),
-    });
+    const program = chainProgram(node, inputs, size(d.elementwise!.outputShape));
+    out.push(
+      programDispatch(
+        { kernel: FUSED_KERNEL, outputs: d.outputs, inputs },
+        "ugatit_fused",
+        program,
+        compile,
+        options.maxWorkgroups,
+      ),
+    );
   }
   return {
     trace: { ...trace, dispatches: out },
     folded: foldedInto.size,
     fused: hosts.size + intoProgram.size,
   };
-}
-
-/** A float32 literal with exactly the attribute's value. */
-function f32(x: number): string {
-  const bits = new Uint32Array(new Float32Array([x]).buffer)[0];
-  return `bitcast<f32>(${bits}u)`;
 }
 
 /** WGSL for the flat index into a tensor of `shape` broadcast to `out`, from the output's `i`. */
@@ -286,35 +283,33 @@ function opCode(op: string, attrs: Readonly<Record<string, number>>, a: string[]
     case "Relu":
       return `select(${x}, 0.0, ${x} < 0.0)`;
     case "LeakyRelu":
-      return `select(${x}, ${f32(attrs.alpha)} * ${x}, ${x} < 0.0)`;
+      return `select(${x}, ${f32Literal(attrs.alpha)} * ${x}, ${x} < 0.0)`;
     case "Step":
-      return `select(select(${f32(attrs.alpha)}, 1.0, ${x} > 0.0), ${x}, is_nan(${x}))`;
+      return `select(select(${f32Literal(attrs.alpha)}, 1.0, ${x} > 0.0), ${x}, is_nan(${x}))`;
     case "ClipByValue":
-      return `select(clamp(${x}, ${f32(attrs.clipValueMin)}, ${f32(attrs.clipValueMax)}), ` +
+      return `select(clamp(${x}, ${f32Literal(attrs.clipValueMin)}, ${
+        f32Literal(attrs.clipValueMax)
+      }), ` +
         `${x}, is_nan(${x}))`;
     case "UgatitActivationGrad": // inputs dy, x: dy * (1 where x > 0, else alpha; NaN x: ReLU NaN)
       return attrs.alpha === 0
         ? `${x} * select(select(0.0, params.nan, !(${y} <= 0.0)), 1.0, ${y} > 0.0)`
-        : `${x} * select(${f32(attrs.alpha)}, 1.0, ${y} > 0.0)`;
+        : `${x} * select(${f32Literal(attrs.alpha)}, 1.0, ${y} > 0.0)`;
   }
   throw new Error(`fuse: no arithmetic for ${op}`);
 }
 
-/** WGSL common to every fused shader: the output, the size and NaN, helpers. */
-function header(inputs: readonly number[], output: string): string[] {
-  return [
-    `@group(0) @binding(0) var<storage, read_write> ${output} : array<f32>;`,
-    ...inputs.map((_, k) => `@group(0) @binding(${k + 1}) var<storage, read> x${k} : array<f32>;`),
-    // NaN travels as a uniform: a NaN in a constant expression does not compile.
-    "struct Params { n : u32, nan : f32, }",
-    `@group(0) @binding(${inputs.length + 1}) var<uniform> params : Params;`,
-    "fn is_nan(v : f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }",
-    "fn tanh_tfjs(v : f32) -> f32 {",
-    "  let e2x = exp(-2.0 * abs(v));",
-    "  return sign(v) * (1.0 - e2x) / (1.0 + e2x);",
-    "}",
-  ];
-}
+// Functions the arithmetic of the chains calls (NaN itself is `params.nan`, a uniform of the
+// shader: a NaN in a constant expression does not compile).
+const HELPERS = `
+fn is_nan(v : f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }
+fn tanh_tfjs(v : f32) -> f32 {
+  let e2x = exp(-2.0 * abs(v));
+  return sign(v) * (1.0 - e2x) / (1.0 + e2x);
+}`;
+
+/** The names a fused program reads its bindings by: `x0`, `x1`, ... */
+const inputNames = (inputs: readonly number[]) => inputs.map((_, k) => `x${k}`);
 
 /** A chain's statements over the flat index `i` (u32), its value's name, what they call. */
 interface Emitted {
@@ -347,37 +342,25 @@ function emitChain(node: Node, inputs: readonly number[], prefix: string): Emitt
   return { lines, result, functions, preludes };
 }
 
-/** The first line of a shader's entry point, and its flat index `i` over a 2-D dispatch. */
-function entry(n: number, maxWorkgroups: number): string[] {
-  const rowThreads = Math.min(Math.max(1, Math.ceil(n / WORKGROUP)), maxWorkgroups) * WORKGROUP;
-  return [
-    `@compute @workgroup_size(${WORKGROUP})`,
-    "fn main(@builtin(global_invocation_id) g : vec3<u32>) {",
-    `  let i = g.x + g.y * ${rowThreads}u;`,
-    "  if (i >= params.n) { return; }",
-  ];
-}
-
 /**
- * The shader of a fused chain: one thread per output element.
+ * A fused chain as a program of ours: one thread per output element.
  * @param node the chain
- * @param inputs the values it reads, in binding order (1..)
- * @param maxWorkgroups workgroups per dimension (the index spans a 2-D dispatch)
+ * @param inputs the values it reads, in binding order
  * @param n the element count
- * @returns WGSL
+ * @returns the program
  */
-function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: number): string {
+function chainProgram(node: Node, inputs: number[], n: number): OwnWgsl {
   const chain = emitChain(node, inputs, "t");
-  return [
-    ...header(inputs, "y"),
-    ...chain.preludes,
-    ...chain.functions,
-    ...entry(n, maxWorkgroups),
-    ...chain.lines,
-    `  y[i] = ${chain.result};`,
-    "}",
-    "",
-  ].join("\n");
+  return {
+    inputs: inputNames(inputs),
+    uniforms: { threads: n },
+    floats: [],
+    prelude: [HELPERS, ...chain.preludes, ...chain.functions].join("\n"),
+    body: ["  let i = u32(index);", ...chain.lines, `  result[index] = ${chain.result};`].join(
+      "\n",
+    ),
+    perElement: true,
+  };
 }
 
 /**
@@ -386,19 +369,17 @@ function fusedShader(node: Node, inputs: number[], maxWorkgroups: number, n: num
  * @param program the program
  * @param values the values it read, by input slot
  * @param folds the chains, by input slot
- * @param inputs the values the regenerated shader binds (1..)
- * @param maxWorkgroups workgroups per dimension
- * @returns WGSL
+ * @param inputs the values the regenerated program reads, in binding order
+ * @returns the program
  */
-function programShader(
+function programWithChains(
   program: OwnWgsl,
   values: readonly number[],
   folds: ReadonlyMap<number, Node>,
   inputs: readonly number[],
-  maxWorkgroups: number,
-): string {
+): OwnWgsl {
   const functions: string[] = [];
-  const preludes = new Set<string>([program.prelude]);
+  const preludes = new Set<string>([HELPERS, program.prelude]);
   const bindings = new Map<string, string>();
   let body = program.body;
   program.inputs.forEach((name, j) => {
@@ -420,31 +401,12 @@ function programShader(
     );
     body = body.replace(new RegExp(`\\b${name}\\[index\\]`, "g"), `c${j}_value(u32(index))`);
   });
-  body = renameArrays(body, bindings);
-  const [struct, value] = uniformsOf("program", program);
-  return [
-    ...header(inputs, "result"),
-    ...preludes,
-    ...functions,
-    struct,
-    ...entry(program.uniforms.threads, maxWorkgroups),
-    "  let index = i32(i);",
-    `  let uniforms = ${value};`,
-    // In a block of its own: the body may name its own \`i\`.
-    "  {",
-    body,
-    "  }",
-    "}",
-    "",
-  ].join("\n");
-}
-
-/** A body with the arrays it indexes renamed, in one pass (a new name is never renamed again). */
-function renameArrays(body: string, names: ReadonlyMap<string, string>): string {
-  return body.replace(/\b([A-Za-z_]\w*)\[/g, (read, name) => {
-    const to = names.get(name);
-    return to === undefined ? read : `${to}[`;
-  });
+  return {
+    ...program,
+    inputs: inputNames(inputs),
+    prelude: [...preludes, ...functions].join("\n"),
+    body: renameArrays(body, bindings),
+  };
 }
 
 /** Whether a program's body reads input `name` only at its own `index`. */
@@ -454,21 +416,9 @@ function readOnlyAtIndex(body: string, name: string): boolean {
   return all > 0 && all === count(new RegExp(`\\b${name}\\[index\\]`, "g"));
 }
 
-/** A struct of a program's uniforms and its constant value (WGSL). */
-function uniformsOf(name: string, wgsl: OwnWgsl): [string, string] {
-  const fields = Object.keys(wgsl.uniforms);
-  const typeOf = (u: string) => (wgsl.floats.includes(u) ? "f32" : "i32");
-  const valueOf = (u: string) =>
-    wgsl.floats.includes(u) ? f32(wgsl.uniforms[u]) : `${Math.trunc(wgsl.uniforms[u])}`;
-  return [
-    `struct ${name}_uniforms { ${fields.map((u) => `${u} : ${typeOf(u)},`).join(" ")} }`,
-    `${name}_uniforms(${fields.map(valueOf).join(", ")})`,
-  ];
-}
-
 /**
- * A program of ours as a function of the output index, `<name>_at(index)`: its uniforms a
- * constant struct named `uniforms`, its inputs the fused shader's bindings, its write a return.
+ * A program of ours as a function of the output index, `<name>_at(index)`: its uniforms inlined
+ * as constants, its inputs the fused program's, its write a return.
  */
 function perElementFunction(
   name: string,
@@ -483,42 +433,19 @@ function perElementFunction(
     bindings.set(input, `x${inputs.indexOf(leaf.value)}`);
   });
   const body = renameArrays(wgsl.body.replace(/\bresult\[index\] = /, "return "), bindings);
-  const [struct, value] = uniformsOf(name, wgsl);
-  return [
-    struct,
-    `fn ${name}_at(index : i32) -> f32 {`,
-    `  let uniforms = ${value};`,
-    body,
-    "}",
-  ].join("\n");
+  return [`fn ${name}_at(index : i32) -> f32 {`, inlineUniforms(body, wgsl), "}"].join("\n");
 }
 
 /**
- * {@linkcode fuseElementwise} with a device's limits and compiler (one pipeline per distinct
- * shader, for the device's life).
+ * {@linkcode fuseElementwise} with a device's limits and compiler (`deviceCompiler`).
  * @param trace the recorded call
  * @param device the device the plan will run on
  * @returns the fused trace
  */
 export function fuseOnDevice(trace: Trace, device: GPUDevice): FusedTrace {
-  let cache = compiled.get(device);
-  if (!cache) compiled.set(device, cache = new Map());
-  const known = cache;
   return fuseElementwise(trace, {
     maxInputs: Number(device.limits.maxStorageBuffersPerShaderStage ?? 8) - 1,
     maxWorkgroups: Number(device.limits.maxComputeWorkgroupsPerDimension ?? 65535),
-    compile: (code) => {
-      let pipeline = known.get(code);
-      if (!pipeline) {
-        pipeline = device.createComputePipeline({
-          layout: "auto",
-          compute: { module: device.createShaderModule({ code }), entryPoint: "main" },
-        });
-        known.set(code, pipeline);
-      }
-      return pipeline;
-    },
+    compile: deviceCompiler(device),
   });
 }
-
-const compiled = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();

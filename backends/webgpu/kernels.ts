@@ -117,13 +117,14 @@ function run(
   { floats = [], prelude = "" }: { floats?: readonly string[]; prelude?: string } = {},
 ): Info {
   const groups = Math.max(1, Math.ceil(threads / WORKGROUP));
-  // The program as WGSL a recorded step may regenerate with an elementwise chain folded in, or
-  // fold into the chain that reads it where it has one thread per output element ending in its
-  // one write (`fuse.ts`); its uniforms become constants there, so uniforms outside the body (in
-  // a prelude) or tfjs's own (NAN, INFINITY) keep it as it is.
+  // The program as WGSL a recorded step may regenerate with an elementwise chain folded in, fold
+  // into the chain that reads it where it has one thread per output element ending in its one
+  // write (`fuse.ts`), or merge with others (`merge.ts`); its uniforms become constants there,
+  // so one that reads tfjs's own (NAN, INFINITY) keeps it as it is. (A program of workgroups,
+  // `runGroups`, is not described: it stays as it is.)
   const writes = body.match(/\bresult\[/g)?.length ?? 0;
   const last = body.trimEnd().split("\n").at(-1)!.trim();
-  const own = /uniforms\.(NAN|INFINITY)/.test(body) || /uniforms\./.test(prelude) ? undefined : {
+  const own = /uniforms\.(NAN|INFINITY)/.test(body) ? undefined : {
     inputs: Object.keys(inputs),
     uniforms: { threads, ...uniforms },
     floats,

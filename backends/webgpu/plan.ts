@@ -46,7 +46,7 @@ export interface PlanDispatch {
   readonly pipeline: GPUComputePipeline;
   /** Workgroup counts. */
   readonly workgroups: readonly [number, number, number];
-  /** Output first, then the inputs, in binding order. */
+  /** Outputs first, then the inputs, in binding order. */
   readonly bindings: readonly PlanBinding[];
   /** The uniform block (constant for the plan's life). */
   readonly uniforms: Uint8Array<ArrayBuffer>;
@@ -139,7 +139,7 @@ export function planTrace(trace: Trace, { offsetAlignment = 256 }: PlanOptions =
   const END = n; // "after the last dispatch": values the caller reads
 
   const writes = new Array<number>(values.length).fill(0);
-  for (const d of dispatches) writes[d.output]++;
+  for (const d of dispatches) for (const v of d.outputs) writes[v]++;
   for (const [i, v] of values.entries()) {
     if (v.source.kind !== "dispatch" && writes[i] > 0) {
       return { unsupported: `a dispatch writes into a ${v.source.kind} tensor` };
@@ -151,8 +151,8 @@ export function planTrace(trace: Trace, { offsetAlignment = 256 }: PlanOptions =
   const constant = values.map((v) => v.source.kind === "upload" || v.source.kind === "external");
   const setupIndex = new Set<number>();
   for (const [i, d] of dispatches.entries()) {
-    if (writes[d.output] === 1 && d.inputs.every((v) => constant[v])) {
-      constant[d.output] = true;
+    if (d.outputs.every((v) => writes[v] === 1) && d.inputs.every((v) => constant[v])) {
+      d.outputs.forEach((v) => (constant[v] = true));
       setupIndex.add(i);
     }
   }
@@ -161,12 +161,12 @@ export function planTrace(trace: Trace, { offsetAlignment = 256 }: PlanOptions =
   const viewOf = new Map<number, { source: number; offset: number }>();
   const viewIndex = new Set<number>();
   for (const [i, d] of dispatches.entries()) {
-    if (!d.slice || setupIndex.has(i) || writes[d.output] !== 1) continue;
+    if (!d.slice || setupIndex.has(i) || writes[d.outputs[0]] !== 1) continue;
     const source = d.inputs[0];
     if (writes[source] > 1) continue;
     const at = contiguousSliceOffset(d.slice.start, d.slice.size, d.slice.shape);
     if (at === undefined || (4 * at) % offsetAlignment !== 0) continue;
-    viewOf.set(d.output, { source, offset: 4 * at });
+    viewOf.set(d.outputs[0], { source, offset: 4 * at });
     viewIndex.add(i);
   }
   const rootOf = (v: number): number => {
@@ -185,8 +185,7 @@ export function planTrace(trace: Trace, { offsetAlignment = 256 }: PlanOptions =
   };
   for (const [i, d] of dispatches.entries()) {
     if (setupIndex.has(i) || viewIndex.has(i)) continue;
-    touch(d.output, i);
-    for (const v of d.inputs) touch(v, i);
+    for (const v of [...d.outputs, ...d.inputs]) touch(v, i);
   }
   for (const v of [...trace.stateOut, ...trace.outputs]) touch(v, END);
 
@@ -264,7 +263,7 @@ export function planTrace(trace: Trace, { offsetAlignment = 256 }: PlanOptions =
     pipeline: d.pipeline,
     workgroups: d.workgroups,
     uniforms: d.uniforms,
-    bindings: [d.output, ...d.inputs].map((v) => bindingOf(v)!),
+    bindings: [...d.outputs, ...d.inputs].map((v) => bindingOf(v)!),
   });
   for (const [i, d] of dispatches.entries()) {
     if (setupIndex.has(i)) {
@@ -272,8 +271,10 @@ export function planTrace(trace: Trace, { offsetAlignment = 256 }: PlanOptions =
       continue;
     }
     if (viewIndex.has(i)) continue;
-    if (!where.has(d.output)) {
-      where.set(d.output, whole(take(values[d.output].bytes), values[d.output].bytes));
+    // Every output has its buffer before any buffer this dispatch reads last is freed: a
+    // dispatch never writes a buffer it reads.
+    for (const v of d.outputs) {
+      if (!where.has(v)) where.set(v, whole(take(values[v].bytes), values[v].bytes));
     }
     for (const v of d.inputs) {
       if (!bindingOf(v)) {

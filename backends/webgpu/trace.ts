@@ -95,14 +95,22 @@ export interface TracedDispatch {
   readonly pipeline: GPUComputePipeline;
   /** Workgroup counts. */
   readonly workgroups: readonly [number, number, number];
-  /** The value written (binding 0). */
-  readonly output: number;
-  /** The values read (bindings 1..n), in binding order. */
+  /**
+   * The values written (bindings 0..k-1): one, but for a dispatch that merges independent ones
+   * (`merge.ts`).
+   */
+  readonly outputs: readonly number[];
+  /** The values read (bindings k..), in binding order. */
   readonly inputs: readonly number[];
   /** The uniform block's bytes (the last binding). */
   readonly uniforms: Uint8Array<ArrayBuffer>;
-  /** For a float32 program of ours: its WGSL (a plan may fold a chain into it, `fuse.ts`). */
+  /**
+   * For a float32 program of ours: its WGSL (a plan may fold a chain into it, `fuse.ts`, or merge
+   * it with others, `merge.ts`).
+   */
   readonly program?: OwnWgsl;
+  /** For a dispatch that merges others (`merge.ts`): their kernels, by output. */
+  readonly parts?: readonly string[];
   /** For an elementwise kernel's one dispatch: what it computes (a plan may fuse it, `fuse.ts`). */
   readonly elementwise?: Elementwise;
   /** For a slice: its start, its size and the sliced tensor's shape (a plan may make it a view). */
@@ -132,7 +140,7 @@ export interface Elementwise {
  * A program of ours (`kernels.ts`) with one thread per work item, as it describes itself: its WGSL
  * body over `index` (i32, below `uniforms.threads`), the inputs it reads by name (in binding
  * order), its uniforms' values (f32 where named in `floats`, else i32) and the functions it calls
- * (which use no uniforms). `fuse.ts` folds an elementwise chain into it where it reads an input
+ * (which may read the uniforms too). `fuse.ts` folds an elementwise chain into it where it reads an input
  * only at `index`, and folds it into the chain that reads it where it is `perElement`: one thread
  * per output element whose last statement, `result[index] = ...;`, is its one write. Unlike an
  * {@linkcode ELEMENTWISE_KERNELS} dispatch, it may read its inputs anywhere (a gather).
@@ -345,7 +353,7 @@ export function traceCall(
       shader: program.shaderKey,
       pipeline: program.pipeline as GPUComputePipeline,
       workgroups: [...program.dispatch],
-      output: out,
+      outputs: [out],
       inputs: inputIds,
       uniforms: lastUniforms ?? new Uint8Array(),
       ...(own && float ? { program: own } : {}),
@@ -400,7 +408,7 @@ export function traceCall(
     const ins = Object.values(args.inputs) as tf.TensorInfo[];
     const float = (t: tf.TensorInfo) => t.dtype === "float32";
     if (
-      !float(out) || !ins.every(float) || ids.get(out.dataId) !== d.output ||
+      !float(out) || !ins.every(float) || ids.get(out.dataId) !== d.outputs[0] ||
       ins.length !== d.inputs.length || ins.some((t, j) => ids.get(t.dataId) !== d.inputs[j])
     ) return;
     const attrs: Record<string, number> = {};
@@ -478,7 +486,7 @@ export function traceDifference(a: Trace, b: Trace): string | undefined {
     const where = `dispatch ${i} (${x.kernel})`;
     if (x.pipeline !== y.pipeline) return `${where}: another program (${y.kernel})`;
     if (x.workgroups.join() !== y.workgroups.join()) return `${where}: other workgroup counts`;
-    if (x.output !== y.output || x.inputs.join() !== y.inputs.join()) {
+    if (x.outputs.join() !== y.outputs.join() || x.inputs.join() !== y.inputs.join()) {
       return `${where}: other tensors`;
     }
     if (!sameBytes(x.uniforms, y.uniforms)) {
