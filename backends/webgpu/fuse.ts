@@ -14,7 +14,9 @@
  * Programs of ours (`kernels.ts`) take part too, as they describe themselves (`OwnWgsl`): one with
  * a thread per output element is folded into the chain that reads its value, computed where that
  * is read; one that reads an input only at its own index (Adam's gradient) takes the chain that
- * computes that input, regenerated with the chain in place of the read.
+ * computes that input, regenerated with the chain in place of the read. A fused dispatch describes
+ * itself as a program of ours too (its chain over inputs `x0`, `x1`, ...), so that `merge.ts` may
+ * merge it with others.
  *
  * The arithmetic of each kernel is written as TensorFlow.js 4.22's WGSL computes it (or as ours
  * does), in float32, one operation at a time; what may differ is the compiler's contraction of a
