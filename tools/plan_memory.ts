@@ -64,6 +64,7 @@ const row = {
   setup_dispatches: plan.setup.length,
   fused: { folded: fused.folded, dispatches: fused.fused },
   merged: merged.merged,
+  merged_parts_by_kernel: countBy(merged.trace.dispatches.flatMap((d) => d.parts ?? [])),
   copies: plan.copies.length,
   plan_mb: mb(total),
   by_role_mb: Object.fromEntries(Object.entries(plan.bytes).map(([k, v]) => [k, mb(v)])),

@@ -35,6 +35,7 @@ import {
   programDispatch,
   renameArrays,
 } from "./merge.ts";
+import { constantsOf } from "./plan.ts";
 import type { OwnWgsl, Trace, TracedDispatch } from "./trace.ts";
 
 /** Options of {@linkcode fuseElementwise}. */
@@ -95,12 +96,7 @@ export function fuseElementwise(trace: Trace, options: FuseOptions): FusedTrace 
   }
   for (const v of [...trace.stateOut, ...trace.outputs]) reads[v]++;
   // Constants, as the plan finds them: what is computed from constants alone runs once.
-  const constant = values.map((v) => v.source.kind === "upload" || v.source.kind === "external");
-  const constantDispatch = dispatches.map((d) => {
-    const c = d.outputs.every((v) => writes[v] === 1) && d.inputs.every((v) => constant[v]);
-    if (c) d.outputs.forEach((v) => (constant[v] = true));
-    return c;
-  });
+  const { dispatches: constantDispatch } = constantsOf(trace);
 
   const chain = new Map<number, Node>(); // dispatch -> its chain, producers folded in
   const foldedInto = new Map<number, number>(); // dispatch -> the dispatch that computes it

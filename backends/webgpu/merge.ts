@@ -22,6 +22,7 @@
  *
  * @module
  */
+import { constantsOf } from "./plan.ts";
 import type { OwnWgsl, Trace, TracedDispatch } from "./trace.ts";
 
 /** Options of {@linkcode mergeIndependent}. */
@@ -219,12 +220,7 @@ export function mergeIndependent(trace: Trace, options: MergeOptions): MergedTra
   const writes = new Array<number>(values.length).fill(0);
   for (const d of dispatches) for (const v of d.outputs) writes[v]++;
   // What the plan makes once from constants stays as it is (it is not replayed).
-  const constant = values.map((v) => v.source.kind === "upload" || v.source.kind === "external");
-  const setup = dispatches.map((d) => {
-    const c = d.outputs.every((v) => writes[v] === 1) && d.inputs.every((v) => constant[v]);
-    if (c) d.outputs.forEach((v) => (constant[v] = true));
-    return c;
-  });
+  const { dispatches: setup } = constantsOf(trace);
 
   // Levels.
   const level: number[] = [];

@@ -128,6 +128,27 @@ export function contiguousSliceOffset(
 }
 
 /**
+ * The constants of a trace: values from the host or from before the call, and what dispatches
+ * compute from them alone (a value written more than once is never constant). A plan makes them
+ * once; fusion and merging leave their dispatches as they are.
+ * @param trace the trace
+ * @returns which values are constant, and which dispatches compute constants alone
+ */
+export function constantsOf(trace: Trace): { values: boolean[]; dispatches: boolean[] } {
+  const writes = new Array<number>(trace.values.length).fill(0);
+  for (const d of trace.dispatches) for (const v of d.outputs) writes[v]++;
+  const values = trace.values.map((v) =>
+    v.source.kind === "upload" || v.source.kind === "external"
+  );
+  const dispatches = trace.dispatches.map((d) => {
+    const c = d.outputs.every((v) => writes[v] === 1) && d.inputs.every((v) => values[v]);
+    if (c) d.outputs.forEach((v) => (values[v] = true));
+    return c;
+  });
+  return { values, dispatches };
+}
+
+/**
  * Plans a trace.
  * @param trace the recorded call
  * @param options the device's binding alignment
@@ -146,16 +167,10 @@ export function planTrace(trace: Trace, { offsetAlignment = 256 }: PlanOptions =
     }
   }
 
-  // Constants: from the host or from before the call, and what is computed from them alone (a
-  // value written more than once is never constant).
-  const constant = values.map((v) => v.source.kind === "upload" || v.source.kind === "external");
-  const setupIndex = new Set<number>();
-  for (const [i, d] of dispatches.entries()) {
-    if (d.outputs.every((v) => writes[v] === 1) && d.inputs.every((v) => constant[v])) {
-      d.outputs.forEach((v) => (constant[v] = true));
-      setupIndex.add(i);
-    }
-  }
+  // Constants: made once, when the plan is built.
+  const constants = constantsOf(trace);
+  const constant = constants.values;
+  const setupIndex = new Set(dispatches.keys().filter((i) => constants.dispatches[i]));
 
   // Slices that are contiguous ranges at a bindable offset become views of their source.
   const viewOf = new Map<number, { source: number; offset: number }>();
