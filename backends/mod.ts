@@ -36,6 +36,7 @@
 export * from "./backend.ts";
 export * from "./select_backend.ts";
 export { registerWasmTrainingKernels } from "./wasm/wasm_kernels.ts";
+export { setConvFloat16 } from "./webgpu/conv.ts";
 export { registerWebGpuKernels } from "./webgpu/kernels.ts";
 export {
   describeAdapter,

@@ -12,12 +12,19 @@
  * and rounds once (u |reference|). So each element must satisfy
  * |ours - cpu| <= gamma_K * (the same convolution of |x| and |w|) + u |cpu|, with K the terms of
  * that output: KH KW Cin (forward), KH KW Cout (input gradient), N OH OW (filter gradient).
+ *
+ * With float16 tiles (`setConvFloat16`), each operand is first rounded to float16, off by at most
+ * 2^-11 of itself in float16's normal range: a product by (1 + 2^-11)^2 - 1, so the bound becomes
+ * ((1 + 2^-11)^2 (1 + gamma_K) - 1) * (the convolution of |x| and |w|) + u |cpu|. Those cases draw
+ * every operand at least 2^-12 from zero (the normal range starts at 2^-14), and each pass must
+ * also differ from the float32 tiles' result: the tiles were rounded.
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";
-import { selectBackend, webgpuUnavailable } from "../backends/mod.ts";
+import { selectBackend, webgpuStarted, webgpuUnavailable } from "../backends/mod.ts";
 import {
   registerWebGpuConvKernels,
+  setConvFloat16,
   setConvProfile,
   WEBGPU_CONV_KERNELS,
 } from "../backends/webgpu/conv.ts";
@@ -84,10 +91,14 @@ type Outputs = { y: Float32Array; dx: Float32Array; dw: Float32Array };
 // Seeds start at 1: tfjs draws a random seed for 0.
 const rand = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, "float32", seed + 1);
 
-/** y, dx and dw of sum(conv(x, w) * r); with `abs`, of |x|, |w|, |r| (the error scale). */
-function convCase(c: Case, seed: number, abs = false) {
+/**
+ * y, dx and dw of sum(conv(x, w) * r); with `abs`, of |x|, |w|, |r| (the error scale); with
+ * `apart`, every operand moved 2^-12 away from zero (float16's normal range).
+ */
+function convCase(c: Case, seed: number, abs = false, apart = false) {
   return tf.tidy(() => {
-    const f = (t: tf.Tensor) => (abs ? tf.abs(t) : t);
+    const away = (t: tf.Tensor) => (apart ? tf.add(t, tf.mul(tf.sign(t), 2 ** -12)) : t);
+    const f = (t: tf.Tensor) => (abs ? tf.abs(away(t)) : away(t));
     const x = f(rand(c.x, seed)) as tf.Tensor4D;
     const w = f(rand([...c.k, c.x[3], c.cout], seed + 1)) as tf.Tensor4D;
     const y = tf.conv2d(x, w, c.stride, c.pad);
@@ -106,7 +117,8 @@ async function read(out: Record<string, tf.Tensor>): Promise<Outputs> {
   return arrays as Outputs;
 }
 
-// Dispatches of our programs by kind (fwd, dgrad, wgrad, sum), counted at the backend.
+// Dispatches of our programs by kind (fwd, dgrad, wgrad, sum; fwd_f16 and so on with float16
+// tiles), counted at the backend.
 const dispatched = new Map<string, number>();
 function countDispatches(): void {
   const b = tf.backend() as unknown as {
@@ -118,7 +130,8 @@ function countDispatches(): void {
   const run = b.runWebGPUProgram.bind(b);
   b.runWebGPUProgram = (p, ...rest) => {
     const m = /^ugatit_conv_([a-z]+)/.exec(p.shaderKey);
-    if (m) dispatched.set(m[1], (dispatched.get(m[1]) ?? 0) + 1);
+    const kind = m && (p.shaderKey.includes("_f16") ? `${m[1]}_f16` : m[1]);
+    if (kind) dispatched.set(kind, (dispatched.get(kind) ?? 0) + 1);
     return run(p, ...rest);
   };
 }
@@ -140,19 +153,23 @@ async function onGpu(f: () => Record<string, tf.Tensor>): Promise<Outputs> {
   return out;
 }
 
-/** Asserts every element within its float32 bound (see the module doc). */
+/**
+ * Asserts every element within its float32 bound, or with `half` its float16 tiles' bound (see
+ * the module doc).
+ */
 function assertWithinBound(
   what: string,
   got: Float32Array,
   want: Float32Array,
   scale: Float32Array,
   terms: number,
+  half = false,
 ): void {
   assertEquals(got.length, want.length, `${what}: length`);
   const gamma = (terms * U) / (1 - terms * U);
-  let worst = 0;
+  const relative = half ? (1 + 2 ** -11) ** 2 * (1 + gamma) - 1 : gamma;
   for (let i = 0; i < got.length; i++) {
-    const bound = gamma * scale[i] + U * Math.abs(want[i]) + 1e-30;
+    const bound = relative * scale[i] + U * Math.abs(want[i]) + 1e-30;
     const ratio = Math.abs(got[i] - want[i]) / bound;
     assert(
       ratio <= 1,
@@ -160,22 +177,40 @@ function assertWithinBound(
         Math.abs(got[i] - want[i]).toExponential(2)
       } apart, bound ${bound.toExponential(2)}`,
     );
-    worst = Math.max(worst, ratio);
   }
 }
 
-async function checkCase(c: Case, seed: number): Promise<void> {
+/**
+ * Checks one case's three passes on webgpu against the cpu backend; with `half`, with float16
+ * tiles against their bound, on operands apart from zero, each pass differing from float32 tiles'.
+ */
+async function checkCase(c: Case, seed: number, half = false): Promise<void> {
   await selectBackend("cpu");
-  const want = await read(convCase(c, seed));
-  const scale = await read(convCase(c, seed, true));
-  const got = await onGpu(() => convCase(c, seed));
+  const want = await read(convCase(c, seed, false, half));
+  const scale = await read(convCase(c, seed, true, half));
+  setConvFloat16(half);
+  let got: Outputs;
+  try {
+    got = await onGpu(() => convCase(c, seed, false, half));
+  } finally {
+    setConvFloat16(false);
+  }
+  const float32 = half ? await onGpu(() => convCase(c, seed, false, half)) : got;
   const cin = c.x[3];
   const [kh, kw] = c.k;
   const name = `${JSON.stringify(c)}`;
   const outPixels = want.y.length / c.cout;
-  assertWithinBound(`${name} y`, got.y, want.y, scale.y, kh * kw * cin);
-  assertWithinBound(`${name} dx`, got.dx, want.dx, scale.dx, kh * kw * c.cout);
-  assertWithinBound(`${name} dw`, got.dw, want.dw, scale.dw, outPixels);
+  const passes: [string, keyof Outputs, number][] = [
+    ["y", "y", kh * kw * cin],
+    ["dx", "dx", kh * kw * c.cout],
+    ["dw", "dw", outPixels],
+  ];
+  for (const [what, k, terms] of passes) {
+    assertWithinBound(`${name} ${what}`, got[k], want[k], scale[k], terms, half);
+    if (half) {
+      assert(got[k].some((v, i) => v !== float32[k][i]), `${name} ${what}: as float32 tiles give`);
+    }
+  }
 }
 
 Deno.test("webgpu convolutions of ours equal the cpu backend within float32's bound", async (t) => {
@@ -206,6 +241,25 @@ Deno.test("webgpu convolutions of ours equal the cpu backend within float32's bo
         assert((dispatched.get(kind) ?? 0) > 0, `no ${kind} dispatch of ours under ${profile}`);
       }
     });
+  }
+});
+
+Deno.test("webgpu convolutions with float16 tiles are within float16's bound", async () => {
+  if (unavailable) {
+    console.log(`  SKIPPED: ${unavailable}`);
+    return;
+  }
+  await selectBackend("webgpu");
+  if (!webgpuStarted()?.shaderF16) {
+    console.log("  SKIPPED: this WebGPU device has no shader-f16");
+    return;
+  }
+  // A padded channel count, 'same' padding, stride 2 with odd sizes, and split-K.
+  const cases = [CASES[1], CASES[3], CASES[6], CASES[9]];
+  dispatched.clear();
+  for (const [i, c] of cases.entries()) await checkCase(c, 10 * i, true);
+  for (const pass of ["fwd", "dgrad", "wgrad"]) {
+    assert((dispatched.get(`${pass}_f16`) ?? 0) > 0, `no ${pass} dispatch with float16 tiles`);
   }
 });
 

@@ -6,22 +6,24 @@
  * (forward, input gradient, filter gradient) timed for both, alternating, after a warm-up:
  *
  *     deno task bench:conv [--img_size 64,128,256] [--ch 4] [--batch 1]
- *       [--passes fwd,dgrad,wgrad] [--only stem,res] [--reps 2]
+ *       [--passes fwd,dgrad,wgrad] [--only stem,res] [--reps 2] [--float16]
  *
  * Times are GPU time from timestamp queries where the adapter has `timestamp-query` (the sum of
  * the pass's dispatches), else wall time around `await data()` of a batch of calls. Prints
  * GFLOP/s of both and their ratio as a table, then one JSON line per geometry and pass, and a
- * summary (geometric mean of the ratios per pass).
+ * summary (geometric mean of the ratios per pass). `--float16` times ours a third time, with
+ * float16 tiles (`setConvFloat16`; the device needs `shader-f16`), beside the other two.
  *
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
 import { parseArgs } from "@std/cli";
 import { selectBackend, webgpuStarted } from "../backends/mod.ts";
-import { registerWebGpuConvKernels } from "../backends/webgpu/conv.ts";
+import { registerWebGpuConvKernels, setConvFloat16 } from "../backends/webgpu/conv.ts";
 
 const args = parseArgs(Deno.args, {
   string: ["img_size", "ch", "batch", "passes", "only", "reps"],
+  boolean: ["float16"],
 });
 const sizes = String(args.img_size ?? "64,128,256").split(",").map(Number);
 const ch = Number(args.ch ?? 4);
@@ -80,6 +82,17 @@ function geometries(s: number, c: number): Geometry[] {
 await selectBackend("webgpu");
 const gpu = webgpuStarted();
 const timestamps = gpu?.timestamps ?? false;
+if (args.float16 && !gpu?.shaderF16) {
+  console.error(`--float16: the WebGPU device (${gpu?.adapter}) has no shader-f16`);
+  Deno.exit(2);
+}
+// Who is timed: TensorFlow.js's kernels, ours, and with --float16 ours with float16 tiles.
+const WHO = args.float16 ? ["tfjs", "ours", "ours16"] as const : ["tfjs", "ours"] as const;
+type Who = typeof WHO[number];
+function use(who: Who): void {
+  registerWebGpuConvKernels(who !== "tfjs");
+  setConvFloat16(who === "ours16");
+}
 console.log(
   `adapter: ${gpu?.adapter}; timing: ${
     timestamps ? "GPU timestamps" : "wall time around await data()"
@@ -129,13 +142,17 @@ interface Row {
   tfjs_gflops: number;
   ours_gflops: number;
   ratio: number;
+  /** With --float16: ours with float16 tiles, and their speed over ours in float32. */
+  ours16_ms?: number;
+  float16_speedup?: number;
 }
 const rows: Row[] = [];
 const fmt = (v: number, d = 2) => v.toFixed(d).padStart(8);
 console.log(
   `${"size".padStart(4)} ${"geometry".padEnd(15)} ${"pass".padEnd(5)} ` +
     `${"tfjs ms".padStart(8)} ${"ours ms".padStart(8)} ${"tfjs GF/s".padStart(9)} ` +
-    `${"ours GF/s".padStart(9)} ${"ours/tfjs".padStart(9)}`,
+    `${"ours GF/s".padStart(9)} ${"ours/tfjs".padStart(9)}` +
+    (args.float16 ? ` ${"f16 ms".padStart(8)} ${"f16/f32".padStart(8)}` : ""),
 );
 for (const size of sizes) {
   for (const g of geometries(size, ch)) {
@@ -148,10 +165,10 @@ for (const size of sizes) {
     for (const pass of passes) {
       const f = kernelOf(pass, g, x, w, dy);
       // Wall-time batches of about 50 ms, from the warm-up's time.
-      const best = { tfjs: Infinity, ours: Infinity };
-      const calls = { tfjs: 1, ours: 1 };
-      for (const who of ["tfjs", "ours"] as const) {
-        registerWebGpuConvKernels(who === "ours");
+      const best: Record<Who, number> = { tfjs: Infinity, ours: Infinity, ours16: Infinity };
+      const calls: Record<Who, number> = { tfjs: 1, ours: 1, ours16: 1 };
+      for (const who of WHO) {
+        use(who);
         const start = performance.now();
         const out = f();
         await out.data();
@@ -159,8 +176,8 @@ for (const size of sizes) {
         calls[who] = Math.max(1, Math.min(20, Math.round(50 / (performance.now() - start))));
       }
       for (let r = 0; r < reps; r++) {
-        for (const who of ["tfjs", "ours"] as const) {
-          registerWebGpuConvKernels(who === "ours");
+        for (const who of WHO) {
+          use(who);
           best[who] = Math.min(best[who], await time(f, calls[who]));
         }
       }
@@ -173,26 +190,37 @@ for (const size of sizes) {
         tfjs_gflops: Number((flops / best.tfjs / 1e6).toFixed(2)),
         ours_gflops: Number((flops / best.ours / 1e6).toFixed(2)),
         ratio: Number((best.tfjs / best.ours).toFixed(2)),
+        ...(args.float16
+          ? {
+            ours16_ms: Number(best.ours16.toFixed(3)),
+            float16_speedup: Number((best.ours / best.ours16).toFixed(2)),
+          }
+          : {}),
       };
       rows.push(row);
       console.log(
         `${String(size).padStart(4)} ${g.name.padEnd(15)} ${pass.padEnd(5)} ${fmt(row.tfjs_ms)} ` +
           `${fmt(row.ours_ms)} ${fmt(row.tfjs_gflops, 2).padStart(9)} ` +
-          `${fmt(row.ours_gflops, 2).padStart(9)} ${fmt(row.ratio, 2).padStart(8)}x`,
+          `${fmt(row.ours_gflops, 2).padStart(9)} ${fmt(row.ratio, 2).padStart(8)}x` +
+          (args.float16
+            ? ` ${fmt(row.ours16_ms!)} ${fmt(row.float16_speedup!, 2).padStart(7)}x`
+            : ""),
       );
     }
     tf.dispose([x, w, dy]);
   }
 }
-registerWebGpuConvKernels(true);
+use("ours");
 for (const row of rows) console.log(JSON.stringify({ bench: "conv", batch, ch, ...row }));
 const geomean = (xs: number[]) => Math.exp(xs.reduce((s, v) => s + Math.log(v), 0) / xs.length);
 const summary = Object.fromEntries(
   passes.map((p) => {
     const ratios = rows.filter((r) => r.pass === p).map((r) => r.ratio);
+    const speedups = rows.filter((r) => r.pass === p).map((r) => r.float16_speedup ?? 1);
     return [p, {
       geomean_ratio: Number(geomean(ratios).toFixed(2)),
       at_least_3x: `${ratios.filter((r) => r >= 3).length}/${ratios.length}`,
+      ...(args.float16 ? { float16_geomean_speedup: Number(geomean(speedups).toFixed(2)) } : {}),
     }];
   }),
 );

@@ -35,6 +35,9 @@
  * adapter (lavapipe, where every load is a per-lane gather costing dozens of FMAs) large blocks
  * per thread and large patches; on a GPU, 4 x 4 blocks over more threads.
  *
+ * With {@linkcode setConvFloat16} the tiles in workgroup memory are float16 (the device needs
+ * `shader-f16`), converted on their way in and out; the multiply-adds stay float32.
+ *
  * Everything runs through tfjs-backend-webgpu's `runWebGPUProgram` (temporaries disposed with
  * `disposeData`), so a recorder of its dispatches sees every step.
  *
@@ -55,7 +58,11 @@ type Uniform = { type: "int32" | "float32"; data: number[] };
 interface WebGPUBackendLike {
   runWebGPUProgram(program: object, inputs: Info[], dtype: tf.DataType, uniforms?: Uniform[]): Info;
   disposeData(dataId: object): boolean;
-  device?: { adapterInfo?: Record<string, unknown>; limits?: Record<string, unknown> };
+  device?: {
+    adapterInfo?: Record<string, unknown>;
+    limits?: Record<string, unknown>;
+    features?: ReadonlySet<string>;
+  };
 }
 
 /** Which convolution pass a program computes. */
@@ -146,9 +153,48 @@ function profileOf(backend: WebGPUBackendLike): ConvProfile {
   return software ? "software" : "gpu";
 }
 
-/** Workgroup memory the device gives a workgroup, in bytes. */
-function storageOf(backend: WebGPUBackendLike): number {
-  return Number(backend.device?.limits?.maxComputeWorkgroupStorageSize) || 16384;
+/**
+ * The comment that asks for WGSL's `enable f16;` (which must open a shader module, before
+ * TensorFlow.js's own declarations): the device's shader compiler, wrapped where the device is
+ * made (`start.ts`), prepends the directive to any module that holds it.
+ */
+export const ENABLE_F16 = "// ugatit: enable f16";
+
+let float16 = false;
+let float16Refused = false;
+
+/**
+ * Stores the convolutions' workgroup tiles (the input patch, the filter rows, the output-gradient
+ * block) as float16 where the device has `shader-f16`: half the workgroup memory per value, so
+ * larger blocks fit. Products and sums stay float32. Each operand is rounded to float16 once, so
+ * an output of K terms is within ((1 + 2^-11)^2 (1 + gamma_K) - 1) sum |a_k b_k| of the exact sum
+ * where every operand lies in float16's normal range (2^-14 to 65504 in magnitude); below it an
+ * operand is off by up to 2^-25, above it it becomes infinite. Off by default (float32).
+ * @param on whether the tiles are float16
+ */
+export function setConvFloat16(on: boolean): void {
+  float16 = on;
+  float16Refused = false;
+}
+
+/** Whether this backend's convolutions store their tiles as float16 (asked for, and possible). */
+function halfOf(backend: WebGPUBackendLike): boolean {
+  if (!float16) return false;
+  if (backend.device?.features?.has("shader-f16")) return true;
+  if (!float16Refused) {
+    float16Refused = true;
+    console.warn("float16 convolution tiles: this WebGPU device has no shader-f16; float32 kept");
+  }
+  return false;
+}
+
+/**
+ * Workgroup memory the device gives a workgroup, in bytes, as {@linkcode convTiles} counts it
+ * (4 bytes a value): twice the bytes where the tiles are float16.
+ */
+function tileStorage(backend: WebGPUBackendLike, half: boolean): number {
+  const bytes = Number(backend.device?.limits?.maxComputeWorkgroupStorageSize) || 16384;
+  return half ? 2 * bytes : bytes;
 }
 
 const range = (n: number) => [...Array(n).keys()];
@@ -234,7 +280,14 @@ const load4 = (buf: string, at: string, ok: string) =>
  * `ReflectionPad2d`, read in place: no padded copy is made; positions past one reflection, which
  * only a block's unused edge reaches, are clamped into the image).
  */
-function patchCopy(ph: number, pw: number, kq: number, threads: number, reflect = false): string {
+function patchCopy(
+  ph: number,
+  pw: number,
+  kq: number,
+  threads: number,
+  reflect: boolean,
+  half: boolean,
+): string {
   const at = "((bb * uniforms.ih + py) * uniforms.iw + px) * uniforms.c + pc";
   return copySlots("P", ph * pw * kq, threads, (slot) => [
     `
@@ -250,7 +303,7 @@ function patchCopy(ph: number, pw: number, kq: number, threads: number, reflect 
         let pok = py >= 0 && py < uniforms.ih && px >= 0 && px < uniforms.iw && pc < uniforms.c;`
     }`,
     load4("x", at, "pok"),
-  ]);
+  ], half);
 }
 
 // Index k of a reflection-padded axis (shifted by -pad) in [0, n): PyTorch's reflection.
@@ -262,23 +315,30 @@ const REFLECT_INTO = `
 
 /**
  * The cooperative copy of `count` vec4 slots into workgroup memory `name`: each thread takes
- * slots tid, tid + threads, ...; `value(slot)` gives the statements and expression of one.
+ * slots tid, tid + threads, ...; `value(slot)` gives the statements and expression of one, stored
+ * as float16 with `half`.
  */
 function copySlots(
   name: string,
   count: number,
   threads: number,
   value: (slot: string) => [string, string],
+  half = false,
 ): string {
   return range(Math.ceil(count / threads)).map((p) => {
     const slot = `s${name}${p}`;
     const [pre, e] = value(slot);
-    const body = `let ${slot} = tid + ${p * threads};${pre}\n        ${name}[${slot}] = ${e};`;
+    const stored = half ? `vec4<f16>(${e})` : e;
+    const body = `let ${slot} = tid + ${p * threads};${pre}\n        ${name}[${slot}] = ${stored};`;
     return (p + 1) * threads > count
       ? `if (tid + ${p * threads} < ${count}) { ${body} }`
       : `{ ${body} }`;
   }).join("\n      ");
 }
+
+/** A workgroup tile's element type, and a vec4 read from one as float32. */
+const tileType = (half: boolean) => (half ? "f16" : "f32");
+const readTile = (half: boolean, e: string) => (half ? `vec4<f32>(${e})` : e);
 
 /** Multiply-accumulates of one K quad: fragment expressions in, FMA statements out. */
 function fmaSnippet(
@@ -425,22 +485,26 @@ interface Correlation {
   readonly reflect?: boolean;
 }
 
-function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
+function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation, half: boolean): string {
   const [ph, pw] = patchOf(t, s);
   const kq = t.kc / 4, bn = t.wgN * t.tn, threads = t.wgM * t.wgN;
   const tapsW = s.taps[1];
   const bCount = tapsW * t.kc * bn / 4;
   // The thread's pixel of block row i: (i * wgM + ty) in the block, row-major over tw columns.
   const pixel = (i: number) => `(${i * t.wgM} + ty)`;
-  const patch = patchCopy(ph, pw, kq, threads, p.reflect);
-  const b = copySlots("Bs", bCount, threads, (slot) => p.bValue(slot));
-  const loads = range(t.tm).map((i) => `let a${i} = P[base${i} + tapOff + q];`);
+  const patch = patchCopy(ph, pw, kq, threads, p.reflect ?? false, half);
+  const b = copySlots("Bs", bCount, threads, (slot) => p.bValue(slot), half);
+  const loads = range(t.tm).map((i) =>
+    `let a${i} = ${readTile(half, `P[base${i} + tapOff + q]`)};`
+  );
   let bOf: (k: number, j: number) => string;
   if (p.bAlong === "n") {
     for (let k = 0; k < 4; k++) {
       for (let jq = 0; jq < t.tn / 4; jq++) {
         loads.push(
-          `let b${jq}_${k} = Bs[(tx_ * ${t.kc} + q * 4 + ${k}) * ${bn / 4} + ${jq * t.wgN} + tx];`,
+          `let b${jq}_${k} = ${
+            readTile(half, `Bs[(tx_ * ${t.kc} + q * 4 + ${k}) * ${bn / 4} + ${jq * t.wgN} + tx]`)
+          };`,
         );
       }
     }
@@ -448,17 +512,20 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
   } else {
     range(t.tn).forEach((j) =>
       loads.push(
-        `let b${j} = Bs[(tx_ * ${kq} + q) * ${bn} + (${Math.floor(j / 4) * t.wgN} + tx) * 4 + ${
-          j % 4
-        }];`,
+        `let b${j} = ${
+          readTile(
+            half,
+            `Bs[(tx_ * ${kq} + q) * ${bn} + (${Math.floor(j / 4) * t.wgN} + tx) * 4 + ${j % 4}]`,
+          )
+        };`,
       )
     );
     bOf = (k, j) => `b${j}.${XYZW[k]}`;
   }
   const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
-  return `
-  var<workgroup> P : array<vec4<f32>, ${ph * pw * kq}>;
-  var<workgroup> Bs : array<vec4<f32>, ${bCount}>;
+  return `${half ? ENABLE_F16 : ""}
+  var<workgroup> P : array<vec4<${tileType(half)}>, ${ph * pw * kq}>;
+  var<workgroup> Bs : array<vec4<${tileType(half)}>, ${bCount}>;
   ${DIVF}
   ${REFLECT_INTO}
   fn main() {
@@ -509,7 +576,7 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation): string {
 /**
  * Runs a correlation over its shape's grid of outputs (a workgroup a pixel block, column tile and
  * phase), into an output of `outShape` whose channels are padded to a multiple of 4; then crops
- * them to `n` and frees `temps` (the channel-padded copies).
+ * them to `n` and frees `temps` (the channel-padded copies). With `half`, its tiles are float16.
  */
 function correlate(
   backend: WebGPUBackendLike,
@@ -522,13 +589,14 @@ function correlate(
   phases: number,
   uniforms: Record<string, number>,
   temps: Info[],
+  half: boolean,
 ): Info {
   const blocks = blocksOf(t, outShape[0], ...shape.grid);
   const out = run(
     backend,
-    corr.key,
+    `${corr.key}${half ? "_f16" : ""}`,
     t,
-    correlationCode(t, shape, corr),
+    correlationCode(t, shape, corr, half),
     inputs,
     outShape,
     [blocks.count, Math.ceil(shape.n / (t.wgN * t.tn)), phases],
@@ -570,7 +638,8 @@ function forward(
     strides: [g.strideHeight, g.strideWidth],
     grid: [outHeight, outWidth],
   };
-  const t = convTiles(shape, profile, storageOf(backend));
+  const half = halfOf(backend);
+  const t = convTiles(shape, profile, tileStorage(backend, half));
   const bn = t.wgN * t.tn;
   const corr: Correlation = {
     key: `fwd_${kh}_${kw}_${shape.strides.join("_")}${reflect ? "_reflect" : ""}`,
@@ -626,6 +695,7 @@ function forward(
       pl: g.padInfo.left,
     },
     temps,
+    half,
   );
 }
 
@@ -655,7 +725,8 @@ function inputGrad(
     strides: [1, 1],
     grid: [qh, qw],
   };
-  const t = convTiles(shape, profile, storageOf(backend));
+  const half = halfOf(backend);
+  const t = convTiles(shape, profile, tileStorage(backend, half));
   const bn = t.wgN * t.tn, kq = t.kc / 4;
   const corr: Correlation = {
     key: `dgrad_${shape.taps.join("_")}`,
@@ -727,6 +798,7 @@ function inputGrad(
       pl: g.padInfo.left,
     },
     temps,
+    half,
   );
 }
 
@@ -769,7 +841,8 @@ function filterGrad(
     strides: [g.strideHeight, g.strideWidth],
     grid: [outHeight, outWidth],
   };
-  const t = convTiles(shape, profile, storageOf(backend));
+  const half = halfOf(backend);
+  const t = convTiles(shape, profile, tileStorage(backend, half));
   const [ph, pw] = patchOf(t, shape);
   const bn = t.wgN * t.tn, kq = t.kc / 4, threads = t.wgM * t.wgN;
   const taps = kh * kw;
@@ -782,7 +855,7 @@ function filterGrad(
   const slices = Math.ceil(blocks.count / perSlice);
   const m = taps * c;
   const unit = (iq: number) => `(mt * ${perTile} + ${iq * t.wgM} + ty)`;
-  const patch = patchCopy(ph, pw, kq, threads, reflect);
+  const patch = patchCopy(ph, pw, kq, threads, reflect, half);
   // The output gradient at the block's pixels, column quads along N.
   const grads = copySlots("D", t.th * t.tw * bn / 4, threads, (slot) => [
     `
@@ -796,22 +869,26 @@ function filterGrad(
       "((bb * uniforms.oh + doy) * uniforms.ow + dox) * uniforms.n + dn",
       "dok && dn < uniforms.n",
     ),
-  ]);
+  ], half);
   const loads: string[] = [];
   for (let k = 0; k < 4; k++) {
     const p = `(p4 * 4 + ${k})`;
     loads.push(
       `let off${k} = ((${p} / ${t.tw}) * uniforms.sy * ${pw} + (${p} % ${t.tw}) * uniforms.sx) * ${kq};`,
     );
-    for (let iq = 0; iq < t.tm / 4; iq++) loads.push(`let a${iq}_${k} = P[base${iq} + off${k}];`);
+    for (let iq = 0; iq < t.tm / 4; iq++) {
+      loads.push(`let a${iq}_${k} = ${readTile(half, `P[base${iq} + off${k}]`)};`);
+    }
     for (let jq = 0; jq < t.tn / 4; jq++) {
-      loads.push(`let b${jq}_${k} = D[${p} * ${bn / 4} + ${jq * t.wgN} + tx];`);
+      loads.push(
+        `let b${jq}_${k} = ${readTile(half, `D[${p} * ${bn / 4} + ${jq * t.wgN} + tx]`)};`,
+      );
     }
   }
   const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
-  const code = `
-  var<workgroup> P : array<vec4<f32>, ${ph * pw * kq}>;
-  var<workgroup> D : array<vec4<f32>, ${t.th * t.tw * bn / 4}>;
+  const code = `${half ? ENABLE_F16 : ""}
+  var<workgroup> P : array<vec4<${tileType(half)}>, ${ph * pw * kq}>;
+  var<workgroup> D : array<vec4<${tileType(half)}>, ${t.th * t.tw * bn / 4}>;
   ${DIVF}
   ${REFLECT_INTO}
   fn main() {
@@ -873,7 +950,7 @@ function filterGrad(
   const padded = [kh, kw, c, n];
   const partials = run(
     backend,
-    `wgrad_${kh}_${kw}_${shape.strides.join("_")}${reflect ? "_reflect" : ""}`,
+    `wgrad_${kh}_${kw}_${shape.strides.join("_")}${reflect ? "_reflect" : ""}${half ? "_f16" : ""}`,
     t,
     code,
     { x, dy },

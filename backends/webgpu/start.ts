@@ -12,6 +12,7 @@
  * @module
  */
 import * as tf from "@tensorflow/tfjs";
+import { ENABLE_F16, setConvFloat16 } from "./conv.ts";
 import { registerWebGpuKernels, setWebGpuKernels } from "./kernels.ts";
 
 /** What `navigator.gpu.requestAdapter()` gives, as far as we use it. */
@@ -196,14 +197,33 @@ export interface WebGpuStart {
   readonly software: boolean;
   /** Whether kernels run with GPU timestamps (per-kernel profiles). */
   readonly timestamps: boolean;
+  /** Whether shaders may use float16 (`shader-f16`: the convolutions' float16 tiles). */
+  readonly shaderF16: boolean;
+}
+
+/**
+ * Makes `device` prepend WGSL's `enable f16;` to each shader module whose code holds
+ * {@linkcode ENABLE_F16}: the directive must open the module, and TensorFlow.js writes the
+ * module's first lines itself.
+ * @param device the device
+ */
+function enableF16Where(device: { createShaderModule(descriptor: { code: string }): unknown }) {
+  const create = device.createShaderModule.bind(device);
+  device.createShaderModule = (descriptor) =>
+    create(
+      descriptor.code.includes(ENABLE_F16)
+        ? { ...descriptor, code: `enable f16;\n${descriptor.code}` }
+        : descriptor,
+    );
 }
 
 let started: WebGpuStart | undefined;
 
 /**
  * Registers the `webgpu` backend on a device of ours (limits as numbers, features by name) and
- * our WGSL kernels (unless `UGATIT_WEBGPU_KERNELS=off`, for comparisons); the device is requested
- * when the backend is first set, and {@linkcode webgpuStarted} then describes it.
+ * our WGSL kernels (unless `UGATIT_WEBGPU_KERNELS=off`, for comparisons; `UGATIT_WEBGPU_F16=on`
+ * gives the convolutions float16 tiles, see `setConvFloat16`); the device is requested when the
+ * backend is first set, and {@linkcode webgpuStarted} then describes it.
  */
 export async function registerWebGpuBackend(): Promise<void> {
   const pkg = await import("@tensorflow/tfjs-backend-webgpu");
@@ -216,10 +236,13 @@ export async function registerWebGpuBackend(): Promise<void> {
       LIMITS.map((name) => [name, (adapter.limits as Record<string, unknown>)?.[name]]),
     );
     const requiredLimits = requiredLimitsOf(limits);
-    const requiredFeatures = ["timestamp-query"].filter((f) => adapter.features?.has(f));
+    const requiredFeatures = ["timestamp-query", "shader-f16"].filter((f) =>
+      adapter.features?.has(f)
+    );
     let device: {
       lost: Promise<{ reason?: string; message?: string }>;
       features: ReadonlySet<string>;
+      createShaderModule(descriptor: { code: string }): unknown;
     };
     try {
       device = await adapter.requestDevice({ requiredLimits, requiredFeatures }) as typeof device;
@@ -230,6 +253,7 @@ export async function registerWebGpuBackend(): Promise<void> {
           `(asked for ${asked}; features ${requiredFeatures.join(", ") || "none"})`,
       );
     }
+    enableF16Where(device);
     lostReason = undefined;
     device.lost.then((info) => {
       if (info.reason === "destroyed") return; // we disposed it ourselves
@@ -240,17 +264,20 @@ export async function registerWebGpuBackend(): Promise<void> {
       adapter: describeAdapter(adapter),
       software: isSoftwareAdapter(adapter),
       timestamps: device.features.has("timestamp-query"),
+      shaderF16: device.features.has("shader-f16"),
     };
     // deno-lint-ignore no-explicit-any
     return new pkg.WebGPUBackend(device as any, adapter.info as any);
   }, 3);
-  let off = false;
+  let off = false, f16 = false;
   try {
     off = Deno.env.get("UGATIT_WEBGPU_KERNELS") === "off";
+    f16 = Deno.env.get("UGATIT_WEBGPU_F16") === "on";
   } catch {
-    // no env permission: the kernels stay on
+    // no env permission: the kernels stay on, in float32
   }
   if (off) setWebGpuKernels(false);
+  if (f16) setConvFloat16(true);
   registerWebGpuKernels();
 }
 

@@ -3,7 +3,8 @@
 # network (made by `deno task gpu:pack`, which copies this file into the kit folder).
 #
 #   bash .gpu-kit/run.sh                 # adapter, then the benchmark configurations, each with
-#                                        # the step replayed and eager (UGATIT_WEBGPU_REPLAY=off)
+#                                        # the step replayed and eager (UGATIT_WEBGPU_REPLAY=off),
+#                                        # then 256 px with float16 tiles (UGATIT_WEBGPU_F16=on)
 #   bash .gpu-kit/run.sh bench FLAGS...  # one `deno task bench` run on webgpu with these flags
 #   bash .gpu-kit/run.sh adapter         # the adapter only
 #
@@ -89,6 +90,9 @@ all)
     UGATIT_WEBGPU_REPLAY=$mode bench --light --img_size 64 --ch 32 --n_res 4 --n_dis 4 --warmup 3 \
       --steps 20
   done
+  # Last, so that the rows above come first: the convolutions' float16 tiles at 256 px, replayed.
+  UGATIT_WEBGPU_F16=on bench --light --img_size 256 --ch 64 --n_res 4 --n_dis 6 --warmup 3 \
+    --steps 10 --profile
   ;;
 *)
   echo "usage: run.sh [all | bench FLAGS... | adapter]" >&2
