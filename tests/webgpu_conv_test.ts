@@ -2,7 +2,8 @@
  * Our WGSL convolutions (`backends/webgpu/conv.ts`) against the cpu backend: forward, input and
  * filter gradients (through `tf.grads` of a convolution), on shapes that reach every path
  * (reduction channels padded to 4 and cropped back, output channels not a multiple of 4, stride
- * phases without taps, pixel blocks cut by the image's edge, split-K), under both tile profiles,
+ * phases without taps, pixel blocks cut by the image's edge, blocks of widths other than a power
+ * of 2 with idle slots, split-K), under both tile profiles,
  * with counts of our programs' dispatches to show that ours ran. Runs on any WebGPU adapter (CI:
  * lavapipe); says that it skipped where there is none.
  *
@@ -56,6 +57,8 @@ const CASES: Case[] = [
   { x: [1, 14, 14, 4], k: [7, 7], cout: 3, stride: 1, pad: 0 },
   { x: [2, 10, 10, 64], k: [1, 1], cout: 64, stride: 1, pad: "valid" },
   { x: [1, 9, 10, 7], k: [3, 3], cout: 9, stride: 2, pad: "same" },
+  // A padded 16 x 16 layer's input gradient (18 x 18): blocks 12 or 6 wide, slots left idle.
+  { x: [1, 18, 18, 16], k: [3, 3], cout: 16, stride: 1, pad: "valid" },
 ];
 
 // A seeded generator for the random cases (mulberry32).
@@ -118,8 +121,9 @@ async function read(out: Record<string, tf.Tensor>): Promise<Outputs> {
 }
 
 // Dispatches of our programs by kind (fwd, dgrad, wgrad, sum; fwd_f16 and so on with float16
-// tiles), counted at the backend.
+// tiles), counted at the backend, and their shader keys (which end with the tiles).
 const dispatched = new Map<string, number>();
+const shaderKeys = new Set<string>();
 function countDispatches(): void {
   const b = tf.backend() as unknown as {
     runWebGPUProgram: (p: { shaderKey: string }, ...rest: unknown[]) => unknown;
@@ -131,6 +135,7 @@ function countDispatches(): void {
   b.runWebGPUProgram = (p, ...rest) => {
     const m = /^ugatit_conv_([a-z]+)/.exec(p.shaderKey);
     const kind = m && (p.shaderKey.includes("_f16") ? `${m[1]}_f16` : m[1]);
+    if (m) shaderKeys.add(p.shaderKey);
     if (kind) dispatched.set(kind, (dispatched.get(kind) ?? 0) + 1);
     return run(p, ...rest);
   };
@@ -230,6 +235,7 @@ Deno.test("webgpu convolutions of ours equal the cpu backend within float32's bo
     await t.step(`${profile} tiles: ${cases.length} cases`, async () => {
       setConvProfile(profile);
       dispatched.clear();
+      shaderKeys.clear();
       try {
         for (const [i, c] of cases.entries()) await checkCase(c, 10 * i);
       } finally {
@@ -240,6 +246,9 @@ Deno.test("webgpu convolutions of ours equal the cpu backend within float32's bo
       for (const kind of ["fwd", "dgrad", "wgrad", "sum", "resize"]) {
         assert((dispatched.get(kind) ?? 0) > 0, `no ${kind} dispatch of ours under ${profile}`);
       }
+      // A block narrower than a power of 2 ran (fewestBlocks; the key ends with th and tw).
+      const widths = [...shaderKeys].map((k) => Number(k.split("_").at(-1)));
+      assert(widths.some((w) => w === 6 || w === 12), `no block 6 or 12 wide under ${profile}`);
     });
   }
 });
