@@ -23,13 +23,15 @@
  *   memory.
  *
  * Each thread accumulates a `tm` x `tn` block of C in registers from vec4 loads of workgroup
- * memory (4 x tm x tn FMAs per tm + tn loads). Every load and store is a vec4 along the channels,
- * the contiguous axis: channel counts that are not a multiple of 4 (the images' 3, the
- * discriminator's single logit) are padded to one first by a copy with zero channels, and the
- * result cropped back, since on a software adapter a scalar load or store costs as much as a
- * vec4. Every size travels as a uniform, so a new image size, channel count, batch or padding
- * compiles nothing; the shader key holds the tile configuration and the patch's size (the
- * filter's size and stride).
+ * memory (4 x tm x tn FMAs per tm + tn loads). Where a correlation steps one input column per
+ * output column, a thread's pixels are runs side by side, and a run's patch values slide through
+ * a window along the filter's columns: R - 1 + taps reads per run and tap row, not R x taps.
+ * Every load and store is a vec4 along the channels, the contiguous axis: channel counts that
+ * are not a multiple of 4 (the images' 3, the discriminator's single logit) are padded to one
+ * first by a copy with zero channels, and the result cropped back, since on a software adapter a
+ * scalar load or store costs as much as a vec4. Every size travels as a uniform, so a new image
+ * size, channel count, batch or padding compiles nothing; the shader key holds the tile
+ * configuration and the patch's size (the filter's size and stride).
  *
  * The tile configuration is chosen per geometry and adapter ({@linkcode convTiles}): on a software
  * adapter (lavapipe, where every load is a per-lane gather costing dozens of FMAs) large blocks
