@@ -280,7 +280,7 @@ const BLOCK_WIDTHS = [12, 8, 6, 4];
  * @param storage workgroup memory available, in bytes
  * @returns the tiles with the block's th and tw chosen (t itself where none saves a quarter)
  */
-export function fewestBlocks(t: ConvTiles, s: ConvShape, storage: number): ConvTiles {
+function fewestBlocks(t: ConvTiles, s: ConvShape, storage: number): ConvTiles {
   const slots = t.wgM * t.tm;
   const count = (u: ConvTiles) => Math.ceil(s.grid[0] / u.th) * Math.ceil(s.grid[1] / u.tw);
   let best = t;
