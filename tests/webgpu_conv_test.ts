@@ -3,7 +3,9 @@
  * filter gradients (through `tf.grads` of a convolution), on shapes that reach every path
  * (reduction channels padded to 4 and cropped back, output channels not a multiple of 4, stride
  * phases without taps, pixel blocks cut by the image's edge, blocks of widths other than a power
- * of 2 with idle slots, split-K), under both tile profiles,
+ * of 2 with idle slots, split-K), under both tile profiles (the software one's passes direct,
+ * with no tiles, up to 32 channels on one side: runs of pixels cut by the grid's edge, stride-2
+ * phases, row slices),
  * with counts of our programs' dispatches to show that ours ran. Runs on any WebGPU adapter (CI:
  * lavapipe); says that it skipped where there is none.
  *
@@ -246,9 +248,21 @@ Deno.test("webgpu convolutions of ours equal the cpu backend within float32's bo
       for (const kind of ["fwd", "dgrad", "wgrad", "sum", "resize"]) {
         assert((dispatched.get(kind) ?? 0) > 0, `no ${kind} dispatch of ours under ${profile}`);
       }
-      // A block narrower than a power of 2 ran (fewestBlocks; the key ends with th and tw).
-      const widths = [...shaderKeys].map((k) => Number(k.split("_").at(-1)));
-      assert(widths.some((w) => w === 6 || w === 12), `no block 6 or 12 wide under ${profile}`);
+      const keys = [...shaderKeys];
+      if (profile === "software") {
+        // Every filter gradient ran direct; forward passes and input gradients direct up to 32
+        // channels on one side, tiled past that (the 64-channel case).
+        for (const kind of ["fwd", "dgrad", "wgrad"]) {
+          const ofKind = keys.filter((k) => k.startsWith(`ugatit_conv_${kind}_`));
+          assert(ofKind.some((k) => k.includes("_direct_")), `no direct ${kind} under software`);
+          const tiled = ofKind.some((k) => !k.includes("_direct_"));
+          assert(tiled === (kind !== "wgrad"), `${kind} tiled: ${tiled}, under software`);
+        }
+      } else {
+        // A block narrower than a power of 2 ran (fewestBlocks; the key ends with th and tw).
+        const widths = keys.map((k) => Number(k.split("_").at(-1)));
+        assert(widths.some((w) => w === 6 || w === 12), `no block 6 or 12 wide under ${profile}`);
+      }
     });
   }
 });

@@ -35,7 +35,10 @@
  *
  * The tile configuration is chosen per geometry and adapter ({@linkcode convTiles}): on a software
  * adapter (lavapipe, where every load is a per-lane gather costing dozens of FMAs) large blocks
- * per thread and large patches; on a GPU, 4 x 4 blocks over more threads.
+ * per thread and large patches; on a GPU, 4 x 4 blocks over more threads. A software adapter with
+ * float32 tiles runs every filter gradient, and the correlations with at most 32 channels on one
+ * side, direct instead ({@linkcode directOf}): workgroup memory is plain memory there, so threads
+ * read the input and the filter in place, with no copy and no barrier.
  *
  * With {@linkcode setConvFloat16} the tiles in workgroup memory are float16 (the device needs
  * `shader-f16`), converted on their way in and out; the multiply-adds stay float32.
@@ -396,11 +399,14 @@ function storeRow(t: ConvTiles, i: number, ok: string, at: string, nMax: string)
   }).join("\n    ");
 }
 
-/** Runs a convolution program: every input and the output read and written as vec4s. */
+/**
+ * Runs a convolution program: every input and the output read and written as vec4s. `t` gives the
+ * workgroup's shape and the shader key's tail: tiles, or a direct correlation's run of pixels.
+ */
 function run(
   backend: WebGPUBackendLike,
   key: string,
-  t: ConvTiles,
+  t: ConvTiles | Direct,
   code: string,
   inputs: Record<string, Info>,
   outputShape: number[],
@@ -418,7 +424,11 @@ function run(
     // y and z in the layout make tfjs call main() without an index (the dispatch is ours).
     dispatchLayout: { x: [0], y: [1], z: [2] },
     dispatch,
-    workgroupSize: [t.wgN, t.wgM, 1] as [number, number, number],
+    workgroupSize: ("run" in t ? [DIRECT_THREADS, 1, 1] : [t.wgN, t.wgM, 1]) as [
+      number,
+      number,
+      number,
+    ],
     uniforms: u.decl,
     getUserCode: () => code,
   };
@@ -509,8 +519,16 @@ interface Correlation {
   bValue(slot: string): [string, string];
   /** B's layout in workgroup memory: vec4 along N (`n`) or along K (`k`). */
   readonly bAlong: "n" | "k";
-  /** Stores block row i, given its output pixel (oy, ox) of the grid and batch bb. */
-  store(i: number, oy: string, ox: string): string;
+  /**
+   * B read straight from the filter by the direct correlation: statements defining b0..b3, the
+   * vec4s of columns n0..n0+3 at K channel c0 + k of tap (ty_, tx_).
+   */
+  readonly bDirect: string;
+  /**
+   * Where output pixel (oy, ox) of the grid, batch bb, goes: whether it is stored, its flat offset
+   * (plus the column), and the columns' bound.
+   */
+  out(oy: string, ox: string): [ok: string, at: string, nMax: string];
   /** Whether the input is read reflection-padded (see `patchCopy`), not zero-padded. */
   readonly reflect?: boolean;
 }
@@ -604,7 +622,11 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation, half: boole
     ${
     range(t.tm).map((i) => {
       const g = Math.floor(i / R);
-      const store = p.store(i, `(oy0 + ${pixel(i)} / ${t.tw})`, `(ox0 + ${pixel(i)} % ${t.tw})`);
+      const store = storeRow(
+        t,
+        i,
+        ...p.out(`(oy0 + ${pixel(i)} / ${t.tw})`, `(ox0 + ${pixel(i)} % ${t.tw})`),
+      );
       return idle(g) ? `if (${first(g)} < ${used}) { ${store} }` : store;
     }).join("\n    ")
   }
@@ -662,14 +684,119 @@ function runTaps(
         }`;
 }
 
+// ---- the direct correlation (software adapters) --------------------------------------------
+
+/** A direct correlation's thread: `run` output pixels side by side, one column quad. */
+interface Direct {
+  readonly run: number;
+}
+
+const DIRECT_THREADS = 16;
+const DIRECT_MAX_RUN = 16;
+
+/**
+ * The direct correlation for a pass, or undefined where the tiles are used: on a software adapter
+ * with float32 tiles, where the dispatch fits, for every filter gradient and for the correlations
+ * with at most 32 channels on one side. Workgroup memory is plain memory there, behind the same
+ * caches as the input, so staging a patch in it adds copies and barriers and saves little: read in
+ * place, a 7 x 7 convolution of 4 channels at 96 px took 1.7 ms, not 6.7 tiled. With 64 channels
+ * or more on both sides the tiles' filter, shared by a workgroup's pixels, paid for its copies (at
+ * 64 px, 256 to 128 channels: 35 ms tiled, 65 direct; `BENCHMARKS.md`).
+ * A thread's run is at most 16 pixels, as even as a grid row splits into (24 columns: 12 + 12).
+ * @param s the pass's shape
+ * @param profile the adapter's profile
+ * @param half whether the tiles are float16 (then they are used)
+ * @param batch images in the batch
+ * @returns the run, or undefined
+ */
+function directOf(
+  s: ConvShape,
+  profile: ConvProfile,
+  half: boolean,
+  batch: number,
+): Direct | undefined {
+  if (profile !== "software" || half) return undefined;
+  if (s.pass !== "filterGrad" && Math.min(s.c, s.n) > 32) return undefined;
+  const runsX = Math.ceil(s.grid[1] / DIRECT_MAX_RUN);
+  const run = Math.ceil(s.grid[1] / runsX);
+  const groups = Math.ceil((batch * s.grid[0] * runsX) / DIRECT_THREADS);
+  return groups <= 65535 ? { run } : undefined;
+}
+
+/**
+ * The direct correlation: each thread accumulates `run` output pixels of one grid row (a vec4 of
+ * four columns each) from the input and the filter in global memory, with no workgroup memory and
+ * no barrier. Along a row of taps its pixels' input values slide through a window (as in
+ * `runTaps`), once per stride phase of the columns: R - 1 reads fill it, then one read per tap.
+ */
+function directCode(d: Direct, p: Correlation): string {
+  const R = d.run;
+  const rows = range(R);
+  // Input column `col` (from ix0) of row ry: zeros outside the image, or its reflection.
+  const read = (col: string) =>
+    p.reflect
+      ? `x[(rowAt + reflectInto(ix0 + ${col}, uniforms.iw) * uniforms.c) / 4]`
+      : `select(vec4<f32>(0.0), x[(rowAt + clamp(ix0 + ${col}, 0, uniforms.iw - 1) * uniforms.c) / 4], rowOk && ix0 + ${col} >= 0 && ix0 + ${col} < uniforms.iw)`;
+  const fma = rows.map((i) =>
+    `a${i} = fma(vec4<f32>(w${i}.w), b3, fma(vec4<f32>(w${i}.z), b2, fma(vec4<f32>(w${i}.y), b1, fma(vec4<f32>(w${i}.x), b0, a${i}))));`
+  );
+  return `
+  ${REFLECT_INTO}
+  fn main() {
+    let runsX = (uniforms.ow + ${R - 1}) / ${R};
+    let perImage = uniforms.oh * runsX;
+    let thread = i32(workgroupId.x) * ${DIRECT_THREADS} + i32(localIndex);
+    let live = thread < uniforms.batch * perImage;
+    let bb = min(thread / perImage, uniforms.batch - 1);
+    let rest = thread - (thread / perImage) * perImage;
+    let oy = rest / runsX;
+    let ox0 = (rest - oy * runsX) * ${R};
+    let n0 = i32(workgroupId.y) * 4;
+    ${p.head}
+    let iy0 = oy * sy - offY;
+    let ix0 = ox0 * sx - offX;
+    ${rows.map((i) => `var a${i} = vec4<f32>(0.0);`).join(" ")}
+    ${rows.map((i) => `var w${i} : vec4<f32>;`).join(" ")}
+    for (var c0 = 0; c0 < uniforms.c; c0 += 4) {
+      for (var ty_ = 0; ty_ < tapsY; ty_++) {
+        let iy = iy0 + ty_;
+        ${
+    p.reflect ? "let ry = reflectInto(iy, uniforms.ih);" : `let rowOk = iy >= 0 && iy < uniforms.ih;
+        let ry = clamp(iy, 0, uniforms.ih - 1);`
+  }
+        let rowAt = (bb * uniforms.ih + ry) * uniforms.iw * uniforms.c + c0;
+        // Columns of one phase mod sx: pixel i at tap tx_ reads column i * sx + tx_.
+        for (var phase = 0; phase < sx; phase++) {
+          ${
+    rows.slice(0, -1).map((i) => `w${i} = ${read(`${i} * sx + phase`)};`).join("\n          ")
+  }
+          for (var tx_ = phase; tx_ < tapsX; tx_ += sx) {
+            w${R - 1} = ${read(`${R - 1} * sx + tx_`)};
+            ${p.bDirect}
+            ${fma.join("\n            ")}
+            ${rows.slice(0, -1).map((i) => `w${i} = w${i + 1};`).join(" ")}
+          }
+        }
+      }
+    }
+    ${
+    rows.map((i) => {
+      const [ok, at, nMax] = p.out("oy", `(ox0 + ${i})`);
+      return `if (live && ${ok} && n0 < ${nMax}) { result[(${at} + n0) / 4] = a${i}; }`;
+    }).join("\n    ")
+  }
+  }`;
+}
+
 /**
  * Runs a correlation over its shape's grid of outputs (a workgroup a pixel block, column tile and
- * phase), into an output of `outShape` whose channels are padded to a multiple of 4; then crops
- * them to `n` and frees `temps` (the channel-padded copies). With `half`, its tiles are float16.
+ * phase; or directly, a thread a run of pixels and a column quad), into an output of `outShape`
+ * whose channels are padded to a multiple of 4; then crops them to `n` and frees `temps` (the
+ * channel-padded copies). With `half`, its tiles are float16.
  */
 function correlate(
   backend: WebGPUBackendLike,
-  t: ConvTiles,
+  t: ConvTiles | Direct,
   shape: ConvShape,
   corr: Correlation,
   inputs: { x: Info; w: Info },
@@ -680,17 +807,32 @@ function correlate(
   temps: Info[],
   half: boolean,
 ): Info {
-  const blocks = blocksOf(t, outShape[0], ...shape.grid);
-  const out = run(
-    backend,
-    `${corr.key}${half ? "_f16" : ""}`,
-    t,
-    correlationCode(t, shape, corr, half),
-    inputs,
-    outShape,
-    [blocks.count, Math.ceil(shape.n / (t.wgN * t.tn)), phases],
-    { ...blocks.uniforms, ...uniforms },
-  );
+  let out: Info;
+  if ("run" in t) {
+    const runs = outShape[0] * shape.grid[0] * Math.ceil(shape.grid[1] / t.run);
+    out = run(
+      backend,
+      `${corr.key}_direct`,
+      t,
+      directCode(t, corr),
+      inputs,
+      outShape,
+      [Math.ceil(runs / DIRECT_THREADS), shape.n / 4, phases],
+      { ...uniforms, batch: outShape[0] },
+    );
+  } else {
+    const blocks = blocksOf(t, outShape[0], ...shape.grid);
+    out = run(
+      backend,
+      `${corr.key}${half ? "_f16" : ""}`,
+      t,
+      correlationCode(t, shape, corr, half),
+      inputs,
+      outShape,
+      [blocks.count, Math.ceil(shape.n / (t.wgN * t.tn)), phases],
+      { ...blocks.uniforms, ...uniforms },
+    );
+  }
   temps.forEach((d) => backend.disposeData(d.dataId));
   return cropChannels(backend, out, n);
 }
@@ -751,18 +893,18 @@ function forward(
       load4("w", "((ty_ * uniforms.kw + bt) * uniforms.c + c0 + bk) * uniforms.n + bnn", "bok"),
     ],
     bAlong: "n",
-    store: (i, oy, ox) =>
-      storeRow(
-        t,
-        i,
-        `${oy} < uniforms.oh && ${ox} < uniforms.ow`,
-        `((bb * uniforms.oh + ${oy}) * uniforms.ow + ${ox}) * uniforms.n`,
-        "uniforms.n",
-      ),
+    bDirect: range(4).map((k) =>
+      `let b${k} = w[(((ty_ * uniforms.kw + tx_) * uniforms.c + c0 + ${k}) * uniforms.n + n0) / 4];`
+    ).join("\n            "),
+    out: (oy, ox) => [
+      `${oy} < uniforms.oh && ${ox} < uniforms.ow`,
+      `((bb * uniforms.oh + ${oy}) * uniforms.ow + ${ox}) * uniforms.n`,
+      "uniforms.n",
+    ],
   };
   return correlate(
     backend,
-    t,
+    directOf(shape, profile, half, batchSize) ?? t,
     shape,
     corr,
     { x, w },
@@ -850,20 +992,27 @@ function inputGrad(
       ),
     ],
     bAlong: "k",
-    store: (i, qy, qx) => {
+    // The filter's vec4s run along K (output channels): four columns read, then transposed.
+    bDirect: `let bky = ky0 + (tapsY - 1 - ty_) * uniforms.sh;
+            let bkx = kx0 + (tapsX - 1 - tx_) * uniforms.sw;
+            let bat = ((bky * uniforms.kw + bkx) * uniforms.ic + n0) * uniforms.c + c0;
+            ${range(4).map((j) => `let m${j} = w[(bat + ${j} * uniforms.c) / 4];`).join(" ")}
+            ${
+      range(4).map((k) => `let b${k} = vec4<f32>(${range(4).map((j) => `m${j}.${XYZW[k]}`)});`)
+        .join(" ")
+    }`,
+    out: (qy, qx) => {
       const iy = `(${qy} * uniforms.sh + ry)`, ix = `(${qx} * uniforms.sw + rx)`;
-      return storeRow(
-        t,
-        i,
+      return [
         `${qy} < uniforms.oh && ${qx} < uniforms.ow && ${iy} < uniforms.h && ${ix} < uniforms.w`,
         `((bb * uniforms.h + ${iy}) * uniforms.w + ${ix}) * uniforms.ic`,
         "uniforms.ic",
-      );
+      ];
     },
   };
   return correlate(
     backend,
-    t,
+    directOf(shape, profile, half, batchSize) ?? t,
     shape,
     corr,
     { x: dy, w },
@@ -931,10 +1080,16 @@ function filterGrad(
     grid: [outHeight, outWidth],
   };
   const half = halfOf(backend);
+  const taps = kh * kw;
+  const direct = directOf(shape, profile, half, batchSize) &&
+    filterGradDirect(backend, x, dy, g, reflect);
+  if (direct) {
+    temps.forEach((d) => backend.disposeData(d.dataId));
+    return cropFilter(backend, direct, g, c);
+  }
   const t = convTiles(shape, profile, tileStorage(backend, half));
   const [ph, pw] = patchOf(t, shape);
   const bn = t.wgN * t.tn, kq = t.kc / 4, threads = t.wgM * t.wgN;
-  const taps = kh * kw;
   // Units of M: (tap, channel quad) of the workgroup's kc channels; a thread has tm / 4 of them.
   const units = taps * kq, perTile = (t.wgM * t.tm) / 4;
   const tilesPerChunk = Math.ceil(units / perTile), chunks = Math.ceil(c / t.kc);
@@ -1066,22 +1221,145 @@ function filterGrad(
     dw = sumSlices(backend, partials, padded, slices);
     backend.disposeData(partials.dataId);
   }
-  // Back to the filter's channels: output channels (the last axis), then input channels.
-  dw = cropChannels(backend, dw, g.outChannels);
-  if (c !== g.inChannels) {
-    const cropped = resizeAxis(
-      backend,
-      dw,
-      [kh, kw, g.inChannels, g.outChannels],
-      taps,
-      c,
-      g.inChannels,
-      g.outChannels,
-    );
-    backend.disposeData(dw.dataId);
-    dw = cropped;
-  }
   temps.forEach((d) => backend.disposeData(d.dataId));
+  return cropFilter(backend, dw, g, c);
+}
+
+/** The filter gradient `dw` [kh, kw, c, n] back to the filter's channels (disposing `dw`). */
+function cropFilter(
+  backend: WebGPUBackendLike,
+  dw: Info,
+  g: tf.backend_util.Conv2DInfo,
+  c: number,
+): Info {
+  // Output channels (the last axis), then input channels.
+  dw = cropChannels(backend, dw, g.outChannels);
+  if (c === g.inChannels) return dw;
+  const { filterHeight: kh, filterWidth: kw } = g;
+  const cropped = resizeAxis(
+    backend,
+    dw,
+    [kh, kw, g.inChannels, g.outChannels],
+    kh * kw,
+    c,
+    g.inChannels,
+    g.outChannels,
+  );
+  backend.disposeData(dw.dataId);
+  return cropped;
+}
+
+// Threads the direct filter gradient aims for, slicing its reduction over rows where its filter
+// rows x channel quads x column quads are fewer.
+const DIRECT_FILTER_THREADS = 512;
+
+/**
+ * The filter gradient read in place (software adapters, see {@linkcode directOf}): a thread takes
+ * one filter row, input-channel quad and output-channel quad, kw x 4 vec4 accumulators, and walks
+ * its slice of output rows pixel by pixel, each pixel one output-gradient read and `sx` new input
+ * values into a window along the filter's row. Slices' partial sums are added by `sumSlices`.
+ * @returns the gradient with padded channels, [kh, kw, c, n], or undefined where the dispatch
+ * would not fit
+ */
+function filterGradDirect(
+  backend: WebGPUBackendLike,
+  x: Info,
+  dy: Info,
+  g: tf.backend_util.Conv2DInfo,
+  reflect: boolean,
+): Info | undefined {
+  const { batchSize, inHeight, inWidth, outHeight, outWidth } = g;
+  const { filterHeight: kh, filterWidth: kw, strideHeight: sy, strideWidth: sx } = g;
+  const c = roundUp4(g.inChannels), n = roundUp4(g.outChannels);
+  const units = kh * (c / 4) * (n / 4), rows = batchSize * outHeight;
+  const perSlice = Math.ceil(rows / Math.min(rows, Math.ceil(DIRECT_FILTER_THREADS / units)));
+  const slices = Math.ceil(rows / perSlice);
+  const groups = Math.ceil((units * slices) / DIRECT_THREADS);
+  if (groups > 65535) return undefined;
+  const cols = range(kw), quad = range(4);
+  const keep = Math.max(0, kw - sx); // window values kept from one pixel to the next
+  const read = (col: string) =>
+    reflect
+      ? `x[(rowAt + reflectInto(${col}, uniforms.iw) * uniforms.c) / 4]`
+      : `select(vec4<f32>(0.0), x[(rowAt + clamp(${col}, 0, uniforms.iw - 1) * uniforms.c) / 4], rowOk && ${col} >= 0 && ${col} < uniforms.iw)`;
+  const code = `
+  ${REFLECT_INTO}
+  fn main() {
+    let nqs = uniforms.n / 4;
+    let units = ${kh} * (uniforms.c / 4) * nqs;
+    let thread = i32(workgroupId.x) * ${DIRECT_THREADS} + i32(localIndex);
+    let live = thread < units * uniforms.slices;
+    let at = min(thread, units * uniforms.slices - 1);
+    let z = at / units;
+    let u = at - z * units;
+    let ky = u / (units / ${kh});
+    let cn = u - ky * (units / ${kh});
+    let cq = cn / nqs;
+    let n0 = (cn - cq * nqs) * 4;
+    ${cols.flatMap((j) => quad.map((k) => `var a${j}_${k} = vec4<f32>(0.0);`)).join(" ")}
+    ${cols.map((j) => `var w${j} : vec4<f32>;`).join(" ")}
+    let rowEnd = min(uniforms.rows, (z + 1) * uniforms.perSlice);
+    for (var r = z * uniforms.perSlice; r < rowEnd; r++) {
+      let bb = r / uniforms.oh;
+      let oy = r - bb * uniforms.oh;
+      let iy = oy * ${sy} - uniforms.pt + ky;
+      ${
+    reflect ? "let ry = reflectInto(iy, uniforms.ih);" : `let rowOk = iy >= 0 && iy < uniforms.ih;
+      let ry = clamp(iy, 0, uniforms.ih - 1);`
+  }
+      let rowAt = (bb * uniforms.ih + ry) * uniforms.iw * uniforms.c + cq * 4;
+      let dyAt = r * uniforms.ow * uniforms.n + n0;
+      ${range(keep).map((j) => `w${j} = ${read(`${j} - uniforms.pl`)};`).join("\n      ")}
+      for (var ox = 0; ox < uniforms.ow; ox++) {
+        let ix = ox * ${sx} - uniforms.pl;
+        ${cols.slice(keep).map((j) => `w${j} = ${read(`ix + ${j}`)};`).join("\n        ")}
+        let d = dy[(dyAt + ox * uniforms.n) / 4];
+        ${
+    cols.flatMap((j) =>
+      quad.map((k) => `a${j}_${k} = fma(vec4<f32>(w${j}.${XYZW[k]}), d, a${j}_${k});`)
+    )
+      .join("\n        ")
+  }
+        ${range(keep).map((j) => `w${j} = w${j + sx};`).join(" ")}
+      }
+    }
+    if (live) {
+      let row = (z * ${kh} + ky) * ${kw};
+      ${
+    cols.flatMap((j) =>
+      quad.map((k) =>
+        `result[(((row + ${j}) * uniforms.c + cq * 4 + ${k}) * uniforms.n + n0) / 4] = a${j}_${k};`
+      )
+    ).join("\n      ")
+  }
+    }
+  }`;
+  const padded = [kh, kw, c, n];
+  const partials = run(
+    backend,
+    `wgrad_${kh}_${kw}_${sy}_${sx}${reflect ? "_reflect" : ""}_direct`,
+    { run: kw }, // 16 threads a workgroup (a thread: one row of taps)
+    code,
+    { x, dy },
+    slices > 1 ? [slices, kh * kw * c, n] : padded,
+    [groups, 1, 1],
+    {
+      slices,
+      perSlice,
+      rows,
+      ih: inHeight,
+      iw: inWidth,
+      c,
+      n,
+      oh: outHeight,
+      ow: outWidth,
+      pt: g.padInfo.top,
+      pl: g.padInfo.left,
+    },
+  );
+  if (slices === 1) return partials;
+  const dw = sumSlices(backend, partials, padded, slices);
+  backend.disposeData(partials.dataId);
   return dw;
 }
 
