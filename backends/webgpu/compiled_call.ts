@@ -70,7 +70,9 @@ export interface CompileOptions {
    * Whether independent programs of ours are merged before planning (`merge.ts`). By default on a
    * GPU, not on a software adapter (lavapipe): there the merged shaders' compile (LLVM, on the
    * CPU) costs more than the dispatches they save there (a small step's first replays took 13 s
-   * more, `BENCHMARKS.md`). `UGATIT_WEBGPU_MERGE=on` or `off` chooses, for comparisons.
+   * more, `BENCHMARKS.md`), and a merged shader runs slower there than its parts alone (every
+   * workgroup pays for every part: `deno task bench:dispatch`). `UGATIT_WEBGPU_MERGE=on` or `off`
+   * chooses, for comparisons.
    */
   readonly merge?: boolean;
 }
