@@ -1,8 +1,9 @@
 /**
  * The device kit (`tools/gpu/`): `pack` makes the folder, and its `run.sh` unpacks Deno and the
- * Vulkan loader, prints the adapter and runs the bundled benchmark on webgpu, here on lavapipe,
- * with no npm cache (an empty DENO_DIR) and no PyTorch with CUDA (it says it benchmarks ours
- * alone). Says that it skipped where there is no WebGPU adapter or no xz.
+ * Vulkan loader, prints the adapter and runs the bundled benchmarks on webgpu (a training step,
+ * and what a dispatch costs), here on lavapipe, with no npm cache (an empty DENO_DIR) and no
+ * PyTorch with CUDA (it says it benchmarks ours alone). Says that it skipped where there is no
+ * WebGPU adapter or no xz.
  */
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
 import { webgpuUnavailable } from "../backends/mod.ts";
@@ -38,7 +39,9 @@ Deno.test("the device kit packs, unpacks and benchmarks on webgpu without npm or
     ]);
     assertStringIncludes(packed, "device kit in");
     const files = [...Deno.readDirSync(kit)].map((e) => e.name).sort();
-    for (const f of ["bench.js", "deno.xz", "pytorch", "run.sh"]) assert(files.includes(f), f);
+    for (const f of ["bench.js", "dispatch.js", "deno.xz", "pytorch", "run.sh"]) {
+      assert(files.includes(f), f);
+    }
     for (const deb of ["libvulkan1", "libglvnd0", "libglx0"]) {
       assert(
         files.some((f) => f.startsWith(`${deb}_`) && f.endsWith(".deb")),
@@ -66,6 +69,15 @@ Deno.test("the device kit packs, unpacks and benchmarks on webgpu without npm or
     assertEquals(rows[0]?.impl, "ugatit", out.slice(-2000));
     assertEquals(rows[0].backend, "webgpu");
     assert(rows[0].dispatches > 0, "dispatches counted");
+    const floor = await sh(
+      "bash",
+      [`${kit}/run.sh`, "dispatch", "--n", "64", "--count", "16"],
+      env,
+    );
+    const line = floor.split("\n").find((l) => l.startsWith('{"adapter"'));
+    assert(line, floor.slice(-2000));
+    const [row] = JSON.parse(line).us_per_dispatch;
+    for (const k of ["same", "chain", "parts_alone", "parts_merged"]) assert(row[k] > 0, k);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

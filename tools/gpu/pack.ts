@@ -5,6 +5,7 @@
  * - `deno.xz`: this Deno binary, xz-compressed (`--fast`: lightly, for tests);
  * - `bench.js`: `tools/bench.ts` bundled with TensorFlow.js and its WebGPU backend (no npm
  *   download at run time, no sharp), with `pytorch/` beside it for the PyTorch peer;
+ * - `dispatch.js`: `tools/bench_dispatch.ts` bundled (what a dispatch costs the GPU);
  * - `libvulkan1_*.deb`: Debian's Vulkan loader, and the libglvnd packages NVIDIA's Vulkan driver
  *   needs (`apt-get download`), for machines without them;
  * - `run.sh`: unpacks, points Vulkan at the NVIDIA driver, prints the adapter and benchmarks
@@ -56,6 +57,19 @@ try {
     deno,
     ["bundle", "--quiet", "--platform", "deno", "-o", `${out}/bench.js`, `${root}tools/bench.ts`],
     "bundling tools/bench.ts",
+  );
+  await run(
+    deno,
+    [
+      "bundle",
+      "--quiet",
+      "--platform",
+      "deno",
+      "-o",
+      `${out}/dispatch.js`,
+      `${root}tools/bench_dispatch.ts`,
+    ],
+    "bundling tools/bench_dispatch.ts",
   );
   for (const f of ["bench_step.py", "ugatit_torch.py"]) {
     await Deno.copyFile(`${root}tools/pytorch/${f}`, `${out}/pytorch/${f}`);

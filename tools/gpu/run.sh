@@ -2,10 +2,12 @@
 # The device kit's runner, for a machine with a GPU and its driver but no Deno, no Node and no
 # network (made by `deno task gpu:pack`, which copies this file into the kit folder).
 #
-#   bash .gpu-kit/run.sh                 # adapter, then the benchmark configurations, each with
+#   bash .gpu-kit/run.sh                 # adapter, what a dispatch costs (bench:dispatch), then
+#                                        # the benchmark configurations, each with
 #                                        # the step replayed and eager (UGATIT_WEBGPU_REPLAY=off),
 #                                        # then 256 px with float16 tiles (UGATIT_WEBGPU_F16=on)
 #   bash .gpu-kit/run.sh bench FLAGS...  # one `deno task bench` run on webgpu with these flags
+#   bash .gpu-kit/run.sh dispatch FLAGS... # one `deno task bench:dispatch` run with these flags
 #   bash .gpu-kit/run.sh adapter         # the adapter only
 #
 # It unpacks Deno and Debian's Vulkan loader (libvulkan1) into $UGATIT_KIT_TMP (/tmp/ugatit-kit),
@@ -79,7 +81,13 @@ bench)
   shift
   bench "$@"
   ;;
+dispatch)
+  shift
+  "$deno" run --allow-all --no-config "$kit/dispatch.js" "$@"
+  ;;
 all)
+  # What one dispatch costs this GPU, alone and merged (seconds), before the long runs.
+  "$deno" run --allow-all --no-config "$kit/dispatch.js"
   # The paper's light structure at 256 and 128 px, and the bare recipe's size; each replayed
   # (the default) and eager, so that one run gives both rows on the same card.
   for mode in on off; do
@@ -95,7 +103,7 @@ all)
     --steps 10 --profile
   ;;
 *)
-  echo "usage: run.sh [all | bench FLAGS... | adapter]" >&2
+  echo "usage: run.sh [all | bench FLAGS... | dispatch FLAGS... | adapter]" >&2
   exit 2
   ;;
 esac
