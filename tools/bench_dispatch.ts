@@ -12,8 +12,9 @@
  * - `chain`: 16 pipelines in turn, each dispatch reading the buffer the one before wrote (the
  *   barriers and pipeline changes of a real step).
  * - `parts alone` / `parts merged`: `--parts` programs on their own buffers, as that many
- *   dispatches, or as one dispatch whose workgroups choose their program by their index (the
- *   way `merge.ts` builds a shader of parts), per program.
+ *   dispatches, or as one dispatch whose workgroups choose their program by ranges of their
+ *   index (as `merge.ts` builds a shader of parts, there with 256 threads a workgroup), per
+ *   program.
  *
  * Prints one line per case and one JSON line with all of them. On lavapipe the pool of worker
  * threads that runs a dispatch costs tens of microseconds each (`LP_NUM_THREADS=0` runs them on
