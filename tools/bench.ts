@@ -32,6 +32,7 @@ import { LIN_NORM } from "../ops/lin_norm.ts";
 import { configFromSettings } from "../train/settings.ts";
 import { disposeState, trainer } from "../train/step.ts";
 import { type PeerRound, startTorchPeer } from "./pytorch/peer.ts";
+import { cpuMs } from "./cpu_time.ts";
 import { peakRssMb } from "./peak_rss.ts";
 
 const args = [...Deno.args];
@@ -121,6 +122,7 @@ if (gpu) {
 }
 const dispatchCounts: number[] = [];
 const recordTimes: number[] = [];
+const cpuTimes: number[] = []; // CPU ms per iteration, all threads
 // The GPU memory our buffer pool holds (it keeps freed buffers, so this tracks the peak).
 let gpuMb = 0;
 const noteGpuMemory = () => {
@@ -146,6 +148,7 @@ try {
   const iterate = async () => {
     const d0 = dispatches;
     const replayed = compiled?.compiled.mode === "replaying";
+    const c0 = cpuMs();
     const t0 = performance.now();
     const { state: next, terms } = stepper.step(state, a, b);
     // On an asynchronous device (webgpu) the step returns once its work is queued: the host's
@@ -155,6 +158,7 @@ try {
     const all = tf.stack(Object.values(terms));
     await all.data();
     const ms = performance.now() - t0;
+    cpuTimes.push(cpuMs() - c0);
     dispatchCounts.push(replayed ? compiled!.compiled.stats()!.dispatches : dispatches - d0);
     tf.dispose([all, ...Object.values(terms)]);
     noteGpuMemory();
@@ -302,6 +306,7 @@ try {
         record_us_per_dispatch: Number(
           (1000 * median(recordTimes.slice(-steps)) / dispatchCounts.at(-1)!).toFixed(1),
         ),
+        cpu_ms_median: Math.round(median(cpuTimes.slice(-steps))),
       }
       : {}),
     steps,

@@ -3,17 +3,15 @@
  *
  * @module
  */
+import process from "node:process";
 
 /**
- * The process's peak resident set in MB (Linux: VmHWM); elsewhere the current one.
+ * The process's peak resident set in MB (getrusage's maxrss; Deno denies /proc/self to a
+ * process without every permission), else the current one.
  * @returns megabytes
  */
 export function peakRssMb(): number {
-  try {
-    const kb = /VmHWM:\s+(\d+) kB/.exec(Deno.readTextFileSync("/proc/self/status"))?.[1];
-    if (kb) return Math.round(Number(kb) / 1024);
-  } catch {
-    // not Linux
-  }
+  const kb = process.resourceUsage?.().maxRSS;
+  if (kb) return Math.round(kb / 1024);
   return Math.round(Deno.memoryUsage().rss / 2 ** 20);
 }
