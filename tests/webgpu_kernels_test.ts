@@ -99,6 +99,10 @@ Deno.test("webgpu kernels of ours equal the cpu backend, values and gradients", 
     await compare("adaLin, mean 100", normCase([2, 12, 12, 16], 7, adaLin, 100));
     // More channels than a reducing workgroup has threads: a thread takes several.
     await compare("adaLin, 300 channels", normCase([2, 3, 4, 300], 8, adaLin));
+    // Past 32,768 elements, sums over 64-pixel chunks first: backward only (the batch), then
+    // both ways (a sample).
+    await compare("adaLin, sums in chunks backward", normCase([2, 40, 40, 16], 9, adaLin, 10));
+    await compare("adaLin, sums in chunks", normCase([1, 48, 48, 16], 11, adaLin, 10));
   });
   await t.step("iln and instance norm", async () => {
     for (const [i, s] of shapes.entries()) {
@@ -172,5 +176,35 @@ Deno.test("webgpu kernels of ours equal the cpu backend, values and gradients", 
       }
       return params;
     });
+  });
+  await t.step("small matrix products, values and gradients", async () => {
+    const cases: [number[], number[], boolean, boolean][] = [
+      [[2, 16], [16, 16], false, false],
+      [[16, 3], [16, 5], true, false],
+      [[4, 7], [9, 7], false, true],
+      [[3, 6, 2], [3, 5, 6], true, true],
+      [[1, 1], [1, 300], false, false],
+    ];
+    for (const [i, [as, bs, ta, tb]] of cases.entries()) {
+      await compare(
+        `matMul ${as} x ${bs}${ta ? " A^T" : ""}${tb ? " B^T" : ""}`,
+        () =>
+          tf.tidy(() => {
+            const a = rand(as, 100 + i), b = rand(bs, 110 + i);
+            const y = tf.matMul(a as tf.Tensor3D, b as tf.Tensor3D, ta, tb);
+            const w = rand(y.shape, 120 + i);
+            const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) =>
+              tf.sum(tf.mul(tf.matMul(p as tf.Tensor3D, q as tf.Tensor3D, ta, tb), w))
+            )([a, b]);
+            return { y, da, db };
+          }),
+      );
+    }
+    // Past the small products' bound, the stock kernel (the fallback) takes it.
+    await compare(
+      "matMul 64 x 128 x 160",
+      () => tf.tidy(() => ({ y: tf.matMul(rand([64, 128], 130), rand([128, 160], 131)) })),
+      1e-3,
+    );
   });
 });

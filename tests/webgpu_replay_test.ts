@@ -6,7 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";
-import { contiguousSliceOffset, planTrace } from "../backends/webgpu/plan.ts";
+import { contiguousSliceOffset, planTrace, withoutUnreadWork } from "../backends/webgpu/plan.ts";
 import type { Trace, TracedDispatch, TracedValue } from "../backends/webgpu/trace.ts";
 import { compileWebGpuCall, type TensorFn } from "../backends/webgpu/compiled_call.ts";
 import { handMadeDispatch, webgpuTest } from "./helpers.ts";
@@ -73,6 +73,31 @@ Deno.test("planTrace() makes constants once and shares work buffers by liveness"
   assertEquals(plan.copies, [{ from: sub.bindings[0], to: plan.state[0] }]);
   assertEquals(sum.bindings[0], plan.outputs[0]);
   assertEquals(plan.buffers.filter((b) => b.role === "work").length, 3);
+});
+
+Deno.test("withoutUnreadWork() leaves out the dispatches whose values nothing reads", () => {
+  // 0 input x, 1 = relu(x), 2 = sum(1), read only by 3 = 2 * 2, read by nobody (both go), 4 =
+  // 1 + 1 (the output), 5 written twice (both writers stay), 6 = neg(x), read by nobody.
+  const t = trace(
+    ["input", "dispatch", "dispatch", "dispatch", "dispatch", "dispatch", "dispatch"],
+    [
+      ["Relu", 1, [0]],
+      ["Sum", 2, [1]],
+      ["Mul", 3, [2]],
+      ["Add", 4, [1]],
+      ["Fill", 5, []],
+      ["Neg", 6, [0]],
+      ["Fill", 5, [0]],
+    ],
+    { stateIn: [], inputs: [0], stateOut: [], outputs: [4] },
+  );
+  const { trace: kept, dropped } = withoutUnreadWork(t);
+  assertEquals(dropped, 3);
+  assertEquals(kept.dispatches.map((d) => d.kernel), ["Relu", "Add", "Fill", "Fill"]);
+  assertEquals(planTrace(kept).plan!.step.map((d) => d.kernel), ["Relu", "Add", "Fill", "Fill"]);
+  // Nothing unread: the same trace.
+  const all = withoutUnreadWork({ ...t, outputs: [3, 4, 5, 6] });
+  assertEquals(all.dropped, 0);
 });
 
 Deno.test("planTrace() writes a new state value in place when the old one has no reader left", () => {

@@ -13,9 +13,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { selectBackend } from "../backends/select_backend.ts";
-import { fuseOnDevice } from "../backends/webgpu/fuse.ts";
-import { mergeOnDevice } from "../backends/webgpu/merge.ts";
-import { planTrace } from "../backends/webgpu/plan.ts";
+import { planOnDevice } from "../backends/webgpu/compiled_call.ts";
 import { traceCall, webgpuInternals } from "../backends/webgpu/trace.ts";
 import { flagsOrExit } from "../cli/command.ts";
 import { MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
@@ -46,10 +44,10 @@ const traced = traceCall(
 );
 if (!traced.trace) throw new Error(`cannot plan: ${traced.unsupported}`);
 const alignment = Number(backend.device.limits.minStorageBufferOffsetAlignment ?? 256);
-const fused = fuseOnDevice(traced.trace, backend.device);
-const merged = mergeOnDevice(fused.trace, backend.device);
-const planned = planTrace(merged.trace, { offsetAlignment: alignment });
-if (!planned.plan) throw new Error(`cannot plan: ${planned.unsupported}`);
+const { planned, dropped, fused, merged } = planOnDevice(traced.trace, backend.device, {
+  merge: true,
+});
+if (!fused || !merged || !planned.plan) throw new Error(`cannot plan: ${planned.unsupported}`);
 const { plan } = planned;
 const countBy = (names: string[]) => {
   const n: Record<string, number> = {};
@@ -62,6 +60,7 @@ const row = {
   config: { light: flags.light, img_size: S, ch: flags.ch, n_res: flags.n_res, n_dis: flags.n_dis },
   dispatches: plan.step.length,
   setup_dispatches: plan.setup.length,
+  unread_dropped: dropped,
   fused: { folded: fused.folded, dispatches: fused.fused },
   merged: merged.merged,
   merged_parts_by_kernel: countBy(merged.trace.dispatches.flatMap((d) => d.parts ?? [])),

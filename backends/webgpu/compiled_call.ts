@@ -1,8 +1,9 @@
 /**
  * A pure function over tensors, compiled for WebGPU by recording and replay: its first calls run
  * eagerly while their GPU work is recorded (`trace.ts`); once two consecutive calls recorded the
- * same work, its elementwise chains are fused (`fuse.ts`), its independent programs merged
- * (`merge.ts`), it is planned (`plan.ts`) and every later call replays the plan (`replay.ts`). The
+ * same work, the work nothing reads is left out, its elementwise chains are fused (`fuse.ts`), its
+ * independent programs merged (`merge.ts`), it is planned (`plan.ts`) and every later call replays
+ * the plan (`replay.ts`). The
  * results mean the same as the eager ones: that is what the recording comparison guarantees, and
  * the tests check values.
  *
@@ -12,10 +13,10 @@
  * @module
  */
 import type * as tf from "@tensorflow/tfjs";
-import { fuseOnDevice } from "./fuse.ts";
-import { mergeOnDevice } from "./merge.ts";
+import { type FusedTrace, fuseOnDevice } from "./fuse.ts";
+import { type MergedTrace, mergeOnDevice } from "./merge.ts";
 import { webgpuStarted } from "./start.ts";
-import { planTrace } from "./plan.ts";
+import { type Planned, planTrace, withoutUnreadWork } from "./plan.ts";
 import { buildReplay, releasePooledBuffers, type Replay, type ReplayProfile } from "./replay.ts";
 import { type Trace, traceCall, traceDifference, webgpuInternals } from "./trace.ts";
 
@@ -89,6 +90,39 @@ function mergeByDefault(): boolean {
   return !(webgpuStarted()?.software ?? false);
 }
 
+/** A trace planned for a device, and what each stage did. */
+export interface DevicePlan {
+  /** The plan, or why not. */
+  readonly planned: Planned;
+  /** Dispatches left out because nothing reads their values. */
+  readonly dropped: number;
+  /** The fusion, when on. */
+  readonly fused?: FusedTrace;
+  /** The merge, when on. */
+  readonly merged?: MergedTrace;
+}
+
+/**
+ * Plans a recorded trace for a device: the work nothing reads left out, elementwise chains fused
+ * (with `fuse`), independent programs merged (with `merge`).
+ * @param trace the recorded call
+ * @param device the device the plan runs on
+ * @param options which stages run
+ * @returns the plan and what each stage did
+ */
+export function planOnDevice(
+  trace: Trace,
+  device: GPUDevice,
+  { fuse = true, merge }: { readonly fuse?: boolean; readonly merge: boolean },
+): DevicePlan {
+  const read = withoutUnreadWork(trace);
+  const fused = fuse ? fuseOnDevice(read.trace, device) : undefined;
+  const merged = merge ? mergeOnDevice(fused?.trace ?? read.trace, device) : undefined;
+  const offsetAlignment = Number(device.limits.minStorageBufferOffsetAlignment ?? 256);
+  const planned = planTrace(merged?.trace ?? fused?.trace ?? read.trace, { offsetAlignment });
+  return { planned, dropped: read.dropped, fused, merged };
+}
+
 const shapesOf = (ts: readonly tf.Tensor[]) => ts.map((t) => `${t.dtype}[${t.shape}]`).join();
 
 /**
@@ -134,12 +168,7 @@ export function compileWebGpuCall(fn: TensorFn, options: CompileOptions = {}): C
       }
       return traced.result;
     }
-    const offsetAlignment = Number(backend!.device.limits.minStorageBufferOffsetAlignment ?? 256);
-    const device = backend!.device;
-    const fused = fuse ? fuseOnDevice(trace, device).trace : trace;
-    const planned = planTrace(merge ? mergeOnDevice(fused, device).trace : fused, {
-      offsetAlignment,
-    });
+    const { planned } = planOnDevice(trace, backend!.device, { fuse, merge });
     if (!planned.plan) {
       fallBack(planned.unsupported);
       return traced.result;

@@ -18,7 +18,8 @@
  *   of each phase, and does no work on the zeros a transposed convolution would insert.
  * - filter gradient: M = taps x input channels, N = output channels, K = every output pixel of the
  *   batch, split into slices (split-K): one dispatch writes each slice's partial sums, a second
- *   adds them (WGSL has no float atomics). A workgroup takes `kc` input channels at every tap and
+ *   adds them (WGSL has no float atomics; a program of ours, which a replayed step folds into the
+ *   gradient's reader). A workgroup takes `kc` input channels at every tap and
  *   walks its slice's pixel blocks, each an input patch and an output-gradient block in workgroup
  *   memory.
  *
@@ -50,6 +51,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { REFLECT_PAD } from "../../ops/reflect_pad.ts";
+import { run as runThreads } from "./program.ts";
 import { type ConvAttrs, convGeometry } from "../conv_geometry.ts";
 import {
   REFLECT_PAD_CONV,
@@ -1363,9 +1365,11 @@ function filterGradDirect(
   return dw;
 }
 
-const REDUCE_THREADS = 64;
-
-/** The sum over the first axis of `partials` [slices, ...], shaped `shape`. */
+/**
+ * The sum over the first axis of `partials` [slices, ...], shaped `shape`: a program of ours with
+ * a thread per element, so that a recorded step folds it into the chain that reads the gradient
+ * (`fuse.ts`: Adam's update, or the sum of a weight's gradients from its uses).
+ */
 function sumSlices(
   backend: WebGPUBackendLike,
   partials: Info,
@@ -1373,30 +1377,18 @@ function sumSlices(
   slices: number,
 ): Info {
   const size = shape.reduce((a, b) => a * b, 1);
-  const vec = size % 4 === 0;
-  const items = vec ? size / 4 : size;
-  const u = uniformsOf({ items, slices });
-  const zero = vec ? "vec4<f32>(0.0)" : "0.0";
-  const program = {
-    variableNames: ["partials"],
-    variableComponents: [vec ? 4 : 1],
-    outputComponent: vec ? 4 : 1,
-    outputShape: shape,
-    shaderKey: `ugatit_conv_sum_${vec}`,
-    dispatchLayout: { x: [0], y: [1], z: [2] },
-    dispatch: [Math.ceil(items / REDUCE_THREADS), 1, 1] as [number, number, number],
-    workgroupSize: [REDUCE_THREADS, 1, 1] as [number, number, number],
-    uniforms: u.decl,
-    getUserCode: () => `
-  fn main() {
-    let i = i32(globalId.x);
-    if (i >= uniforms.items) { return; }
-    var acc = ${zero};
-    for (var s = 0; s < uniforms.slices; s++) { acc += partials[s * uniforms.items + i]; }
-    result[i] = acc;
-  }`,
-  };
-  return backend.runWebGPUProgram(program, [partials], "float32", u.data);
+  return runThreads(
+    backend as unknown as tf.KernelBackend,
+    "conv_sum_slices",
+    { partials },
+    shape,
+    size,
+    { size, slices },
+    `
+        var acc = 0.0;
+        for (var s = 0; s < uniforms.slices; s++) { acc += partials[s * uniforms.size + index]; }
+        result[index] = acc;`,
+  );
 }
 
 // ---- kernels -------------------------------------------------------------------------------

@@ -3,11 +3,12 @@
  * define their names, inputs, outputs and attributes, as the CPU kernels in `../cpu/` implement
  * them too), so the layers pick them up unchanged:
  *
- * - `UgatitLayerInstanceNorm` / `...Grad` (AdaLIN, ILN, IN): 3 dispatches each way, where the
- *   composed ops take about 30 and 60. Per-channel sums run in two stages (64-pixel chunks over
- *   the GPU, then one workgroup sums a sample's chunks per channel and its channels in workgroup
- *   memory); sums of deviations are taken from the channel mean (backward) or from each channel's
- *   first pixel (forward), so float32 loses no digits to cancellation.
+ * - `UgatitLayerInstanceNorm` / `...Grad` (AdaLIN, ILN, IN): 2 dispatches each way for tensors
+ *   of up to 65,536 elements (a sample forward, the batch backward), 3 for larger ones, where the
+ *   composed ops take about 30 and 60. Per-channel sums run in one workgroup (per sample forward)
+ *   that also derives the statistics, or for larger tensors in two stages (64-pixel chunks over
+ *   the GPU first); sums of deviations are taken from the channel mean (backward) or from each
+ *   channel's first pixel (forward), so float32 loses no digits to cancellation.
  * - `UgatitAdamUpdate`: the reference optimiser's per-tensor update in one pass (the update, the
  *   new first and second moments as rows of one output), where the composed chain takes about 15.
  * - `UgatitSpectralSigma` / `...Grad`: spectral norm's power iteration and sigma in 3 dispatches
@@ -20,12 +21,16 @@
  *   the input's gradient and partial sums of `dy * y` in one pass over the GPU, every sigma's
  *   gradient from them in one more.
  *
- * A program here is one thread per output element (or per work item, `threads`), written with
- * tfjs-backend-webgpu's program interface: inputs are read as flat arrays by their names, the
- * output is `result`, and the attributes travel as uniforms, so a shape or learning-rate change
- * compiles nothing new. A program carries its WGSL on the program object (`OwnWgsl`), so that a
- * recorded step may compute it inside the elementwise chain that reads it (where it has a thread
- * per output element ending in its one write), or a chain inside it (`fuse.ts`).
+ * A program here is one thread per output element (or per work item, `threads`), or a workgroup
+ * per group for reductions, run by `program.ts`: inputs are read as flat arrays by their names,
+ * the output is `result`, and the attributes travel as uniforms, so a shape or learning-rate
+ * change compiles nothing new. A program of threads carries its WGSL on the program object
+ * (`OwnWgsl`), so that a recorded step may compute it inside the elementwise chain that reads it
+ * (where it has a thread per output element ending in its one write), or a chain inside it
+ * (`fuse.ts`).
+ *
+ * - `BatchMatMul` (TensorFlow.js's kernel name), for small products: a thread per output element,
+ *   in front of the stock kernel, which takes the rest.
  *
  * @module
  */
@@ -45,162 +50,19 @@ import {
 } from "../../ops/spectral_sigma.ts";
 import { UPSAMPLE_2X, UPSAMPLE_2X_GRAD } from "../../ops/upsample_2x.ts";
 import { registerWebGpuConvKernels } from "./conv.ts";
-import { OWN_WGSL, type OwnWgsl } from "./trace.ts";
+import {
+  type Args,
+  GROUP,
+  type IndexDivision,
+  indexDivision,
+  type Info,
+  run,
+  runGroups,
+  size,
+} from "./program.ts";
 
-type Info = tf.TensorInfo;
-type Args = { inputs: tf.NamedTensorInfoMap; backend: tf.KernelBackend; attrs?: tf.NamedAttrMap };
-type Uniform = { type: "int32" | "float32"; data: number[] };
-/** The part of tfjs-backend-webgpu's `WebGPUBackend` these kernels use. */
-interface WebGPUBackendLike {
-  runWebGPUProgram(program: object, inputs: Info[], dtype: tf.DataType, uniforms?: Uniform[]): Info;
-}
-
-const WORKGROUP = 128;
 const CHUNK = 64; // pixels per partial sum
 const EPS = 1e-5;
-
-/**
- * Runs a program of `workgroup` threads per workgroup over `groups` workgroups: the inputs read as
- * flat arrays by their names, the output `result`, the `uniforms` (i32, or f32 where named in
- * `floats`), and `code` the WGSL of `fn main(index : i32)` and what it calls.
- */
-function runProgram(
-  backend: tf.KernelBackend,
-  key: string,
-  inputs: Record<string, Info>,
-  outputShape: number[],
-  [groups, workgroup]: [number, number],
-  uniforms: Record<string, number>,
-  floats: readonly string[],
-  code: string,
-  own?: OwnWgsl,
-): Info {
-  const names = Object.keys(inputs);
-  const program = {
-    ...(own ? { [OWN_WGSL]: own } : {}),
-    variableNames: names,
-    outputShape,
-    shaderKey: `ugatit_${key}`,
-    dispatchLayout: { x: outputShape.map((_, i) => i) },
-    dispatch: [groups, 1, 1] as [number, number, number],
-    workgroupSize: [workgroup, 1, 1] as [number, number, number],
-    uniforms: Object.keys(uniforms)
-      .map((u) => `${u} : ${floats.includes(u) ? "f32" : "i32"},`)
-      .join(" "),
-    getUserCode: () => code,
-  };
-  const data = Object.entries(uniforms).map(([u, v]): Uniform => ({
-    type: floats.includes(u) ? "float32" : "int32",
-    data: [v],
-  }));
-  return (backend as unknown as WebGPUBackendLike).runWebGPUProgram(
-    program,
-    names.map((n) => inputs[n]),
-    "float32",
-    data,
-  );
-}
-
-/**
- * Runs one WGSL program with a thread per work item. `body` sees `index` (the work item, already
- * checked against `uniforms.threads`), the inputs as arrays by their names, `result`, the
- * `uniforms` (i32, or f32 where named in `floats`) and the functions in `prelude`.
- */
-function run(
-  backend: tf.KernelBackend,
-  key: string,
-  inputs: Record<string, Info>,
-  outputShape: number[],
-  threads: number,
-  uniforms: Record<string, number>,
-  body: string,
-  { floats = [], prelude = "" }: { floats?: readonly string[]; prelude?: string } = {},
-): Info {
-  const groups = Math.max(1, Math.ceil(threads / WORKGROUP));
-  // The program as WGSL a recorded step may regenerate with an elementwise chain folded in, fold
-  // into the chain that reads it where it has one thread per output element ending in its one
-  // write (`fuse.ts`), or merge with others (`merge.ts`); its uniforms become constants there,
-  // so one that reads tfjs's own (NAN, INFINITY) keeps it as it is. (A program of workgroups,
-  // `runGroups`, is not described: it stays as it is.)
-  const writes = body.match(/\bresult\[/g)?.length ?? 0;
-  const last = body.trimEnd().split("\n").at(-1)!.trim();
-  const own = /uniforms\.(NAN|INFINITY)/.test(body) ? undefined : {
-    inputs: Object.keys(inputs),
-    uniforms: { threads, ...uniforms },
-    floats,
-    prelude,
-    body,
-    perElement: threads === size(outputShape) && writes === 1 &&
-      /^result\[index\] = [^;]*;$/.test(last),
-  };
-  return runProgram(
-    backend,
-    key,
-    inputs,
-    outputShape,
-    [groups, WORKGROUP],
-    { threads, ...uniforms },
-    floats,
-    `
-      ${prelude}
-      fn main(index : i32) {
-        if (index >= uniforms.threads) { return; }
-        ${body}
-      }`,
-    own,
-  );
-}
-
-/** Threads of a workgroup that reduces (`runGroups`). */
-const GROUP = 256;
-
-/**
- * Runs one WGSL program with a workgroup of {@linkcode GROUP} threads per group, for reductions
- * within a group: `body` sees `group` (the workgroup), `tid` (the thread in it), the inputs,
- * `result`, the `uniforms` and `groupSum(v)`, the sum of `v` over the group's threads (every
- * thread must call it, in the same order: it synchronises them).
- */
-function runGroups(
-  backend: tf.KernelBackend,
-  key: string,
-  inputs: Record<string, Info>,
-  outputShape: number[],
-  groups: number,
-  uniforms: Record<string, number>,
-  body: string,
-  { floats = [] }: { floats?: readonly string[] } = {},
-): Info {
-  return runProgram(
-    backend,
-    key,
-    inputs,
-    outputShape,
-    [groups, GROUP],
-    uniforms,
-    floats,
-    `
-      var<workgroup> ugatitPartial : array<f32, ${GROUP}>;
-      fn groupSum(v : f32) -> f32 {
-        let t = localId.x;
-        ugatitPartial[t] = v;
-        workgroupBarrier();
-        for (var half = ${GROUP / 2}u; half > 0u; half = half >> 1u) {
-          if (t < half) { ugatitPartial[t] += ugatitPartial[t + half]; }
-          workgroupBarrier();
-        }
-        let total = ugatitPartial[0];
-        workgroupBarrier(); // every thread has read it before the next sum writes
-        return total;
-      }
-      fn main(index : i32) {
-        let group = i32(workgroupId.x);
-        let tid = i32(localId.x);
-        ${body}
-      }`,
-  );
-}
-
-const size = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
 
 // Rows of a packed output start at a multiple of this many floats (256 bytes, WebGPU's default
 // storage-offset alignment): a replayed step binds each row as a view, with no copy.
@@ -246,6 +108,12 @@ function unpackRows(
 
 // ---- layer-instance normalisation -----------------------------------------------------------
 
+// A sample (forward) or a batch (backward) of at most this many elements has its per-channel sums
+// taken by one workgroup, in the dispatch that uses them; larger ones first sum 64-pixel chunks
+// over the whole device. One workgroup reads 65,536 floats in tens of microseconds, less than a
+// dispatch of its own costs a software adapter (`deno task bench:dispatch`).
+const ONE_GROUP_SUMS = 1 << 15;
+
 /** Chunk sums `[N, P, C, 2]` of `a` and `a * (b - shift)` per channel over 64-pixel chunks. */
 function chunkSums(
   backend: tf.KernelBackend,
@@ -257,17 +125,18 @@ function chunkSums(
   shift: string,
 ): Info {
   const chunks = Math.ceil(hw / CHUNK);
+  const q = indexDivision(n * chunks * c);
   return run(
     backend,
-    `lin_chunks_${key}`,
+    `lin_chunks_${key}_${q.key}`,
     inputs,
     [n, chunks, c, 2],
     n * chunks * c,
     { hw, c, chunks },
     `
-        let ch = index % uniforms.c;
-        let k = (index / uniforms.c) % uniforms.chunks;
-        let s = index / (uniforms.c * uniforms.chunks);
+        let ch = ${q.mod("index", "uniforms.c")};
+        let k = ${q.mod(q.div("index", "uniforms.c"), "uniforms.chunks")};
+        let s = ${q.div("index", "uniforms.c * uniforms.chunks")};
         let base = s * uniforms.hw * uniforms.c;
         let shift = ${shift};
         let end = min(uniforms.hw, (k + 1) * ${CHUNK});
@@ -284,6 +153,74 @@ function chunkSums(
   );
 }
 
+// Workgroup memory of `channelSums`.
+const CHANNEL_SUMS = `
+      var<workgroup> ugatitSumA : array<f32, ${GROUP}>;
+      var<workgroup> ugatitSumB : array<f32, ${GROUP}>;`;
+
+/**
+ * WGSL for a workgroup (in uniform control flow) that takes sample `s`'s per-channel sums of `a`
+ * and `a * (b - shift)` (as {@linkcode chunkSums}, where `i` is the element, `base` the sample's
+ * first and `ch` the channel) and runs `then` for each channel, with `ch`, `shift` and the sums
+ * `sa`, `sab` in scope, on thread `ch % 256`: the thread a `for (ch = tid; ...; ch += 256)` loop
+ * gives that channel. A channel's pixels are split among 256 / C threads (with C > 256, a thread
+ * takes a channel of every 256), whose partial sums meet in workgroup memory.
+ */
+function channelSums(a: string, b: string, shift: string, then: string): string {
+  return `
+        {
+          let cpr = min(uniforms.c, ${GROUP}); // channels per round
+          let lanes = ${GROUP} / cpr; // threads per channel
+          let lane = tid / cpr;
+          let base = s * uniforms.hw * uniforms.c;
+          for (var c0 = 0; c0 < uniforms.c; c0 += cpr) {
+            let ch = c0 + tid - lane * cpr;
+            var sa = 0.0;
+            var sab = 0.0;
+            if (lane < lanes && ch < uniforms.c) {
+              let shift = ${shift};
+              for (var p = lane; p < uniforms.hw; p += lanes) {
+                let i = base + p * uniforms.c + ch;
+                let av = ${a};
+                sa += av;
+                sab += av * (${b} - shift);
+              }
+            }
+            ugatitSumA[tid] = sa;
+            ugatitSumB[tid] = sab;
+            workgroupBarrier();
+            if (lane == 0 && ch < uniforms.c) {
+              for (var l = 1; l < lanes; l++) {
+                sa += ugatitSumA[l * cpr + tid];
+                sab += ugatitSumB[l * cpr + tid];
+              }
+              let shift = ${shift};
+              ${then}
+            }
+            workgroupBarrier(); // every partial is read before the next round writes
+          }
+        }`;
+}
+
+/**
+ * WGSL that runs `then` per channel of sample `s` with the sums `sa`, `sab` of {@linkcode
+ * chunkSums}' output `chunks` (and `ch`, `shift` in scope), on the threads of `channelSums`.
+ */
+function sumsFromChunks(shift: string, then: string): string {
+  return `
+        for (var ch = tid; ch < uniforms.c; ch += ${GROUP}) {
+          var sa = 0.0;
+          var sab = 0.0;
+          for (var k = 0; k < uniforms.p; k++) {
+            let i = 2 * ((s * uniforms.p + k) * uniforms.c + ch);
+            sa += chunks[i];
+            sab += chunks[i + 1];
+          }
+          let shift = ${shift};
+          ${then}
+        }`;
+}
+
 function linNormForwardKernel({ inputs, backend, attrs }: Args): Info[] {
   const { x, rho, gamma, beta } = inputs as Record<string, Info>;
   const { unbiased, mixLn } = attrs as unknown as LinNormAttrs;
@@ -291,36 +228,36 @@ function linNormForwardKernel({ inputs, backend, attrs }: Args): Info[] {
   const hw = h * w;
   const dims = [n, hw, c];
   // Sums of x - x[first pixel] and its square, per channel: the shift keeps float32 exact enough.
-  const chunks = chunkSums(backend, "fwd", { x }, dims, "x[i] - shift", "x[i]", "x[base + ch]");
+  const [a, b, shift] = ["x[i] - shift", "x[i]", "x[s * uniforms.hw * uniforms.c + ch]"];
+  const oneGroup = hw * c <= ONE_GROUP_SUMS;
+  const chunks = oneGroup ? undefined : chunkSums(backend, "fwd", { x }, dims, a, b, shift);
+  // Channel means and squared deviations from the shifted sums S1, S2 (shift: pixel 0):
+  // mean = shift + S1 / hw, M2 = S2 - S1^2 / hw. M2 waits in the 1/std slot.
+  const perChannel = `
+          result[st + ch] = shift + sa / hwf;
+          result[st + uniforms.c + ch] = max(0.0, sab - sa * sa / hwf);
+          part += shift * hwf + sa;`;
   // stats per sample: channel means, channel 1/std, the sample mean, its 1/std (as on the CPU),
-  // a workgroup per sample: each thread sums its channels' chunks, then the group sums channels.
+  // a workgroup per sample: its threads take their channels' sums, then the group sums channels.
   const stats = runGroups(
     backend,
-    "lin_stats",
-    { x, chunks },
+    `lin_stats_${oneGroup}`,
+    chunks ? { x, chunks } : { x },
     [n, 2 * c + 2],
     n,
-    { hw, c, p: chunks.shape[1], dIn: unbiased ? hw - 1 : hw, dLn: unbiased ? hw * c - 1 : hw * c },
+    {
+      hw,
+      c,
+      p: chunks?.shape[1] ?? 0,
+      dIn: unbiased ? hw - 1 : hw,
+      dLn: unbiased ? hw * c - 1 : hw * c,
+    },
     `
         let s = group;
         let st = s * (2 * uniforms.c + 2);
         let hwf = f32(uniforms.hw);
-        // Channel means and squared deviations from the shifted sums S1, S2 (shift: pixel 0):
-        // mean = shift + S1 / hw, M2 = S2 - S1^2 / hw. M2 waits in the 1/std slot.
         var part = 0.0;
-        for (var ch = tid; ch < uniforms.c; ch += ${GROUP}) {
-          var s1 = 0.0;
-          var s2 = 0.0;
-          for (var k = 0; k < uniforms.p; k++) {
-            let i = 2 * ((s * uniforms.p + k) * uniforms.c + ch);
-            s1 += chunks[i];
-            s2 += chunks[i + 1];
-          }
-          let shift = x[s * uniforms.hw * uniforms.c + ch];
-          result[st + ch] = shift + s1 / hwf;
-          result[st + uniforms.c + ch] = max(0.0, s2 - s1 * s1 / hwf);
-          part += shift * hwf + s1;
-        }
+        ${oneGroup ? channelSums(a, b, shift, perChannel) : sumsFromChunks(shift, perChannel)}
         let mu = groupSum(part) / (hwf * f32(uniforms.c));
         // The sample's squared deviations: each channel's M2 and its mean's distance from mu.
         var lnPart = 0.0;
@@ -335,18 +272,20 @@ function linNormForwardKernel({ inputs, backend, attrs }: Args): Info[] {
           result[st + 2 * uniforms.c] = mu;
           result[st + 2 * uniforms.c + 1] = inverseSqrt(lnSq / f32(uniforms.dLn) + ${EPS});
         }`,
+    { prelude: oneGroup ? CHANNEL_SUMS : "" },
   );
-  backend.disposeData(chunks.dataId);
+  if (chunks) backend.disposeData(chunks.dataId);
+  const q = indexDivision(size(x.shape));
   const y = run(
     backend,
-    `lin_out_${mixLn}`,
+    `lin_out_${mixLn}_${q.key}`,
     mixLn ? { x, stats, rho, gamma, beta } : { x, stats, gamma, beta } as Record<string, Info>,
     x.shape,
     size(x.shape),
     { hw, c },
     `
-        let ch = index % uniforms.c;
-        let s = index / (uniforms.hw * uniforms.c);
+        let ch = ${q.mod("index", "uniforms.c")};
+        let s = ${q.div("index", "uniforms.hw * uniforms.c")};
         let st = s * (2 * uniforms.c + 2);
         let r = ${mixLn ? "rho[ch]" : "1.0"};
         let g = gamma[s * uniforms.c + ch];
@@ -367,25 +306,41 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
   const hw = h * w;
   const dims = [n, hw, c];
   // gsum = sum dy, cin = sum dy (x - mean_c), per sample and channel.
-  const chunks = chunkSums(
-    backend,
-    "bwd",
-    { dy, x, stats },
-    dims,
-    "dy[i]",
-    "x[i]",
-    "stats[s * (2 * uniforms.c + 2) + ch]",
-  );
+  const [a, b, shift] = ["dy[i]", "x[i]", "stats[s * (2 * uniforms.c + 2) + ch]"];
+  const oneGroup = n * hw * c <= ONE_GROUP_SUMS;
+  const chunks = oneGroup
+    ? undefined
+    : chunkSums(backend, "bwd", { dy, x, stats }, dims, a, b, shift);
   const r = mixLn ? "rho[ch]" : "1.0";
-  const io: Record<string, Info> = mixLn ? { chunks, stats, rho, gamma } : { chunks, stats, gamma };
+  const io: Record<string, Info> = {
+    ...(chunks ? { chunks } : { dy, x }),
+    stats,
+    ...(mixLn ? { rho } : {}),
+    gamma,
+  };
+  const perChannel = `
+          let gsum = sa;
+          let cin = sab;
+          let sc = s * uniforms.c + ch;
+          let mc = stats[st + ch];
+          let rin = stats[st + uniforms.c + ch];
+          let cln = cin + (mc - mu) * gsum;
+          let r = ${r};
+          let g = gamma[sc];
+          result[sc] = gsum;
+          result[uniforms.stride + sc] = r * rin * cin + (1.0 - r) * rln * cln;
+          ${mixLn ? "result[2 * uniforms.stride + ch] += g * (rin * cin - rln * cln);" : ""}
+          result[3 * uniforms.stride + 3 * sc] = cin; // kept for the coefficients below
+          p1 += g * (1.0 - r) * gsum;
+          p2 += g * (1.0 - r) * rln * cln;`;
   // One workgroup writes dbeta, dgamma, drho (summed over the samples) and the coefficients of
   // dx = dy P + x Q + R, as four rows at aligned strides (a replayed step binds each as a view).
-  // Per sample, each thread sums its channels' chunks (gsum = sum dy, cin = sum dy (x - mean_c))
+  // Per sample, each thread takes its channels' sums (gsum = sum dy, cin = sum dy (x - mean_c))
   // and the group sums LN's l1 and l2 over all channels.
   const stride = Math.ceil((3 * n * c) / ROW_ALIGN) * ROW_ALIGN;
   const packed = runGroups(
     backend,
-    `lin_grads_${mixLn}`,
+    `lin_grads_${mixLn}_${oneGroup}`,
     io,
     [4, stride],
     1,
@@ -393,7 +348,7 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
       c,
       n,
       hw,
-      p: chunks.shape[1],
+      p: chunks?.shape[1] ?? 0,
       stride,
       dIn: unbiased ? hw - 1 : hw,
       dLn: unbiased ? hw * c - 1 : hw * c,
@@ -407,27 +362,7 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
           let rln = stats[st + 2 * uniforms.c + 1];
           var p1 = 0.0;
           var p2 = 0.0;
-          for (var ch = tid; ch < uniforms.c; ch += ${GROUP}) {
-            var gsum = 0.0;
-            var cin = 0.0;
-            for (var k = 0; k < uniforms.p; k++) {
-              let i = 2 * ((s * uniforms.p + k) * uniforms.c + ch);
-              gsum += chunks[i];
-              cin += chunks[i + 1];
-            }
-            let sc = s * uniforms.c + ch;
-            let mc = stats[st + ch];
-            let rin = stats[st + uniforms.c + ch];
-            let cln = cin + (mc - mu) * gsum;
-            let r = ${r};
-            let g = gamma[sc];
-            result[sc] = gsum;
-            result[uniforms.stride + sc] = r * rin * cin + (1.0 - r) * rln * cln;
-            ${mixLn ? "result[2 * uniforms.stride + ch] += g * (rin * cin - rln * cln);" : ""}
-            result[3 * uniforms.stride + 3 * sc] = cin; // kept for the coefficients below
-            p1 += g * (1.0 - r) * gsum;
-            p2 += g * (1.0 - r) * rln * cln;
-          }
+          ${oneGroup ? channelSums(a, b, shift, perChannel) : sumsFromChunks(shift, perChannel)}
           let l1 = groupSum(p1);
           let l2 = groupSum(p2);
           let kl = rln * rln * l2 / f32(uniforms.dLn);
@@ -447,20 +382,23 @@ function linNormBackwardKernel({ inputs, backend, attrs }: Args): Info[] {
               kl * mu;
           }
         }`,
+    { prelude: oneGroup ? CHANNEL_SUMS : "" },
   );
-  backend.disposeData(chunks.dataId);
+  if (chunks) backend.disposeData(chunks.dataId);
   const [dbeta, dgamma] = unpackRows(backend, packed, n * c, [n, c], 2, false);
   const [drho] = unpackRows(backend, packed, c, [c], 1, false, 2);
   const [coefs] = unpackRows(backend, packed, 3 * n * c, [n, c, 3], 1, true, 3);
+  const q = indexDivision(size(x.shape));
   const dx = run(
     backend,
-    "lin_dx",
+    `lin_dx_${q.key}`,
     { dy, x, coefs },
     x.shape,
     size(x.shape),
     { hw, c },
     `
-        let j = 3 * (index / (uniforms.hw * uniforms.c) * uniforms.c + index % uniforms.c);
+        let j = 3 * (${q.div("index", "uniforms.hw * uniforms.c")} * uniforms.c +
+          ${q.mod("index", "uniforms.c")});
         result[index] = dy[index] * coefs[j] + x[index] * coefs[j + 1] + coefs[j + 2];`,
   );
   backend.disposeData(coefs.dataId);
@@ -649,12 +587,13 @@ function spectralSigmaGradKernel({ inputs, backend, attrs }: Args): Info {
 
 // ---- reflection padding and upsampling ----------------------------------------------------
 
-// The NHWC coordinates (s, i, j, q) of output element `index` in an [N, h, w, C] tensor.
-const nhwcOf = (h: string, w: string) => `
-        let q = index % uniforms.c;
-        let j = (index / uniforms.c) % ${w};
-        let i = (index / (uniforms.c * ${w})) % ${h};
-        let s = index / (uniforms.c * ${w} * ${h});`;
+// The NHWC coordinates (s, i, j, q) of output element `index` in an [N, h, w, C] tensor, by
+// the division `d` (for its size).
+const nhwcOf = (d: IndexDivision, h: string, w: string) => `
+        let q = ${d.mod("index", "uniforms.c")};
+        let j = ${d.mod(d.div("index", "uniforms.c"), w)};
+        let i = ${d.mod(d.div("index", `uniforms.c * ${w}`), h)};
+        let s = ${d.div("index", `uniforms.c * ${w} * ${h}`)};`;
 
 // PyTorch's reflection of padded index k (already shifted by -pad) into [0, n).
 const REFLECT = `
@@ -669,15 +608,16 @@ function reflectPadKernel({ inputs, backend, attrs }: Args): Info {
   const { padH, padW } = attrs as unknown as ReflectPadAttrs;
   const [n, h, w, c] = x.shape;
   const [hp, wp] = [h + 2 * padH, w + 2 * padW];
+  const d = indexDivision(n * hp * wp * c);
   return run(
     backend,
-    "reflect_pad",
+    `reflect_pad_${d.key}`,
     { x },
     [n, hp, wp, c],
     n * hp * wp * c,
     { h, w, c, hp, wp, padH, padW },
     `
-        ${nhwcOf("uniforms.hp", "uniforms.wp")}
+        ${nhwcOf(d, "uniforms.hp", "uniforms.wp")}
         let si = reflectIndex(i - uniforms.padH, uniforms.h);
         let sj = reflectIndex(j - uniforms.padW, uniforms.w);
         result[index] = x[((s * uniforms.h + si) * uniforms.w + sj) * uniforms.c + q];`,
@@ -700,15 +640,16 @@ function reflectPadGradKernel({ inputs, backend, attrs }: Args): Info {
   const { padH, padW } = attrs as unknown as ReflectPadAttrs;
   const [n, hp, wp, c] = dy.shape;
   const [h, w] = [hp - 2 * padH, wp - 2 * padW];
+  const d = indexDivision(n * h * w * c);
   return run(
     backend,
-    "reflect_pad_grad",
+    `reflect_pad_grad_${d.key}`,
     { dy },
     [n, h, w, c],
     n * h * w * c,
     { h, w, c, hp, wp, padH, padW },
     `
-        ${nhwcOf("uniforms.h", "uniforms.w")}
+        ${nhwcOf(d, "uniforms.h", "uniforms.w")}
         let rows = sources(i, uniforms.h, uniforms.padH);
         let cols = sources(j, uniforms.w, uniforms.padW);
         var acc = 0.0;
@@ -727,15 +668,16 @@ function reflectPadGradKernel({ inputs, backend, attrs }: Args): Info {
 function upsampleKernel({ inputs, backend }: Args): Info {
   const { x } = inputs as { x: Info };
   const [n, h, w, c] = x.shape;
+  const d = indexDivision(n * 4 * h * w * c);
   return run(
     backend,
-    "upsample2x",
+    `upsample2x_${d.key}`,
     { x },
     [n, 2 * h, 2 * w, c],
     n * 4 * h * w * c,
     { h, w, c },
     `
-        ${nhwcOf("(2 * uniforms.h)", "(2 * uniforms.w)")}
+        ${nhwcOf(d, "(2 * uniforms.h)", "(2 * uniforms.w)")}
         result[index] = x[((s * uniforms.h + i / 2) * uniforms.w + j / 2) * uniforms.c + q];`,
   );
 }
@@ -744,15 +686,16 @@ function upsampleGradKernel({ inputs, backend }: Args): Info {
   const { dy } = inputs as { dy: Info };
   const [n, h2, w2, c] = dy.shape;
   const [h, w] = [h2 / 2, w2 / 2];
+  const d = indexDivision(n * h * w * c);
   return run(
     backend,
-    "upsample2x_grad",
+    `upsample2x_grad_${d.key}`,
     { dy },
     [n, h, w, c],
     n * h * w * c,
     { h, w, c },
     `
-        ${nhwcOf("uniforms.h", "uniforms.w")}
+        ${nhwcOf(d, "uniforms.h", "uniforms.w")}
         let row = 2 * uniforms.w * uniforms.c;
         let top = ((s * 2 * uniforms.h + 2 * i) * 2 * uniforms.w + 2 * j) * uniforms.c + q;
         result[index] = dy[top] + dy[top + uniforms.c] + dy[top + row] + dy[top + row + uniforms.c];`,
@@ -852,12 +795,13 @@ function meanSquaredErrorGradKernel({ inputs, backend, attrs }: Args): Info {
 
 // ---- stacked passes divided by their sigmas ---------------------------------------------------
 
-// The sigma of the pass of element `at`, from scalar inputs s0..s(P-1) (a pass is `m` elements).
-function sigmaOfPass(passes: number, at = "index"): string {
+// The sigma of the pass of element `at`, from scalar inputs s0..s(P-1) (a pass is `m` elements;
+// `d` divides indices of the tensor's size).
+function sigmaOfPass(passes: number, at = "index", d = indexDivision(Infinity)): string {
   const others = sigmaInputs(passes).slice(1)
     .map((k, i) => `if (passAt == ${i + 1}) { sigma = ${k}[0]; }`);
   return `
-        let passAt = (${at}) / uniforms.m;
+        let passAt = ${d.div(at, "uniforms.m")};
         var sigma = s0[0];
         ${others.join(" ")}`;
 }
@@ -865,14 +809,15 @@ function sigmaOfPass(passes: number, at = "index"): string {
 // `y` (a stack of passes) divided pass by pass by the sigmas.
 function divideByPass(backend: tf.KernelBackend, y: Info, sigmas: Record<string, Info>): Info {
   const passes = Object.keys(sigmas).length;
+  const d = indexDivision(size(y.shape));
   return run(
     backend,
-    `divide_per_pass_${passes}`,
+    `divide_per_pass_${passes}_${d.key}`,
     { y, ...sigmas },
     y.shape,
     size(y.shape),
     { m: size(y.shape) / passes },
-    `${sigmaOfPass(passes)}
+    `${sigmaOfPass(passes, "index", d)}
         result[index] = y[index] / sigma;`,
   );
 }
@@ -933,6 +878,86 @@ function dividePerPassGradKernel({ inputs, backend }: Args): Info[] {
   );
   const [dx] = unpackRows(backend, packed, total, y.shape, 1, true, 0, [1, at + passes * spans]);
   return [dx, ...unpackRows(backend, ds, 1, [], passes)];
+}
+
+// ---- small matrix products ----------------------------------------------------------------
+
+// At most this many multiply-adds, a product runs here (a thread per output element, summing its
+// row and column); larger ones take the stock tiled kernel. The light model's CAM and MLP layers
+// and their gradients are products of a few rows by a few hundred columns, which the stock
+// kernel's tiles (one workgroup per tile, loops over K) ran at about 0.37 ms each on lavapipe.
+const SMALL_MATMUL = 1 << 20;
+
+/**
+ * `BatchMatMul` for small float32 products whose batch dimensions are equal (or absent), as one
+ * program of ours (run alone in a replayed step: see `run`'s `alone`); undefined for the rest
+ * (the stock kernel takes them).
+ */
+function smallMatMul({ inputs, backend, attrs }: Args): Info | undefined {
+  const { a, b } = inputs as Record<string, Info>;
+  const { transposeA, transposeB } = attrs as unknown as {
+    transposeA: boolean;
+    transposeB: boolean;
+  };
+  if (a.dtype !== "float32" || b.dtype !== "float32" || a.shape.length !== b.shape.length) {
+    return undefined;
+  }
+  const batchShape = a.shape.slice(0, -2);
+  if (batchShape.some((d, i) => d !== b.shape[i])) return undefined;
+  const [ar, ac] = a.shape.slice(-2), [br, bc] = b.shape.slice(-2);
+  const [m, k] = transposeA ? [ac, ar] : [ar, ac];
+  const [k2, n] = transposeB ? [bc, br] : [br, bc];
+  const batch = size(batchShape);
+  if (k !== k2 || batch * m * n * k > SMALL_MATMUL || batch * m * n === 0) return undefined;
+  const q = indexDivision(batch * m * n);
+  // Element (m, k) of A and (k, n) of B in their batch's matrix, as stored.
+  const aAt = transposeA ? "kk * uniforms.m + row" : "row * uniforms.k + kk";
+  const bAt = transposeB ? "col * uniforms.k + kk" : "kk * uniforms.n + col";
+  return run(
+    backend,
+    `matmul_${transposeA}_${transposeB}_${q.key}`,
+    { a, b },
+    [...batchShape, m, n],
+    batch * m * n,
+    { m, n, k },
+    `
+        let col = ${q.mod("index", "uniforms.n")};
+        let row = ${q.mod(q.div("index", "uniforms.n"), "uniforms.m")};
+        let bi = ${q.div("index", "uniforms.m * uniforms.n")};
+        let atA = bi * uniforms.m * uniforms.k;
+        let atB = bi * uniforms.k * uniforms.n;
+        var acc = 0.0;
+        for (var kk = 0; kk < uniforms.k; kk++) {
+          acc = fma(a[atA + ${aAt}], b[atB + ${bAt}], acc);
+        }
+        result[index] = acc;`,
+    { alone: true },
+  );
+}
+
+// The stock kernels ours stand in front of (taking what ours do not), captured once.
+const stockKernels = new Map<string, tf.KernelConfig>();
+const ourFuncs = new Set<tf.KernelFunc>();
+
+/**
+ * Registers `ours` for stock kernel `name` on webgpu, falling back to the stock kernel where it
+ * returns undefined; or, with `on` false, puts the stock kernel back.
+ */
+function standInFront(name: string, ours: (args: Args) => Info | undefined, on: boolean): void {
+  const current = tf.getKernel(name, "webgpu");
+  if (current && !ourFuncs.has(current.kernelFunc)) stockKernels.set(name, current);
+  const stock = stockKernels.get(name);
+  if (!stock) throw new Error(`webgpu backend: kernel ${name} is missing`);
+  if (current) tf.unregisterKernel(name, "webgpu");
+  if (!on) {
+    tf.registerKernel(stock);
+    return;
+  }
+  const kernelFunc =
+    ((args: Args) =>
+      ours(args) ?? stock.kernelFunc(args as Parameters<tf.KernelFunc>[0])) as tf.KernelFunc;
+  ourFuncs.add(kernelFunc);
+  tf.registerKernel({ ...stock, kernelFunc });
 }
 
 let kernelsOn = true;
@@ -998,6 +1023,7 @@ export function registerWebGpuKernels(): boolean {
     });
   }
   if (kernelsOn) useActivationGradients();
+  standInFront("BatchMatMul", smallMatMul, kernelsOn);
   registerWebGpuConvKernels(kernelsOn);
   return kernelsOn;
 }

@@ -2,6 +2,8 @@
  * A trace (`trace.ts`) turned into a plan: fixed buffers and the dispatches to replay on them.
  * Pure data and pure functions (no GPU here), so the planning is tested on its own.
  *
+ * - **Unread work left out**: dispatches whose values nothing reads are not replayed
+ *   ({@linkcode withoutUnreadWork}, applied before fusion, which it leaves fewer readers to block).
  * - **Constants**: host data uploaded during the call, tensors made before it, and everything
  *   computed from those alone are made once, when the plan is built, not on every call.
  * - **State in place**: each state tensor has one buffer. A new state value is written straight
@@ -146,6 +148,28 @@ export function constantsOf(trace: Trace): { values: boolean[]; dispatches: bool
     return c;
   });
   return { values, dispatches };
+}
+
+/**
+ * A trace without the work nothing reads: the dispatches none of whose values a later kept
+ * dispatch reads or the call returns (as state or output), found from the end. A training step
+ * computes some (the attention heatmaps, which no loss reads); a plan leaves them out. The writers
+ * of a value written more than once are kept.
+ * @param trace the trace
+ * @returns the trace without them, and how many dispatches went
+ */
+export function withoutUnreadWork(trace: Trace): { trace: Trace; dropped: number } {
+  const writes = new Array<number>(trace.values.length).fill(0);
+  for (const d of trace.dispatches) for (const v of d.outputs) writes[v]++;
+  const read = new Set([...trace.stateOut, ...trace.outputs]);
+  const kept: TracedDispatch[] = [];
+  for (const d of trace.dispatches.toReversed()) {
+    if (!d.outputs.some((v) => read.has(v) || writes[v] > 1)) continue;
+    kept.push(d);
+    for (const v of d.inputs) read.add(v);
+  }
+  const dropped = trace.dispatches.length - kept.length;
+  return { trace: dropped ? { ...trace, dispatches: kept.reverse() } : trace, dropped };
 }
 
 /**

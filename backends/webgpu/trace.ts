@@ -113,7 +113,10 @@ export interface TracedDispatch {
   readonly parts?: readonly string[];
   /** For an elementwise kernel's one dispatch: what it computes (a plan may fuse it, `fuse.ts`). */
   readonly elementwise?: Elementwise;
-  /** For a slice: its start, its size and the sliced tensor's shape (a plan may make it a view). */
+  /**
+   * For a slice: its start, its size and the sliced tensor's shape (a plan may make it a view). A
+   * reduction that copies (over axes of size 1) is a slice of all of its input.
+   */
   readonly slice?: {
     readonly start: readonly number[];
     readonly size: readonly number[];
@@ -185,6 +188,9 @@ export const ELEMENTWISE_KERNELS: ReadonlySet<string> = new Set([
   "ClipByValue",
   "UgatitActivationGrad",
 ]);
+
+// Reductions whose every reduced axis may have size 1, when they copy their input.
+const REDUCTIONS: ReadonlySet<string> = new Set(["Sum", "Mean", "Max", "Min", "Prod"]);
 
 /** Everything a call sent to the GPU, over logical values. */
 export interface Trace {
@@ -348,8 +354,16 @@ export function traceCall(
     const float = output.dtype === "float32" && inputTensors.every((t) => t.dtype === "float32");
     const isSlice = /^slice_/.test(program.shaderKey) && program.start !== undefined &&
       inputTensors.length === 1;
+    const kernel = kernelStack[kernelStack.length - 1] ?? "?";
+    // A reduction over axes of size 1 (as a broadcast's gradient takes) copies its input. (Its
+    // kernel may transpose first: only the reducing program is a copy.)
+    const count = (shape: readonly number[]) => shape.reduce((a, b) => a * b, 1);
+    const isCopy = REDUCTIONS.has(kernel) && /^reduce_/.test(program.shaderKey) &&
+      inputTensors.length === 1 &&
+      inputTensors[0].dtype === output.dtype &&
+      count(inputTensors[0].shape) === count(output.shape);
     dispatches.push({
-      kernel: kernelStack[kernelStack.length - 1] ?? "?",
+      kernel,
       shader: program.shaderKey,
       pipeline: program.pipeline as GPUComputePipeline,
       workgroups: [...program.dispatch],
@@ -365,6 +379,8 @@ export function traceCall(
             shape: [...inputTensors[0].shape],
           },
         }
+        : isCopy
+        ? { slice: { start: [0], size: [count(output.shape)], shape: [count(output.shape)] } }
         : {}),
     });
   };
