@@ -51,7 +51,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { REFLECT_PAD } from "../../ops/reflect_pad.ts";
-import { run as runThreads } from "./program.ts";
+import { indexDivision, run as runThreads } from "./program.ts";
 import { type ConvAttrs, convGeometry } from "../conv_geometry.ts";
 import {
   REFLECT_PAD_CONV,
@@ -439,11 +439,10 @@ function run(
 
 // ---- channel padding ------------------------------------------------------------------------
 
-const COPY_THREADS = 64;
-
 /**
  * `t` viewed as [outer, from, inner] copied to [outer, to, inner]: channels past `from` zero
- * (padding), those past `to` dropped (cropping).
+ * (padding), those past `to` dropped (cropping). A program of ours with a thread per element, so
+ * that a recorded step computes a crop inside the chain that reads it (`fuse.ts`).
  */
 function resizeAxis(
   backend: WebGPUBackendLike,
@@ -455,27 +454,22 @@ function resizeAxis(
   inner: number,
 ): Info {
   const size = outer * to * inner;
-  const u = uniformsOf({ size, cFrom: from, cTo: to, inner });
-  const program = {
-    variableNames: ["src"],
-    outputShape: shape,
-    shaderKey: "ugatit_conv_resize",
-    dispatchLayout: { x: [0], y: [1], z: [2] },
-    dispatch: [Math.ceil(size / COPY_THREADS), 1, 1] as [number, number, number],
-    workgroupSize: [COPY_THREADS, 1, 1] as [number, number, number],
-    uniforms: u.decl,
-    getUserCode: () => `
-  fn main() {
-    let i = i32(globalId.x);
-    if (i >= uniforms.size) { return; }
-    let k = i % uniforms.inner;
-    let c = (i / uniforms.inner) % uniforms.cTo;
-    let o = i / (uniforms.inner * uniforms.cTo);
-    let ok = c < uniforms.cFrom;
-    result[i] = select(0.0, src[select(0, (o * uniforms.cFrom + c) * uniforms.inner + k, ok)], ok);
-  }`,
-  };
-  return backend.runWebGPUProgram(program, [t], "float32", u.data);
+  const q = indexDivision(size);
+  return runThreads(
+    backend as unknown as tf.KernelBackend,
+    `conv_resize_${q.key}`,
+    { src: t },
+    shape,
+    size,
+    { cFrom: from, cTo: to, inner },
+    `
+        let k = ${q.mod("index", "uniforms.inner")};
+        let c = ${q.mod(q.div("index", "uniforms.inner"), "uniforms.cTo")};
+        let o = ${q.div("index", "uniforms.inner * uniforms.cTo")};
+        let ok = c < uniforms.cFrom;
+        let at = select(0, (o * uniforms.cFrom + c) * uniforms.inner + k, ok);
+        result[index] = select(0.0, src[at], ok);`,
+  );
 }
 
 const roundUp4 = (n: number) => Math.ceil(n / 4) * 4;

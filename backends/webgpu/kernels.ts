@@ -465,17 +465,19 @@ function adamKernel({ inputs, backend, attrs }: Args): Info[] {
 // ---- spectral norm ------------------------------------------------------------------------
 
 // A conv weight's rows of A = W^T are in the weight's own order (h, w, in); torch orders v as
-// (in, h, w). Index maps both ways (identity for a linear weight: kh = 0).
-const SN_INDEX = `
-        fn torchOfOwn(i : i32) -> i32 {
-          if (uniforms.kh == 0) { return i; }
-          return (i % uniforms.cin) * uniforms.kh * uniforms.kw + i / uniforms.cin;
-        }
-        fn ownOfTorch(j : i32) -> i32 {
-          if (uniforms.kh == 0) { return j; }
-          let taps = uniforms.kh * uniforms.kw;
-          return (j % taps) * uniforms.cin + j / taps;
-        }`;
+// (in, h, w). Index maps both ways, as WGSL expressions of `i` (identity for a linear weight:
+// kh = 0), by the division `d` (for the weight's size); written in the body, not as functions
+// of the uniforms, so that a recorded step may fold the gradient into the chain that reads it.
+const torchOfOwn = (kh: number, d: IndexDivision, i: string) =>
+  kh === 0
+    ? i
+    : `(${d.mod(i, "uniforms.cin")} * uniforms.kh * uniforms.kw + ${d.div(i, "uniforms.cin")})`;
+const ownOfTorch = (kh: number, d: IndexDivision, j: string) =>
+  kh === 0
+    ? j
+    : `(${d.mod(j, "uniforms.kh * uniforms.kw")} * uniforms.cin + ${
+      d.div(j, "uniforms.kh * uniforms.kw")
+    })`;
 const SN_EPS = 1e-12;
 
 function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
@@ -498,15 +500,15 @@ function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
         result[index] = acc;`,
     );
   } else {
+    const d = indexDivision(cols);
     vOwn = run(
       backend,
-      "sn_vown",
+      `sn_vown_${kh === 0}_${d.key}`,
       { v },
       [cols],
       cols,
       dims,
-      "result[index] = v[torchOfOwn(index)];",
-      { prelude: SN_INDEX },
+      `result[index] = v[${torchOfOwn(kh, d, "index")}];`,
     );
   }
   // s = A^T v, and after it 1 / |A u| (training: v = A u / |A u|; every thread sums the squares
@@ -531,9 +533,10 @@ function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
         if (index == 0) { result[uniforms.rows] = inv; }`,
   );
   const at = spectralPacking(rows, cols);
+  const d = indexDivision(cols);
   const packed = run(
     backend,
-    `sn_pack_${training}`,
+    `sn_pack_${training}_${kh === 0}_${d.key}`,
     // (u is read only when it is kept: a binding no code reads is left out of the layout)
     training ? { sv, vown: vOwn } : { sv, u, vown: vOwn },
     [at.size],
@@ -552,13 +555,12 @@ function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
           }
           result[0] = sigma;
         } else if (index >= uniforms.atV) {
-          result[index] = vown[ownOfTorch(index - uniforms.atV)] * inv;
+          result[index] = vown[${ownOfTorch(kh, d, "(index - uniforms.atV)")}] * inv;
         } else if (k >= 0 && k < uniforms.rows) {
           result[index] = ${training ? "sv[k] * invS" : "u[k]"};
         } else {
           result[index] = 0.0;
         }`,
-    { prelude: SN_INDEX },
   );
   backend.disposeData(vOwn.dataId);
   backend.disposeData(sv.dataId);
@@ -570,18 +572,19 @@ function spectralSigmaGradKernel({ inputs, backend, attrs }: Args): Info {
   const { rows, kh, kw, cin } = attrs as unknown as SpectralSigmaAttrs & { rows: number };
   const at = spectralPacking(rows, 0);
   const cols = packed.shape[0] - at.v;
+  const d = indexDivision(cols * rows);
   return run(
     backend,
-    "sn_grad",
+    `sn_grad_${kh === 0}_${d.key}`,
     { dy, packed },
     [cols, rows],
     cols * rows,
     { rows, cols, kh, kw, cin, atU: at.u, atV: at.v },
     `
-        let r = index % uniforms.rows;
-        let i = index / uniforms.rows;
-        result[index] = dy[0] * packed[uniforms.atV + torchOfOwn(i)] * packed[uniforms.atU + r];`,
-    { prelude: SN_INDEX },
+        let r = ${d.mod("index", "uniforms.rows")};
+        let i = ${d.div("index", "uniforms.rows")};
+        result[index] = dy[0] * packed[uniforms.atV + ${torchOfOwn(kh, d, "i")}] *
+          packed[uniforms.atU + r];`,
   );
 }
 

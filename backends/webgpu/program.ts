@@ -195,8 +195,8 @@ export interface IndexDivision {
  */
 export function indexDivision(numerators: number): IndexDivision {
   if (numerators > FLOAT_QUOTIENT_BELOW) {
-    return { div: (a, b) => `(${a}) / (${b})`, mod: (a, b) => `(${a}) % (${b})`, key: "i" };
+    return { div: (a, b) => `((${a}) / (${b}))`, mod: (a, b) => `((${a}) % (${b}))`, key: "i" };
   }
   const div = (a: string, b: string) => `i32((f32(${a}) + 0.5) / f32(${b}))`;
-  return { div, mod: (a, b) => `(${a}) - ${div(a, b)} * (${b})`, key: "f" };
+  return { div, mod: (a, b) => `((${a}) - ${div(a, b)} * (${b}))`, key: "f" };
 }
