@@ -57,22 +57,31 @@ let registered = false;
 
 /**
  * Registers {@linkcode activationGrad} as the gradient of `Relu` and `LeakyRelu` (once; backends
- * with the kernel call it when they register theirs).
+ * with the kernel call it when they register theirs). With a slope `alpha` >= 0 it reads the
+ * activation's output, whose sign is its input's (NaN where the input is NaN), so the same
+ * factor comes out: the input then has one reader fewer, and a replayed step computes the layer
+ * before (a normalisation's last pass) inside the activation's dispatch (`fuse.ts` folds a value
+ * read once).
  */
 export function useActivationGradients(): void {
   if (registered) return;
   registered = true;
+  // saved: [x, y]; the output stands in for the input where its sign is the input's.
+  const grad = (dy: tf.Tensor, [x, y]: tf.Tensor[], alpha: number) => ({
+    x: () => activationGrad(dy, alpha >= 0 ? y : x, alpha),
+  });
   tf.registerGradient({
     kernelName: "Relu",
     inputsToSave: ["x"],
-    gradFunc: (dy, [x]) => ({ x: () => activationGrad(dy as tf.Tensor, x, 0) }),
+    outputsToSave: [true],
+    gradFunc: (dy, saved) => grad(dy as tf.Tensor, saved, 0),
   });
   tf.registerGradient({
     kernelName: "LeakyRelu",
     inputsToSave: ["x"],
-    gradFunc: (dy, [x], attrs) => ({
-      x: () => activationGrad(dy as tf.Tensor, x, (attrs as unknown as { alpha: number }).alpha),
-    }),
+    outputsToSave: [true],
+    gradFunc: (dy, saved, attrs) =>
+      grad(dy as tf.Tensor, saved, (attrs as unknown as { alpha: number }).alpha),
   });
 }
 

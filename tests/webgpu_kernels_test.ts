@@ -1,9 +1,10 @@
 /**
  * Our WGSL kernels (`backends/webgpu/kernels.ts`) against the cpu backend (whose kernels of ours
  * are tested against composed ops elsewhere): values and gradients of AdaLIN, ILN and instance
- * norm, spectral norm (power iteration, sigma, its gradient), reflection padding, upsampling, and
- * Adam steps, on random shapes. Runs on any WebGPU
- * adapter (CI: lavapipe); says that it skipped where there is none.
+ * norm, spectral norm (power iteration, sigma, its gradient), reflection padding, upsampling, Adam
+ * steps, small matrix products (`BatchMatMul`) and reductions over a run of axes (`Sum`, `Mean`,
+ * `Max`), each of the last two with the stock kernel behind it, on random shapes. Runs on any
+ * WebGPU adapter (CI: lavapipe); says that it skipped where there is none.
  */
 import * as tf from "@tensorflow/tfjs";
 import { assertEquals } from "@std/assert";
@@ -206,5 +207,42 @@ Deno.test("webgpu kernels of ours equal the cpu backend, values and gradients", 
       () => tf.tidy(() => ({ y: tf.matMul(rand([64, 128], 130), rand([128, 160], 131)) })),
       1e-3,
     );
+  });
+  await t.step("reductions over a run of axes, values and gradients", async () => {
+    const cases: [number[], number[], boolean][] = [
+      [[2, 5, 7, 3], [1, 2], false], // spatial pooling
+      [[2, 5, 7, 3], [0, 1, 2], true], // a per-channel sum
+      [[4, 6], [0], false],
+      [[3, 4, 5], [-3, -2], true],
+      [[2, 3, 4], [2], false], // the last axis alone: the stock kernel
+    ];
+    for (const [i, [shape, axes, keep]] of cases.entries()) {
+      await compare(`sum, mean, max of [${shape}] over [${axes}]`, () =>
+        tf.tidy(() => {
+          const x = rand(shape, 140 + i);
+          const w = rand(tf.sum(x, axes, keep).shape, 150 + i);
+          const f = (v: tf.Tensor) =>
+            tf.sum(
+              tf.mul(
+                tf.add(
+                  tf.add(tf.sum(v, axes, keep), tf.mean(v, axes, keep)),
+                  tf.max(v, axes, keep),
+                ),
+                w,
+              ),
+            );
+          return {
+            sum: tf.sum(x, axes, keep),
+            mean: tf.mean(x, axes, keep),
+            max: tf.max(x, axes, keep),
+            dx: tf.grad(f)(x),
+          };
+        }));
+    }
+    // A NaN wins a max, wherever it lies in the run.
+    await selectBackend("webgpu");
+    const max = tf.tidy(() => tf.max(tf.tensor3d([[[1], [NaN]], [[NaN], [2]], [[3], [4]]]), [1]));
+    assertEquals(Array.from(await max.data()), [NaN, NaN, 4]);
+    max.dispose();
   });
 });

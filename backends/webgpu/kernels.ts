@@ -938,6 +938,74 @@ function smallMatMul({ inputs, backend, attrs }: Args): Info | undefined {
   );
 }
 
+// ---- reductions over one run of axes ---------------------------------------------------------
+
+/** The reductions taken here, by TensorFlow.js kernel name: how each folds a value in. */
+const REDUCE_KINDS: Record<string, "sum" | "mean" | "max"> = {
+  Sum: "sum",
+  Mean: "mean",
+  Max: "max",
+};
+
+/**
+ * `Sum`, `Mean` or `Max` of float32 `x` over axes that form one run short of the last axis alone
+ * (a layer's spatial pooling: axes 1 and 2 of NHWC; a per-channel gradient sum: axes 0 to 2), as
+ * one program of ours: a thread per output element walks its reduced elements, where the stock
+ * kernel first transposes the reduced axes last (a dispatch and a copy of its own). Undefined for
+ * the rest (the stock kernel takes them).
+ */
+function runReduce(name: string, { inputs, backend, attrs }: Args): Info | undefined {
+  const { x } = inputs as Record<string, Info>;
+  const { axis, reductionIndices, keepDims } = attrs as unknown as {
+    axis?: number | number[];
+    reductionIndices?: number | number[];
+    keepDims: boolean;
+  };
+  const rank = x.shape.length;
+  if (x.dtype !== "float32" || rank === 0 || size(x.shape) === 0) return undefined;
+  const axes = [...tf.util.parseAxisParam(axis ?? reductionIndices!, x.shape)].sort((a, b) =>
+    a - b
+  );
+  const first = axes[0], last = axes[axes.length - 1];
+  // One run of axes, and not the last axis alone: those the stock kernel reduces in place.
+  if (axes.length === 0 || last - first + 1 !== axes.length || first === rank - 1) return undefined;
+  const outer = size(x.shape.slice(0, first));
+  const count = size(x.shape.slice(first, last + 1));
+  const inner = size(x.shape.slice(last + 1));
+  const kind = REDUCE_KINDS[name];
+  const outShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
+    .filter((_, i) => keepDims || !axes.includes(i));
+  const q = indexDivision(outer * inner);
+  // Max: a NaN wins, as in the stock kernel (acc + v is NaN then; a NaN constant does not
+  // compile); the first element starts the fold.
+  const fold = kind === "max"
+    ? "acc = select(max(acc, v), acc + v, ugatitIsNan(v) || ugatitIsNan(acc));"
+    : "acc += v;";
+  return run(
+    backend,
+    `reduce_run_${kind}_${q.key}`,
+    { x },
+    outShape,
+    outer * inner,
+    { count, inner },
+    `
+        let o = ${q.div("index", "uniforms.inner")};
+        let at = o * uniforms.count * uniforms.inner + ${q.mod("index", "uniforms.inner")};
+        var acc = x[at];
+        for (var r = 1; r < uniforms.count; r++) {
+          let v = x[at + r * uniforms.inner];
+          ${fold}
+        }
+        result[index] = ${kind === "mean" ? "acc / f32(uniforms.count)" : "acc"};`,
+    kind === "max"
+      ? {
+        prelude: `
+      fn ugatitIsNan(v : f32) -> bool { return (bitcast<u32>(v) & 0x7fffffffu) > 0x7f800000u; }`,
+      }
+      : {},
+  );
+}
+
 // The stock kernels ours stand in front of (taking what ours do not), captured once.
 const stockKernels = new Map<string, tf.KernelConfig>();
 const ourFuncs = new Set<tf.KernelFunc>();
@@ -1027,6 +1095,9 @@ export function registerWebGpuKernels(): boolean {
   }
   if (kernelsOn) useActivationGradients();
   standInFront("BatchMatMul", smallMatMul, kernelsOn);
+  for (const name of Object.keys(REDUCE_KINDS)) {
+    standInFront(name, (args) => runReduce(name, args), kernelsOn);
+  }
   registerWebGpuConvKernels(kernelsOn);
   return kernelsOn;
 }
