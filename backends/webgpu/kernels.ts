@@ -12,8 +12,8 @@
  * - `UgatitAdamUpdate`: the reference optimiser's per-tensor update in one pass (the update, the
  *   new first and second moments as rows of one output), where the composed chain takes about 15.
  * - `UgatitSpectralSigma` / `...Grad`: spectral norm's power iteration and sigma in 3 dispatches
- *   (with the iteration or without) and its gradient `v u^T` in one, where the composed ops take
- *   about 25.
+ *   (with the iteration or without; one workgroup's one dispatch for a training step's weights of
+ *   up to 65,536 elements) and its gradient `v u^T` in one, where the composed ops take about 25.
  * - `UgatitReflectPad` / `...Grad`, `UgatitUpsample2x` / `...Grad`: one gather pass each way.
  * - `UgatitMeanSquaredError` / `...Grad`: the least-squares loss term in one reducing pass, its
  *   gradient in one.
@@ -480,11 +480,75 @@ const ownOfTorch = (kh: number, d: IndexDivision, j: string) =>
     })`;
 const SN_EPS = 1e-12;
 
+// A training step's power iteration runs in one workgroup for weights up to this many elements
+// (every discriminator weight of the light model at 96 px and ch 4): one dispatch, not three.
+const ONE_GROUP_SIGMA = 1 << 16;
+
+/**
+ * The training step's power iteration and sigma in one workgroup: v = A u over the threads,
+ * written unnormalised into v's rows of the packed output (in torch's order) and read back after
+ * a storage barrier; then s = A^T v, u = s / |s| and sigma = u . s, each sum over the group.
+ */
+function spectralSigmaOneGroup(backend: tf.KernelBackend, a: Info, u: Info, dims: SnDims): Info {
+  const { rows, cols, kh } = dims;
+  const at = spectralPacking(rows, cols);
+  const d = indexDivision(cols);
+  const own = torchOfOwn(kh, d, "i");
+  return runGroups(
+    backend,
+    `sn_one_group_${kh === 0}_${d.key}`,
+    { a, u },
+    [at.size],
+    1,
+    { ...dims, atU: at.u, atV: at.v, size: at.size },
+    `
+        // The packing's gaps (and the slots of sigma's row) are zeros.
+        for (var k = tid; k < uniforms.atV; k += ${GROUP}) { result[k] = 0.0; }
+        var sq = 0.0;
+        for (var i = tid; i < uniforms.cols; i += ${GROUP}) {
+          var acc = 0.0;
+          for (var j = 0; j < uniforms.rows; j++) { acc += a[i * uniforms.rows + j] * u[j]; }
+          result[uniforms.atV + ${own}] = acc;
+          sq += acc * acc;
+        }
+        let inv = 1.0 / max(sqrt(groupSum(sq)), ${SN_EPS});
+        storageBarrier();
+        var ss = 0.0;
+        for (var r = tid; r < uniforms.rows; r += ${GROUP}) {
+          var acc = 0.0;
+          for (var i = 0; i < uniforms.cols; i++) {
+            acc += a[i * uniforms.rows + r] * result[uniforms.atV + ${own}];
+          }
+          acc = acc * inv;
+          result[uniforms.atU + r] = acc;
+          ss += acc * acc;
+        }
+        let invS = 1.0 / max(sqrt(groupSum(ss)), ${SN_EPS});
+        var sigma = 0.0;
+        for (var r = tid; r < uniforms.rows; r += ${GROUP}) {
+          let s = result[uniforms.atU + r];
+          result[uniforms.atU + r] = s * invS;
+          sigma += s * invS * s;
+        }
+        let total = groupSum(sigma);
+        if (tid == 0) { result[0] = total; }
+        // v normalised in place (each thread its own rows, written above).
+        for (var i = tid; i < uniforms.cols; i += ${GROUP}) {
+          result[uniforms.atV + ${own}] *= inv;
+        }`,
+  );
+}
+
+type SnDims = { rows: number; cols: number; kh: number; kw: number; cin: number };
+
 function spectralSigmaKernel({ inputs, backend, attrs }: Args): Info {
   const { a, u, v } = inputs as Record<string, Info>;
   const { training, kh, kw, cin } = attrs as unknown as SpectralSigmaAttrs;
   const [cols, rows] = a.shape;
   const dims = { rows, cols, kh, kw, cin };
+  if (training && rows * cols <= ONE_GROUP_SIGMA) {
+    return spectralSigmaOneGroup(backend, a, u, dims);
+  }
   let vOwn: Info; // [cols]: v in the weight's order (A u when training, not yet normalised)
   if (training) {
     vOwn = run(
