@@ -19,7 +19,7 @@
  *   gradient in one.
  * - `UgatitDividePerPass` / `...Grad`: stacked passes divided by their sigmas in one pass; back,
  *   the input's gradient and partial sums of `dy * y` in one pass over the GPU, every sigma's
- *   gradient from them in one more.
+ *   gradient from them in one more (both in one workgroup's one pass up to 32,768 elements).
  *
  * A program here is one thread per output element (or per work item, `threads`), or a workgroup
  * per group for reductions, run by `program.ts`: inputs are read as flat arrays by their names,
@@ -901,6 +901,34 @@ function dividePerPassGradKernel({ inputs, backend }: Args): Info[] {
   const { dy, y, ...sigmas } = inputs as Record<string, Info>;
   const passes = Object.keys(sigmas).length;
   const total = size(y.shape), m = total / passes;
+  if (total <= ONE_GROUP_SUMS) {
+    // One workgroup: dx, then each sigma's gradient at an aligned row after it (views both).
+    const at = Math.ceil(total / ROW_ALIGN) * ROW_ALIGN;
+    const width = at + passes * ROW_ALIGN;
+    const packed = runGroups(
+      backend,
+      `divide_per_pass_grad_one_group_${passes}`,
+      { dy, y, ...sigmas },
+      [width],
+      1,
+      { m, at },
+      `
+        for (var k = 0; k < ${passes}; k++) {
+          ${sigmaOfPass(passes, "k * uniforms.m")}
+          var part = 0.0;
+          for (var i = k * uniforms.m + tid; i < (k + 1) * uniforms.m; i += ${GROUP}) {
+            let g = dy[i];
+            result[i] = g / sigma;
+            part += g * y[i];
+          }
+          let sum = groupSum(part);
+          if (tid == 0) { result[uniforms.at + k * ${ROW_ALIGN}] = -sum / (sigma * sigma); }
+        }`,
+    );
+    const [dx] = unpackRows(backend, packed, total, y.shape, 1, false, 0, [1, width]);
+    const rows = [at / ROW_ALIGN + passes, ROW_ALIGN];
+    return [dx, ...unpackRows(backend, packed, 1, [], passes, true, at / ROW_ALIGN, rows)];
+  }
   const spans = Math.ceil(m / PASS_SPAN); // workgroups per pass
   const at = Math.ceil(total / ROW_ALIGN) * ROW_ALIGN;
   // One pass over the GPU writes dx = dy / sigma and, after it, each workgroup's sum of dy * y
