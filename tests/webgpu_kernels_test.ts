@@ -2,9 +2,10 @@
  * Our WGSL kernels (`backends/webgpu/kernels.ts`) against the cpu backend (whose kernels of ours
  * are tested against composed ops elsewhere): values and gradients of AdaLIN, ILN and instance
  * norm, spectral norm (power iteration, sigma, its gradient), reflection padding, upsampling, Adam
- * steps, small matrix products (`BatchMatMul`) and reductions over a run of axes (`Sum`, `Mean`,
- * `Max`), each of the last two with the stock kernel behind it, on random shapes. Runs on any
- * WebGPU adapter (CI: lavapipe); says that it skipped where there is none.
+ * steps, small matrix products (`BatchMatMul`), reductions over a run of axes (`Sum`, `Mean`,
+ * `Max`) and constant padding (`PadV2`), each of the last three with the stock kernel behind it,
+ * on random shapes. Runs on any WebGPU adapter (CI: lavapipe); says that it skipped where there
+ * is none.
  */
 import * as tf from "@tensorflow/tfjs";
 import { assertEquals } from "@std/assert";
@@ -207,6 +208,28 @@ Deno.test("webgpu kernels of ours equal the cpu backend, values and gradients", 
       () => tf.tidy(() => ({ y: tf.matMul(rand([64, 128], 130), rand([128, 160], 131)) })),
       1e-3,
     );
+  });
+  await t.step("constant padding, values and gradients", async () => {
+    const cases: [number[], [number, number][], number][] = [
+      [[2, 3], [[1, 0], [2, 3]], 0],
+      [[2, 4, 5, 3], [[0, 2], [1, 1], [0, 0], [2, 1]], -1.5],
+      [[7], [[3, 0]], 0],
+    ];
+    for (const [i, [shape, paddings, value]] of cases.entries()) {
+      await compare(
+        `pad [${shape}] by [${paddings.join("; ")}] with ${value}`,
+        () =>
+          tf.tidy(() => {
+            const x = rand(shape, 160 + i);
+            const y = tf.pad(x, paddings, value);
+            const w = rand(y.shape, 170 + i);
+            return {
+              y,
+              dx: tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.pad(v, paddings, value), w)))(x),
+            };
+          }),
+      );
+    }
   });
   await t.step("reductions over a run of axes, values and gradients", async () => {
     const cases: [number[], number[], boolean][] = [

@@ -30,7 +30,8 @@
  * (`fuse.ts`).
  *
  * - `BatchMatMul` (TensorFlow.js's kernel name), for small products: a thread per output element,
- *   in front of the stock kernel, which takes the rest.
+ *   in front of the stock kernel, which takes the rest; likewise `Sum`, `Mean` and `Max` over one
+ *   run of axes, and `PadV2` (a constant around a tensor).
  *
  * @module
  */
@@ -647,8 +648,9 @@ function spectralSigmaGradKernel({ inputs, backend, attrs }: Args): Info {
     `
         let r = ${d.mod("index", "uniforms.rows")};
         let i = ${d.div("index", "uniforms.rows")};
-        result[index] = dy[0] * packed[uniforms.atV + ${torchOfOwn(kh, d, "i")}] *
-          packed[uniforms.atU + r];`,
+        let vi = packed[uniforms.atV + ${torchOfOwn(kh, d, "i")}];
+        let ur = packed[uniforms.atU + r];
+        result[index] = dy[0] * vi * ur;`,
   );
 }
 
@@ -1098,6 +1100,58 @@ function runReduce(name: string, { inputs, backend, attrs }: Args): Info | undef
   );
 }
 
+// ---- constant padding ------------------------------------------------------------------------
+
+/**
+ * `PadV2` (a constant around float32 `x`: the gradient of a slice of the stacked passes) as a
+ * program of ours with a thread per output element, so that a recorded step computes it inside
+ * the chain that reads it (the sum of the passes' gradients); undefined for the rest (the stock
+ * kernel takes them).
+ */
+function padConstant({ inputs, backend, attrs }: Args): Info | undefined {
+  const { x } = inputs as Record<string, Info>;
+  const { paddings, constantValue } = attrs as unknown as {
+    paddings: [number, number][];
+    constantValue: number;
+  };
+  const rank = x.shape.length;
+  if (x.dtype !== "float32" || rank === 0 || !Number.isFinite(constantValue)) return undefined;
+  const outShape = x.shape.map((d, k) => d + paddings[k][0] + paddings[k][1]);
+  const n = size(outShape);
+  if (n === 0 || size(x.shape) === 0) return undefined;
+  const q = indexDivision(n);
+  const dims = x.shape.keys().toArray();
+  const uniforms: Record<string, number> = { value: constantValue };
+  for (const k of dims) {
+    uniforms[`o${k}`] = size(outShape.slice(k + 1));
+    uniforms[`s${k}`] = size(x.shape.slice(k + 1));
+    uniforms[`b${k}`] = paddings[k][0];
+    uniforms[`e${k}`] = x.shape[k];
+  }
+  // Each axis in turn: the output coordinate less the padding before it, inside the input or not.
+  const axes = dims.map((k) => `
+        let q${k} = ${q.div("rest", `uniforms.o${k}`)};
+        rest = rest - q${k} * uniforms.o${k};
+        let c${k} = q${k} - uniforms.b${k};
+        inside = inside && c${k} >= 0 && c${k} < uniforms.e${k};
+        at += c${k} * uniforms.s${k};`);
+  return run(
+    backend,
+    `pad_constant_${rank}_${q.key}`,
+    { x },
+    outShape,
+    n,
+    uniforms,
+    `
+        var rest = index;
+        var at = 0;
+        var inside = true;
+        ${axes.join("")}
+        result[index] = select(uniforms.value, x[select(0, at, inside)], inside);`,
+    { floats: ["value"] },
+  );
+}
+
 // The stock kernels ours stand in front of (taking what ours do not), captured once.
 const stockKernels = new Map<string, tf.KernelConfig>();
 const ourFuncs = new Set<tf.KernelFunc>();
@@ -1187,6 +1241,7 @@ export function registerWebGpuKernels(): boolean {
   }
   if (kernelsOn) useActivationGradients();
   standInFront("BatchMatMul", smallMatMul, kernelsOn);
+  standInFront("PadV2", padConstant, kernelsOn);
   for (const name of Object.keys(REDUCE_KINDS)) {
     standInFront(name, (args) => runReduce(name, args), kernelsOn);
   }
