@@ -238,6 +238,7 @@ Deno.test("webgpu kernels of ours equal the cpu backend, values and gradients", 
       [[4, 6], [0], false],
       [[3, 4, 5], [-3, -2], true],
       [[2, 3, 4], [2], false], // the last axis alone: the stock kernel
+      [[2, 1, 1, 3], [1, 2], false], // axes of size 1: the input, reshaped
     ];
     for (const [i, [shape, axes, keep]] of cases.entries()) {
       await compare(`sum, mean, max of [${shape}] over [${axes}]`, () =>

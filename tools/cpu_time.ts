@@ -1,8 +1,8 @@
 /**
  * The benchmarks' CPU-time figure: the CPU time of all of this process's threads. On a software
  * WebGPU adapter (lavapipe) the GPU's work runs in worker threads of this process, so an
- * iteration's CPU time counts that work too; it moves less than wall time when other work on a
- * shared machine slows the iteration.
+ * iteration's CPU time counts that work too: the work the iteration made the machine do, beside
+ * its wall time.
  *
  * @module
  */

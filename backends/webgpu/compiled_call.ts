@@ -3,9 +3,8 @@
  * eagerly while their GPU work is recorded (`trace.ts`); once two consecutive calls recorded the
  * same work, the work nothing reads is left out, its elementwise chains are fused (`fuse.ts`), its
  * independent programs merged (`merge.ts`), it is planned (`plan.ts`) and every later call replays
- * the plan (`replay.ts`). The
- * results mean the same as the eager ones: that is what the recording comparison guarantees, and
- * the tests check values.
+ * the plan (`replay.ts`). The results mean the same as the eager ones: that is what the recording
+ * comparison guarantees, and the tests check values.
  *
  * The function's state is donated, as with `jax.jit(..., donate_argnums=0)`: a call may overwrite
  * the state tensors it was given, so the caller uses only the state a call returns.

@@ -19,9 +19,8 @@
  * - filter gradient: M = taps x input channels, N = output channels, K = every output pixel of the
  *   batch, split into slices (split-K): one dispatch writes each slice's partial sums, a second
  *   adds them (WGSL has no float atomics; a program of ours, which a replayed step folds into the
- *   gradient's reader). A workgroup takes `kc` input channels at every tap and
- *   walks its slice's pixel blocks, each an input patch and an output-gradient block in workgroup
- *   memory.
+ *   gradient's reader). A workgroup takes `kc` input channels at every tap and walks its slice's
+ *   pixel blocks, each an input patch and an output-gradient block in workgroup memory.
  *
  * Each thread accumulates a `tm` x `tn` block of C in registers from vec4 loads of workgroup
  * memory (4 x tm x tn FMAs per tm + tn loads). Where a correlation steps one input column per

@@ -4,7 +4,7 @@
  * them too), so the layers pick them up unchanged:
  *
  * - `UgatitLayerInstanceNorm` / `...Grad` (AdaLIN, ILN, IN): 2 dispatches each way for tensors
- *   of up to 65,536 elements (a sample forward, the batch backward), 3 for larger ones, where the
+ *   of up to 32,768 elements (a sample forward, the batch backward), 3 for larger ones, where the
  *   composed ops take about 30 and 60. Per-channel sums run in one workgroup (per sample forward)
  *   that also derives the statistics, or for larger tensors in two stages (64-pixel chunks over
  *   the GPU first); sums of deviations are taken from the channel mean (backward) or from each
@@ -111,8 +111,9 @@ function unpackRows(
 
 // A sample (forward) or a batch (backward) of at most this many elements has its per-channel sums
 // taken by one workgroup, in the dispatch that uses them; larger ones first sum 64-pixel chunks
-// over the whole device. One workgroup reads 65,536 floats in tens of microseconds, less than a
-// dispatch of its own costs a software adapter (`deno task bench:dispatch`).
+// over the whole device. One workgroup saves a dispatch (tens of microseconds on a software
+// adapter, `deno task bench:dispatch`) but runs on one of lavapipe's cores: past this size the
+// chunks' dispatch pays for itself (`BENCHMARKS.md`). The division by sigmas' gradient uses it too.
 const ONE_GROUP_SUMS = 1 << 15;
 
 /** Chunk sums `[N, P, C, 2]` of `a` and `a * (b - shift)` per channel over 64-pixel chunks. */
@@ -501,7 +502,7 @@ function spectralSigmaOneGroup(backend: tf.KernelBackend, a: Info, u: Info, dims
     { a, u },
     [at.size],
     1,
-    { ...dims, atU: at.u, atV: at.v, size: at.size },
+    { ...dims, atU: at.u, atV: at.v },
     `
         // The packing's gaps (and the slots of sigma's row) are zeros.
         for (var k = tid; k < uniforms.atV; k += ${GROUP}) { result[k] = 0.0; }
@@ -1069,6 +1070,10 @@ function runReduce(name: string, { inputs, backend, attrs }: Args): Info | undef
   const kind = REDUCE_KINDS[name];
   const outShape = x.shape.map((d, i) => (axes.includes(i) ? 1 : d))
     .filter((_, i) => keepDims || !axes.includes(i));
+  if (count === 1) { // axes of size 1 (a broadcast's gradient): the input, reshaped, no dispatch
+    const reshape = tf.getKernel("Reshape", "webgpu")!.kernelFunc;
+    return reshape({ inputs: { x }, backend, attrs: { shape: outShape } }) as Info;
+  }
   const q = indexDivision(outer * inner);
   // Max: a NaN wins, as in the stock kernel (acc + v is NaN then; a NaN constant does not
   // compile); the first element starts the fold.
