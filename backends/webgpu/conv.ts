@@ -50,7 +50,7 @@
  */
 import * as tf from "@tensorflow/tfjs";
 import { REFLECT_PAD } from "../../ops/reflect_pad.ts";
-import { indexDivision, run as runThreads } from "./program.ts";
+import { indexDivision, run as runThreads, standInFront } from "./program.ts";
 import { type ConvAttrs, convGeometry } from "../conv_geometry.ts";
 import {
   REFLECT_PAD_CONV,
@@ -1405,31 +1405,32 @@ function geometryOf(
   return g;
 }
 
-type Kernel = (args: Args, stock: tf.KernelFunc) => Info;
+// A convolution of ours, or undefined where the stock kernel should run.
+type Kernel = (args: Args) => Info | undefined;
 
-const conv2dKernel: Kernel = (args, stock) => {
+const conv2dKernel: Kernel = (args) => {
   const { x, filter } = args.inputs as Record<string, Info>;
   const attrs = args.attrs as unknown as ConvAttrs;
   const g = geometryOf(x.shape, filter.shape, attrs, [x, filter]);
-  if (!g) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  if (!g) return undefined;
   const backend = args.backend as unknown as WebGPUBackendLike;
   return forward(backend, x, filter, g, profileOf(backend));
 };
 
-const conv2dBackpropInputKernel: Kernel = (args, stock) => {
+const conv2dBackpropInputKernel: Kernel = (args) => {
   const { dy, filter } = args.inputs as Record<string, Info>;
   const attrs = args.attrs as unknown as ConvAttrs;
   const g = geometryOf(attrs.inputShape!, filter.shape, attrs, [dy, filter]);
-  if (!g) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  if (!g) return undefined;
   const backend = args.backend as unknown as WebGPUBackendLike;
   return inputGrad(backend, dy, filter, g, profileOf(backend));
 };
 
-const conv2dBackpropFilterKernel: Kernel = (args, stock) => {
+const conv2dBackpropFilterKernel: Kernel = (args) => {
   const { x, dy } = args.inputs as Record<string, Info>;
   const attrs = args.attrs as unknown as ConvAttrs;
   const g = geometryOf(x.shape, attrs.filterShape!, attrs, [x, dy]);
-  if (!g) return stock(args as Parameters<tf.KernelFunc>[0]) as Info;
+  if (!g) return undefined;
   const backend = args.backend as unknown as WebGPUBackendLike;
   return filterGrad(backend, x, dy, g, profileOf(backend));
 };
@@ -1515,10 +1516,6 @@ const OURS: Record<string, Kernel> = {
   Conv2DBackpropFilter: conv2dBackpropFilterKernel,
 };
 
-// The stock kernels, captured once, before ours replaced them.
-const stockKernels = new Map<string, tf.KernelConfig>();
-const ourFuncs = new Set<tf.KernelFunc>();
-
 /**
  * Registers our convolutions for `webgpu` in front of the stock ones (kept as the fallback), or,
  * with `on` false, puts the stock ones back.
@@ -1539,24 +1536,5 @@ export function registerWebGpuConvKernels(on: boolean): void {
       });
     }
   }
-  for (const name of WEBGPU_CONV_KERNELS) {
-    const current = tf.getKernel(name, "webgpu");
-    if (current && !ourFuncs.has(current.kernelFunc)) stockKernels.set(name, current);
-    const stock = stockKernels.get(name);
-    if (!stock) throw new Error(`webgpu backend: kernel ${name} is missing`);
-    if (current) tf.unregisterKernel(name, "webgpu");
-    if (!on) {
-      tf.registerKernel(stock);
-      continue;
-    }
-    const kernelFunc = ((args: Args) => OURS[name](args, stock.kernelFunc)) as tf.KernelFunc;
-    ourFuncs.add(kernelFunc);
-    tf.registerKernel({
-      kernelName: name,
-      backendName: "webgpu",
-      kernelFunc,
-      setupFunc: stock.setupFunc,
-      disposeFunc: stock.disposeFunc,
-    });
-  }
+  for (const name of WEBGPU_CONV_KERNELS) standInFront(name, OURS[name], on);
 }

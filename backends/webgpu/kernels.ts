@@ -60,6 +60,7 @@ import {
   run,
   runGroups,
   size,
+  standInFront,
 } from "./program.ts";
 
 const CHUNK = 64; // pixels per partial sum
@@ -1155,31 +1156,6 @@ function padConstant({ inputs, backend, attrs }: Args): Info | undefined {
         result[index] = select(uniforms.value, x[select(0, at, inside)], inside);`,
     { floats: ["value"] },
   );
-}
-
-// The stock kernels ours stand in front of (taking what ours do not), captured once.
-const stockKernels = new Map<string, tf.KernelConfig>();
-const ourFuncs = new Set<tf.KernelFunc>();
-
-/**
- * Registers `ours` for stock kernel `name` on webgpu, falling back to the stock kernel where it
- * returns undefined; or, with `on` false, puts the stock kernel back.
- */
-function standInFront(name: string, ours: (args: Args) => Info | undefined, on: boolean): void {
-  const current = tf.getKernel(name, "webgpu");
-  if (current && !ourFuncs.has(current.kernelFunc)) stockKernels.set(name, current);
-  const stock = stockKernels.get(name);
-  if (!stock) throw new Error(`webgpu backend: kernel ${name} is missing`);
-  if (current) tf.unregisterKernel(name, "webgpu");
-  if (!on) {
-    tf.registerKernel(stock);
-    return;
-  }
-  const kernelFunc =
-    ((args: Args) =>
-      ours(args) ?? stock.kernelFunc(args as Parameters<tf.KernelFunc>[0])) as tf.KernelFunc;
-  ourFuncs.add(kernelFunc);
-  tf.registerKernel({ ...stock, kernelFunc });
 }
 
 let kernelsOn = true;

@@ -2,12 +2,13 @@
  * Programs of ours for TensorFlow.js's `webgpu` backend, as every kernel of ours in WGSL writes
  * them (`kernels.ts`, and `conv.ts` for what is not a convolution's vec4 program): a thread per
  * work item ({@linkcode run}, described on the program so that a recorded step may fuse or merge
- * it), or a workgroup per group for reductions ({@linkcode runGroups}); and the flat-index
- * arithmetic they share ({@linkcode indexDivision}).
+ * it), or a workgroup per group for reductions ({@linkcode runGroups}); the flat-index
+ * arithmetic they share ({@linkcode indexDivision}); and the registration of a kernel of ours in
+ * front of TensorFlow.js's stock one, which takes what ours does not ({@linkcode standInFront}).
  *
  * @module
  */
-import type * as tf from "@tensorflow/tfjs";
+import * as tf from "@tensorflow/tfjs";
 import { OWN_WGSL, type OwnWgsl } from "./trace.ts";
 
 export type Info = tf.TensorInfo;
@@ -199,4 +200,33 @@ export function indexDivision(numerators: number): IndexDivision {
   }
   const div = (a: string, b: string) => `i32((f32(${a}) + 0.5) / f32(${b}))`;
   return { div, mod: (a, b) => `((${a}) - ${div(a, b)} * (${b}))`, key: "f" };
+}
+
+// The stock kernels ours stand in front of (taking what ours do not), captured once.
+const stockKernels = new Map<string, tf.KernelConfig>();
+const ourFuncs = new Set<tf.KernelFunc>();
+
+/**
+ * Registers `ours` for stock kernel `name` on webgpu, falling back to the stock kernel where it
+ * returns undefined; or, with `on` false, puts the stock kernel back.
+ */
+export function standInFront(
+  name: string,
+  ours: (args: Args) => Info | undefined,
+  on: boolean,
+): void {
+  const current = tf.getKernel(name, "webgpu");
+  if (current && !ourFuncs.has(current.kernelFunc)) stockKernels.set(name, current);
+  const stock = stockKernels.get(name);
+  if (!stock) throw new Error(`webgpu backend: kernel ${name} is missing`);
+  if (current) tf.unregisterKernel(name, "webgpu");
+  if (!on) {
+    tf.registerKernel(stock);
+    return;
+  }
+  const kernelFunc =
+    ((args: Args) =>
+      ours(args) ?? stock.kernelFunc(args as Parameters<tf.KernelFunc>[0])) as tf.KernelFunc;
+  ourFuncs.add(kernelFunc);
+  tf.registerKernel({ ...stock, kernelFunc });
 }
