@@ -989,8 +989,8 @@ const SMALL_MATMUL = 1 << 20;
 
 /**
  * `BatchMatMul` for small float32 products whose batch dimensions are equal (or absent), as one
- * program of ours (run alone in a replayed step: see `run`'s `alone`); undefined for the rest
- * (the stock kernel takes them).
+ * program of ours (never fused into a chain: see `run`'s `unfused`); undefined for the rest (the
+ * stock kernel takes them).
  */
 function smallMatMul({ inputs, backend, attrs }: Args): Info | undefined {
   const { a, b } = inputs as Record<string, Info>;
@@ -1030,7 +1030,7 @@ function smallMatMul({ inputs, backend, attrs }: Args): Info | undefined {
           acc = fma(a[atA + ${aAt}], b[atB + ${bAt}], acc);
         }
         result[index] = acc;`,
-    { alone: true },
+    { unfused: true },
   );
 }
 

@@ -70,11 +70,11 @@ function runProgram(
 /**
  * Runs one WGSL program with a thread per work item. `body` sees `index` (the work item, already
  * checked against `uniforms.threads`), the inputs as arrays by their names, `result`, the
- * `uniforms` (i32, or f32 where named in `floats`) and the functions in `prelude`. With `alone`,
- * a recorded step runs it as it is, neither fused nor merged: for a loop of multiply-adds, which
- * compiled with its bounds as constants (as fusion and merging inline them) may round otherwise
- * (the compiler may unroll it and contract or split its multiply-adds), where a resumed run must
- * equal an uninterrupted one bit for bit.
+ * `uniforms` (i32, or f32 where named in `floats`) and the functions in `prelude`. With
+ * `unfused`, a recorded step never computes it inside a fused chain (it may still merge it): for
+ * a loop of multiply-adds, which inside a chain rounded otherwise on lavapipe, where a resumed run
+ * must equal an uninterrupted one bit for bit (merged, its bounds inlined as constants, it kept
+ * its bits).
  */
 export function run(
   backend: tf.KernelBackend,
@@ -84,10 +84,10 @@ export function run(
   threads: number,
   uniforms: Record<string, number>,
   body: string,
-  { floats = [], prelude = "", alone = false }: {
+  { floats = [], prelude = "", unfused = false }: {
     floats?: readonly string[];
     prelude?: string;
-    alone?: boolean;
+    unfused?: boolean;
   } = {},
 ): Info {
   const groups = Math.max(1, Math.ceil(threads / WORKGROUP));
@@ -98,13 +98,13 @@ export function run(
   // `runGroups`, is not described: it stays as it is.)
   const writes = body.match(/\bresult\[/g)?.length ?? 0;
   const last = body.trimEnd().split("\n").at(-1)!.trim();
-  const own = alone || /uniforms\.(NAN|INFINITY)/.test(body) ? undefined : {
+  const own = /uniforms\.(NAN|INFINITY)/.test(body) ? undefined : {
     inputs: Object.keys(inputs),
     uniforms: { threads, ...uniforms },
     floats,
     prelude,
     body,
-    perElement: threads === size(outputShape) && writes === 1 &&
+    perElement: !unfused && threads === size(outputShape) && writes === 1 &&
       /^result\[index\] = [^;]*;$/.test(last),
   };
   return runProgram(
