@@ -129,6 +129,22 @@ const DIVF = `
     return i32((f32(a) + 0.5) / f32(b));
   }`;
 
+// TensorFlow.js hands a program its workgroup id through a private variable, which WGSL's
+// uniformity analysis takes as varying between a workgroup's threads: a loop whose bound comes
+// from it may not hold a barrier (Chrome's compiler refuses such a shader; naga, Deno's, did not
+// check). Read once through workgroup memory by `workgroupUniformLoad`, it is uniform.
+const UNIFORM_WORKGROUP_ID = "var<workgroup> ugatitWorkgroupId : vec3<u32>;";
+
+/**
+ * A tiled program's `main` body with its workgroup id read as a uniform value (`wgId`, see
+ * {@linkcode UNIFORM_WORKGROUP_ID}) in place of TensorFlow.js's `workgroupId`.
+ */
+function withUniformWorkgroupId(body: string): string {
+  return `if (localIndex == 0u) { ugatitWorkgroupId = workgroupId; }
+    let wgId = workgroupUniformLoad(&ugatitWorkgroupId);
+    ${body.replace(/\bworkgroupId\b/g, "wgId")}`;
+}
+
 let profileOverride: ConvProfile | undefined;
 let tilesOverride: ((shape: ConvShape, profile: ConvProfile) => ConvTiles) | undefined;
 
@@ -578,12 +594,7 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation, half: boole
     bOf = (k, j) => `b${j}.${XYZW[k]}`;
   }
   const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
-  return `${half ? ENABLE_F16 : ""}
-  var<workgroup> P : array<vec4<${tileType(half)}>, ${ph * pw * kq}>;
-  var<workgroup> Bs : array<vec4<${tileType(half)}>, ${bCount}>;
-  ${DIVF}
-  ${REFLECT_INTO}
-  fn main() {
+  const body = `
     let tid = i32(localIndex);
     let tx = i32(localId.x);
     let ty = i32(localId.y);
@@ -624,7 +635,15 @@ function correlationCode(t: ConvTiles, s: ConvShape, p: Correlation, half: boole
       );
       return idle(g) ? `if (${first(g)} < ${used}) { ${store} }` : store;
     }).join("\n    ")
-  }
+  }`;
+  return `${half ? ENABLE_F16 : ""}
+  var<workgroup> P : array<vec4<${tileType(half)}>, ${ph * pw * kq}>;
+  var<workgroup> Bs : array<vec4<${tileType(half)}>, ${bCount}>;
+  ${UNIFORM_WORKGROUP_ID}
+  ${DIVF}
+  ${REFLECT_INTO}
+  fn main() {
+    ${withUniformWorkgroupId(body)}
   }`;
 }
 
@@ -1125,12 +1144,7 @@ function filterGrad(
     }
   }
   const acc = range(t.tm).flatMap((i) => range(t.tn).map((j) => `var c${i}_${j} = 0.0;`));
-  const code = `${half ? ENABLE_F16 : ""}
-  var<workgroup> P : array<vec4<${tileType(half)}>, ${ph * pw * kq}>;
-  var<workgroup> D : array<vec4<${tileType(half)}>, ${t.th * t.tw * bn / 4}>;
-  ${DIVF}
-  ${REFLECT_INTO}
-  fn main() {
+  const body = `
     let tid = i32(localIndex);
     let tx = i32(localId.x);
     let ty = i32(localId.y);
@@ -1184,7 +1198,15 @@ function filterGrad(
         "uniforms.n",
       );
     }).join("\n    ")
-  }
+  }`;
+  const code = `${half ? ENABLE_F16 : ""}
+  var<workgroup> P : array<vec4<${tileType(half)}>, ${ph * pw * kq}>;
+  var<workgroup> D : array<vec4<${tileType(half)}>, ${t.th * t.tw * bn / 4}>;
+  ${UNIFORM_WORKGROUP_ID}
+  ${DIVF}
+  ${REFLECT_INTO}
+  fn main() {
+    ${withUniformWorkgroupId(body)}
   }`;
   const padded = [kh, kw, c, n];
   const partials = run(

@@ -202,19 +202,23 @@ export interface WebGpuStart {
 }
 
 /**
- * Makes `device` prepend WGSL's `enable f16;` to each shader module whose code holds
- * {@linkcode ENABLE_F16}: the directive must open the module, and TensorFlow.js writes the
- * module's first lines itself.
+ * WGSL with `enable f16;` prepended where it holds {@linkcode ENABLE_F16}: the directive must
+ * open the module, and TensorFlow.js writes the module's first lines itself.
+ * @param code a shader module's code
+ * @returns the code the device compiles
+ */
+export function withF16Directive(code: string): string {
+  return code.includes(ENABLE_F16) ? `enable f16;\n${code}` : code;
+}
+
+/**
+ * Makes `device` compile every shader module {@linkcode withF16Directive}.
  * @param device the device
  */
 function enableF16Where(device: { createShaderModule(descriptor: { code: string }): unknown }) {
   const create = device.createShaderModule.bind(device);
   device.createShaderModule = (descriptor) =>
-    create(
-      descriptor.code.includes(ENABLE_F16)
-        ? { ...descriptor, code: `enable f16;\n${descriptor.code}` }
-        : descriptor,
-    );
+    create({ ...descriptor, code: withF16Directive(descriptor.code) });
 }
 
 let started: WebGpuStart | undefined;
