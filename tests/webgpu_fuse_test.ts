@@ -14,7 +14,7 @@ import type { Trace, TracedDispatch, TracedValue } from "../backends/webgpu/trac
 import { layerInstanceNorm } from "../ops/lin_norm.ts";
 import { reflectionPad } from "../ops/reflect_pad.ts";
 import { upsampleNearest2x } from "../ops/upsample_2x.ts";
-import { mergeIndependent } from "../backends/webgpu/merge.ts";
+import { mergeIndependent, storageBindingsOf } from "../backends/webgpu/merge.ts";
 import { webgpuInternals } from "../backends/webgpu/trace.ts";
 import { handMadeDispatch, STAND_IN_PIPELINE, traceTrainingStep, webgpuTest } from "./helpers.ts";
 
@@ -215,7 +215,7 @@ webgpuTest("every fused and merged shader of a training step compiles", async ()
   const step = traceTrainingStep(["--light", "--img_size", "32", "--ch", "4", "--n_res", "2"]);
   const codes = new Set<string>();
   const compile = (code: string) => (codes.add(code), STAND_IN_PIPELINE);
-  const maxBindings = Number(backend.device.limits.maxStorageBuffersPerShaderStage);
+  const maxBindings = storageBindingsOf(backend.device);
   const fused = fuseElementwise(step.trace, {
     maxInputs: maxBindings - 1,
     maxWorkgroups: 65535,

@@ -10,7 +10,7 @@ import * as tf from "@tensorflow/tfjs";
 import { assert, assertEquals } from "@std/assert";
 import { overLeaves } from "../backends/compile.ts";
 import { compileWebGpuCall } from "../backends/webgpu/compiled_call.ts";
-import { MERGED_KERNEL, mergeIndependent } from "../backends/webgpu/merge.ts";
+import { MERGED_KERNEL, mergeIndependent, storageBindingsOf } from "../backends/webgpu/merge.ts";
 import type { OwnWgsl, Trace, TracedDispatch, TracedValue } from "../backends/webgpu/trace.ts";
 import { flagsOrExit } from "../cli/command.ts";
 import { MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
@@ -111,6 +111,22 @@ Deno.test("mergeIndependent() binds at most the device's storage buffers per dis
     [MERGED_KERNEL, [3, 5], [0]],
     ["B", [4], [1]],
   ]);
+});
+
+Deno.test("storageBindingsOf() leaves room in one bind group for a shader's uniform block", () => {
+  const bindings = (limits: object) => storageBindingsOf({ limits });
+  // lavapipe: 32 storage buffers per stage, 1,000 bindings per group.
+  assertEquals(
+    bindings({ maxStorageBuffersPerShaderStage: 32, maxBindingsPerBindGroup: 1000 }),
+    32,
+  );
+  // A GPU's Vulkan driver: a million per stage, still 1,000 in one group (the uniform block is one).
+  assertEquals(
+    bindings({ maxStorageBuffersPerShaderStage: 1 << 20, maxBindingsPerBindGroup: 1000 }),
+    999,
+  );
+  // Limits not reported: WebGPU's defaults.
+  assertEquals(bindings({}), 8);
 });
 
 webgpuTest("a training step replayed merged equals it replayed unmerged", async () => {

@@ -8,8 +8,8 @@
  * other dispatch, not a result of the call), has the reader's element count (so the reader reads
  * it in place, not broadcast), is written once, and does not come from constants alone (those run
  * once, when the plan is built). A fused dispatch binds each distinct input once, at most
- * `maxInputs` of them (the device's storage buffers per shader stage, less the output); a
- * producer that would pass that stays a dispatch of its own.
+ * `maxInputs` of them (the storage buffers one shader may bind, `storageBindingsOf`, less the
+ * output); a producer that would pass that stays a dispatch of its own.
  *
  * Programs of ours (`kernels.ts`) take part too, as they describe themselves (`OwnWgsl`): one with
  * a thread per output element is folded into the chain that reads its value, computed where that
@@ -34,6 +34,7 @@ import {
   inlineUniforms,
   programDispatch,
   renameArrays,
+  storageBindingsOf,
 } from "./merge.ts";
 import { constantsOf } from "./plan.ts";
 import type { OwnWgsl, Trace, TracedDispatch } from "./trace.ts";
@@ -442,7 +443,7 @@ function perElementFunction(
  */
 export function fuseOnDevice(trace: Trace, device: GPUDevice): FusedTrace {
   return fuseElementwise(trace, {
-    maxInputs: Number(device.limits.maxStorageBuffersPerShaderStage ?? 8) - 1,
+    maxInputs: storageBindingsOf(device) - 1,
     maxWorkgroups: Number(device.limits.maxComputeWorkgroupsPerDimension ?? 65535),
     compile: deviceCompiler(device),
   });

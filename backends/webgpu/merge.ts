@@ -318,6 +318,21 @@ function mergedDispatch(members: readonly TracedDispatch[], options: MergeOption
 }
 
 /**
+ * The storage buffers one shader of parts (`partsShader`) may bind on a device: its storage
+ * buffers per shader stage, and room in one bind group for them and the shader's uniform block.
+ * A GPU's Vulkan driver may offer a million storage buffers per stage (wgpu passes the driver's
+ * figure on) where a bind group still holds 1,000 bindings (WebGPU's default, and wgpu's).
+ * @param device the device (its `limits`)
+ * @returns the most storage bindings
+ */
+export function storageBindingsOf(device: { readonly limits: object }): number {
+  const limits = device.limits as Record<string, unknown>;
+  const perStage = Number(limits.maxStorageBuffersPerShaderStage ?? 8);
+  const perGroup = Number(limits.maxBindingsPerBindGroup ?? 1000);
+  return Math.min(perStage, perGroup - 1);
+}
+
+/**
  * {@linkcode mergeIndependent} with a device's limits and compiler (`deviceCompiler`).
  * @param trace the (fused) trace
  * @param device the device the plan will run on
@@ -325,7 +340,7 @@ function mergedDispatch(members: readonly TracedDispatch[], options: MergeOption
  */
 export function mergeOnDevice(trace: Trace, device: GPUDevice): MergedTrace {
   return mergeIndependent(trace, {
-    maxBindings: Number(device.limits.maxStorageBuffersPerShaderStage ?? 8),
+    maxBindings: storageBindingsOf(device),
     maxWorkgroups: Number(device.limits.maxComputeWorkgroupsPerDimension ?? 65535),
     compile: deviceCompiler(device),
   });
