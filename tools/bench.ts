@@ -10,6 +10,9 @@
  * - `--vs-torch`: also the peer; the two alternate one iteration each, so that both meet the same
  *   slow spells of a shared machine;
  * - `--torch-device cuda`: the peer on the GPU (eager PyTorch, its defaults), for `--backend webgpu`;
+ * - `--vs-eager` (webgpu, the step replayed): also the same iteration run eagerly, from a state of
+ *   its own, alternating with the replayed one, and their ratio (`UGATIT_WEBGPU_REPLAY=off` gives
+ *   the eager path alone);
  * - `--adapter`: only print the adapter (`--backend webgpu`) and exit;
  * - `--profile`: time per kernel over one more iteration (on webgpu from GPU timestamps), the
  *   kernel count, and the time outside kernels.
@@ -30,7 +33,7 @@ import { BACKEND_FLAG, MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/fla
 import { kernelHere } from "../ops/kernel.ts";
 import { LIN_NORM } from "../ops/lin_norm.ts";
 import { configFromSettings } from "../train/settings.ts";
-import { disposeState, trainer } from "../train/step.ts";
+import { disposeState, trainer, type TrainState } from "../train/step.ts";
 import { type PeerRound, startTorchPeer } from "./pytorch/peer.ts";
 import { cpuMs } from "./cpu_time.ts";
 import { peakRssMb } from "./peak_rss.ts";
@@ -38,6 +41,7 @@ import { peakRssMb } from "./peak_rss.ts";
 const args = [...Deno.args];
 const take = (flag: string) => args.includes(flag) && args.splice(args.indexOf(flag), 1).length > 0;
 const vsTorch = take("--vs-torch");
+const vsEager = take("--vs-eager");
 const profile = take("--profile");
 const adapterOnly = take("--adapter");
 const torchDeviceAt = args.indexOf("--torch-device");
@@ -109,6 +113,12 @@ if (gpu) {
       }`,
   );
 }
+if (vsEager && !(gpu && replays)) {
+  console.error(
+    "--vs-eager: needs --backend webgpu with the step replayed (not UGATIT_WEBGPU_REPLAY=off)",
+  );
+  Deno.exit(2);
+}
 if (adapterOnly) {
   if (!gpu) console.log(`backend ${backend}: no GPU adapter in use`);
   Deno.exit(0);
@@ -145,25 +155,45 @@ try {
   let state = t.init(flags.seed);
   const a = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 1) as tf.Tensor4D;
   const b = tf.randomUniform([flags.batch_size, S, S, 3], -1, 1, "float32", 2) as tf.Tensor4D;
-  const iterate = async () => {
+  // One iteration of `step` from `from`: its wall time, and its host time, CPU time and dispatches
+  // into `into`; the state it leaves.
+  const timeOne = async (
+    stepOf: typeof stepper,
+    from: TrainState,
+    into: { record: number[]; cpu: number[]; dispatches: number[] },
+  ) => {
     const d0 = dispatches;
-    const replayed = compiled?.compiled.mode === "replaying";
+    const replayed = stepOf === compiled && compiled.compiled.mode === "replaying";
     const c0 = cpuMs();
     const t0 = performance.now();
-    const { state: next, terms } = stepper.step(state, a, b);
+    const { state: next, terms } = stepOf.step(from, a, b);
     // On an asynchronous device (webgpu) the step returns once its work is queued: the host's
     // own share of the iteration.
-    recordTimes.push(performance.now() - t0);
+    into.record.push(performance.now() - t0);
     // One read of all loss terms: the iteration is done when it returns.
     const all = tf.stack(Object.values(terms));
     await all.data();
     const ms = performance.now() - t0;
-    cpuTimes.push(cpuMs() - c0);
-    dispatchCounts.push(replayed ? compiled!.compiled.stats()!.dispatches : dispatches - d0);
+    into.cpu.push(cpuMs() - c0);
+    into.dispatches.push(replayed ? compiled!.compiled.stats()!.dispatches : dispatches - d0);
     tf.dispose([all, ...Object.values(terms)]);
+    disposeState(from);
+    return { ms, next };
+  };
+  const ours = { record: recordTimes, cpu: cpuTimes, dispatches: dispatchCounts };
+  const iterate = async () => {
+    const { ms, next } = await timeOne(stepper, state, ours);
     noteGpuMemory();
-    disposeState(state);
     state = next;
+    return ms;
+  };
+  // With --vs-eager, the eager path beside the replayed one, from a state of its own.
+  let eagerState = vsEager ? t.init(flags.seed) : undefined;
+  const eager = { record: [] as number[], cpu: [] as number[], dispatches: [] as number[] };
+  const eagerTimes: number[] = [];
+  const iterateEager = async () => {
+    const { ms, next } = await timeOne(t, eagerState!, eager);
+    eagerState = next;
     return ms;
   };
   // Warm-up: V8 keeps optimising our kernels over the first iterations; both get the same. A
@@ -171,6 +201,7 @@ try {
   for (let i = 0; i < WARMUP || (compiled?.compiled.mode === "recording" && i < WARMUP + 4); i++) {
     await iterate();
   }
+  for (let i = 0; vsEager && i < WARMUP; i++) await iterateEager();
   gpuMb = 0; // the timed iterations' pool, not the warm-up's (recorded iterations run eagerly)
   await peer?.run(WARMUP - 1); // the peer ran one on its own
   // One iteration of ours, then one of the peer, and so on: both meet the same noisy spells.
@@ -179,6 +210,7 @@ try {
   let peerInfo: PeerRound | undefined;
   for (let i = 0; i < steps; i++) {
     times.push(await iterate());
+    if (vsEager) eagerTimes.push(await iterateEager());
     if (peer) {
       const r = await peer.run(1);
       peerTimes.push(...r.times_ms);
@@ -285,6 +317,7 @@ try {
     }));
   }
   disposeState(state);
+  if (eagerState) disposeState(eagerState);
   const plan = compiled?.compiled.stats();
   compiled?.compiled.dispose();
   const median = (xs: number[]) => [...xs].sort((x, y) => x - y)[Math.floor(xs.length / 2)];
@@ -312,6 +345,26 @@ try {
     steps,
     config,
   });
+  if (vsEager) {
+    rows.push({
+      impl: "ugatit",
+      backend,
+      step_ms_median: Math.round(median(eagerTimes)),
+      step_ms: eagerTimes.map(Math.round),
+      gflops: Number((iterationFlops / median(eagerTimes) / 1e6).toFixed(1)),
+      peak_rss_mb: peakRssMb(),
+      adapter: gpu!.adapter,
+      replayed: false,
+      dispatches: eager.dispatches.at(-1),
+      record_ms_median: Number(median(eager.record.slice(-steps)).toFixed(1)),
+      record_us_per_dispatch: Number(
+        (1000 * median(eager.record.slice(-steps)) / eager.dispatches.at(-1)!).toFixed(1),
+      ),
+      cpu_ms_median: Math.round(median(eager.cpu.slice(-steps))),
+      steps,
+      config,
+    });
+  }
   if (peerInfo) {
     rows.push({
       impl: "pytorch",
@@ -356,17 +409,27 @@ if (peak) {
 console.log(
   "impl     backend                          ms/iter   GFLOP/s  of peak  peak RSS MB",
 );
+// A webgpu row says whether its step was replayed.
+const label = (r: Record<string, unknown>) =>
+  r.replayed === undefined
+    ? String(r.backend)
+    : `${r.backend} (${r.replayed ? "replayed" : "eager"})`;
 for (const r of rows) {
   const share = r.peak_share === undefined ? "" : `${Math.round(100 * (r.peak_share as number))}%`;
   console.log(
-    `${String(r.impl).padEnd(8)} ${String(r.backend).padEnd(32)} ${
-      String(r.step_ms_median).padStart(7)
-    } ` +
+    `${String(r.impl).padEnd(8)} ${label(r).padEnd(32)} ${String(r.step_ms_median).padStart(7)} ` +
       `${String(r.gflops).padStart(9)} ${share.padStart(8)} ${String(r.peak_rss_mb).padStart(12)}`,
   );
 }
-if (rows.length === 2) {
-  const ratio = (rows[0].step_ms_median as number) / (rows[1].step_ms_median as number);
-  console.log(`ours / PyTorch step time: ${ratio.toFixed(2)}x`);
+const [ugatit, eagerRow, torch] = [
+  rows.find((r) => r.impl === "ugatit" && r.replayed !== false),
+  rows.find((r) => r.impl === "ugatit" && r.replayed === false && vsEager),
+  rows.find((r) => r.impl === "pytorch"),
+];
+const ratioOf = (x: Record<string, unknown>, y: Record<string, unknown>) =>
+  ((x.step_ms_median as number) / (y.step_ms_median as number)).toFixed(2);
+if (ugatit && eagerRow) {
+  console.log(`replayed / eager step time: ${ratioOf(ugatit, eagerRow)}x (medians, alternating)`);
 }
+if (ugatit && torch) console.log(`ours / PyTorch step time: ${ratioOf(ugatit, torch)}x`);
 for (const r of rows) console.log(JSON.stringify(r));
