@@ -27,6 +27,7 @@ import {
   describeAdapter,
   explainNoAdapter,
   isSoftwareAdapter,
+  namesSoftwareAdapter,
   requestGpuAdapter,
   requiredLimitsOf,
 } from "../backends/webgpu/start.ts";
@@ -208,6 +209,12 @@ Deno.test("webgpu diagnostics say in one line what is missing, and auto leaves s
   assertEquals(describeAdapter(nvidia), "NVIDIA H200 (vendor 0x10de, device 0x231d)");
   assertEquals([isSoftwareAdapter(nvidia), isSoftwareAdapter(lavapipe)], [false, true]);
   assertEquals(isSoftwareAdapter({ ...nvidia, isFallbackAdapter: true }), true);
+  // What TensorFlow.js keeps of a page's adapter (vendor, architecture): Chromium's SwiftShader is
+  // software (a page's replayed step then merges nothing, as on lavapipe), a GPU is not.
+  assertEquals(
+    [namesSoftwareAdapter("google swiftshader"), namesSoftwareAdapter("nvidia hopper")],
+    [true, false],
+  );
 
   if (!available) {
     console.log(`  SKIPPED (the live part): ${unavailable}`);

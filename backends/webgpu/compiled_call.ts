@@ -14,7 +14,7 @@
 import type * as tf from "@tensorflow/tfjs";
 import { type FusedTrace, fuseOnDevice } from "./fuse.ts";
 import { type MergedTrace, mergeOnDevice } from "./merge.ts";
-import { webgpuStarted } from "./start.ts";
+import { webgpuSoftware } from "./start.ts";
 import { type Planned, planTrace, withoutUnreadWork } from "./plan.ts";
 import { buildReplay, releasePooledBuffers, type Replay, type ReplayProfile } from "./replay.ts";
 import { type Trace, traceCall, traceDifference, webgpuInternals } from "./trace.ts";
@@ -68,11 +68,11 @@ export interface CompileOptions {
   readonly fuse?: boolean;
   /**
    * Whether independent programs of ours are merged before planning (`merge.ts`). By default on a
-   * GPU, not on a software adapter (lavapipe): there the merged shaders' compile (LLVM, on the
-   * CPU) costs more than the dispatches they save there (a small step's first replays took 13 s
-   * more, `BENCHMARKS.md`), and a merged shader runs slower there than its parts alone (every
-   * workgroup pays for every part: `deno task bench:dispatch`). `UGATIT_WEBGPU_MERGE=on` or `off`
-   * chooses, for comparisons.
+   * GPU, not on a software adapter (lavapipe, a page's SwiftShader): there the merged shaders'
+   * compile (on the CPU) costs more than the dispatches they save there (a small step's first
+   * replays took 13 s more on lavapipe, `BENCHMARKS.md`), and a merged shader runs slower there
+   * than its parts alone (every workgroup pays for every part: `deno task bench:dispatch`).
+   * `UGATIT_WEBGPU_MERGE=on` or `off` chooses, for comparisons.
    */
   readonly merge?: boolean;
 }
@@ -86,7 +86,7 @@ function mergeByDefault(): boolean {
     // no env permission: the adapter decides
   }
   if (asked === "on" || asked === "off") return asked === "on";
-  return !(webgpuStarted()?.software ?? false);
+  return !webgpuSoftware();
 }
 
 /** A trace planned for a device, and what each stage did. */

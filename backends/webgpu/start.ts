@@ -84,7 +84,16 @@ export async function requestGpuAdapter(): Promise<GpuAdapter | undefined> {
  */
 export function isSoftwareAdapter(adapter: GpuAdapter): boolean {
   if (adapter.isFallbackAdapter || adapter.info?.isFallbackAdapter) return true;
-  return /llvmpipe|lavapipe|swiftshader|software/i.test(describeAdapter(adapter));
+  return namesSoftwareAdapter(describeAdapter(adapter));
+}
+
+/**
+ * Whether an adapter's words (its description, vendor, architecture) name a software one.
+ * @param words what the runtime says of the adapter
+ * @returns true for lavapipe, llvmpipe, SwiftShader or a "software" adapter
+ */
+export function namesSoftwareAdapter(words: string): boolean {
+  return /llvmpipe|lavapipe|swiftshader|software/i.test(words);
 }
 
 /**
@@ -291,4 +300,17 @@ export async function registerWebGpuBackend(): Promise<void> {
  */
 export function webgpuStarted(): WebGpuStart | undefined {
   return started;
+}
+
+/**
+ * Whether the `webgpu` backend runs on a software adapter: as {@linkcode webgpuStarted} says
+ * where we started it, else from what TensorFlow.js's own start-up keeps of the adapter (a page's
+ * backend: its vendor and architecture, `google` and `swiftshader` on Chromium's SwiftShader).
+ * @returns true on a software adapter; false on a GPU or before the backend was set
+ */
+export function webgpuSoftware(): boolean {
+  if (started) return started.software;
+  const info = (tf.findBackend("webgpu") as { adapterInfo?: Record<string, unknown> } | undefined)
+    ?.adapterInfo;
+  return namesSoftwareAdapter(`${info?.vendor ?? ""} ${info?.architecture ?? ""}`);
 }
