@@ -355,6 +355,21 @@ export function handMadeDispatch(kernel: string, output: number, inputs: number[
 export const STAND_IN_PIPELINE = {} as GPUComputePipeline;
 
 /**
+ * The inputs of call `call` of a training step over its leaves (`overLeaves` of `update`): two
+ * image batches of `shape`, seeded by the call, and the step count.
+ * @param shape `[batch, size, size, 3]`
+ * @param call the call's number
+ * @returns realA, realB and step (the caller disposes them)
+ */
+export function stepCallInputs(shape: number[], call: number): tf.Tensor[] {
+  return [
+    tf.randomUniform(shape, -1, 1, "float32", call),
+    tf.randomUniform(shape, -1, 1, "float32", 10 + call),
+    tf.scalar(call),
+  ];
+}
+
+/**
  * One training iteration recorded without running it (`traceCall` with `execute: false`), on the
  * WebGPU backend, light, batch 1, `--n_dis 4` unless `args` say otherwise.
  * @param args model and training flags (`--img_size` among them)

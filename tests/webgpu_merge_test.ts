@@ -17,7 +17,7 @@ import { MODEL_FLAGS, SEED_FLAG, TRAINING_FLAGS } from "../cli/flags.ts";
 import { configFromSettings } from "../train/settings.ts";
 import { type StepInputs, trainer } from "../train/step.ts";
 import { leaves } from "../tree/tree.ts";
-import { handMadeDispatch, STAND_IN_PIPELINE, webgpuTest } from "./helpers.ts";
+import { handMadeDispatch, STAND_IN_PIPELINE, stepCallInputs, webgpuTest } from "./helpers.ts";
 
 // A program of ours over inputs named a, b, ...: the sum of its inputs at each of 4 elements.
 const program = (inputs: number): OwnWgsl => {
@@ -143,11 +143,7 @@ webgpuTest("a training step replayed merged equals it replayed unmerged", async 
     let state = leaves(init);
     const results: Float32Array[] = [];
     for (let call = 0; call < 4; call++) {
-      const inputs = [
-        tf.randomUniform(shape, -1, 1, "float32", call),
-        tf.randomUniform(shape, -1, 1, "float32", 10 + call),
-        tf.scalar(call),
-      ];
+      const inputs = stepCallInputs(shape, call);
       const r = compiled.call(state, inputs);
       results.push(...await read([...r.state, ...r.outputs]) as Float32Array[]);
       tf.dispose([...inputs, ...r.outputs]);

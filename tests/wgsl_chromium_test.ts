@@ -23,7 +23,7 @@ import { withChromium } from "../tools/chromium.ts";
 import { configFromSettings } from "../train/settings.ts";
 import { type StepInputs, trainer } from "../train/step.ts";
 import { leaves } from "../tree/tree.ts";
-import { chromiumTest } from "./helpers.ts";
+import { chromiumTest, stepCallInputs } from "./helpers.ts";
 
 /** A shader Chromium refused: its first error, with the lines around it. */
 interface Refused {
@@ -57,11 +57,7 @@ async function gpuStepShaders(): Promise<string[]> {
     const compiled = compileWebGpuCall(fn, { log: (l) => assert(false, l), merge: true });
     let state = leaves(init);
     for (let call = 0; call < 4; call++) {
-      const inputs = [
-        tf.randomUniform(shape, -1, 1, "float32", call),
-        tf.randomUniform(shape, -1, 1, "float32", 10 + call),
-        tf.scalar(call),
-      ];
+      const inputs = stepCallInputs(shape, call);
       const r = compiled.call(state, inputs);
       await Promise.all(r.outputs.map((t) => t.data()));
       tf.dispose([...inputs, ...r.outputs]);
